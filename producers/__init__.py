@@ -1,0 +1,31 @@
+"""Ferry's submission side: what a system that only *produces* upload jobs imports.
+
+It depends on redis, celery (to publish by task name) and pydantic — never on the worker's
+destination clients (``requests`` & co.).
+"""
+
+from producers.client import Ferry
+from producers.errors import ConfigError, JobNotFound, Problem, ReplayRefused, SubmitError
+from producers.kinds import KINDS, Kind, Step
+from producers.records import FileInfo, JobRecord, JobStatus, StepError, StepRecord, StepStatus
+from producers.store import JobStore, Page
+
+__all__ = [
+    "KINDS",
+    "ConfigError",
+    "Ferry",
+    "FileInfo",
+    "JobNotFound",
+    "JobRecord",
+    "JobStatus",
+    "JobStore",
+    "Kind",
+    "Page",
+    "Problem",
+    "ReplayRefused",
+    "Step",
+    "StepError",
+    "StepRecord",
+    "StepStatus",
+    "SubmitError",
+]

@@ -1,0 +1,55 @@
+"""Every Redis key Ferry uses, in one place, so nobody types ``"ferry:job:"`` twice."""
+
+from __future__ import annotations
+
+PREFIX = "ferry"
+
+
+def job(job_id: str) -> str:
+    """Hash holding one job record (meta, status, one field per step)."""
+    return f"{PREFIX}:job:{job_id}"
+
+
+def job_secret(job_id: str, step: str) -> str:
+    """Short-lived secret output of a step (media JWT); expires with the secret itself."""
+    return f"{PREFIX}:secret:{job_id}:{step}"
+
+
+def lease(job_id: str) -> str:
+    """Held while a worker runs a step of the job, so a redelivered message cannot run it twice."""
+    return f"{PREFIX}:lease:{job_id}"
+
+
+def index_all() -> str:
+    return f"{PREFIX}:idx:all"
+
+
+def index_status(status: str) -> str:
+    return f"{PREFIX}:idx:status:{status}"
+
+
+def index_kind(kind: str) -> str:
+    return f"{PREFIX}:idx:kind:{kind}"
+
+
+def index_connection(connection: str) -> str:
+    return f"{PREFIX}:idx:conn:{connection}"
+
+
+def idempotency(key: str) -> str:
+    return f"{PREFIX}:idem:{key}"
+
+
+def workspace_cache(connection: str) -> str:
+    """Assets workspace id discovered from a connection's site (not a secret)."""
+    return f"{PREFIX}:cache:workspace:{connection}"
+
+
+def rate_limit(connection: str) -> str:
+    """Token bucket shared by every worker process for one connection."""
+    return f"{PREFIX}:rl:{connection}"
+
+
+def throughput(minute: int) -> str:
+    """Counter of jobs finished in one wall-clock minute (dashboard chart)."""
+    return f"{PREFIX}:tp:{minute}"

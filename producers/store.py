@@ -1,0 +1,437 @@
+"""The job store: one Redis hash per job plus sorted-set indexes, the single source of truth.
+
+Layout (keys in ``producers.keys``)::
+
+    ferry:job:{id}            hash  meta (JSON), status, updated_at, finished_at, result, error, runs,
+                                    step:{name} (JSON StepRecord, one field per declared step)
+    ferry:secret:{id}:{step}  string  a step's short-lived secret output; expires with the secret
+    ferry:idx:all             zset  every job, scored by creation time (unique score, newest last)
+    ferry:idx:status:{s}      zset  the same, one per status (a job sits in exactly one)
+    ferry:idx:kind:{k}, ferry:idx:conn:{c}
+    ferry:idem:{key}          string  job id for an idempotency key, for the retention window
+
+Status by id is one HGETALL; lists page through a zset by score without scanning keys.
+Succeeded jobs expire after the retention; failed ones stay until replayed or purged. Index entries
+of expired jobs are dropped lazily when a listing meets them, and by ``sweep``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from producers import keys
+from producers.errors import JobNotFound
+from producers.records import (
+    FileInfo,
+    JobRecord,
+    JobStatus,
+    RunRecord,
+    StepError,
+    StepRecord,
+    StepStatus,
+    utc_in,
+    utcnow,
+)
+
+_STEP = "step:"
+
+
+@dataclass(frozen=True)
+class Page:
+    jobs: list[JobRecord]
+    next_cursor: str | None
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+class JobStore:
+    """Reads and writes job records. Every write that changes status also moves the index entry."""
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        *,
+        retention_seconds: int = 7 * 24 * 3600,
+        idempotency_seconds: int = 24 * 3600,
+    ) -> None:
+        self.redis = redis_client
+        self.retention_seconds = retention_seconds
+        self.idempotency_seconds = idempotency_seconds
+
+    # ---- producer side -------------------------------------------------------------------
+    def create(
+        self,
+        *,
+        kind: str,
+        connection: str,
+        steps: Iterable[str],
+        params: dict[str, Any],
+        file: FileInfo | None,
+        idempotency_key: str | None = None,
+        trigger: str = "submit",
+    ) -> tuple[JobRecord, bool]:
+        """Store a new queued job. With an idempotency key already seen, return that job and False.
+
+        WATCH on the key makes this safe across concurrent producers: of N identical requests,
+        exactly one creates the job and the others read it back.
+        """
+        job_id = uuid.uuid4().hex
+        step_names = list(steps)
+        now = utcnow()
+        meta = {
+            "id": job_id,
+            "kind": kind,
+            "connection": connection,
+            "created_at": now,
+            "params": params,
+            "file": file.model_dump(exclude_none=True) if file else None,
+            "idempotency_key": idempotency_key,
+            "steps": step_names,
+        }
+        first_run = RunRecord(number=1, trigger=trigger, from_step=step_names[0], started_at=now)
+        fields: dict[str, str] = {
+            "meta": _dump(meta),
+            "status": JobStatus.QUEUED.value,
+            "updated_at": now,
+            "runs": _dump([first_run.model_dump()]),
+        }
+        for name in step_names:
+            fields[_STEP + name] = StepRecord(name=name).model_dump_json()
+        score = self._next_score()
+        while True:
+            with self.redis.pipeline() as pipe:
+                try:
+                    if idempotency_key:
+                        pipe.watch(keys.idempotency(idempotency_key))
+                        existing = pipe.get(keys.idempotency(idempotency_key))
+                        if existing:
+                            pipe.unwatch()
+                            found = self.find(str(existing))
+                            if found is not None:
+                                return found, False
+                    pipe.multi()
+                    if idempotency_key:
+                        pipe.set(
+                            keys.idempotency(idempotency_key), job_id, ex=self.idempotency_seconds
+                        )
+                    pipe.hset(keys.job(job_id), mapping=fields)
+                    pipe.zadd(keys.index_all(), {job_id: score})
+                    pipe.zadd(keys.index_kind(kind), {job_id: score})
+                    pipe.zadd(keys.index_connection(connection), {job_id: score})
+                    pipe.zadd(keys.index_status(JobStatus.QUEUED.value), {job_id: score})
+                    pipe.execute()
+                    break
+                except redis.WatchError:
+                    continue
+        return self.get(job_id), True
+
+    def _next_score(self) -> float:
+        # Milliseconds x 1000 plus a rolling counter: unique per job, ordered by creation, and
+        # exact in a double (< 2**53), so a score is a stable paging cursor.
+        seq = int(self.redis.incr(f"{keys.PREFIX}:seq")) % 1000
+        return float(int(time.time() * 1000) * 1000 + seq)
+
+    # ---- reads ---------------------------------------------------------------------------
+    def find(self, job_id: str) -> JobRecord | None:
+        raw = self.redis.hgetall(keys.job(job_id))
+        return _decode(raw) if raw else None
+
+    def get(self, job_id: str) -> JobRecord:
+        record = self.find(job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        return record
+
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        kind: str | None = None,
+        connection: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Newest first, ``limit`` per page; ``cursor`` is the ``next_cursor`` of the page before."""
+        index = self._index_for(status, kind, connection)
+        top = f"({cursor}" if cursor else "+inf"
+        records: list[JobRecord] = []
+        last_score: float | None = None
+        while len(records) < limit:
+            batch = self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit, withscores=True)
+            if not batch:
+                return Page(records, None)
+            for job_id, score in batch:
+                last_score = score
+                record = self.find(job_id)
+                if record is None:
+                    self._forget(job_id)
+                    continue
+                records.append(record)
+                if len(records) == limit:
+                    break
+            top = f"({last_score:.0f}"
+        more = self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=1)
+        return Page(records, f"{last_score:.0f}" if more and last_score is not None else None)
+
+    def _index_for(self, status: str | None, kind: str | None, connection: str | None) -> str:
+        chosen = [
+            k
+            for k in (
+                keys.index_status(status) if status else None,
+                keys.index_kind(kind) if kind else None,
+                keys.index_connection(connection) if connection else None,
+            )
+            if k
+        ]
+        if not chosen:
+            return keys.index_all()
+        if len(chosen) == 1:
+            return chosen[0]
+        # Several filters: intersect inside Redis into a short-lived key and page over that.
+        tmp = f"{keys.PREFIX}:tmp:" + "|".join(chosen)
+        with self.redis.pipeline() as pipe:
+            pipe.zinterstore(tmp, chosen, aggregate="MAX")
+            pipe.expire(tmp, 10)
+            pipe.execute()
+        return tmp
+
+    def counts(self) -> dict[str, int]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for s in JobStatus:
+                pipe.zcard(keys.index_status(s.value))
+            values = pipe.execute()
+        return {s.value: int(v) for s, v in zip(JobStatus, values, strict=True)}
+
+    def iter_ids(self, *, status: str | None = None, kind: str | None = None,
+                 connection: str | None = None) -> Iterator[str]:
+        """Every job id matching the filters, newest first, read in pages."""
+        cursor: str | None = None
+        while True:
+            page = self.list(status=status, kind=kind, connection=connection, limit=500,
+                             cursor=cursor)
+            yield from (j.id for j in page.jobs)
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    # ---- worker side ---------------------------------------------------------------------
+    def start_step(self, job_id: str, step: str) -> StepRecord:
+        record = self._step(job_id, step)
+        record.status = StepStatus.RUNNING
+        record.attempts += 1
+        record.started_at = record.started_at or utcnow()
+        record.next_attempt_at = None
+        record.error = None
+        self._save_step(job_id, record, job_status=JobStatus.RUNNING)
+        return record
+
+    def finish_step(self, job_id: str, step: str, result: dict[str, Any]) -> StepRecord:
+        record = self._step(job_id, step)
+        record.status = StepStatus.SUCCEEDED
+        record.finished_at = utcnow()
+        record.result = result
+        record.error = None
+        self._save_step(job_id, record)
+        return record
+
+    def retry_step(self, job_id: str, step: str, error: StepError, delay: float) -> StepRecord:
+        record = self._step(job_id, step)
+        record.status = StepStatus.RETRYING
+        record.error = error
+        record.next_attempt_at = utc_in(delay)
+        self._save_step(job_id, record)
+        return record
+
+    def mark_failed(self, job_id: str, step: str, error: StepError) -> None:
+        record = self._step(job_id, step)
+        record.status = StepStatus.FAILED
+        record.finished_at = utcnow()
+        record.next_attempt_at = None
+        record.error = error
+        now = utcnow()
+        with self.redis.pipeline() as pipe:
+            pipe.hset(keys.job(job_id), mapping={
+                _STEP + step: record.model_dump_json(),
+                "error": error.model_dump_json(),
+                "finished_at": now,
+            })
+            self._finish_run(pipe, job_id, "failed", now)
+            self._set_status(pipe, job_id, JobStatus.FAILED)
+            pipe.persist(keys.job(job_id))
+            pipe.execute()
+
+    def mark_succeeded(self, job_id: str, result: dict[str, Any]) -> None:
+        now = utcnow()
+        with self.redis.pipeline() as pipe:
+            pipe.hset(keys.job(job_id), mapping={
+                "result": _dump(result), "finished_at": now,
+            })
+            pipe.hdel(keys.job(job_id), "error")
+            self._finish_run(pipe, job_id, "succeeded", now)
+            self._set_status(pipe, job_id, JobStatus.SUCCEEDED)
+            pipe.expire(keys.job(job_id), self.retention_seconds)
+            pipe.execute()
+
+    def outputs(self, job_id: str) -> dict[str, dict[str, Any]]:
+        """Results of the steps that have succeeded (or were reused), by step name."""
+        record = self.get(job_id)
+        return {
+            s.name: dict(s.result or {})
+            for s in record.steps
+            if s.status in (StepStatus.SUCCEEDED, StepStatus.REUSED)
+        }
+
+    def put_secret(self, job_id: str, step: str, data: dict[str, Any], ttl_seconds: float) -> None:
+        """Keep a short-lived secret (the media JWT) for the next step, never past its own expiry."""
+        ms = int(ttl_seconds * 1000)
+        if ms > 0:
+            self.redis.set(keys.job_secret(job_id, step), _dump(data), px=ms)
+
+    def get_secret(self, job_id: str, step: str) -> dict[str, Any] | None:
+        raw = self.redis.get(keys.job_secret(job_id, step))
+        return json.loads(raw) if raw else None
+
+    def drop_secret(self, job_id: str, step: str) -> None:
+        self.redis.delete(keys.job_secret(job_id, step))
+
+    # ---- replay and purge ----------------------------------------------------------------
+    def begin_run(
+        self, job_id: str, *, trigger: str, from_step: str, note: str | None = None
+    ) -> JobRecord:
+        """Start another pass: steps before ``from_step`` keep their output (marked reused), the
+        rest are reset; the history of earlier runs stays in ``runs``."""
+        record = self.get(job_id)
+        names = [s.name for s in record.steps]
+        start = names.index(from_step)
+        runs = record.runs + [RunRecord(number=len(record.runs) + 1, trigger=trigger,
+                                        from_step=from_step, note=note)]
+        fields: dict[str, str] = {"runs": _dump([r.model_dump() for r in runs]),
+                                  "updated_at": utcnow()}
+        for i, s in enumerate(record.steps):
+            if i < start:
+                s.status = StepStatus.REUSED
+            else:
+                s = StepRecord(name=s.name)
+            fields[_STEP + s.name] = s.model_dump_json()
+        with self.redis.pipeline() as pipe:
+            pipe.hset(keys.job(job_id), mapping=fields)
+            pipe.hdel(keys.job(job_id), "error", "result", "finished_at")
+            self._set_status(pipe, job_id, JobStatus.QUEUED)
+            pipe.persist(keys.job(job_id))
+            pipe.execute()
+        return self.get(job_id)
+
+    def delete(self, job_id: str) -> bool:
+        record = self.find(job_id)
+        if record is None:
+            return False
+        with self.redis.pipeline() as pipe:
+            pipe.delete(keys.job(job_id))
+            for step in record.steps:
+                pipe.delete(keys.job_secret(job_id, step.name))
+            pipe.execute()
+        self._forget(job_id, record.kind, record.connection)
+        return True
+
+    def sweep(self, batch: int = 1000) -> int:
+        """Drop index entries of succeeded jobs whose record has expired. Returns how many."""
+        ids = self.redis.zrange(keys.index_status(JobStatus.SUCCEEDED.value), 0, batch - 1)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.exists(keys.job(job_id))
+            alive = pipe.execute()
+        gone = [j for j, a in zip(ids, alive, strict=True) if not a]
+        for job_id in gone:
+            self._forget(job_id)
+        return len(gone)
+
+    def throughput(self, minutes: int = 60) -> list[tuple[int, int]]:
+        """Jobs finished per minute over the last ``minutes`` (oldest first): (epoch minute, n)."""
+        now = int(time.time() // 60)
+        span = list(range(now - minutes + 1, now + 1))
+        values = self.redis.mget([keys.throughput(m) for m in span])
+        return [(m, int(v or 0)) for m, v in zip(span, values, strict=True)]
+
+    # ---- internals -----------------------------------------------------------------------
+    def _step(self, job_id: str, step: str) -> StepRecord:
+        raw = self.redis.hget(keys.job(job_id), _STEP + step)
+        if raw is None:
+            raise JobNotFound(f"{job_id} (step {step})")
+        return StepRecord.model_validate_json(raw)
+
+    def _save_step(self, job_id: str, record: StepRecord, job_status: JobStatus | None = None) -> None:
+        with self.redis.pipeline() as pipe:
+            pipe.hset(keys.job(job_id), mapping={
+                _STEP + record.name: record.model_dump_json(), "updated_at": utcnow(),
+            })
+            if job_status is not None:
+                self._set_status(pipe, job_id, job_status)
+            pipe.execute()
+
+    def _set_status(self, pipe: Any, job_id: str, status: JobStatus) -> None:
+        score = self.redis.zscore(keys.index_all(), job_id) or self._next_score()
+        pipe.hset(keys.job(job_id), "status", status.value)
+        for s in JobStatus:
+            if s is not status:
+                pipe.zrem(keys.index_status(s.value), job_id)
+        pipe.zadd(keys.index_status(status.value), {job_id: score})
+        if status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+            minute = keys.throughput(int(time.time() // 60))
+            pipe.incr(minute)
+            pipe.expire(minute, 2 * 3600)
+
+    def _finish_run(self, pipe: Any, job_id: str, outcome: str, now: str) -> None:
+        raw = self.redis.hget(keys.job(job_id), "runs")
+        runs = json.loads(raw) if raw else []
+        if runs:
+            runs[-1].update(finished_at=now, outcome=outcome)
+            pipe.hset(keys.job(job_id), "runs", _dump(runs))
+
+    def _forget(self, job_id: str, kind: str | None = None, connection: str | None = None) -> None:
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(keys.index_all(), job_id)
+            for s in JobStatus:
+                pipe.zrem(keys.index_status(s.value), job_id)
+            if kind:
+                pipe.zrem(keys.index_kind(kind), job_id)
+            if connection:
+                pipe.zrem(keys.index_connection(connection), job_id)
+            pipe.execute()
+        if kind is None or connection is None:
+            # Unknown kind/connection (record already expired): clean every kind/conn index lazily.
+            for index in self.redis.scan_iter(f"{keys.PREFIX}:idx:*", count=500):
+                self.redis.zrem(index, job_id)
+
+
+def _decode(raw: dict[str, str]) -> JobRecord:
+    meta = json.loads(raw["meta"])
+    steps = [
+        StepRecord.model_validate_json(raw[_STEP + n])
+        for n in meta["steps"]
+        if _STEP + n in raw
+    ]
+    return JobRecord(
+        id=meta["id"],
+        kind=meta["kind"],
+        connection=meta["connection"],
+        status=JobStatus(raw.get("status", "queued")),
+        created_at=meta["created_at"],
+        updated_at=raw.get("updated_at"),
+        finished_at=raw.get("finished_at"),
+        params=meta.get("params") or {},
+        file=FileInfo.model_validate(meta["file"]) if meta.get("file") else None,
+        idempotency_key=meta.get("idempotency_key"),
+        steps=steps,
+        result=json.loads(raw["result"]) if raw.get("result") else None,
+        error=StepError.model_validate_json(raw["error"]) if raw.get("error") else None,
+        runs=[RunRecord.model_validate(r) for r in json.loads(raw.get("runs") or "[]")],
+    )

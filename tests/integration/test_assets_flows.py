@@ -1,0 +1,112 @@
+"""The two Assets flows end to end: CLI → Redis → real worker → sandbox over HTTP."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.fixtures.worker import FerryEnv
+from tests.integration.helpers import png, sha256, uploads_with
+
+
+def submit_json(ferry_env: FerryEnv, *args: str) -> tuple[int, dict[str, Any]]:
+    proc = ferry_env.cli("submit", *args, "--wait", "--timeout", "90", "--json")
+    assert proc.stdout.strip(), proc.stderr
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_avatar_lands_on_existing_object_with_the_servers_uuid(ferry_env, ferry, sandbox, tmp_path):
+    seed = sandbox.seed()
+    image = png(tmp_path / "logo.png")
+    code, job = submit_json(ferry_env, "assets-avatar", "-c", "acme", "--object-type",
+                            seed["object_type_id"], "--object", seed["object_id"], str(image))
+    assert code == 0, job
+    assert job["status"] == "succeeded"
+    assert [s["name"] for s in job["steps"]] == ["upload_avatar", "set_object_avatar"]
+    result = job["result"]
+    assert result["object_id"] == seed["object_id"]
+    assert result["avatar_uuid"] != result["client_uuid"]
+    assert uploads_with(sandbox, sha256(image)), "the sandbox never received these bytes"
+
+
+def test_avatar_creates_an_object_from_attributes(ferry_env, ferry, sandbox, tmp_path):
+    seed = sandbox.seed()
+    image = png(tmp_path / "new.png")
+    code, job = submit_json(ferry_env, "assets-avatar", "-c", "acme", "--object-type",
+                            seed["object_type_id"], "--attributes", '{"1": "Laptop 42"}', str(image))
+    assert code == 0, job
+    assert job["result"]["created"] is True
+    assert job["result"]["object_id"] not in (None, "None", seed["object_id"])
+
+
+def test_attachment_three_steps_land_the_exact_bytes(ferry_env, ferry, sandbox, tmp_path):
+    seed = sandbox.seed()
+    doc = tmp_path / "report.pdf"
+    doc.write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 400 + b"\n%%EOF\n")
+    code, job = submit_json(ferry_env, "assets-attachment", "-c", "acme", "--object", seed["object_id"],
+                            "--comment", "scan", str(doc))
+    assert code == 0, job
+    assert [s["name"] for s in job["steps"]] == ["get_credentials", "media_upload", "link_attachment"]
+    assert all(s["status"] == "succeeded" and s["attempts"] == 1 for s in job["steps"])
+    assert uploads_with(sandbox, sha256(doc))
+    assert "jwt" not in json.dumps(job).lower() or "mediaJwtToken" not in json.dumps(job)
+    linked = [a for a in sandbox.attachments() if str(a.get("mediaId")) == job["result"]["media_id"]]
+    assert len(linked) == 1
+    assert linked[0]["filename"] == "report.pdf"
+
+
+def test_permanent_error_fails_at_its_step_with_the_destinations_message(ferry_env, ferry, sandbox, tmp_path):
+    image = png(tmp_path / "x.png")
+    code, job = submit_json(ferry_env, "assets-avatar", "-c", "acme", "--object-type", "999999",
+                            "--object", "424242", str(image))
+    assert code == 1
+    assert job["status"] == "failed"
+    assert job["error"]["step"] in ("upload_avatar", "set_object_avatar")
+    assert 400 <= job["error"]["status"] < 500
+    assert job["error"]["message"]
+
+
+def test_429_with_retry_after_is_retried_no_sooner_than_asked(ferry_env, ferry, sandbox, tmp_path):
+    seed = sandbox.seed()
+    sandbox.add_fault(path="/attachments/object/.*/credentials", status=429, times=1, retry_after=2)
+    doc = tmp_path / "notes.txt"
+    doc.write_text("hello\n" * 100)
+    started = time.monotonic()
+    code, job = submit_json(ferry_env, "assets-attachment", "-c", "acme", "--object", seed["object_id"],
+                            str(doc))
+    assert code == 0, job
+    creds = job["steps"][0]
+    assert creds["attempts"] == 2
+    hits = [r for r in sandbox.requests(path_contains="/credentials")]
+    times = sorted(r["time"] for r in hits)
+    assert len(times) >= 2 and _seconds_between(times[0], times[1]) >= 2.0
+    assert time.monotonic() - started >= 2.0
+
+
+def test_media_401_fetches_new_credentials_once(ferry_env, ferry, sandbox, tmp_path):
+    seed = sandbox.seed()
+    sandbox.add_fault(path="^/media/file", status=401, times=1)
+    doc = tmp_path / "a.txt"
+    doc.write_text("x" * 1000)
+    code, job = submit_json(ferry_env, "assets-attachment", "-c", "acme", "--object", seed["object_id"],
+                            str(doc))
+    assert code == 0, job
+    assert job["steps"][1]["result"]["credentials_refreshed"] is True
+
+
+def test_validation_refuses_before_enqueueing(ferry_env, ferry, tmp_path):
+    proc = ferry_env.cli("submit", "assets-avatar", "-c", "nope", "--object-type", "2",
+                         "--object", "1", str(tmp_path / "missing.png"))
+    assert proc.returncode == 2
+    assert "unknown connection" in proc.stderr and "no such file" in proc.stderr
+    assert ferry.jobs().jobs == []
+
+
+def _seconds_between(a: Any, b: Any) -> float:
+    if isinstance(a, int | float):
+        return float(b) - float(a)
+    from datetime import datetime
+    return (datetime.fromisoformat(str(b).replace("Z", "+00:00"))
+            - datetime.fromisoformat(str(a).replace("Z", "+00:00"))).total_seconds()

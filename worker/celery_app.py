@@ -1,0 +1,24 @@
+"""The worker's Celery app: ``celery -A worker.celery_app worker`` (or ``ferry worker``).
+
+Settings come from ``producers.queue.celery_settings`` so producers and workers cannot disagree:
+JSON only, acks late, reject on worker loss, prefetch 1, no result backend.
+"""
+
+from __future__ import annotations
+
+from celery.signals import worker_process_init
+
+from producers.config import load_config
+from producers.embedded import resolve_redis
+from producers.queue import make_celery
+from worker.log import configure_logging
+from worker.tasks import register_tasks
+
+configure_logging()
+app = make_celery(resolve_redis(load_config().redis_url))
+register_tasks(app)
+
+
+@worker_process_init.connect
+def _fresh_process(**_: object) -> None:
+    configure_logging()

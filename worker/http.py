@@ -1,0 +1,151 @@
+"""The transport boundary: every destination call goes through ``Destination.call``, which turns
+whatever happened (a response, a refused connection, a cut) into a result or one ``FerryError``.
+Clients above it never see a ``requests`` exception or an unchecked status."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import requests
+from requests.auth import AuthBase
+from urllib3.exceptions import NewConnectionError
+
+from worker.errors import OutcomeUnknown, PermanentError, RetryableError
+from worker.retry import RETRYABLE_STATUSES, server_retry_delay
+
+CONNECT_TIMEOUT = 10.0
+READ_TIMEOUT = 60.0
+USER_AGENT = "ferry/0.1 (+https://github.com/ferry-uploads)"
+
+Auth = AuthBase | tuple[str, str] | None
+
+
+class BearerAuth(AuthBase):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers["Authorization"] = f"Bearer {self._token}"
+        return r
+
+    def __repr__(self) -> str:
+        return "BearerAuth('[redacted]')"
+
+
+def new_session() -> requests.Session:
+    session = requests.Session()
+    session.headers["User-Agent"] = USER_AGENT
+    session.headers["Accept"] = "application/json"
+    return session
+
+
+class Destination:
+    """One base URL with its auth, over a shared ``requests.Session`` (connection pooling)."""
+
+    def __init__(self, session: requests.Session, base_url: str, *, auth: Auth = None,
+                 headers: Mapping[str, str] | None = None) -> None:
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        self.auth = auth
+        self.headers = dict(headers or {})
+
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
+
+    def call(
+        self,
+        step: str,
+        method: str,
+        path: str,
+        *,
+        ok: Iterable[int] = (200, 201, 204),
+        upload: bool = False,
+        repeatable: bool = True,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """Send one request. ``upload``: no read timeout (a large body takes as long as it takes).
+        ``repeatable=False``: the request creates something visible, so a reply lost after
+        sending is ``OutcomeUnknown`` rather than a blind retry that could duplicate it."""
+        timeout = (CONNECT_TIMEOUT, None if upload else READ_TIMEOUT)
+        try:
+            response = self.session.request(
+                method, self.url(path), auth=self.auth, headers={**self.headers, **(headers or {})},
+                timeout=timeout, **kwargs)
+        except (requests.ConnectTimeout, requests.ConnectionError, requests.Timeout) as exc:
+            raise _transport_error(exc, step, repeatable) from None
+        except requests.RequestException as exc:
+            raise RetryableError(f"request failed: {exc}", step=step) from None
+        if response.status_code in set(ok):
+            return response
+        raise classify(response, step)
+
+
+def _transport_error(exc: requests.RequestException, step: str, repeatable: bool) -> Exception:
+    if _never_sent(exc):
+        return RetryableError(f"cannot connect: {_reason(exc)}", step=step)
+    if repeatable:
+        return RetryableError(f"connection lost: {_reason(exc)}", step=step)
+    return OutcomeUnknown(
+        f"connection lost after the request was sent ({_reason(exc)}); it may have landed — "
+        "check the destination before replaying", step=step)
+
+
+def _never_sent(exc: requests.RequestException) -> bool:
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, NewConnectionError | ConnectionRefusedError):
+            return True
+        cause = cause.__cause__ or cause.__context__ or (cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None)
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) < 200 else text[:200] + "…"
+
+
+def classify(response: requests.Response, step: str) -> Exception:
+    """The one place a status code becomes retryable or permanent."""
+    message = destination_message(response)
+    status = response.status_code
+    if status in RETRYABLE_STATUSES:
+        return RetryableError(message, step=step, status=status,
+                              retry_after=server_retry_delay(response.headers))
+    return PermanentError(message, step=step, status=status)
+
+
+def destination_message(response: requests.Response) -> str:
+    """The destination's own words: Atlassian ``errorMessages``/``errors``/``errorMessage``/
+    ``message``, awork ``code`` + ``description`` (+ validation errors); else the body text."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    parts = _message_parts(body) if isinstance(body, dict) else []
+    if parts:
+        return "; ".join(parts)
+    text = (response.text or "").strip()
+    return text[:500] if text else (response.reason or f"HTTP {response.status_code}")
+
+
+def _message_parts(body: dict[str, Any]) -> list[str]:
+    parts = [str(m) for m in body.get("errorMessages") or []]
+    errors = body.get("errors")
+    if isinstance(errors, dict):
+        parts += [f"{k}: {v}" for k, v in errors.items()]
+    elif isinstance(errors, list):
+        parts += [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in errors]
+    for key in ("errorMessage", "message", "error"):
+        if isinstance(body.get(key), str) and body[key]:
+            parts.append(body[key])
+    if body.get("code") and body.get("description"):  # awork
+        parts.append(f"{body['code']}: {body['description']}")
+        parts += [f"{v.get('property')}: {v.get('message')}" for v in body.get("validationErrors") or []
+                  if isinstance(v, dict)]
+    elif body.get("code") and not parts:
+        parts.append(str(body["code"]))
+    return parts

@@ -1,0 +1,68 @@
+"""What a worker process holds between tasks: config, the job store, one HTTP session per
+connection (pooled keep-alive), and the client factory. Built lazily, once per process (after
+the prefork fork, so no socket is shared between processes)."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+
+import redis
+import requests
+
+from producers.config import ConnectionConfig, FerryConfig, load_config
+from producers.embedded import resolve_redis
+from producers.store import JobStore
+from worker.clients.assets import AssetsClient
+from worker.clients.media import MediaClient
+from worker.http import Destination, new_session
+from worker.settings import credentials_for
+
+
+class Clients:
+    """The destination clients of one connection, built on first use."""
+
+    def __init__(self, conn: ConnectionConfig, session: requests.Session) -> None:
+        self.conn = conn
+        self.session = session
+
+    def _basic(self) -> tuple[str, str]:
+        creds = credentials_for(self.conn)
+        return (creds.email or "", creds.token)
+
+    def destination(self, base_url: str | None) -> Destination:
+        return Destination(self.session, base_url or "", auth=self._basic())
+
+    @cached_property
+    def assets(self) -> AssetsClient:
+        return AssetsClient(self.destination(self.conn.site_url), self.destination(self.conn.api_url))
+
+    @cached_property
+    def media(self) -> MediaClient:
+        return MediaClient(self.session)
+
+
+class Runtime:
+    def __init__(self, config: FerryConfig | None = None) -> None:
+        self.config = config or load_config()
+        self.location = resolve_redis(self.config.redis_url)
+        self.redis = redis.Redis.from_url(self.location.url, decode_responses=True)
+        self.store = JobStore(self.redis, retention_seconds=self.config.retention_seconds,
+                              idempotency_seconds=self.config.idempotency_seconds)
+        self._sessions: dict[str, requests.Session] = {}
+
+    def clients(self, connection: str) -> Clients:
+        conn = self.config.connection(connection)
+        if connection not in self._sessions:
+            self._sessions[connection] = new_session()
+        return Clients(conn, self._sessions[connection])
+
+
+_runtime: tuple[int, Runtime] | None = None
+
+
+def runtime() -> Runtime:
+    global _runtime
+    if _runtime is None or _runtime[0] != os.getpid():
+        _runtime = (os.getpid(), Runtime())
+    return _runtime[1]

@@ -1,0 +1,198 @@
+"""One short function per declared step (``producers.kinds``), registered under the step's name.
+
+A step gets a ``StepContext`` (the job, earlier steps' outputs, its connection's clients) and
+returns what it produced: ids and sizes, never tokens. It raises ``worker.errors`` only.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from producers import keys
+from producers.records import JobRecord
+from producers.store import JobStore
+from worker.clients.assets import MediaCredentials
+from worker.errors import PermanentError
+from worker.runtime import Clients
+from worker.uploads import open_file
+
+WORKSPACE_CACHE_SECONDS = 24 * 3600
+# Assets attachment credentials: how long to trust a JWT whose expiry we cannot read. Shorter
+# than the ~11 min seen in examples, because the real lifetime is UNCONFIRMED.
+UNKNOWN_JWT_LIFETIME = 300.0
+JWT_MARGIN = 15.0  # stop using a JWT this long before it expires: an upload takes time to start
+AVATAR_NAMESPACE = uuid.UUID("8a3c3f5e-0f6d-4a4e-9a77-3c1f4c2f0b11")
+
+
+@dataclass
+class StepContext:
+    job: JobRecord
+    step: str
+    attempt: int
+    outputs: dict[str, dict[str, Any]]
+    store: JobStore
+    clients: Clients
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.job.params
+
+    def workspace(self) -> str:
+        """The job's Assets workspace: given, else discovered from the site once and cached."""
+        if self.params.get("workspace"):
+            return str(self.params["workspace"])
+        for out in self.outputs.values():
+            if out.get("workspace_id"):
+                return str(out["workspace_id"])
+        cache = keys.workspace_cache(self.job.connection)
+        cached = self.store.redis.get(cache)
+        if cached:
+            return str(cached)
+        found = self.clients.assets.discover_workspace(self.step)
+        self.store.redis.set(cache, found, ex=WORKSPACE_CACHE_SECONDS)
+        return found
+
+
+StepFn = Callable[[StepContext], dict[str, Any]]
+STEPS: dict[str, StepFn] = {}
+
+
+def step(name: str) -> Callable[[StepFn], StepFn]:
+    def register(fn: StepFn) -> StepFn:
+        STEPS[name] = fn
+        return fn
+    return register
+
+
+# ---- assets-avatar ---------------------------------------------------------------------------
+@step("upload_avatar")
+def upload_avatar(ctx: StepContext) -> dict[str, Any]:
+    workspace = ctx.workspace()
+    # Stable per job, so every retry of this step presents the same client UUID.
+    client_uuid = str(uuid.uuid5(AVATAR_NAMESPACE, ctx.job.id))
+    with open_file(ctx.job.file, ctx.step) as file:
+        uploaded = ctx.clients.assets.upload_avatar(
+            ctx.step, workspace, int(ctx.params["object_type"]), file, client_uuid)
+    return {"workspace_id": workspace, "client_uuid": client_uuid,
+            "avatar_uuid": uploaded.avatar_uuid, "urls": uploaded.urls}
+
+
+@step("set_object_avatar")
+def set_object_avatar(ctx: StepContext) -> dict[str, Any]:
+    workspace = ctx.workspace()
+    avatar_uuid = ctx.outputs["upload_avatar"]["avatar_uuid"]
+    object_type = int(ctx.params["object_type"])
+    if ctx.params.get("object"):
+        obj = ctx.clients.assets.update_object(ctx.step, workspace, str(ctx.params["object"]),
+                                               object_type, avatar_uuid)
+    else:
+        obj = ctx.clients.assets.create_object(ctx.step, workspace, object_type,
+                                               ctx.params["attributes"], avatar_uuid)
+    return {"object_id": str(obj.get("id")), "object_key": obj.get("objectKey"),
+            "avatar_uuid": avatar_uuid, "created": not ctx.params.get("object")}
+
+
+# ---- assets-attachment -----------------------------------------------------------------------
+@step("get_credentials")
+def get_credentials(ctx: StepContext) -> dict[str, Any]:
+    workspace = ctx.workspace()
+    creds = _fresh_credentials(ctx, workspace, "get_credentials")
+    return {"workspace_id": workspace, "client_id": creds.client_id,
+            "media_base_url": creds.media_base_url, "expires_at": _jwt_expiry(creds.jwt)}
+
+
+@step("media_upload")
+def media_upload(ctx: StepContext) -> dict[str, Any]:
+    workspace = ctx.workspace()
+    creds, refreshed = _stored_credentials(ctx), False
+    if creds is None:  # expired since the credentials step (or a replay much later): fetch anew
+        creds, refreshed = _fresh_credentials(ctx, workspace, "get_credentials"), True
+    try:
+        media = _upload(ctx, creds)
+    except PermanentError as exc:
+        if exc.status not in (401, 403) or refreshed:
+            raise
+        # The media service refused the JWT (expired or revoked): new credentials, once.
+        creds, refreshed = _fresh_credentials(ctx, workspace, "get_credentials"), True
+        media = _upload(ctx, creds)
+    return {"workspace_id": workspace, "media_id": media.id, "size": media.size,
+            "credentials_refreshed": refreshed}
+
+
+def _upload(ctx: StepContext, creds: MediaCredentials) -> Any:
+    with open_file(ctx.job.file, ctx.step) as file:
+        return ctx.clients.media.upload_file(ctx.step, creds, file)
+
+
+@step("link_attachment")
+def link_attachment(ctx: StepContext) -> dict[str, Any]:
+    workspace = ctx.workspace()
+    object_id = str(ctx.params["object"])
+    upload = ctx.outputs["media_upload"]
+    file = ctx.job.file
+    assert file is not None
+    if ctx.attempt > 1:  # an earlier attempt may have linked it before its answer was lost
+        existing = _linked(ctx, workspace, object_id, upload["media_id"])
+        if existing is not None:
+            return _attachment_result(existing, object_id, upload["media_id"], reused=True)
+    linked = ctx.clients.assets.link_attachment(
+        ctx.step, workspace, object_id, media_id=upload["media_id"], filename=file.name,
+        content_type=file.mime_type or "application/octet-stream", size=int(upload["size"]),
+        comment=str(ctx.params.get("comment", "")))
+    return _attachment_result(linked[0] if linked else {}, object_id, upload["media_id"])
+
+
+def _linked(ctx: StepContext, workspace: str, object_id: str, media_id: str) -> dict[str, Any] | None:
+    try:
+        attachments = ctx.clients.assets.list_attachments(ctx.step, workspace, object_id)
+    except PermanentError:
+        return None  # listing unsupported here: fall back to linking (the only option left)
+    return next((a for a in attachments if str(a.get("mediaId")) == media_id), None)
+
+
+def _attachment_result(bean: dict[str, Any], object_id: str, media_id: str,
+                       reused: bool = False) -> dict[str, Any]:
+    return {"attachment_id": str(bean.get("id")) if bean.get("id") is not None else None,
+            "object_id": object_id, "media_id": media_id, "already_linked": reused}
+
+
+# ---- short-lived media credentials -----------------------------------------------------------
+def _fresh_credentials(ctx: StepContext, workspace: str, producer: str) -> MediaCredentials:
+    creds = ctx.clients.assets.get_attachment_credentials(ctx.step, workspace, str(ctx.params["object"]))
+    ttl = _jwt_seconds_left(creds.jwt) - JWT_MARGIN
+    ctx.store.put_secret(ctx.job.id, producer, {"jwt": creds.jwt, "client_id": creds.client_id,
+                                                "media_base_url": creds.media_base_url}, ttl)
+    return creds
+
+
+def _stored_credentials(ctx: StepContext) -> MediaCredentials | None:
+    secret = ctx.store.get_secret(ctx.job.id, "get_credentials")
+    if not secret:
+        return None
+    return MediaCredentials(secret["client_id"], secret["media_base_url"], secret["jwt"])
+
+
+def _jwt_claims(token: str) -> dict[str, Any]:
+    try:
+        payload = token.split(".")[1]
+        return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+    except (IndexError, ValueError):
+        return {}
+
+
+def _jwt_seconds_left(token: str) -> float:
+    exp = _jwt_claims(token).get("exp")
+    if isinstance(exp, int | float):
+        return float(exp) - time.time()
+    return UNKNOWN_JWT_LIFETIME
+
+
+def _jwt_expiry(token: str) -> int | None:
+    exp = _jwt_claims(token).get("exp")
+    return int(exp) if isinstance(exp, int | float) else None

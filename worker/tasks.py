@@ -1,0 +1,151 @@
+"""One Celery task per declared step name (``ferry.step.<name>``), all running ``run_step``.
+
+The message carries only the job id; the step is the task's name. Before running, a step checks
+the store (a redelivered message for a step that already succeeded does nothing and lets the chain
+go on) and takes the job's lease (a second copy of the message waits instead of running the step
+twice at once). Outcomes: the step's output is recorded and the chain continues; a retryable error
+is retried after the server's delay or a backoff, until the attempt budget is spent; anything else
+fails the job at this step, with the destination's message, and stops the chain.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import redis
+from celery import Celery, Task
+from celery.exceptions import Ignore
+
+from producers import keys
+from producers.kinds import KINDS, all_step_names
+from producers.queue import TASK_PREFIX, task_name
+from producers.records import JobRecord, StepError, StepStatus
+from worker.errors import FerryError, PermanentError, RetryableError
+from worker.log import get_logger, redact_text
+from worker.retry import backoff_delay
+from worker.runtime import Runtime, runtime
+from worker.steps import STEPS, StepContext
+
+LEASE_SECONDS = 60  # renewed while the step runs; a crashed worker's lease lapses after this
+LEASE_BUSY_RETRY = 15
+
+
+def register_tasks(app: Celery) -> None:
+    missing = all_step_names() - set(STEPS)
+    if missing:
+        raise RuntimeError(f"declared steps without an implementation: {sorted(missing)}")
+    for name in sorted(all_step_names()):
+        app.task(name=task_name(name), bind=True, acks_late=True, reject_on_worker_lost=True,
+                 ignore_result=True)(run_step)
+
+
+def run_step(task: Task, job_id: str) -> None:
+    step = task.name.removeprefix(TASK_PREFIX)
+    rt = runtime()
+    job = rt.store.find(job_id)
+    if job is None:
+        get_logger(job_id=job_id, step=step).warning("job not found (purged or expired); skipping")
+        raise Ignore()
+    if job.step(step).status in (StepStatus.SUCCEEDED, StepStatus.REUSED):
+        return  # a redelivered message: this step's work is done, let the chain go on
+    if job.done:
+        raise Ignore()
+    with lease(rt.redis, job_id) as held:
+        if not held:
+            raise task.retry(countdown=LEASE_BUSY_RETRY, max_retries=None)
+        _attempt(task, rt, job, step)
+
+
+def _attempt(task: Task, rt: Runtime, job: JobRecord, step: str) -> None:
+    record = rt.store.start_step(job.id, step)
+    log = get_logger(job_id=job.id, kind=job.kind, step=step, connection=job.connection,
+                     attempt=record.attempts)
+    outputs = {s.name: dict(s.result or {}) for s in job.steps
+               if s.status in (StepStatus.SUCCEEDED, StepStatus.REUSED)}
+    log.info("step started")
+    try:
+        ctx = StepContext(job=job, step=step, attempt=record.attempts, outputs=outputs,
+                          store=rt.store, clients=rt.clients(job.connection))
+        result = STEPS[step](ctx)
+    except RetryableError as exc:
+        _retry_or_fail(task, rt, job, step, record.attempts, exc, log)
+    except FerryError as exc:
+        _fail(rt, job, step, exc, log)
+    except Exception as exc:  # a bug or an unexpected answer: keep the job, failed, for replay
+        log.exception("step crashed")
+        _fail(rt, job, step, PermanentError(f"internal error: {type(exc).__name__}: {exc}", step=step), log)
+    rt.store.finish_step(job.id, step, result)
+    log.info("step succeeded")
+    if step == KINDS[job.kind].step_names[-1]:
+        merged: dict[str, Any] = {}
+        for out in [*outputs.values(), result]:
+            merged.update(out)
+        rt.store.mark_succeeded(job.id, merged)
+        log.info("job succeeded")
+
+
+def _retry_or_fail(task: Task, rt: Runtime, job: JobRecord, step: str, attempts: int,
+                   exc: RetryableError, log: Any) -> NoReturn:
+    if attempts >= rt.config.max_attempts:
+        _fail(rt, job, step, exc, log, note=f" (gave up after {attempts} attempts)")
+    delay = exc.retry_after if exc.retry_after is not None else backoff_delay(attempts)
+    rt.store.retry_step(job.id, step, _step_error(exc, step, retryable=True), delay)
+    log.warning("step will be retried", status=exc.status, delay=round(delay, 2),
+                error=redact_text(exc.message), server_delay=exc.retry_after is not None)
+    raise task.retry(countdown=delay, max_retries=None)
+
+
+def _fail(rt: Runtime, job: JobRecord, step: str, exc: FerryError, log: Any, note: str = "") -> NoReturn:
+    error = _step_error(exc, step, retryable=isinstance(exc, RetryableError))
+    error.message += note
+    rt.store.mark_failed(job.id, step, error)
+    log.error("job failed", status=exc.status, error=error.message)
+    raise Ignore()  # stops the chain; the message is acknowledged, the record keeps the failure
+
+
+def _step_error(exc: FerryError, step: str, retryable: bool) -> StepError:
+    return StepError(step=exc.step or step, status=exc.status, message=redact_text(exc.message),
+                     retryable=retryable)
+
+
+@contextmanager
+def lease(client: redis.Redis, job_id: str) -> Iterator[bool]:
+    """Hold ``ferry:lease:{job}`` while a step runs, renewed in the background, released after."""
+    key, token = keys.lease(job_id), uuid.uuid4().hex
+    if not client.set(key, token, nx=True, ex=LEASE_SECONDS):
+        yield False
+        return
+    stop = threading.Event()
+    renewer = threading.Thread(target=_renew, args=(client, key, token, stop), daemon=True)
+    renewer.start()
+    try:
+        yield True
+    finally:
+        stop.set()
+        renewer.join()
+        _release(client, key, token)
+
+
+def _renew(client: redis.Redis, key: str, token: str, stop: threading.Event) -> None:
+    while not stop.wait(LEASE_SECONDS / 3):
+        try:
+            if client.get(key) == token:
+                client.expire(key, LEASE_SECONDS)
+        except redis.RedisError:
+            pass  # the next tick tries again; the lease lapsing is the safe failure
+
+
+def _release(client: redis.Redis, key: str, token: str) -> None:
+    with client.pipeline() as pipe:
+        try:
+            pipe.watch(key)
+            if pipe.get(key) == token:
+                pipe.multi()
+                pipe.delete(key)
+                pipe.execute()
+        except redis.WatchError:
+            pass  # someone else holds it now: not ours to delete
