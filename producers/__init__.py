@@ -4,7 +4,7 @@ It depends on redis, celery (to publish by task name) and pydantic — never on 
 destination clients (``requests`` & co.).
 """
 
-from producers.client import Ferry
+from producers.client import Ferry, JobRequest
 from producers.errors import ConfigError, JobNotFound, Problem, ReplayRefused, SubmitError
 from producers.kinds import KINDS, Kind, Step
 from producers.records import FileInfo, JobRecord, JobStatus, StepError, StepRecord, StepStatus
@@ -17,6 +17,7 @@ __all__ = [
     "FileInfo",
     "JobNotFound",
     "JobRecord",
+    "JobRequest",
     "JobStatus",
     "JobStore",
     "Kind",

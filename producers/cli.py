@@ -79,7 +79,7 @@ def _submit_command(kind: Kind) -> click.Command:
     ]
 
     @click.pass_context
-    def run(ctx: click.Context, **kw: Any) -> None:
+    def run(ctx: click.Context, /, **kw: Any) -> None:
         _submit(ctx, kind, kw)
 
     return click.Command(kind.name, params=params, callback=run, help=kind.summary)
@@ -216,9 +216,9 @@ def worker(ctx: click.Context) -> None:
 @click.option("--email", default="ferry@example.com", show_default=True)
 @click.option("--token", default="sandbox-token", show_default=True)
 @click.option("--bearer", default="sandbox-awork-token", show_default=True)
-@click.option("--jwt-ttl", type=float, default=600, show_default=True, help="media JWT lifetime, s")
+@click.option("--jwt-ttl", type=int, default=600, show_default=True, help="media JWT lifetime, s")
 @click.option("--seed", is_flag=True, help="create a workspace, objects, projects… to land on")
-def sandbox(host: str, port: int, data: str, email: str, token: str, bearer: str, jwt_ttl: float,
+def sandbox(host: str, port: int, data: str, email: str, token: str, bearer: str, jwt_ttl: int,
             seed: bool) -> None:
     """Run the local emulator of the five destination APIs."""
     from sandbox.server import run

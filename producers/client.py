@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 from celery import Celery
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from producers import queue
 from producers.config import FerryConfig, load_config
@@ -28,6 +28,35 @@ from producers.kinds import Kind, get_kind
 from producers.params import Params
 from producers.records import FileInfo, JobRecord, StepError
 from producers.store import JobStore, Page
+
+NO_ROOTS_MESSAGE = (
+    "this server has no [files] roots configured, so it accepts no file paths: set "
+    "[files] roots = [...] in ferry.toml, or give an https:// uri"
+)
+
+
+class JobRequest(BaseModel):
+    """One job as another system hands it over: the body of ``POST /jobs`` and one line of a
+    batch manifest. ``params`` uses the CLI option names in snake_case."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(description="job kind, e.g. assets-attachment")
+    connection: str = Field(description="connection name from ferry.toml")
+    file: str | None = Field(default=None, description="a path under one of the configured roots")
+    uri: str | None = Field(default=None, description="an https:// URL the worker streams from")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the kind's parameters (CLI option names, snake_case)")
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="the same key returns the existing job instead of creating another")
+
+
+def request_field(field: str) -> str:
+    """Name a problem's field as a JobRequest spells it: ``params.object``, not ``object``."""
+    if not field:
+        return "params"
+    return field if field.split(".")[0] in JobRequest.model_fields else f"params.{field}"
 
 
 class Ferry:
@@ -65,13 +94,22 @@ class Ferry:
         file: str | None = None,
         uri: str | None = None,
         params: dict[str, Any] | None = None,
+        require_file_roots: bool = False,
     ) -> tuple[Kind, Params, FileInfo | None]:
-        """Check everything a job needs before it is stored; raise SubmitError listing every problem."""
+        """Check everything a job needs before it is stored; raise SubmitError listing every
+        problem.
+
+        ``require_file_roots``: refuse every path when ferry.toml names no roots (the HTTP API
+        must not read arbitrary server paths; a local CLI user may).
+        """
         spec = get_kind(kind)
         problems = self._check_connection(spec, connection)
         parsed, param_problems = _parse_params(spec, params or {})
         problems += param_problems
-        info, file_problems = self._check_file(spec, file, uri)
+        if file and require_file_roots and not self.config.file_roots:
+            info, file_problems = None, [Problem("file", NO_ROOTS_MESSAGE)]
+        else:
+            info, file_problems = self._check_file(spec, file, uri)
         problems += file_problems
         if not problems and spec.check is not None and parsed is not None:
             problems += spec.check(parsed, info)
@@ -114,10 +152,12 @@ class Ferry:
 
     def submit_checked(self, kind: str, *, connection: str, file: str | None = None,
                        uri: str | None = None, params: dict[str, Any] | None = None,
-                       idempotency_key: str | None = None) -> tuple[JobRecord, bool]:
+                       idempotency_key: str | None = None,
+                       require_file_roots: bool = False) -> tuple[JobRecord, bool]:
         """Validate, store, enqueue. Returns (record, created); created is False when the
         idempotency key named an existing job, which is then returned untouched."""
-        spec, parsed, info = self.validate(kind, connection=connection, file=file, uri=uri, params=params)
+        spec, parsed, info = self.validate(kind, connection=connection, file=file, uri=uri,
+                                           params=params, require_file_roots=require_file_roots)
         record, created = self.store.create(
             kind=spec.name,
             connection=connection,
@@ -129,6 +169,14 @@ class Ferry:
         if created:
             self._enqueue(record, spec)
         return record, created
+
+    def submit_request(self, request: JobRequest, *,
+                       require_file_roots: bool = False) -> tuple[JobRecord, bool]:
+        """``submit_checked`` for a :class:`JobRequest` (an HTTP body or a manifest line)."""
+        return self.submit_checked(
+            request.kind, connection=request.connection, file=request.file, uri=request.uri,
+            params=request.params, idempotency_key=request.idempotency_key,
+            require_file_roots=require_file_roots)
 
     def _enqueue(self, record: JobRecord, spec: Kind, from_step: str | None = None) -> None:
         try:

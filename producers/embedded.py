@@ -7,6 +7,7 @@ keeping its data with AOF on under ``<home>/redis``. A file lock makes concurren
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import subprocess
@@ -117,10 +118,9 @@ class EmbeddedRedis:
         if not self.is_running():
             return
         client = redis.Redis(unix_socket_path=str(self.socket), socket_timeout=5)
-        try:
-            client.shutdown()  # flushes the AOF
-        except redis.ConnectionError:
-            pass  # the server closes the connection as it exits: that is success
+        # SHUTDOWN flushes the AOF; the server closing the connection as it exits is success.
+        with contextlib.suppress(redis.ConnectionError):
+            client.shutdown()
         deadline = time.monotonic() + 10
         while self.socket.exists() and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -17,12 +17,13 @@ of expired jobs are dropped lazily when a listing meets them, and by ``sweep``.
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -47,6 +48,11 @@ _STEP = "step:"
 class Page:
     jobs: list[JobRecord]
     next_cursor: str | None
+
+
+def _fields(values: dict[str, str]) -> Mapping[Any, Any]:
+    """redis-py's stubs want a mapping over every key type; ours are all str."""
+    return values
 
 
 def _dump(value: Any) -> str:
@@ -111,7 +117,7 @@ class JobStore:
             with self.redis.pipeline() as pipe:
                 try:
                     if idempotency_key:
-                        pipe.watch(keys.idempotency(idempotency_key))
+                        pipe.watch(keys.idempotency(idempotency_key))  # type: ignore[no-untyped-call]
                         existing = pipe.get(keys.idempotency(idempotency_key))
                         if existing:
                             pipe.unwatch()
@@ -123,7 +129,7 @@ class JobStore:
                         pipe.set(
                             keys.idempotency(idempotency_key), job_id, ex=self.idempotency_seconds
                         )
-                    pipe.hset(keys.job(job_id), mapping=fields)
+                    pipe.hset(keys.job(job_id), mapping=_fields(fields))
                     pipe.zadd(keys.index_all(), {job_id: score})
                     pipe.zadd(keys.index_kind(kind), {job_id: score})
                     pipe.zadd(keys.index_connection(connection), {job_id: score})
@@ -142,7 +148,7 @@ class JobStore:
 
     # ---- reads ---------------------------------------------------------------------------
     def find(self, job_id: str) -> JobRecord | None:
-        raw = self.redis.hgetall(keys.job(job_id))
+        raw = cast(dict[str, str], self.redis.hgetall(keys.job(job_id)))
         return _decode(raw) if raw else None
 
     def get(self, job_id: str) -> JobRecord:
@@ -166,7 +172,8 @@ class JobStore:
         records: list[JobRecord] = []
         last_score: float | None = None
         while len(records) < limit:
-            batch = self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=limit, withscores=True)
+            batch = cast(builtins.list[tuple[str, float]], self.redis.zrevrangebyscore(
+                index, top, "-inf", start=0, num=limit, withscores=True))
             if not batch:
                 return Page(records, None)
             for job_id, score in batch:
@@ -259,11 +266,11 @@ class JobStore:
         record.error = error
         now = utcnow()
         with self.redis.pipeline() as pipe:
-            pipe.hset(keys.job(job_id), mapping={
+            pipe.hset(keys.job(job_id), mapping=_fields({
                 _STEP + step: record.model_dump_json(),
                 "error": error.model_dump_json(),
                 "finished_at": now,
-            })
+            }))
             self._finish_run(pipe, job_id, "failed", now)
             self._set_status(pipe, job_id, JobStatus.FAILED)
             pipe.persist(keys.job(job_id))
@@ -272,9 +279,9 @@ class JobStore:
     def mark_succeeded(self, job_id: str, result: dict[str, Any]) -> None:
         now = utcnow()
         with self.redis.pipeline() as pipe:
-            pipe.hset(keys.job(job_id), mapping={
+            pipe.hset(keys.job(job_id), mapping=_fields({
                 "result": _dump(result), "finished_at": now,
-            })
+            }))
             pipe.hdel(keys.job(job_id), "error")
             self._finish_run(pipe, job_id, "succeeded", now)
             self._set_status(pipe, job_id, JobStatus.SUCCEEDED)
@@ -312,7 +319,7 @@ class JobStore:
         record = self.get(job_id)
         names = [s.name for s in record.steps]
         start = names.index(from_step)
-        runs = record.runs + [RunRecord(number=len(record.runs) + 1, trigger=trigger,
+        runs = [*record.runs, RunRecord(number=len(record.runs) + 1, trigger=trigger,
                                         from_step=from_step, note=note)]
         fields: dict[str, str] = {"runs": _dump([r.model_dump() for r in runs]),
                                   "updated_at": utcnow()}
@@ -323,7 +330,7 @@ class JobStore:
                 s = StepRecord(name=s.name)
             fields[_STEP + s.name] = s.model_dump_json()
         with self.redis.pipeline() as pipe:
-            pipe.hset(keys.job(job_id), mapping=fields)
+            pipe.hset(keys.job(job_id), mapping=_fields(fields))
             pipe.hdel(keys.job(job_id), "error", "result", "finished_at")
             self._set_status(pipe, job_id, JobStatus.QUEUED)
             pipe.persist(keys.job(job_id))
@@ -344,7 +351,7 @@ class JobStore:
 
     def sweep(self, batch: int = 1000) -> int:
         """Drop index entries of succeeded jobs whose record has expired. Returns how many."""
-        ids = self.redis.zrange(keys.index_status(JobStatus.SUCCEEDED.value), 0, batch - 1)
+        ids = cast(builtins.list[str], self.redis.zrange(keys.index_status(JobStatus.SUCCEEDED.value), 0, batch - 1))
         with self.redis.pipeline(transaction=False) as pipe:
             for job_id in ids:
                 pipe.exists(keys.job(job_id))
@@ -354,7 +361,7 @@ class JobStore:
             self._forget(job_id)
         return len(gone)
 
-    def throughput(self, minutes: int = 60) -> list[tuple[int, int]]:
+    def throughput(self, minutes: int = 60) -> builtins.list[tuple[int, int]]:
         """Jobs finished per minute over the last ``minutes`` (oldest first): (epoch minute, n)."""
         now = int(time.time() // 60)
         span = list(range(now - minutes + 1, now + 1))
@@ -370,9 +377,9 @@ class JobStore:
 
     def _save_step(self, job_id: str, record: StepRecord, job_status: JobStatus | None = None) -> None:
         with self.redis.pipeline() as pipe:
-            pipe.hset(keys.job(job_id), mapping={
+            pipe.hset(keys.job(job_id), mapping=_fields({
                 _STEP + record.name: record.model_dump_json(), "updated_at": utcnow(),
-            })
+            }))
             if job_status is not None:
                 self._set_status(pipe, job_id, job_status)
             pipe.execute()

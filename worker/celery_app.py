@@ -19,6 +19,6 @@ app = make_celery(resolve_redis(load_config().redis_url))
 register_tasks(app)
 
 
-@worker_process_init.connect
+@worker_process_init.connect  # type: ignore[untyped-decorator]
 def _fresh_process(**_: object) -> None:
     configure_logging()

@@ -95,11 +95,14 @@ def _transport_error(exc: requests.RequestException, step: str, repeatable: bool
 def _never_sent(exc: requests.RequestException) -> bool:
     if isinstance(exc, requests.ConnectTimeout):
         return True
-    cause: BaseException | None = exc
-    while cause is not None:
+    # requests wraps urllib3's errors in args, not in __cause__: walk both to find the root.
+    seen: list[BaseException] = [exc]
+    while seen:
+        cause = seen.pop()
         if isinstance(cause, NewConnectionError | ConnectionRefusedError):
             return True
-        cause = cause.__cause__ or cause.__context__ or (cause.args[0] if cause.args and isinstance(cause.args[0], BaseException) else None)
+        seen += [a for a in cause.args if isinstance(a, BaseException)]
+        seen += [c for c in (cause.__cause__, getattr(cause, "reason", None)) if isinstance(c, BaseException)]
     return False
 
 
@@ -149,3 +152,41 @@ def _message_parts(body: dict[str, Any]) -> list[str]:
     elif body.get("code") and not parts:
         parts.append(str(body["code"]))
     return parts
+
+
+class Download:
+    """A response body to stream (``Destination.call(..., stream=True)``): ``save`` writes it to
+    a file chunk by chunk, so an image of any size never sits in memory. Use it as a context
+    manager, so the pooled connection is released even if nobody reads the body."""
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, response: requests.Response, step: str) -> None:
+        self.response = response
+        self.step = step
+
+    @property
+    def content_type(self) -> str:
+        return self.response.headers.get("Content-Type", "application/octet-stream")
+
+    def save(self, path: str) -> int:
+        """Write the body to ``path``; returns the number of bytes written."""
+        written = 0
+        try:
+            with open(path, "wb") as fh:
+                for chunk in self.response.iter_content(self.CHUNK):
+                    fh.write(chunk)
+                    written += len(chunk)
+        except requests.RequestException as exc:
+            raise RetryableError(f"connection lost while reading the body: {_reason(exc)}",
+                                 step=self.step) from None
+        return written
+
+    def close(self) -> None:
+        self.response.close()
+
+    def __enter__(self) -> Download:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

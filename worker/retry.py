@@ -17,7 +17,7 @@ def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 300.0,
     """Delay before attempt ``attempt + 1``: base·2^(attempt-1) capped, with "equal jitter" (the
     delay lands in [half, full] of the exponential value), so a herd of retries spreads out but
     never retries sooner than half the nominal delay."""
-    exp = min(cap, base * (2 ** max(0, attempt - 1)))
+    exp = min(cap, base * 2.0 ** max(0, attempt - 1))
     return exp / 2 + rand() * exp / 2
 
 

@@ -80,11 +80,9 @@ def _attempt(task: Task, rt: Runtime, job: JobRecord, step: str) -> None:
         _fail(rt, job, step, PermanentError(f"internal error: {type(exc).__name__}: {exc}", step=step), log)
     rt.store.finish_step(job.id, step, result)
     log.info("step succeeded")
-    if step == KINDS[job.kind].step_names[-1]:
-        merged: dict[str, Any] = {}
-        for out in [*outputs.values(), result]:
-            merged.update(out)
-        rt.store.mark_succeeded(job.id, merged)
+    kind = KINDS[job.kind]
+    if step == kind.step_names[-1]:
+        rt.store.mark_succeeded(job.id, kind.result_of({**outputs, step: result}))
         log.info("job succeeded")
 
 
@@ -142,7 +140,7 @@ def _renew(client: redis.Redis, key: str, token: str, stop: threading.Event) -> 
 def _release(client: redis.Redis, key: str, token: str) -> None:
     with client.pipeline() as pipe:
         try:
-            pipe.watch(key)
+            pipe.watch(key)  # type: ignore[no-untyped-call]
             if pipe.get(key) == token:
                 pipe.multi()
                 pipe.delete(key)

@@ -40,7 +40,7 @@ def open_file(info: FileInfo | None, step: str) -> Iterator[OpenFile]:
     mime = info.mime_type or "application/octet-stream"
     if info.path:
         try:
-            fh = open(info.path, "rb")  # noqa: SIM115 - closed below
+            fh: IO[bytes] = open(info.path, "rb")  # noqa: SIM115 - closed below
         except OSError as exc:
             raise PermanentError(f"cannot open {info.path}: {exc.strerror}", step=step) from None
         with fh:

@@ -1,6 +1,6 @@
 """Jira Service Management Assets (cloud): workspace discovery, object avatars, object attachments.
 
-Paths and bodies follow shared/apis/README.md §1–2 (KB article for avatars; the reverse-engineered
+Paths and bodies follow shared/apis/README.md §1-2 (KB article for avatars; the reverse-engineered
 three-step attachment flow). Assets lives on the API gateway, not on the site host.
 """
 

@@ -1,0 +1,225 @@
+"""``ferry demo``: the whole thing on one machine, from nothing.
+
+Starts (or finds) the embedded Redis, the sandbox and a worker; writes a ferry.toml whose
+connections point at the sandbox; submits one sample job of every declared kind (a second wave
+for the kinds that act on what the first wave created, such as deletes); waits for them; prints
+where each one landed. Exit code 0 only if every sample job succeeded.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from producers.client import Ferry
+from producers.config import load_config
+from producers.embedded import EmbeddedRedis, ferry_home, resolve_redis
+from producers.kinds import KINDS
+from producers.records import JobRecord, JobStatus
+
+console = Console(highlight=False)
+TOKENS = {"FERRY_DEMO_ATLASSIAN_TOKEN": "sandbox-token", "FERRY_DEMO_AWORK_TOKEN": "sandbox-awork-token"}
+Seed = dict[str, Any]
+Results = dict[str, JobRecord]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One demo job: its kind, connection, parameters (from the sandbox's seed and the results of
+    the first wave) and file."""
+
+    kind: str
+    connection: str
+    params: Callable[[Seed, Results], dict[str, Any]]
+    file: Callable[[Path], Path] | None = None
+    uri: Callable[[Seed, Results], str] | None = None
+    wave: int = 1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _png(name: str, size: tuple[int, int], colour: str) -> Callable[[Path], Path]:
+    def make(folder: Path) -> Path:
+        path = folder / name
+        img = Image.new("RGB", size, colour)
+        for x in range(size[0]):  # a diagonal stripe, so crops are visible in the sandbox's images
+            img.putpixel((x, min(size[1] - 1, x * size[1] // size[0])), (255, 255, 255))
+        img.save(path, "PNG")
+        return path
+    return make
+
+
+def _pdf(folder: Path) -> Path:
+    path = folder / "inspection-report.pdf"
+    path.write_bytes(b"%PDF-1.4\n% Ferry demo\n" + b"0" * 20_000 + b"\n%%EOF\n")
+    return path
+
+
+def _jar(folder: Path) -> Path:
+    path = folder / "demo-plugin-1.0.0.jar"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as jar:
+        jar.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\nBundle-Name: Ferry demo\n")
+        jar.writestr("atlassian-plugin.xml", "<atlassian-plugin key='ferry.demo' name='Ferry demo'/>")
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+SAMPLES: list[Sample] = [
+    Sample("assets-avatar", "acme", lambda s, r: {"object_type": s["object_type_id"], "object": s["object_id"]},
+           file=_png("laptop.png", (300, 200), "steelblue")),
+    Sample("assets-attachment", "acme", lambda s, r: {"object": s["object_id"], "comment": "Ferry demo"},
+           file=_pdf),
+]
+
+
+def landed(record: JobRecord) -> str:
+    if record.error:
+        code = f" HTTP {record.error.status}" if record.error.status else ""
+        return f"[red]{record.error.step}{code}: {record.error.message}[/red]"
+    shown = {k: v for k, v in (record.result or {}).items() if isinstance(v, str | int | bool) and v not in ("", None)}
+    return ", ".join(f"{k}={v}" for k, v in shown.items())
+
+
+class Processes:
+    """The sandbox and worker the demo starts, stopped again at the end (unless kept)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> Path:
+        log = self.home / f"{name}.log"
+        with open(log, "wb") as out:
+            self.children.append(subprocess.Popen(
+                [sys.executable, *args], env=env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True))
+        return log
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for child in self.children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+
+
+def wait_for(check: Callable[[], bool], what: str, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not start in {timeout}s; see {log}")
+
+
+def write_config(path: Path, url: str) -> None:
+    path.write_text(f"""# written by `ferry demo`: every connection points at the local sandbox
+[connections.acme]
+service = "atlassian"
+site_url = "{url}"
+api_url = "{url}"
+email = "ferry@example.com"
+token_env = "FERRY_DEMO_ATLASSIAN_TOKEN"
+
+[connections.marketplace]
+service = "marketplace"
+base_url = "{url}"
+email = "ferry@example.com"
+token_env = "FERRY_DEMO_ATLASSIAN_TOKEN"
+
+[connections.awork]
+service = "awork"
+base_url = "{url}"
+token_env = "FERRY_DEMO_AWORK_TOKEN"
+""")
+
+
+def run_demo(keep: bool = False) -> int:
+    import requests  # the sandbox's readiness probe; the worker extra brings it
+
+    from sandbox.testing import free_port
+
+    home = ferry_home() / "demo"
+    (home / "files").mkdir(parents=True, exist_ok=True)
+    embedded = EmbeddedRedis(ferry_home() / "redis")
+    redis_was_running = "REDIS_URL" in os.environ or embedded.is_running()
+    location = resolve_redis()
+    console.print(f"Redis: {location.url}")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    procs = Processes(home)
+    config_path = home / "ferry.toml"
+    write_config(config_path, url)
+    env = {**os.environ, **TOKENS, "FERRY_CONFIG": str(config_path), "REDIS_URL": location.url}
+    try:
+        log = procs.start("sandbox", ["-m", "sandbox", "--port", str(port), "--seed",
+                                      "--data", str(home / "sandbox")], env)
+        wait_for(lambda: _answers(requests, f"{url}/_sandbox/seed"), "the sandbox", log)
+        console.print(f"Sandbox: {url}  (inspect: {url}/_sandbox/uploads)")
+        log = procs.start("worker", ["-m", "producers", "worker", "-c", "2", "--without-gossip",
+                                     "--without-mingle", "--without-heartbeat"], env)
+        wait_for(lambda: "ready." in log.read_text(), "the worker", log)
+        console.print(f"Worker: ready (log: {log})")
+        seed = requests.get(f"{url}/_sandbox/seed", timeout=10).json()
+        ferry = Ferry(location.url, config=load_config(config_path))
+        results = submit_all(ferry, seed, home / "files")
+    finally:
+        if not keep:
+            procs.stop()
+            if not redis_was_running:
+                embedded.stop()
+    return report(results)
+
+
+def _answers(requests: Any, url: str) -> bool:
+    try:
+        return bool(requests.get(url, timeout=1).ok)
+    except requests.RequestException:
+        return False
+
+
+def submit_all(ferry: Ferry, seed: Seed, folder: Path) -> Results:
+    results: Results = {}
+    for wave in sorted({s.wave for s in SAMPLES}):
+        submitted = {}
+        for sample in (s for s in SAMPLES if s.wave == wave):
+            job = ferry.submit(
+                sample.kind, connection=sample.connection, params=sample.params(seed, results),
+                file=str(sample.file(folder)) if sample.file else None,
+                uri=sample.uri(seed, results) if sample.uri else None)
+            console.print(f"submitted {sample.kind:28} {job.id}")
+            submitted[sample.kind] = job.id
+        for kind, job_id in submitted.items():
+            results[kind] = ferry.wait(job_id, timeout=180)
+    return results
+
+
+def report(results: Results) -> int:
+    table = Table("kind", "status", "steps (attempts)", "where it landed")
+    for kind, record in results.items():
+        colour = "green" if record.status == JobStatus.SUCCEEDED else "red"
+        steps = " → ".join(f"{s.name}({s.attempts})" for s in record.steps)
+        table.add_row(kind, f"[{colour}]{record.status}[/{colour}]", steps, landed(record))
+    console.print(table)
+    missing = set(KINDS) - set(results)
+    ok = all(r.status == JobStatus.SUCCEEDED for r in results.values()) and not missing
+    if missing:
+        console.print(f"[red]no sample for: {', '.join(sorted(missing))}[/red]")
+    console.print("[green]every sample job succeeded[/green]" if ok else "[red]some sample jobs failed[/red]")
+    return 0 if ok else 1
