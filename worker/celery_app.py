@@ -6,12 +6,14 @@ JSON only, acks late, reject on worker loss, prefetch 1, no result backend.
 
 from __future__ import annotations
 
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 
 from producers.config import load_config
 from producers.embedded import resolve_redis
 from producers.queue import make_celery
 from worker.log import configure_logging
+from worker.recovery import start_reaper
+from worker.runtime import runtime
 from worker.tasks import register_tasks
 
 configure_logging()
@@ -22,3 +24,8 @@ register_tasks(app)
 @worker_process_init.connect  # type: ignore[untyped-decorator]
 def _fresh_process(**_: object) -> None:
     configure_logging()
+
+
+@worker_ready.connect  # type: ignore[untyped-decorator]
+def _recover_orphans(**_: object) -> None:
+    start_reaper(app, runtime().store)

@@ -26,11 +26,11 @@ from producers.queue import TASK_PREFIX, task_name
 from producers.records import JobRecord, StepError, StepStatus
 from worker.errors import FerryError, PermanentError, RetryableError
 from worker.log import get_logger, redact_text
+from worker.recovery import lease_seconds
 from worker.retry import backoff_delay
 from worker.runtime import Runtime, runtime
 from worker.steps import STEPS, StepContext
 
-LEASE_SECONDS = 60  # renewed while the step runs; a crashed worker's lease lapses after this
 LEASE_BUSY_RETRY = 15
 
 
@@ -113,12 +113,12 @@ def _step_error(exc: FerryError, step: str, retryable: bool) -> StepError:
 @contextmanager
 def lease(client: redis.Redis, job_id: str) -> Iterator[bool]:
     """Hold ``ferry:lease:{job}`` while a step runs, renewed in the background, released after."""
-    key, token = keys.lease(job_id), uuid.uuid4().hex
-    if not client.set(key, token, nx=True, ex=LEASE_SECONDS):
+    key, token, ttl = keys.lease(job_id), uuid.uuid4().hex, lease_seconds()
+    if not client.set(key, token, nx=True, ex=ttl):
         yield False
         return
     stop = threading.Event()
-    renewer = threading.Thread(target=_renew, args=(client, key, token, stop), daemon=True)
+    renewer = threading.Thread(target=_renew, args=(client, key, token, ttl, stop), daemon=True)
     renewer.start()
     try:
         yield True
@@ -128,11 +128,11 @@ def lease(client: redis.Redis, job_id: str) -> Iterator[bool]:
         _release(client, key, token)
 
 
-def _renew(client: redis.Redis, key: str, token: str, stop: threading.Event) -> None:
-    while not stop.wait(LEASE_SECONDS / 3):
+def _renew(client: redis.Redis, key: str, token: str, ttl: int, stop: threading.Event) -> None:
+    while not stop.wait(ttl / 3):
         try:
             if client.get(key) == token:
-                client.expire(key, LEASE_SECONDS)
+                client.expire(key, ttl)
         except redis.RedisError:
             pass  # the next tick tries again; the lease lapsing is the safe failure
 

@@ -109,3 +109,17 @@ def _seconds_between(a: Any, b: Any) -> float:
     from datetime import datetime
     return (datetime.fromisoformat(str(b).replace("Z", "+00:00"))
             - datetime.fromisoformat(str(a).replace("Z", "+00:00"))).total_seconds()
+
+
+def test_avatar_upload_429_is_retried_after_the_servers_delay(ferry_env, ferry, sandbox, tmp_path):
+    seed = sandbox.seed()
+    sandbox.add_fault(path="/avatar/upload", status=429, times=1, retry_after=2)
+    image = png(tmp_path / "retry.png")
+    code, job = submit_json(ferry_env, "assets-avatar", "-c", "acme", "--object-type", seed["object_type_id"],
+                            "--object", seed["object_id"], str(image))
+    assert code == 0, job
+    upload = job["steps"][0]
+    assert upload["attempts"] == 2
+    times = sorted(r["time"] for r in sandbox.requests(path_contains="/avatar/upload"))
+    assert _seconds_between(times[0], times[1]) >= 2.0
+    assert len(uploads_with(sandbox, sha256(image))) >= 1

@@ -1,0 +1,60 @@
+"""A killed worker loses no job, and the retried step makes no duplicate at the destination."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from producers.client import Ferry
+from producers.config import load_config
+from producers.embedded import RedisLocation
+from producers.records import StepStatus
+from tests.fixtures.worker import FerryEnv, WorkerProcess
+
+
+@pytest.fixture
+def isolated(ferry_env: FerryEnv, redis_location: RedisLocation, tmp_path) -> FerryEnv:
+    """The same setup on Redis database 3, so only this test's workers see these jobs."""
+    socket = redis_location.url.split("://", 1)[1].split("?", 1)[0]
+    location = RedisLocation.from_socket(__import__("pathlib").Path(socket), db=3)
+    env = {**ferry_env.env, "REDIS_URL": location.url}
+    isolated = FerryEnv(ferry_env.config_path, env, location)
+    client = isolated.ferry()
+    client.redis.flushdb()
+    client.close()
+    return isolated
+
+
+def wait_for_step(ferry: Ferry, job_id: str, step: str, status: StepStatus, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if ferry.status(job_id).step(step).status == status:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{step} never became {status}: {ferry.status(job_id)}")
+
+
+def test_sigkilled_worker_mid_upload_is_recovered_by_another_without_duplicate(isolated, sandbox, tmp_path):
+    seed = sandbox.seed()
+    sandbox.add_fault(path="^/media/file", latency_ms=3000, times=1)
+    doc = tmp_path / "contract.txt"
+    doc.write_text("signed\n" * 1000)
+    first = WorkerProcess(isolated.env, tmp_path / "w1.log")
+    first.wait_ready()
+    ferry = Ferry(isolated.location.url, config=load_config(isolated.config_path))
+    job = ferry.submit("assets-attachment", connection="acme", file=str(doc), params={"object": seed["object_id"]})
+    wait_for_step(ferry, job.id, "media_upload", StepStatus.RUNNING)
+    first.kill()  # SIGKILL to the whole process group: main process and pool children
+
+    second = WorkerProcess(isolated.env, tmp_path / "w2.log")
+    try:
+        second.wait_ready()
+        done = ferry.wait(job.id, timeout=60)
+    finally:
+        second.stop()
+    assert done.status == "succeeded", done
+    assert done.step("media_upload").attempts == 2
+    linked = [a for a in sandbox.attachments() if str(a.get("mediaId")) == done.result["media_id"]]
+    assert len(linked) == 1
+    assert len([a for a in sandbox.attachments() if a.get("filename") == "contract.txt"]) == 1
