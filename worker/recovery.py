@@ -76,6 +76,7 @@ def start_reaper(app: Celery, store: JobStore) -> threading.Thread:
             time.sleep(REAP_INTERVAL)
             try:
                 reap(app, store)
+                store.sweep()  # index entries of succeeded jobs that reached their retention
             except Exception:  # never let recovery kill the worker; the next round tries again
                 get_logger().exception("reaper round failed")
 
