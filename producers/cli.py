@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 import click
 from pydantic.fields import FieldInfo
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from producers.client import Ferry
@@ -26,7 +27,8 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", markup=True)
+    # escape: messages quote user input and ferry.toml ("[files] roots"), never markup
+    err.print(f"[red]error:[/red] {escape(message)}", markup=True)
     sys.exit(code)
 
 
@@ -118,6 +120,25 @@ for _kind in KINDS.values():
     submit.add_command(_submit_command(_kind))
 
 
+@cli.command("submit-batch")
+@click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
+@click.option("--strict", is_flag=True, help="submit nothing if any line is bad")
+@click.option("--wait", is_flag=True, help="follow the jobs to the end; exit 1 if any failed")
+@click.option("--timeout", type=float, default=None, help="with --wait: give up after N s")
+@click.option("--json", "as_json", is_flag=True, help="print the outcome as JSON")
+@click.pass_context
+def submit_batch(ctx: click.Context, manifest: str, strict: bool, wait: bool,
+                 timeout: float | None, as_json: bool) -> None:
+    """Submit one job per line of a .jsonl (a POST /jobs body per line) or .csv manifest.
+    Exit 0 all submitted (and succeeded, with --wait), 1 a job failed, 2 bad lines."""
+    from pathlib import Path
+
+    from producers import batch
+
+    sys.exit(batch.run(connect(ctx), Path(manifest), strict=strict, wait_for_jobs=wait,
+                       timeout=timeout, as_json=as_json, out=out, err=err))
+
+
 # ---- reading the store -------------------------------------------------------------------------
 @cli.command()
 @click.argument("job_id")
@@ -195,6 +216,22 @@ def show_record(j: JobRecord) -> None:
 
 
 # ---- processes ---------------------------------------------------------------------------------
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.pass_context
+def api(ctx: click.Context, host: str, port: int) -> None:
+    """Serve the HTTP API (POST /jobs…); bearer tokens from the variable [api] tokens_env names."""
+    try:
+        from producers.api import serve  # the api extra: only those who serve it need fastapi
+    except ImportError as exc:
+        fail(f"the HTTP API needs the api extra (pip install 'ferry[api]'): {exc}")
+    try:
+        serve(host=host, port=port, config_path=ctx.obj.get("config") if ctx.obj else None)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.pass_context
 def worker(ctx: click.Context) -> None:
@@ -235,6 +272,24 @@ def demo(keep: bool) -> None:
     from worker.demo import run_demo
 
     sys.exit(run_demo(keep=keep))
+
+
+def _register_reads() -> None:
+    from producers.cli_reads import register  # `ferry jira|marketplace|awork …` (imports this module)
+
+    register(cli)
+
+
+_register_reads()
+
+
+def _register_replay() -> None:
+    from producers.cli_replay import register  # `ferry replay`, `ferry purge` (imports this module)
+
+    register(cli)
+
+
+_register_replay()
 
 
 def main() -> None:

@@ -53,3 +53,9 @@ def rate_limit(connection: str) -> str:
 def throughput(minute: int) -> str:
     """Counter of jobs finished in one wall-clock minute (dashboard chart)."""
     return f"{PREFIX}:tp:{minute}"
+
+
+def step_memo(job_id: str, step: str) -> str:
+    """What a step saw before its first attempt (e.g. the custom avatar ids already there), so a
+    retry can tell what its own earlier attempt created. Not a secret; expires with retention."""
+    return f"{PREFIX}:memo:{job_id}:{step}"

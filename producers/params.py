@@ -8,7 +8,7 @@ list). Field descriptions are the CLI's ``--help`` text.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal, NamedTuple, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -58,3 +58,75 @@ class AssetsAvatarParams(AssetsTarget):
 class AssetsAttachmentParams(AssetsTarget):
     object: str = Field(description="the object the file is attached to")
     comment: str = Field(default="", description="attachment comment")
+
+
+# ---- Jira avatars, Marketplace assets, awork profile images ------------------------------------
+JiraAvatarType = Literal["project", "issuetype", "priority"]
+# Marketplace v2 image types are UNCONFIRMED (shared/apis/README.md §4): the candidates from the
+# docs' wording and examples. Refusing anything else at submit beats a failure in the worker.
+MarketplaceImageType = Literal["logo", "banner", "screenshot", "screenshot-thumbnail", "hero",
+                               "title-logo", "icon"]
+MARKETPLACE_IMAGE_TYPES: tuple[str, ...] = get_args(MarketplaceImageType)
+AworkEntity = Literal["companies", "contactpersons", "projects", "projecttemplates", "users",
+                      "workspaces"]
+
+
+class Crop(NamedTuple):
+    x: int
+    y: int
+    size: int
+
+    def inside(self, width: int, height: int) -> bool:
+        return self.size > 0 and self.x + self.size <= width and self.y + self.size <= height
+
+
+class JiraAvatarTarget(Params):
+    type: JiraAvatarType = Field(description="whose avatar: project, issuetype or priority")
+    owner: str = Field(description="id of the project (or its key), issue type or priority")
+
+
+class JiraAvatarParams(JiraAvatarTarget):
+    x: int | None = Field(default=None, ge=0, description="left edge of the crop square, px")
+    y: int | None = Field(default=None, ge=0, description="top edge of the crop square, px")
+    size: int | None = Field(
+        default=None, gt=0,
+        description="side of the crop square, px. With no crop at all Ferry sends the largest "
+        "CENTRED square (the API's own default is the top-left square); a missing --x/--y "
+        "centres that axis, a missing --size takes the largest square that fits")
+    set_current: bool = Field(
+        default=False, description="also make the new avatar the current one of its owner")
+
+    def crop(self, width: int, height: int) -> Crop:
+        """The square to send for an image of width x height (see ``size``'s description)."""
+        size = self.size or min(width - (self.x or 0), height - (self.y or 0))
+        x = self.x if self.x is not None else max(0, (width - size) // 2)
+        y = self.y if self.y is not None else max(0, (height - size) // 2)
+        return Crop(x, y, size)
+
+    @property
+    def crop_given(self) -> bool:
+        return not (self.x is None and self.y is None and self.size is None)
+
+
+class JiraAvatarDeleteParams(JiraAvatarTarget):
+    avatar: str = Field(description="id of the custom avatar to delete")
+
+
+class MarketplaceArtifactParams(Params):
+    """No options: the artifact is the FILE argument or --uri."""
+
+
+class MarketplaceImageParams(Params):
+    image_type: MarketplaceImageType = Field(
+        description=f"what the image is for: {', '.join(MARKETPLACE_IMAGE_TYPES)}")
+
+
+class MarketplaceAssetDeleteParams(Params):
+    asset: str = Field(
+        description="asset name (images/<uuid>.png) or its _links.self URL; only the uploader can "
+        "delete it, and only while nothing uses it")
+
+
+class AworkImageParams(Params):
+    entity: AworkEntity = Field(description=f"whose profile image: {', '.join(get_args(AworkEntity))}")
+    id: str = Field(description="id of the company / contact person / project / … in awork")

@@ -154,6 +154,9 @@ def _message_parts(body: dict[str, Any]) -> list[str]:
     return parts
 
 
+READ_STEP = "read"  # the step named by errors of synchronous reads (no job step behind them)
+
+
 class Download:
     """A response body to stream (``Destination.call(..., stream=True)``): ``save`` writes it to
     a file chunk by chunk, so an image of any size never sits in memory. Use it as a context

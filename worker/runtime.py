@@ -14,8 +14,11 @@ from producers.config import ConnectionConfig, FerryConfig, load_config
 from producers.embedded import resolve_redis
 from producers.store import JobStore
 from worker.clients.assets import AssetsClient
+from worker.clients.awork import AworkClient
+from worker.clients.jira_avatars import JiraAvatarsClient
+from worker.clients.marketplace import MarketplaceClient
 from worker.clients.media import MediaClient
-from worker.http import Destination, new_session
+from worker.http import BearerAuth, Destination, new_session
 from worker.settings import credentials_for
 
 
@@ -40,6 +43,19 @@ class Clients:
     @cached_property
     def media(self) -> MediaClient:
         return MediaClient(self.session)
+
+    @cached_property
+    def jira_avatars(self) -> JiraAvatarsClient:
+        return JiraAvatarsClient(self.destination(self.conn.site_url))
+
+    @cached_property
+    def marketplace(self) -> MarketplaceClient:
+        return MarketplaceClient(self.destination(self.conn.base_url))
+
+    @cached_property
+    def awork(self) -> AworkClient:
+        token = credentials_for(self.conn).token
+        return AworkClient(Destination(self.session, self.conn.base_url or "", auth=BearerAuth(token)))
 
 
 class Runtime:

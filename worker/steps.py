@@ -12,15 +12,26 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from PIL import Image, UnidentifiedImageError
 
 from producers import keys
-from producers.records import JobRecord
+from producers.params import (
+    AworkImageParams,
+    JiraAvatarDeleteParams,
+    JiraAvatarParams,
+    MarketplaceAssetDeleteParams,
+    MarketplaceImageParams,
+    Params,
+)
+from producers.records import FileInfo, JobRecord
 from producers.store import JobStore
 from worker.clients.assets import MediaCredentials
-from worker.errors import PermanentError
+from worker.clients.jira_avatars import Avatar
+from worker.errors import OutcomeUnknown, PermanentError
 from worker.runtime import Clients
-from worker.uploads import open_file
+from worker.uploads import OpenFile, open_file
 
 WORKSPACE_CACHE_SECONDS = 24 * 3600
 # Assets attachment credentials: how long to trust a JWT whose expiry we cannot read. Shorter
@@ -196,3 +207,145 @@ def _jwt_seconds_left(token: str) -> float:
 def _jwt_expiry(token: str) -> int | None:
     exp = _jwt_claims(token).get("exp")
     return int(exp) if isinstance(exp, int | float) else None
+
+
+# ---- shared by the kinds below ---------------------------------------------------------------
+P = TypeVar("P", bound=Params)
+
+
+def typed(ctx: StepContext, model: type[P]) -> P:
+    """The job's parameters as its kind's model (they were validated at submit)."""
+    return model.model_validate(ctx.params)
+
+
+def delete_once(ctx: StepContext, delete: Callable[[], None]) -> bool:
+    """Run an idempotent DELETE. On a retry, 404 means our earlier attempt already deleted it
+    (its answer was lost): report ``already_gone`` instead of failing. Returns already_gone."""
+    try:
+        delete()
+    except PermanentError as exc:
+        if exc.status == 404 and ctx.attempt > 1:
+            return True
+        raise
+    return False
+
+
+# ---- jira-avatar, jira-avatar-delete ---------------------------------------------------------
+@step("load_avatar")
+def load_avatar(ctx: StepContext) -> dict[str, Any]:
+    params = typed(ctx, JiraAvatarParams)
+    with open_file(ctx.job.file, ctx.step) as file:
+        crop = params.crop(*_pixel_size(ctx.job.file, file, ctx.step))
+        avatar = _earlier_avatar(ctx, params)
+        adopted = avatar is not None
+        if avatar is None:
+            avatar = ctx.clients.jira_avatars.load_avatar(
+                ctx.step, params.type, params.owner, file, crop.x, crop.y, crop.size)
+    return {"avatar_id": avatar.id, "type": params.type, "owner": params.owner,
+            "crop": crop._asdict(), "urls": avatar.urls, "adopted": adopted}
+
+
+def _pixel_size(info: FileInfo | None, file: OpenFile, step: str) -> tuple[int, int]:
+    """Width and height: from submit time's sniffing, else from the image header (a JPEG whose
+    size marker sits past the sniffed head). Pillow reads the header only, not the pixels."""
+    if info is not None and info.width and info.height:
+        return info.width, info.height
+    try:
+        with Image.open(file.stream) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise PermanentError(f"cannot read the image's size: {exc}", step=step) from None
+    finally:
+        file.stream.seek(0)
+    return int(width), int(height)
+
+
+def _earlier_avatar(ctx: StepContext, params: JiraAvatarParams) -> Avatar | None:
+    """Loading an avatar is not idempotent and its answer can be lost (or be a 5xx after the
+    avatar was stored), and a retry must not leave a second visible avatar. Chosen over
+    ``repeatable=False`` (which turns every lost answer into OutcomeUnknown for a human): before
+    the first attempt we keep the owner's custom avatar ids in Redis (``keys.step_memo``, not
+    the job record: a step cannot store partial output); every later attempt (retry,
+    redelivery, replay) lists them again and adopts the one avatar that appeared since. Two or
+    more new ones mean someone else is loading avatars onto the same owner: we cannot tell
+    which is ours, so a human decides (OutcomeUnknown). Known limit: if ours never landed and
+    exactly one foreign avatar appeared meanwhile, we adopt that one."""
+    key = keys.step_memo(ctx.job.id, ctx.step)
+    custom = ctx.clients.jira_avatars.list_avatars(params.type, params.owner, step=ctx.step).custom
+    seen = ctx.store.redis.get(key)
+    if seen is None:
+        ctx.store.redis.set(key, json.dumps([a.id for a in custom]), nx=True,
+                            ex=ctx.store.retention_seconds)
+        return None
+    before = set(json.loads(seen))
+    new = [a for a in custom if a.id not in before]
+    if len(new) > 1:
+        raise OutcomeUnknown(
+            f"{len(new)} custom avatars appeared on {params.type} {params.owner} since the first "
+            f"attempt ({', '.join(a.id for a in new)}); cannot tell which one is this job's",
+            step=ctx.step)
+    return new[0] if new else None
+
+
+@step("set_current_avatar")
+def set_current_avatar(ctx: StepContext) -> dict[str, Any]:
+    params = typed(ctx, JiraAvatarParams)
+    if not params.set_current:
+        return {"set_current": False}
+    avatar_id = str(ctx.outputs["load_avatar"]["avatar_id"])
+    ctx.clients.jira_avatars.set_current(ctx.step, params.type, params.owner, avatar_id)
+    return {"set_current": True, "current_avatar_id": avatar_id}
+
+
+@step("delete_avatar")
+def delete_avatar(ctx: StepContext) -> dict[str, Any]:
+    params = typed(ctx, JiraAvatarDeleteParams)
+    gone = delete_once(ctx, lambda: ctx.clients.jira_avatars.delete_avatar(
+        ctx.step, params.type, params.owner, params.avatar))
+    return {"deleted_avatar_id": params.avatar, "type": params.type, "owner": params.owner,
+            "already_gone": gone}
+
+
+# ---- marketplace-artifact, marketplace-image, marketplace-asset-delete ------------------------
+@step("upload_artifact")
+def upload_artifact(ctx: StepContext) -> dict[str, Any]:
+    info = ctx.job.file
+    if info is not None and info.uri:
+        # Marketplace fetches the URL itself: the bytes never pass through this worker.
+        asset = ctx.clients.marketplace.fetch_artifact(ctx.step, info.uri)
+    else:
+        with open_file(info, ctx.step) as file:
+            asset = ctx.clients.marketplace.upload_artifact(ctx.step, file)
+    return {**asset.to_json(), "fetched_from": info.uri if info else None}
+
+
+@step("upload_image")
+def upload_image(ctx: StepContext) -> dict[str, Any]:
+    params = typed(ctx, MarketplaceImageParams)
+    with open_file(ctx.job.file, ctx.step) as file:
+        asset = ctx.clients.marketplace.upload_image(ctx.step, params.image_type, file)
+    return {**asset.to_json(), "image_type": params.image_type}
+
+
+@step("delete_asset")
+def delete_asset(ctx: StepContext) -> dict[str, Any]:
+    params = typed(ctx, MarketplaceAssetDeleteParams)
+    gone = delete_once(ctx, lambda: ctx.clients.marketplace.delete_asset(ctx.step, params.asset))
+    return {"deleted_asset": params.asset, "already_gone": gone}
+
+
+# ---- awork-image, awork-image-delete ---------------------------------------------------------
+@step("upload_profile_image")
+def upload_profile_image(ctx: StepContext) -> dict[str, Any]:
+    params = typed(ctx, AworkImageParams)
+    with open_file(ctx.job.file, ctx.step) as file:
+        image = ctx.clients.awork.upload_image(ctx.step, params.entity, params.id, file)
+    return {"entity": params.entity, "id": params.id, **image.to_json()}
+
+
+@step("delete_profile_image")
+def delete_profile_image(ctx: StepContext) -> dict[str, Any]:
+    params = typed(ctx, AworkImageParams)
+    gone = delete_once(ctx, lambda: ctx.clients.awork.delete_image(ctx.step, params.entity, params.id))
+    return {"entity": params.entity, "id": params.id, "deleted": True, "already_gone": gone}
+

@@ -1,0 +1,70 @@
+"""awork API v1 profile images of companies, contact persons, projects, project templates, users
+and workspaces: ``/files/images/{entity}/{id}`` POST (multipart part ``File``), GET, DELETE
+(shared/apis/README.md §5, sources/004). Bearer token auth."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from worker.http import READ_STEP, Destination, Download
+from worker.uploads import OpenFile, multipart
+
+Entity = Literal["companies", "contactpersons", "projects", "projecttemplates", "users", "workspaces"]
+API_PREFIX = "/api/v1"
+FILE_FIELD = "File"  # capital F, as the docs' form field says
+
+
+@dataclass(frozen=True)
+class ProfileImage:
+    file_id: str | None
+    file_name: str | None
+    mime_type: str | None
+    size: int | None
+    width: int | None
+    height: int | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProfileImage:
+        # The exact field list is UNCONFIRMED: read what is there, never require more than nothing.
+        versions = data.get("fileVersions") or [{}]
+        latest = versions[-1] if isinstance(versions[-1], dict) else {}
+        return cls(file_id=data.get("id"), file_name=data.get("fileName"),
+                   mime_type=data.get("mimeType"), size=latest.get("size"),
+                   width=latest.get("width"), height=latest.get("height"))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file_id": self.file_id, "file_name": self.file_name, "mime_type": self.mime_type,
+                "size": self.size, "width": self.width, "height": self.height}
+
+
+def api_path(base_url: str, path: str) -> str:
+    """awork's base is documented as ``https://api.awork.com/api/v1``; a connection may name the
+    host alone, so add ``/api/v1`` only when the base does not already end with it."""
+    prefix = "" if base_url.rstrip("/").endswith(API_PREFIX) else API_PREFIX
+    return f"{prefix}/{path.lstrip('/')}"
+
+
+class AworkClient:
+    def __init__(self, api: Destination) -> None:
+        self.api = api
+
+    def _path(self, entity: Entity, entity_id: str) -> str:
+        return api_path(self.api.base_url, f"files/images/{entity}/{entity_id}")
+
+    def upload_image(self, step: str, entity: Entity, entity_id: str, file: OpenFile) -> ProfileImage:
+        # An entity has one profile image and an upload replaces it, so repeating this request
+        # after a lost reply lands the same image again: nothing visible is duplicated.
+        body = multipart(FILE_FIELD, file)
+        data = self.api.call(step, "POST", self._path(entity, entity_id), upload=True, data=body,
+                             headers={"Content-Type": body.content_type}).json()
+        return ProfileImage.from_json(data if isinstance(data, dict) else {})
+
+    def image(self, entity: Entity, entity_id: str, *, step: str = READ_STEP) -> Download:
+        """The profile image's bytes, streamed."""
+        response = self.api.call(step, "GET", self._path(entity, entity_id), stream=True,
+                                 headers={"Accept": "*/*"})
+        return Download(response, step)
+
+    def delete_image(self, step: str, entity: Entity, entity_id: str) -> None:
+        self.api.call(step, "DELETE", self._path(entity, entity_id))
