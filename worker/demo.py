@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,7 +31,8 @@ from producers.embedded import EmbeddedRedis, ferry_home, resolve_redis
 from producers.kinds import KINDS
 from producers.records import JobRecord, JobStatus
 
-console = Console(highlight=False)
+# Wide enough that "where it landed" stays readable when the output is a log, not a terminal.
+console = Console(highlight=False, width=max(140, shutil.get_terminal_size().columns))
 TOKENS = {"FERRY_DEMO_ATLASSIAN_TOKEN": "sandbox-token", "FERRY_DEMO_AWORK_TOKEN": "sandbox-awork-token"}
 Seed = dict[str, Any]
 Results = dict[str, JobRecord]
@@ -77,11 +79,30 @@ def _jar(folder: Path) -> Path:
     return path
 
 
+def _result(results: Results, kind: str, key: str) -> str:
+    record = results[kind]
+    return str((record.result or {}).get(key, ""))
+
+
 SAMPLES: list[Sample] = [
     Sample("assets-avatar", "acme", lambda s, r: {"object_type": s["object_type_id"], "object": s["object_id"]},
            file=_png("laptop.png", (300, 200), "steelblue")),
     Sample("assets-attachment", "acme", lambda s, r: {"object": s["object_id"], "comment": "Ferry demo"},
            file=_pdf),
+    Sample("jira-avatar", "acme", lambda s, r: {"type": "project", "owner": s["project_id"], "set_current": True},
+           file=_png("project.png", (240, 160), "darkorange")),
+    Sample("marketplace-artifact", "marketplace", lambda s, r: {}, file=_jar),
+    Sample("marketplace-image", "marketplace", lambda s, r: {"image_type": "logo"},
+           file=_png("app-logo.png", (144, 144), "seagreen")),
+    Sample("awork-image", "awork", lambda s, r: {"entity": "users", "id": s["awork"]["users"]},
+           file=_png("user.png", (128, 128), "slateblue")),
+    # Second wave: the deletes act on what the first wave created.
+    Sample("jira-avatar-delete", "acme", wave=2, params=lambda s, r: {
+        "type": "project", "owner": s["project_id"], "avatar": _result(r, "jira-avatar", "avatar_id")}),
+    Sample("marketplace-asset-delete", "marketplace", wave=2, params=lambda s, r: {
+        "asset": _result(r, "marketplace-image", "asset_name")}),
+    Sample("awork-image-delete", "awork", wave=2, params=lambda s, r: {
+        "entity": "users", "id": s["awork"]["users"]}),
 ]
 
 
