@@ -5,7 +5,7 @@ Clients above it never see a ``requests`` exception or an unchecked status."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from requests.auth import AuthBase
@@ -19,6 +19,14 @@ READ_TIMEOUT = 60.0
 USER_AGENT = "ferry/0.1 (+https://github.com/ferry-uploads)"
 
 Auth = AuthBase | tuple[str, str] | None
+
+
+class Limiter(Protocol):
+    """What a Destination asks before each request (see worker.rate_limit)."""
+
+    def acquire(self, step: str) -> None: ...
+
+    def pause(self, seconds: float) -> None: ...
 
 
 class BearerAuth(AuthBase):
@@ -44,11 +52,12 @@ class Destination:
     """One base URL with its auth, over a shared ``requests.Session`` (connection pooling)."""
 
     def __init__(self, session: requests.Session, base_url: str, *, auth: Auth = None,
-                 headers: Mapping[str, str] | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, limiter: Limiter | None = None) -> None:
         self.session = session
         self.base_url = base_url.rstrip("/")
         self.auth = auth
         self.headers = dict(headers or {})
+        self.limiter = limiter
 
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
@@ -69,6 +78,8 @@ class Destination:
         ``repeatable=False``: the request creates something visible, so a reply lost after
         sending is ``OutcomeUnknown`` rather than a blind retry that could duplicate it."""
         timeout = (CONNECT_TIMEOUT, None if upload else READ_TIMEOUT)
+        if self.limiter is not None:
+            self.limiter.acquire(step)
         try:
             response = self.session.request(
                 method, self.url(path), auth=self.auth, headers={**self.headers, **(headers or {})},
@@ -79,7 +90,10 @@ class Destination:
             raise RetryableError(f"request failed: {exc}", step=step) from None
         if response.status_code in set(ok):
             return response
-        raise classify(response, step)
+        error = classify(response, step)
+        if self.limiter is not None and isinstance(error, RetryableError) and response.status_code == 429:
+            self.limiter.pause(error.retry_after or 0.0)
+        raise error
 
 
 def _transport_error(exc: requests.RequestException, step: str, repeatable: bool) -> Exception:

@@ -18,23 +18,25 @@ from worker.clients.awork import AworkClient
 from worker.clients.jira_avatars import JiraAvatarsClient
 from worker.clients.marketplace import MarketplaceClient
 from worker.clients.media import MediaClient
-from worker.http import BearerAuth, Destination, new_session
+from worker.http import BearerAuth, Destination, Limiter, new_session
+from worker.rate_limit import ConnectionLimiter
 from worker.settings import credentials_for
 
 
 class Clients:
     """The destination clients of one connection, built on first use."""
 
-    def __init__(self, conn: ConnectionConfig, session: requests.Session) -> None:
+    def __init__(self, conn: ConnectionConfig, session: requests.Session, limiter: Limiter | None = None) -> None:
         self.conn = conn
         self.session = session
+        self.limiter = limiter  # None for one-off reads from the CLI: no Redis there
 
     def _basic(self) -> tuple[str, str]:
         creds = credentials_for(self.conn)
         return (creds.email or "", creds.token)
 
     def destination(self, base_url: str | None) -> Destination:
-        return Destination(self.session, base_url or "", auth=self._basic())
+        return Destination(self.session, base_url or "", auth=self._basic(), limiter=self.limiter)
 
     @cached_property
     def assets(self) -> AssetsClient:
@@ -42,7 +44,7 @@ class Clients:
 
     @cached_property
     def media(self) -> MediaClient:
-        return MediaClient(self.session)
+        return MediaClient(self.session, self.limiter)
 
     @cached_property
     def jira_avatars(self) -> JiraAvatarsClient:
@@ -55,7 +57,8 @@ class Clients:
     @cached_property
     def awork(self) -> AworkClient:
         token = credentials_for(self.conn).token
-        return AworkClient(Destination(self.session, self.conn.base_url or "", auth=BearerAuth(token)))
+        return AworkClient(Destination(self.session, self.conn.base_url or "", auth=BearerAuth(token),
+                                       limiter=self.limiter))
 
 
 class Runtime:
@@ -66,12 +69,14 @@ class Runtime:
         self.store = JobStore(self.redis, retention_seconds=self.config.retention_seconds,
                               idempotency_seconds=self.config.idempotency_seconds)
         self._sessions: dict[str, requests.Session] = {}
+        self._limiters: dict[str, ConnectionLimiter] = {}
 
     def clients(self, connection: str) -> Clients:
         conn = self.config.connection(connection)
         if connection not in self._sessions:
             self._sessions[connection] = new_session()
-        return Clients(conn, self._sessions[connection])
+            self._limiters[connection] = ConnectionLimiter(self.redis, connection, conn.rate_limit)
+        return Clients(conn, self._sessions[connection], self._limiters[connection])
 
 
 _runtime: tuple[int, Runtime] | None = None

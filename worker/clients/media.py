@@ -10,7 +10,7 @@ import requests
 
 from worker.clients.assets import MediaCredentials
 from worker.errors import PermanentError
-from worker.http import BearerAuth, Destination
+from worker.http import BearerAuth, Destination, Limiter
 from worker.uploads import OpenFile, multipart
 
 
@@ -22,12 +22,13 @@ class MediaFile:
 
 
 class MediaClient:
-    def __init__(self, session: requests.Session) -> None:
+    def __init__(self, session: requests.Session, limiter: Limiter | None = None) -> None:
         self.session = session
+        self.limiter = limiter
 
     def upload_file(self, step: str, credentials: MediaCredentials, file: OpenFile) -> MediaFile:
         media = Destination(self.session, credentials.media_base_url, auth=BearerAuth(credentials.jwt),
-                            headers={"X-Client-Id": credentials.client_id})
+                            headers={"X-Client-Id": credentials.client_id}, limiter=self.limiter)
         body = multipart("file", file)
         data = media.call(step, "POST", "/file", params={"name": file.name}, upload=True, data=body,
                           headers={"Content-Type": body.content_type}).json().get("data") or {}
