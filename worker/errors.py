@@ -2,6 +2,7 @@
 
     FerryError                 step, HTTP status (None for transport errors), destination message
     ├── RetryableError         connection errors, timeouts, 429, 500/502/503/504; retry_after = server's word
+    │   └── Throttled          our own per-connection budget (or a 429 pause) says wait: nothing was sent
     └── PermanentError         other 4xx, bad input, missing credentials: the job fails at once
         └── OutcomeUnknown     a non-repeatable request may or may not have landed (cut mid-response);
                                repeating it could duplicate, so a human looks first
@@ -29,6 +30,10 @@ class FerryError(Exception):
 
 class RetryableError(FerryError):
     """Trying again later may succeed."""
+
+
+class Throttled(RetryableError):
+    """Ferry's own per-connection budget says wait; nothing was sent. Costs no attempt budget."""
 
 
 class PermanentError(FerryError):

@@ -17,7 +17,7 @@ import time
 import redis
 
 from producers import keys
-from worker.errors import RetryableError
+from worker.errors import Throttled
 
 MAX_INLINE_WAIT = 5.0
 
@@ -54,7 +54,7 @@ class ConnectionLimiter:
             if wait <= 0:
                 return
             if waited + wait > MAX_INLINE_WAIT:
-                raise RetryableError(f"connection rate limit: next slot in {wait:.1f}s", step=step,
+                raise Throttled(f"connection rate limit: next slot in {wait:.1f}s", step=step,
                                      retry_after=wait)
             time.sleep(wait)
             waited += wait

@@ -24,7 +24,7 @@ from producers import keys
 from producers.kinds import KINDS, all_step_names
 from producers.queue import TASK_PREFIX, task_name
 from producers.records import JobRecord, StepError, StepStatus
-from worker.errors import FerryError, PermanentError, RetryableError
+from worker.errors import FerryError, PermanentError, RetryableError, Throttled
 from worker.log import get_logger, redact_text
 from worker.recovery import lease_seconds
 from worker.retry import backoff_delay
@@ -88,7 +88,7 @@ def _attempt(task: Task, rt: Runtime, job: JobRecord, step: str) -> None:
 
 def _retry_or_fail(task: Task, rt: Runtime, job: JobRecord, step: str, attempts: int,
                    exc: RetryableError, log: Any) -> NoReturn:
-    if attempts >= rt.config.max_attempts:
+    if attempts >= rt.config.max_attempts and not isinstance(exc, Throttled):
         _fail(rt, job, step, exc, log, note=f" (gave up after {attempts} attempts)")
     delay = exc.retry_after if exc.retry_after is not None else backoff_delay(attempts)
     rt.store.retry_step(job.id, step, _step_error(exc, step, retryable=True), delay)

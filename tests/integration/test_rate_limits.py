@@ -7,7 +7,7 @@ import time
 import pytest
 
 from tests.integration.helpers import png
-from worker.errors import RetryableError
+from worker.errors import Throttled
 from worker.rate_limit import ConnectionLimiter
 
 
@@ -39,7 +39,7 @@ def test_a_429_pauses_the_whole_connection(redis_client):
 
 def test_a_long_wait_parks_the_step_instead_of_blocking_the_worker(redis_client):
     ConnectionLimiter(redis_client, "acme", per_second=None).pause(30)
-    with pytest.raises(RetryableError) as exc:
+    with pytest.raises(Throttled) as exc:
         ConnectionLimiter(redis_client, "acme", per_second=None).acquire("media_upload")
     assert 25 < exc.value.retry_after <= 30
 
