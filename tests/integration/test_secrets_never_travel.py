@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 
 import redis
 
 from tests.fixtures.worker import TOKEN_ENV
 
 TOKENS = list(TOKEN_ENV.values())
+# A JWT: three base64url parts joined by dots (a bare "eyJ" is only base64 for '{"').
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
 def everything_in_redis(client: redis.Redis) -> dict[str, str]:
@@ -54,10 +57,12 @@ def test_no_token_in_redis_messages_records_or_logs(ferry_env, ferry, sandbox, r
         for key, value in snapshot.items():
             assert not any(t in value for t in TOKENS), f"API token found in {key}"
             if not key.startswith("ferry:secret:"):
-                assert "eyJ" not in value, f"a JWT outside its expiring key: {key}"
+                assert not JWT.search(value), f"a JWT outside its expiring key: {key}"
+    secret_keys = [k for k, v in everything_in_redis(redis_client).items() if JWT.search(v)]
+    assert secret_keys == [f"ferry:secret:{job.id}:get_credentials"]  # the one place it may live
     log = worker_process.log()
     assert job.id in log  # the log does speak of this job …
-    assert not any(t in log for t in TOKENS) and "eyJ" not in log  # … and never of its secrets
+    assert not any(t in log for t in TOKENS) and not JWT.search(log)  # … and never of its secrets
 
 
 def test_the_jwt_key_expires_no_later_than_the_jwt(ferry, sandbox, redis_client, tmp_path):

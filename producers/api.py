@@ -1,0 +1,288 @@
+"""Ferry's HTTP API: how a system that is not written in Python (or not on this machine) submits
+jobs and reads them back. ``ferry api --port 8080`` serves it; ``create_app`` builds it for tests.
+
+Every route but ``/healthz`` wants ``Authorization: Bearer <token>``; the allowed tokens are in the
+environment variable that ``[api] tokens_env`` names (comma-separated). The API validates exactly
+as the CLI does (``Ferry.validate``), answers 422 listing every problem, and enqueues nothing
+invalid. It never accepts file bytes: a job names a path under ``[files] roots`` or an https:// URL.
+
+Endpoints are sync functions on purpose: redis-py is sync, so FastAPI runs them in its threadpool.
+"""
+
+import hmac
+import logging
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Annotated, Any
+
+import redis
+from fastapi import Body, Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, ValidationError
+from starlette.exceptions import HTTPException
+
+from producers.client import Ferry, JobRequest, request_field
+from producers.config import FerryConfig
+from producers.errors import ConfigError, JobNotFound, Problem, SubmitError
+from producers.kinds import KINDS
+from producers.records import JobRecord, JobStatus
+
+log = logging.getLogger("ferry.api")
+
+MAX_BATCH_ITEMS = 1000
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+# ---- response shapes (for the OpenAPI document) ------------------------------------------------
+class ProblemOut(BaseModel):
+    field: str = Field(description="the bad field: kind, connection, file, uri, params.<name>")
+    message: str
+
+
+class ProblemsOut(BaseModel):
+    detail: str
+    problems: list[ProblemOut]
+
+
+class JobPage(BaseModel):
+    jobs: list[JobRecord]
+    next_cursor: str | None = Field(description="?cursor= for the next page; null: the last page")
+
+
+class BatchRequest(BaseModel):
+    # Items are checked one by one (not by this model) so one bad item cannot sink the others.
+    jobs: list[dict[str, Any]] = Field(
+        min_length=1, max_length=MAX_BATCH_ITEMS,
+        description="each item is a POST /jobs body (kind, connection, file | uri, params, "
+                    "idempotency_key)")
+
+
+class BatchItemResult(BaseModel):
+    index: int
+    status: int = Field(description="202 created, 200 existing (idempotency key), 422 refused, "
+                                    "503 stored but could not be enqueued")
+    job: JobRecord | None = None
+    problems: list[ProblemOut] = Field(default_factory=list)
+
+
+class BatchResult(BaseModel):
+    results: list[BatchItemResult]
+    created: int
+    existing: int
+    refused: int
+
+
+# ---- body size -----------------------------------------------------------------------------------
+class BodyLimit:
+    """Refuse bodies over ``max_bytes`` with 413: by the declared Content-Length before reading,
+    and by counting the bytes actually received (a chunked body declares no length)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            response = JSONResponse({"detail": self._message()}, status_code=413)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # FastAPI re-raises an HTTPException met while reading the body.
+                    raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _message(self) -> str:
+        return f"request body over {self.max_bytes} bytes ([api] max_body_bytes)"
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+def api_tokens(config: FerryConfig) -> list[str]:
+    raw = os.environ.get(config.api.tokens_env, "")
+    return [t.strip() for t in raw.split(",") if t.strip()]
+
+
+def _problems(problems: list[Problem]) -> list[ProblemOut]:
+    return [ProblemOut(field=request_field(p.field), message=p.message) for p in problems]
+
+
+def _validation_problems(errors: list[Any], *, strip: int) -> list[ProblemOut]:
+    out = []
+    for e in errors:
+        loc = [str(x) for x in e["loc"][strip:]]
+        out.append(ProblemOut(field=".".join(loc) or "body", message=str(e["msg"])))
+    return out
+
+
+def _refused(problems: list[ProblemOut]) -> JSONResponse:
+    body = ProblemsOut(detail="invalid request; nothing was enqueued", problems=problems)
+    return JSONResponse(body.model_dump(), status_code=422)
+
+
+def _record(record: JobRecord, status: int) -> JSONResponse:
+    # model_dump(mode="json"): the same JSON as `ferry status --json`.
+    return JSONResponse(record.model_dump(mode="json"), status_code=status,
+                        headers={"Location": f"/jobs/{record.id}"})
+
+
+# ---- the app -------------------------------------------------------------------------------------
+def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
+               tokens: list[str] | None = None) -> FastAPI:
+    """Build the API over ``ferry`` (default: ``Ferry(config=config)``, i.e. ferry.toml and
+    REDIS_URL). ``tokens`` overrides the ``[api] tokens_env`` variable; none at all is an error."""
+    ferry = ferry if ferry is not None else Ferry(config=config)
+    allowed = tokens if tokens is not None else api_tokens(ferry.config)
+    if not allowed:
+        raise ConfigError(
+            f"no API tokens: set {ferry.config.api.tokens_env} to a comma-separated list of bearer "
+            "tokens ([api] tokens_env in ferry.toml names the variable)")
+    encoded = [t.encode() for t in allowed]
+    _ = ferry.celery  # built once here, not raced by the first concurrent requests
+
+    bearer = HTTPBearer(auto_error=False, description="one of the tokens in [api] tokens_env")
+
+    def authorized(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        if credentials is None:
+            raise HTTPException(401, "a bearer token is required",
+                                headers={"WWW-Authenticate": 'Bearer realm="ferry"'})
+        given = credentials.credentials.encode()
+        # Compare against every token, constant-time each, so timing says nothing about which.
+        ok = False
+        for token in encoded:
+            ok |= hmac.compare_digest(given, token)
+        if not ok:
+            raise HTTPException(403, "this token is not allowed")
+
+    auth = [Depends(authorized)]
+    app = FastAPI(title="Ferry", version="1", openapi_url=None, docs_url=None, redoc_url=None,
+                  description=__doc__)
+    app.state.ferry = ferry
+    app.add_middleware(BodyLimit, max_bytes=ferry.config.api.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _refused(_validation_problems(list(exc.errors()), strip=1))
+
+    def submit_one(request: JobRequest) -> tuple[int, JobRecord | None, list[ProblemOut]]:
+        try:
+            record, created = ferry.submit_request(request, require_file_roots=True)
+        except SubmitError as exc:
+            return 422, None, _problems(exc.problems)
+        except Exception as exc:  # store or broker down: the job (if stored) is failed, replayable
+            log.exception("submitting a %s job failed", request.kind)
+            return 503, None, [ProblemOut(field="", message=f"could not store or enqueue: {exc}")]
+        return (202 if created else 200), record, []
+
+    @app.post("/jobs", status_code=202, dependencies=auth, response_model=JobRecord,
+              responses={200: {"model": JobRecord, "description": "existing job (idempotency key)"},
+                         422: {"model": ProblemsOut}, 413: {}, 503: {"model": ProblemsOut}})
+    def post_job(
+        job: Annotated[JobRequest, Body()],
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    ) -> JSONResponse:
+        """Validate and enqueue one job: 202 with its record, or 200 with the existing one when
+        the idempotency key (header or field) was seen within the retention window."""
+        if idempotency_key and job.idempotency_key and idempotency_key != job.idempotency_key:
+            return _refused([ProblemOut(field="idempotency_key",
+                                        message="the Idempotency-Key header and the "
+                                                "idempotency_key field differ")])
+        if idempotency_key:
+            job = job.model_copy(update={"idempotency_key": idempotency_key})
+        status, record, problems = submit_one(job)
+        if record is not None and status in (200, 202):
+            return _record(record, status)
+        body = ProblemsOut(detail="the job was refused; nothing was enqueued" if status == 422
+                           else "the job store or the broker is unavailable", problems=problems)
+        return JSONResponse(body.model_dump(), status_code=status)
+
+    @app.post("/jobs:batch", dependencies=auth, response_model=BatchResult,
+              responses={422: {"model": ProblemsOut}, 413: {}})
+    def post_batch(batch: BatchRequest) -> BatchResult:
+        """Submit many jobs; each item succeeds or fails on its own (partial success). The
+        answer is 200 with one result per item, in order."""
+        results = []
+        for index, item in enumerate(batch.jobs):
+            try:
+                request = JobRequest.model_validate(item)
+            except ValidationError as exc:
+                problems = _validation_problems(list(exc.errors()), strip=0)
+                results.append(BatchItemResult(index=index, status=422, problems=problems))
+                continue
+            status, record, problems = submit_one(request)
+            results.append(BatchItemResult(index=index, status=status, job=record,
+                                           problems=problems))
+        return BatchResult(results=results,
+                           created=sum(r.status == 202 for r in results),
+                           existing=sum(r.status == 200 for r in results),
+                           refused=sum(r.status not in (200, 202) for r in results))
+
+    @app.get("/jobs/{job_id}", dependencies=auth, response_model=JobRecord,
+             responses={404: {"description": "no such job (never existed, purged or expired)"}})
+    def get_job(job_id: str) -> JSONResponse:
+        """One job: status, each step with attempts, what landed or why it failed."""
+        try:
+            return JSONResponse(ferry.status(job_id).model_dump(mode="json"))
+        except JobNotFound:
+            raise HTTPException(404, f"no job {job_id}") from None
+
+    @app.get("/jobs", dependencies=auth, response_model=JobPage)
+    def list_jobs(
+        status: JobStatus | None = None,
+        kind: Annotated[str | None, Query(description=", ".join(KINDS))] = None,
+        connection: str | None = None,
+        cursor: Annotated[str | None, Query(pattern=r"^\d+$",
+                                            description="next_cursor of the page before")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> JSONResponse:
+        """Jobs newest first, filtered; page with ``cursor``. Same JSON as ``ferry jobs --json``."""
+        page = ferry.jobs(status=status.value if status else None, kind=kind,
+                          connection=connection, limit=limit, cursor=cursor)
+        return JSONResponse({"jobs": [j.model_dump(mode="json") for j in page.jobs],
+                             "next_cursor": page.next_cursor})
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        """No auth: for load balancers. 200 when Redis answers, else 503."""
+        try:
+            ferry.redis.ping()
+        except redis.RedisError as exc:
+            return JSONResponse({"status": "unavailable", "redis": str(exc)}, status_code=503)
+        return JSONResponse({"status": "ok", "redis": "ok"})
+
+    @app.get("/openapi.json", dependencies=auth, include_in_schema=False)
+    def openapi() -> dict[str, Any]:
+        return app.openapi()
+
+    # Replay/purge routes and the dashboard at `/`, behind this same bearer check (producers.web).
+    from producers.web import install as install_web
+
+    install_web(app, ferry, authorize=authorized, tokens=allowed)
+    return app
+
+
+def serve(host: str = "127.0.0.1", port: int = 8080, config_path: str | None = None) -> None:
+    import uvicorn  # the api extra; imported here so building the app does not need it
+
+    app = create_app(Ferry(config_path=config_path))
+    uvicorn.run(app, host=host, port=port, log_level="info")

@@ -1,0 +1,328 @@
+"""Batch manifests: many jobs from one file, ``ferry submit-batch manifest.jsonl|manifest.csv``.
+
+Formats (chosen by the name: ``.csv`` is CSV, anything else is JSONL):
+
+* JSONL: one JSON object per line, the same body as ``POST /jobs``:
+  ``{"kind": …, "connection": …, "file" | "uri": …, "params": {…}, "idempotency_key": …}``.
+  Blank lines are skipped.
+* CSV: a header row naming the columns ``kind``, ``connection``, ``file``, ``uri``,
+  ``idempotency_key``, and parameters either as one ``params.<name>`` column per parameter
+  (``params.object``, ``params.comment``) or as one ``params`` column holding a JSON object; both
+  may be used together as long as they don't name the same parameter. Empty cells are absent.
+
+A relative ``file`` is taken relative to the manifest's folder, so a manifest and its files can
+move together. Every line is validated before anything is submitted and every bad line is
+reported with its number (the header is line 1 of a CSV). Without ``--strict`` the good lines are
+submitted anyway; with it, nothing is.
+
+Exit codes: 0 every line was submitted (and, with ``--wait``, every job succeeded); 1 every line
+was submitted but a job failed or ``--wait`` timed out; 2 at least one line was bad (so nothing,
+or not everything, was submitted) — 2 wins over 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from producers import keys
+from producers.client import Ferry, JobRequest, request_field
+from producers.errors import Problem, SubmitError
+from producers.records import JobRecord, JobStatus
+
+CSV_COLUMNS = frozenset(JobRequest.model_fields) - {"params"}
+POLL_SECONDS = 0.25
+
+
+@dataclass
+class ManifestLine:
+    number: int
+    request: JobRequest | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass
+class Submitted:
+    line: int
+    record: JobRecord
+    created: bool
+
+
+@dataclass
+class BatchOutcome:
+    lines: list[ManifestLine]
+    submitted: list[Submitted] = field(default_factory=list)
+    waited: bool = False
+    timed_out: bool = False
+
+    @property
+    def bad(self) -> list[ManifestLine]:
+        return [ln for ln in self.lines if ln.problems]
+
+    def exit_code(self) -> int:
+        if self.bad:
+            return 2
+        failed = any(s.record.status != JobStatus.SUCCEEDED for s in self.submitted)
+        return 1 if self.waited and (self.timed_out or failed) else 0
+
+
+class ManifestError(ValueError):
+    """The manifest as a whole is unusable (unreadable, bad CSV header, no jobs)."""
+
+
+# ---- reading ----------------------------------------------------------------------------------
+def read_manifest(path: Path) -> list[ManifestLine]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError(f"cannot read {path}: {exc}") from exc
+    lines = _read_csv(text) if path.suffix.lower() == ".csv" else _read_jsonl(text)
+    if not lines:
+        raise ManifestError(f"{path} holds no jobs")
+    base = path.resolve().parent
+    for ln in lines:
+        if ln.request is not None and ln.request.file and not Path(ln.request.file).is_absolute():
+            ln.request.file = str(base / ln.request.file)
+    return lines
+
+
+def _read_jsonl(text: str) -> list[ManifestLine]:
+    lines = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            lines.append(ManifestLine(number, problems=[Problem("", f"not JSON: {exc.msg}")]))
+            continue
+        lines.append(_parse(number, data))
+    return lines
+
+
+def _read_csv(text: str) -> list[ManifestLine]:
+    reader = csv.DictReader(text.splitlines(keepends=True), restkey="\0extra")
+    header = reader.fieldnames or []
+    unknown = [c for c in header
+               if c not in CSV_COLUMNS and c != "params" and not c.startswith("params.")]
+    if unknown or not header:
+        raise ManifestError(
+            f"CSV header (line 1): unknown column(s) {', '.join(unknown) or '(none given)'}; "
+            f"use {', '.join(sorted(CSV_COLUMNS))}, params.<name> or params")
+    lines = []
+    start = reader.line_num + 1
+    for row in reader:
+        number, start = start, reader.line_num + 1
+        if not any((v or "").strip() for k, v in row.items() if k != "\0extra"):
+            continue
+        lines.append(_csv_row(number, row))
+    return lines
+
+
+def _csv_row(number: int, row: dict[str, Any]) -> ManifestLine:
+    if row.get("\0extra"):
+        return ManifestLine(number, problems=[Problem("", "more cells than header columns")])
+    data: dict[str, Any] = {}
+    params: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for column, value in row.items():
+        if value is None or not value.strip():
+            continue
+        if column == "params":
+            try:
+                loaded = json.loads(value)
+            except json.JSONDecodeError as exc:
+                problems.append(Problem("params", f"not a JSON object: {exc.msg}"))
+                continue
+            if not isinstance(loaded, dict):
+                problems.append(Problem("params", "must be a JSON object"))
+                continue
+            for name, v in loaded.items():
+                if name in params:
+                    problems.append(Problem(f"params.{name}", "given twice"))
+                params[name] = v
+        elif column.startswith("params."):
+            name = column.removeprefix("params.")
+            if name in params:
+                problems.append(Problem(f"params.{name}", "given twice"))
+            params[name] = value
+        else:
+            data[column] = value.strip()
+    if problems:
+        return ManifestLine(number, problems=problems)
+    return _parse(number, {**data, "params": params})
+
+
+def _parse(number: int, data: Any) -> ManifestLine:
+    if not isinstance(data, dict):
+        return ManifestLine(number, problems=[Problem("", "a line must be a JSON object")])
+    try:
+        return ManifestLine(number, JobRequest.model_validate(data))
+    except ValidationError as exc:
+        return ManifestLine(number, problems=[
+            Problem(".".join(str(x) for x in e["loc"]), str(e["msg"])) for e in exc.errors()])
+
+
+# ---- checking and submitting ------------------------------------------------------------------
+def check(ferry: Ferry, lines: list[ManifestLine]) -> None:
+    """Validate every parsed line as ``ferry submit`` would, recording problems on the line."""
+    for ln in lines:
+        if ln.request is None:
+            continue
+        r = ln.request
+        try:
+            ferry.validate(r.kind, connection=r.connection, file=r.file, uri=r.uri, params=r.params)
+        except SubmitError as exc:
+            ln.problems = [Problem(request_field(p.field), p.message) for p in exc.problems]
+
+
+def submit(ferry: Ferry, lines: list[ManifestLine], console: Console) -> list[Submitted]:
+    good = [ln for ln in lines if not ln.problems and ln.request is not None]
+    submitted: list[Submitted] = []
+    with _progress(console) as progress:
+        task = progress.add_task("submitting", total=len(good))
+        for ln in good:
+            assert ln.request is not None
+            try:
+                record, created = ferry.submit_request(ln.request)
+            except SubmitError as exc:  # changed since the check (a file vanished…)
+                ln.problems = [Problem(request_field(p.field), p.message) for p in exc.problems]
+            else:
+                submitted.append(Submitted(ln.number, record, created))
+            progress.advance(task)
+    return submitted
+
+
+def wait(ferry: Ferry, submitted: list[Submitted], console: Console,
+         timeout: float | None) -> bool:
+    """Follow the jobs until each has ended; refresh the records. False if ``timeout`` hit."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    by_id = {s.record.id: s for s in submitted}
+    pending = {i for i, s in by_id.items() if not s.record.done}
+    done = sum(s.record.status == JobStatus.SUCCEEDED for s in submitted)
+    failed = sum(s.record.status == JobStatus.FAILED for s in submitted)
+    with _progress(console) as progress:
+        task = progress.add_task(_counts(done, failed), total=len(submitted),
+                                 completed=done + failed)
+        while pending:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            ids = sorted(pending)
+            for job_id, status in zip(ids, _statuses(ferry, ids), strict=True):
+                if status in (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, None):
+                    pending.discard(job_id)
+                    done += status == JobStatus.SUCCEEDED.value
+                    failed += status != JobStatus.SUCCEEDED.value
+            progress.update(task, completed=done + failed, description=_counts(done, failed))
+            if pending:
+                time.sleep(POLL_SECONDS)
+    for s in submitted:
+        found = ferry.store.find(s.record.id)
+        if found is not None:
+            s.record = found
+    return not pending
+
+
+def _statuses(ferry: Ferry, ids: list[str]) -> list[str | None]:
+    with ferry.redis.pipeline(transaction=False) as pipe:
+        for job_id in ids:
+            pipe.hget(keys.job(job_id), "status")
+        return [None if v is None else str(v) for v in pipe.execute()]
+
+
+def _counts(done: int, failed: int) -> str:
+    return f"[green]done {done}[/green]  [red]failed {failed}[/red]"
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console)
+
+
+# ---- the command ------------------------------------------------------------------------------
+def run(ferry: Ferry, path: Path, *, strict: bool, wait_for_jobs: bool, timeout: float | None,
+        as_json: bool, out: Console, err: Console) -> int:
+    """``ferry submit-batch``: returns the exit code. Progress goes to stderr, results to stdout."""
+    try:
+        lines = read_manifest(path)
+    except ManifestError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        return 2
+    check(ferry, lines)
+    outcome = BatchOutcome(lines)
+    bad = outcome.bad
+    for ln in bad:
+        for p in ln.problems:
+            err.print(f"[red]line {ln.number}:[/red] {escape(str(p))}", highlight=False)
+    if bad and (strict or len(bad) == len(lines)):
+        err.print(f"{len(bad)} bad line(s) of {len(lines)}: nothing submitted")
+        if as_json:
+            out.print_json(data=_report(outcome))
+        return 2
+    outcome.submitted = submit(ferry, lines, err)
+    if wait_for_jobs:
+        outcome.waited = True
+        outcome.timed_out = not wait(ferry, outcome.submitted, err, timeout)
+    if as_json:
+        out.print_json(data=_report(outcome))
+    else:
+        _show(outcome, out, waited=wait_for_jobs)
+    if outcome.bad:
+        err.print(f"{len(outcome.bad)} bad line(s) not submitted")
+    if outcome.timed_out:
+        err.print(f"timed out after {timeout}s with jobs still running")
+    return outcome.exit_code()
+
+
+def _report(outcome: BatchOutcome) -> dict[str, Any]:
+    statuses = [s.record.status.value for s in outcome.submitted]
+    return {
+        "submitted": [{"line": s.line, "created": s.created, "job": s.record.model_dump(mode="json")}
+                      for s in outcome.submitted],
+        "problems": [{"line": ln.number, "field": p.field, "message": p.message}
+                     for ln in outcome.bad for p in ln.problems],
+        "summary": {
+            "lines": len(outcome.lines), "bad_lines": len(outcome.bad),
+            "submitted": len(outcome.submitted),
+            "created": sum(s.created for s in outcome.submitted),
+            **{st.value: statuses.count(st.value) for st in JobStatus},
+            "timed_out": outcome.timed_out,
+        },
+    }
+
+
+def _show(outcome: BatchOutcome, out: Console, *, waited: bool) -> None:
+    table = Table("line")
+    table.add_column("id", no_wrap=True, min_width=32)  # ids are for copying: never cut
+    for title in ("kind", "connection", "status", "result / error"):
+        table.add_column(title)
+    for s in outcome.submitted:
+        r = s.record
+        status = r.status.value if s.created else f"{r.status.value} (existing)"
+        table.add_row(str(s.line), r.id, r.kind, r.connection, status, _outcome_text(r))
+    out.print(table)
+    statuses = [s.record.status.value for s in outcome.submitted]
+    counts = ", ".join(f"{statuses.count(st.value)} {st.value}" for st in JobStatus
+                       if statuses.count(st.value))
+    out.print(f"{len(outcome.submitted)} submitted ({counts or 'none'}); "
+              f"{len(outcome.bad)} bad line(s)" + ("" if waited else "; not waited for"))
+
+
+def _outcome_text(r: JobRecord) -> str:
+    if r.error:
+        code = f" HTTP {r.error.status}" if r.error.status else ""
+        return f"{r.error.step}{code}: {r.error.message}"
+    if r.result:
+        return ", ".join(f"{k}={v}" for k, v in r.result.items()
+                         if isinstance(v, str | int) and v != "")
+    return ""
