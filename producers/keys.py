@@ -36,6 +36,11 @@ def index_connection(connection: str) -> str:
     return f"{PREFIX}:idx:conn:{connection}"
 
 
+def index_names(which: str) -> str:
+    """Set of the kind (``which="kind"``) or connection (``"conn"``) names that have an index."""
+    return f"{PREFIX}:idx-names:{which}"
+
+
 def idempotency(key: str) -> str:
     return f"{PREFIX}:idem:{key}"
 

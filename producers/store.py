@@ -50,6 +50,27 @@ class Page:
     next_cursor: str | None
 
 
+@dataclass
+class _JobState:
+    """What a transition needs to know about a job, read in one HMGET."""
+
+    job_id: str
+    status: JobStatus
+    score: float
+    runs: list[dict[str, Any]]
+    step_record: StepRecord | None = None  # when the read named a step
+
+    @property
+    def step(self) -> StepRecord:
+        assert self.step_record is not None, "read without a step"
+        return self.step_record
+
+    def finished_runs(self, outcome: str, now: str) -> str:
+        if self.runs:
+            self.runs[-1].update(finished_at=now, outcome=outcome)
+        return _dump(self.runs)
+
+
 def _fields(values: dict[str, str]) -> Mapping[Any, Any]:
     """redis-py's stubs want a mapping over every key type; ours are all str."""
     return values
@@ -113,6 +134,7 @@ class JobStore:
         for name in step_names:
             fields[_STEP + name] = StepRecord(name=name).model_dump_json()
         score = self._next_score()
+        fields["score"] = f"{score:.0f}"
         while True:
             with self.redis.pipeline() as pipe:
                 try:
@@ -134,6 +156,8 @@ class JobStore:
                     pipe.zadd(keys.index_kind(kind), {job_id: score})
                     pipe.zadd(keys.index_connection(connection), {job_id: score})
                     pipe.zadd(keys.index_status(JobStatus.QUEUED.value), {job_id: score})
+                    pipe.sadd(keys.index_names("kind"), kind)
+                    pipe.sadd(keys.index_names("conn"), connection)
                     pipe.execute()
                     break
                 except redis.WatchError:
@@ -231,35 +255,41 @@ class JobStore:
             cursor = page.next_cursor
 
     # ---- worker side ---------------------------------------------------------------------
+    # Each transition is one read (HMGET of the step, status, score and runs it needs) and one
+    # MULTI: a step costs few round trips, and the status index moves only when status changes.
     def start_step(self, job_id: str, step: str) -> StepRecord:
-        record = self._step(job_id, step)
+        state = self._state(job_id, step)
+        record = state.step
         record.status = StepStatus.RUNNING
         record.attempts += 1
         record.started_at = record.started_at or utcnow()
         record.next_attempt_at = None
         record.error = None
-        self._save_step(job_id, record, job_status=JobStatus.RUNNING)
+        self._save_step(state, record, job_status=JobStatus.RUNNING)
         return record
 
     def finish_step(self, job_id: str, step: str, result: dict[str, Any]) -> StepRecord:
-        record = self._step(job_id, step)
+        state = self._state(job_id, step)
+        record = state.step
         record.status = StepStatus.SUCCEEDED
         record.finished_at = utcnow()
         record.result = result
         record.error = None
-        self._save_step(job_id, record)
+        self._save_step(state, record)
         return record
 
     def retry_step(self, job_id: str, step: str, error: StepError, delay: float) -> StepRecord:
-        record = self._step(job_id, step)
+        state = self._state(job_id, step)
+        record = state.step
         record.status = StepStatus.RETRYING
         record.error = error
         record.next_attempt_at = utc_in(delay)
-        self._save_step(job_id, record)
+        self._save_step(state, record)
         return record
 
     def mark_failed(self, job_id: str, step: str, error: StepError) -> None:
-        record = self._step(job_id, step)
+        state = self._state(job_id, step)
+        record = state.step
         record.status = StepStatus.FAILED
         record.finished_at = utcnow()
         record.next_attempt_at = None
@@ -270,21 +300,23 @@ class JobStore:
                 _STEP + step: record.model_dump_json(),
                 "error": error.model_dump_json(),
                 "finished_at": now,
+                "updated_at": now,
+                "runs": state.finished_runs("failed", now),
             }))
-            self._finish_run(pipe, job_id, "failed", now)
-            self._set_status(pipe, job_id, JobStatus.FAILED)
+            self._set_status(pipe, state, JobStatus.FAILED)
             pipe.persist(keys.job(job_id))
             pipe.execute()
 
     def mark_succeeded(self, job_id: str, result: dict[str, Any]) -> None:
+        state = self._state(job_id)
         now = utcnow()
         with self.redis.pipeline() as pipe:
             pipe.hset(keys.job(job_id), mapping=_fields({
-                "result": _dump(result), "finished_at": now,
+                "result": _dump(result), "finished_at": now, "updated_at": now,
+                "runs": state.finished_runs("succeeded", now),
             }))
             pipe.hdel(keys.job(job_id), "error")
-            self._finish_run(pipe, job_id, "succeeded", now)
-            self._set_status(pipe, job_id, JobStatus.SUCCEEDED)
+            self._set_status(pipe, state, JobStatus.SUCCEEDED)
             pipe.expire(keys.job(job_id), self.retention_seconds)
             pipe.execute()
 
@@ -332,7 +364,7 @@ class JobStore:
         with self.redis.pipeline() as pipe:
             pipe.hset(keys.job(job_id), mapping=_fields(fields))
             pipe.hdel(keys.job(job_id), "error", "result", "finished_at")
-            self._set_status(pipe, job_id, JobStatus.QUEUED)
+            self._set_status(pipe, self._state(job_id), JobStatus.QUEUED)
             pipe.persist(keys.job(job_id))
             pipe.execute()
         return self.get(job_id)
@@ -369,39 +401,36 @@ class JobStore:
         return [(m, int(v or 0)) for m, v in zip(span, values, strict=True)]
 
     # ---- internals -----------------------------------------------------------------------
-    def _step(self, job_id: str, step: str) -> StepRecord:
-        raw = self.redis.hget(keys.job(job_id), _STEP + step)
-        if raw is None:
-            raise JobNotFound(f"{job_id} (step {step})")
-        return StepRecord.model_validate_json(raw)
+    def _state(self, job_id: str, step: str | None = None) -> _JobState:
+        fields = ["status", "score", "runs"] + ([_STEP + step] if step else [])
+        values = cast(builtins.list[str | None], self.redis.hmget(keys.job(job_id), fields))
+        if values[0] is None or (step and values[3] is None):
+            raise JobNotFound(f"{job_id}" + (f" (step {step})" if step else ""))
+        score = float(values[1]) if values[1] else self.redis.zscore(keys.index_all(), job_id)
+        return _JobState(job_id=job_id, status=JobStatus(values[0]), score=score or self._next_score(),
+                         runs=json.loads(values[2] or "[]"),
+                         step_record=StepRecord.model_validate_json(values[3]) if step and values[3] else None)
 
-    def _save_step(self, job_id: str, record: StepRecord, job_status: JobStatus | None = None) -> None:
+    def _save_step(self, state: _JobState, record: StepRecord, job_status: JobStatus | None = None) -> None:
         with self.redis.pipeline() as pipe:
-            pipe.hset(keys.job(job_id), mapping=_fields({
+            pipe.hset(keys.job(state.job_id), mapping=_fields({
                 _STEP + record.name: record.model_dump_json(), "updated_at": utcnow(),
             }))
-            if job_status is not None:
-                self._set_status(pipe, job_id, job_status)
+            if job_status is not None and job_status != state.status:
+                self._set_status(pipe, state, job_status)
             pipe.execute()
 
-    def _set_status(self, pipe: Any, job_id: str, status: JobStatus) -> None:
-        score = self.redis.zscore(keys.index_all(), job_id) or self._next_score()
+    def _set_status(self, pipe: Any, state: _JobState, status: JobStatus) -> None:
+        job_id = state.job_id
         pipe.hset(keys.job(job_id), "status", status.value)
         for s in JobStatus:
             if s is not status:
                 pipe.zrem(keys.index_status(s.value), job_id)
-        pipe.zadd(keys.index_status(status.value), {job_id: score})
+        pipe.zadd(keys.index_status(status.value), {job_id: state.score})
         if status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
             minute = keys.throughput(int(time.time() // 60))
             pipe.incr(minute)
             pipe.expire(minute, 2 * 3600)
-
-    def _finish_run(self, pipe: Any, job_id: str, outcome: str, now: str) -> None:
-        raw = self.redis.hget(keys.job(job_id), "runs")
-        runs = json.loads(raw) if raw else []
-        if runs:
-            runs[-1].update(finished_at=now, outcome=outcome)
-            pipe.hset(keys.job(job_id), "runs", _dump(runs))
 
     def _forget(self, job_id: str, kind: str | None = None, connection: str | None = None) -> None:
         with self.redis.pipeline(transaction=False) as pipe:
@@ -414,9 +443,14 @@ class JobStore:
                 pipe.zrem(keys.index_connection(connection), job_id)
             pipe.execute()
         if kind is None or connection is None:
-            # Unknown kind/connection (record already expired): clean every kind/conn index lazily.
-            for index in self.redis.scan_iter(f"{keys.PREFIX}:idx:*", count=500):
-                self.redis.zrem(index, job_id)
+            # The record expired, so its kind and connection are unknown: drop the id from every
+            # kind and connection index (their names are kept in two small sets; no key scan).
+            with self.redis.pipeline(transaction=False) as pipe:
+                for k in self.redis.smembers(keys.index_names("kind")):
+                    pipe.zrem(keys.index_kind(str(k)), job_id)
+                for c in self.redis.smembers(keys.index_names("conn")):
+                    pipe.zrem(keys.index_connection(str(c)), job_id)
+                pipe.execute()
 
 
 def _decode(raw: dict[str, str]) -> JobRecord:

@@ -137,13 +137,9 @@ def _renew(client: redis.Redis, key: str, token: str, ttl: int, stop: threading.
             pass  # the next tick tries again; the lease lapsing is the safe failure
 
 
+# Delete the lease only if it is still ours (it may have lapsed and been taken by another worker).
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
 def _release(client: redis.Redis, key: str, token: str) -> None:
-    with client.pipeline() as pipe:
-        try:
-            pipe.watch(key)  # type: ignore[no-untyped-call]
-            if pipe.get(key) == token:
-                pipe.multi()
-                pipe.delete(key)
-                pipe.execute()
-        except redis.WatchError:
-            pass  # someone else holds it now: not ours to delete
+    client.eval(_RELEASE, 1, key, token)
