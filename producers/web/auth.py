@@ -1,0 +1,135 @@
+"""Who may use the replay endpoints and the dashboard: the API's bearer tokens, or a browser
+session opened by pasting one of those tokens once.
+
+- API clients keep sending ``Authorization: Bearer <token>``, checked by the API's own dependency.
+- A browser logs in at ``/login``; it gets an opaque session id in an HttpOnly, SameSite=Strict
+  cookie. The session (in Redis, by the id's hash) remembers a hash of the token it was opened
+  with, so removing a token from ``[api] tokens_env`` ends its sessions too.
+- Every state-changing request (anything but GET/HEAD/OPTIONS) authenticated by the cookie must
+  carry the session's CSRF token in ``X-CSRF-Token`` (or a ``csrf`` form field): a page on another
+  site can make the browser send the cookie, but it cannot read the token.
+"""
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import redis
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException
+
+from producers import keys
+from producers.records import utcnow
+
+COOKIE = "ferry_session"
+CSRF_HEADER = "X-CSRF-Token"
+SESSION_SECONDS = 12 * 3600
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+Authorize = Callable[[HTTPAuthorizationCredentials | None], None]
+bearer_scheme = HTTPBearer(auto_error=False, description="one of the tokens in [api] tokens_env")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: ``via`` bearer or session, and a label naming the token without showing it."""
+
+    via: str
+    label: str
+    csrf: str | None = None
+
+    def trigger(self) -> str:
+        """What the run history records as the replay's trigger."""
+        return f"{'dashboard' if self.via == 'session' else 'api'} ({self.label})"
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def token_label(token: str) -> str:
+    return f"token #{_digest(token)[:8]}"
+
+
+class Guard:
+    """Checks requests against the API's bearer dependency and the browser sessions."""
+
+    def __init__(self, client: redis.Redis, authorize: Authorize, tokens: list[str]) -> None:
+        self.redis = client
+        self.authorize = authorize
+        self._token_digests = {_digest(t) for t in tokens}
+
+    # ---- sessions ---------------------------------------------------------------------------
+    def login(self, token: str) -> tuple[str, str] | None:
+        """(session id, csrf token) when ``token`` is an API token, else None."""
+        try:
+            self.authorize(HTTPAuthorizationCredentials(scheme="Bearer", credentials=token))
+        except HTTPException:
+            return None
+        session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        data = {"csrf": csrf, "token": _digest(token), "label": token_label(token),
+                "created_at": utcnow()}
+        self.redis.set(self._key(session_id), json.dumps(data), ex=SESSION_SECONDS)
+        return session_id, csrf
+
+    def logout(self, session_id: str | None) -> None:
+        if session_id:
+            self.redis.delete(self._key(session_id))
+
+    def session(self, request: Request) -> Principal | None:
+        session_id = request.cookies.get(COOKIE)
+        if not session_id:
+            return None
+        raw = self.redis.get(self._key(session_id))
+        if not raw:
+            return None
+        data = json.loads(str(raw))
+        if data.get("token") not in self._token_digests:  # its token was revoked
+            self.logout(session_id)
+            return None
+        return Principal("session", str(data.get("label", "session")), str(data["csrf"]))
+
+    @staticmethod
+    def _key(session_id: str) -> str:
+        return f"{keys.PREFIX}:session:{_digest(session_id)}"
+
+    # ---- dependencies -----------------------------------------------------------------------
+    def require(
+        self,
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    ) -> Principal:
+        """Bearer token (the API's check), else a session cookie plus, on a state-changing
+        request, the session's CSRF token. 401 with neither."""
+        if credentials is not None:
+            self.authorize(credentials)
+            return Principal("bearer", token_label(credentials.credentials))
+        principal = self.session(request)
+        if principal is None:
+            self.authorize(None)  # the API's own 401 with its WWW-Authenticate header
+            raise HTTPException(401, "a bearer token or a dashboard session is required")
+        if request.method not in SAFE_METHODS:
+            check_csrf(principal, request.headers.get(CSRF_HEADER))
+        return principal
+
+    def viewer(
+        self,
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    ) -> Principal | None:
+        """For HTML pages: who is looking, or None (the page then redirects to /login)."""
+        if credentials is not None:
+            self.authorize(credentials)
+            return Principal("bearer", token_label(credentials.credentials))
+        return self.session(request)
+
+
+def check_csrf(principal: Principal, given: str | None) -> None:
+    expected = principal.csrf or ""
+    if not given or not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(403, "missing or wrong CSRF token (reload the page)")
