@@ -23,7 +23,7 @@ import redis
 from producers.client import Ferry
 from producers.config import load_config
 from producers.embedded import EmbeddedRedis, RedisLocation
-from sandbox.testing import SandboxControl, SandboxProcess
+from sandbox.testing import SandboxControl, SandboxProcess, ferry_connections
 
 MiB = 1024 * 1024
 TOKEN_ENV = {
@@ -34,26 +34,9 @@ CONNECTION = "acme"  # the atlassian connection in the ferry.toml below
 
 
 def write_config(path: Path, sandbox_url: str, email: str) -> Path:
-    """The same ferry.toml the integration tests use (tests/fixtures/worker.py)."""
-    path.write_text(f"""
-[connections.{CONNECTION}]
-service = "atlassian"
-site_url = "{sandbox_url}"
-api_url = "{sandbox_url}"
-email = "{email}"
-token_env = "FERRY_TEST_ATLASSIAN_TOKEN"
-
-[connections.marketplace]
-service = "marketplace"
-base_url = "{sandbox_url}"
-email = "{email}"
-token_env = "FERRY_TEST_ATLASSIAN_TOKEN"
-
-[connections.awork]
-service = "awork"
-base_url = "{sandbox_url}"
-token_env = "FERRY_TEST_AWORK_TOKEN"
-""")
+    """The same connections the integration tests use (``acme`` is the atlassian one)."""
+    path.write_text(ferry_connections(sandbox_url, email, token_env="FERRY_TEST_ATLASSIAN_TOKEN",
+                                      bearer_env="FERRY_TEST_AWORK_TOKEN"))
     return path
 
 

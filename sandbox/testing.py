@@ -25,6 +25,30 @@ from sandbox import DEFAULT_BEARER, DEFAULT_EMAIL, DEFAULT_TOKEN
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def ferry_connections(url: str, email: str = DEFAULT_EMAIL, *, token_env: str, bearer_env: str) -> str:
+    """ferry.toml connections ``acme`` (atlassian), ``marketplace`` and ``awork`` pointing at a
+    sandbox at ``url``; the tokens come from the two environment variables named here."""
+    return f"""
+[connections.acme]
+service = "atlassian"
+site_url = "{url}"
+api_url = "{url}"
+email = "{email}"
+token_env = "{token_env}"
+
+[connections.marketplace]
+service = "marketplace"
+base_url = "{url}"
+email = "{email}"
+token_env = "{token_env}"
+
+[connections.awork]
+service = "awork"
+base_url = "{url}"
+token_env = "{bearer_env}"
+"""
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

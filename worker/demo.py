@@ -30,6 +30,7 @@ from producers.config import load_config
 from producers.embedded import EmbeddedRedis, ferry_home, resolve_redis
 from producers.kinds import KINDS
 from producers.records import JobRecord, JobStatus
+from sandbox.testing import ferry_connections, free_port
 
 # Wide enough that "where it landed" stays readable when the output is a log, not a terminal.
 console = Console(highlight=False, width=max(140, shutil.get_terminal_size().columns))
@@ -150,31 +151,13 @@ def wait_for(check: Callable[[], bool], what: str, log: Path, timeout: float = 6
 
 
 def write_config(path: Path, url: str) -> None:
-    path.write_text(f"""# written by `ferry demo`: every connection points at the local sandbox
-[connections.acme]
-service = "atlassian"
-site_url = "{url}"
-api_url = "{url}"
-email = "ferry@example.com"
-token_env = "FERRY_DEMO_ATLASSIAN_TOKEN"
-
-[connections.marketplace]
-service = "marketplace"
-base_url = "{url}"
-email = "ferry@example.com"
-token_env = "FERRY_DEMO_ATLASSIAN_TOKEN"
-
-[connections.awork]
-service = "awork"
-base_url = "{url}"
-token_env = "FERRY_DEMO_AWORK_TOKEN"
-""")
+    body = ferry_connections(url, token_env="FERRY_DEMO_ATLASSIAN_TOKEN", bearer_env="FERRY_DEMO_AWORK_TOKEN")
+    path.write_text("# written by `ferry demo`: every connection points at the local sandbox\n" + body)
 
 
 def run_demo(keep: bool = False) -> int:
     import requests  # the sandbox's readiness probe; the worker extra brings it
 
-    from sandbox.testing import free_port
 
     home = ferry_home() / "demo"
     (home / "files").mkdir(parents=True, exist_ok=True)

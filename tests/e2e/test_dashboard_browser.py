@@ -18,8 +18,9 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from producers.client import Ferry
+from tests.fixtures.api import LiveApi
 from tests.integration.helpers import png
-from tests.integration.test_replay import API_TOKEN, LINK_FAULT, LiveApi, document, wait_until
+from tests.integration.test_replay import API_TOKEN, LINK_FAULT, document, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -50,7 +51,7 @@ def tab(chromium: Browser) -> Iterator[Page]:
 
 @pytest.fixture
 def live_api(ferry: Ferry) -> Iterator[LiveApi]:
-    with LiveApi(ferry) as server:
+    with LiveApi(ferry, tokens=[API_TOKEN]) as server:
         yield server
 
 

@@ -20,7 +20,8 @@ def test_profile_image_upload_read_and_delete(ferry_env, ferry, sandbox, tmp_pat
     assert sandbox.images()[f"projects/{project}"]["sha256"] == sha256(image)
 
     saved = tmp_path / "back.png"
-    read = read_json(ferry_env, "awork", "image", "-c", "awork", "--entity", "projects", "--id", project, "-o", str(saved))
+    read = read_json(ferry_env, "awork", "image", "-c", "awork", "--entity", "projects", "--id", project,
+                     "-o", str(saved))
     assert read["content_type"] == "image/png"
     assert hashlib.sha256(saved.read_bytes()).hexdigest() == sha256(image)
 
@@ -46,5 +47,6 @@ def test_deleting_a_missing_image_fails_with_not_found(ferry_env, ferry, sandbox
     assert job["error"]["step"] == "delete_profile_image" and job["error"]["status"] == 404
     assert "not-found" in job["error"]["message"]
 
-    missing = ferry_env.cli("awork", "image", "-c", "awork", "--entity", "users", "--id", user, "-o", str(tmp_path / "x"))
+    missing = ferry_env.cli("awork", "image", "-c", "awork", "--entity", "users", "--id", user,
+                            "-o", str(tmp_path / "x"))
     assert missing.returncode == 1 and "not-found" in missing.stderr

@@ -9,10 +9,8 @@ be counted exactly. The end-to-end test at the bottom uses db 0 and the live wor
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -23,13 +21,13 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 import requests
-import uvicorn
 
-from producers.api import create_app
 from producers.client import Ferry
 from producers.config import load_config
 from producers.embedded import RedisLocation
 from producers.queue import QUEUE
+from sandbox.testing import free_port
+from tests.fixtures.api import LiveApi
 from tests.fixtures.worker import FerryEnv, write_config
 from tests.integration.helpers import png
 
@@ -38,38 +36,6 @@ OTHER_TOKEN = "api-token-two"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 MAX_BODY = 20_000
 API_DB = 3
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ApiServer:
-    """uvicorn in a thread: the real server and HTTP stack, stopped by ``should_exit``."""
-
-    def __init__(self, ferry: Ferry) -> None:
-        self.ferry = ferry
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        app = create_app(ferry)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> ApiServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "API server did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.ferry.close()
 
 
 def write_api_config(path: Path, *, roots: list[Path], sandbox_url: str = "http://127.0.0.1:9",
@@ -103,14 +69,15 @@ def api_env(tmp_path_factory: pytest.TempPathFactory, files_root: Path) -> Itera
 
 
 @pytest.fixture(scope="module")
-def api(api_env: Path, redis_location: RedisLocation) -> Iterator[ApiServer]:
+def api(api_env: Path, redis_location: RedisLocation) -> Iterator[LiveApi]:
     ferry = Ferry(db_location(redis_location, API_DB).url, config=load_config(api_env))
-    with ApiServer(ferry) as server:
+    with LiveApi(ferry) as server:
         yield server
+    ferry.close()
 
 
 @pytest.fixture
-def store(api: ApiServer) -> redis.Redis:
+def store(api: LiveApi) -> redis.Redis:
     """The API's database, emptied before each test."""
     api.ferry.redis.flushdb()
     return api.ferry.redis
@@ -319,7 +286,7 @@ def test_without_file_roots_the_api_refuses_every_path(api_env, tmp_path, redis_
     config = write_api_config(tmp_path / "ferry.toml", roots=[])
     ferry = Ferry(db_location(redis_location, API_DB + 1).url, config=load_config(config))
     ferry.redis.flushdb()
-    with ApiServer(ferry) as server:
+    with LiveApi(ferry) as server:
         r = requests.post(f"{server.url}/jobs", json=attachment(files_root), headers=AUTH,
                           timeout=10)
         assert r.status_code == 422
@@ -375,7 +342,7 @@ def test_a_job_submitted_over_http_lands_in_the_sandbox(ferry_env: FerryEnv, fer
     config = write_api_config(tmp_path / "api.toml", roots=[tmp_path])
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FERRY_TEST_API_TOKENS", TOKEN)
-        server = ApiServer(Ferry(redis_location.url, config=load_config(config)))
+        server = LiveApi(Ferry(redis_location.url, config=load_config(config)))
     with server:
         r = requests.post(f"{server.url}/jobs", headers=AUTH, timeout=30, json={
             "kind": "assets-attachment", "connection": "acme", "file": str(doc),

@@ -7,10 +7,8 @@ short-lived media JWT), then replayed through the CLI, the Python API or the HTT
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,13 +16,12 @@ from typing import Any
 
 import pytest
 import requests
-import uvicorn
 
 from producers import replay as ops
-from producers.api import create_app
 from producers.client import Ferry
 from producers.errors import ReplayRefused
 from producers.records import FileInfo, JobRecord, StepError
+from tests.fixtures.api import LiveApi
 from tests.fixtures.worker import FerryEnv
 from tests.integration.helpers import png, sha256, uploads_with
 
@@ -33,32 +30,6 @@ API_TOKEN = "replay-test-token"
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-class LiveApi:
-    """``create_app`` served by uvicorn in a thread, on a free port: real HTTP, real auth."""
-
-    def __init__(self, ferry: Ferry, token: str = API_TOKEN) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
-        self.url = f"http://127.0.0.1:{self.port}"
-        app = create_app(ferry, tokens=[token])
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveApi:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "API server did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 def document(tmp_path: Path, name: str = "report.pdf") -> Path:
     path = tmp_path / name
     path.write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 200 + b"\n%%EOF\n")
@@ -270,7 +241,7 @@ def test_purge_removes_only_the_filtered_jobs(ferry_env, ferry, tmp_path):
 # ---- over HTTP -----------------------------------------------------------------------------------
 @pytest.fixture
 def live_api(ferry: Ferry) -> Iterator[LiveApi]:
-    with LiveApi(ferry) as server:
+    with LiveApi(ferry, tokens=[API_TOKEN]) as server:
         yield server
 
 
