@@ -21,6 +21,7 @@ from producers.cli import _finish, connect, err, fail, out
 from producers.errors import JobNotFound, ReplayRefused
 from producers.kinds import KINDS, all_step_names
 from producers.records import JobStatus
+from producers.selection import Filters
 
 
 def register(cli: click.Group) -> None:
@@ -59,9 +60,9 @@ def filter_options(default_status: str | None) -> Callable[[Any], Any]:
     return apply
 
 
-def _filters(kw: dict[str, Any]) -> ops.Filters:
+def _filters(kw: dict[str, Any]) -> Filters:
     try:
-        return ops.Filters.parse({"status": kw.get("status_"), "kind": kw.get("kind"),
+        return Filters.parse({"status": kw.get("status_"), "kind": kw.get("kind"),
                                   "connection": kw.get("connection"),
                                   "error_step": kw.get("error_step"),
                                   "http_status": kw.get("http_status"), "since": kw.get("since"),

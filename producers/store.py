@@ -10,7 +10,8 @@ Layout (keys in ``producers.keys``)::
     ferry:idx:kind:{k}, ferry:idx:conn:{c}
     ferry:idem:{key}          string  job id for an idempotency key, for the retention window
 
-Status by id is one HGETALL; lists page through a zset by score without scanning keys.
+Status by id is one HGETALL; lists page through the zsets by score (``producers.selection``)
+without scanning keys.
 Succeeded jobs expire after the retention; failed ones stay until replayed or purged. Index entries
 of expired jobs are dropped lazily when a listing meets them, and by ``sweep``.
 """
@@ -40,6 +41,7 @@ from producers.records import (
     utc_in,
     utcnow,
 )
+from producers.selection import Filters, select_page
 
 _STEP = "step:"
 
@@ -191,49 +193,29 @@ class JobStore:
         cursor: str | None = None,
     ) -> Page:
         """Newest first, ``limit`` per page; ``cursor`` is the ``next_cursor`` of the page before."""
-        index = self._index_for(status, kind, connection)
-        top = f"({cursor}" if cursor else "+inf"
-        records: list[JobRecord] = []
-        last_score: float | None = None
+        filters = Filters(status=status, kind=kind, connection=connection)
+        records: builtins.list[JobRecord] = []
         while len(records) < limit:
-            batch = cast(builtins.list[tuple[str, float]], self.redis.zrevrangebyscore(
-                index, top, "-inf", start=0, num=limit, withscores=True))
-            if not batch:
-                return Page(records, None)
-            for job_id, score in batch:
-                last_score = score
-                record = self.find(job_id)
-                if record is None:
-                    self._forget(job_id)
-                    continue
-                records.append(record)
-                if len(records) == limit:
-                    break
-            top = f"({last_score:.0f}"
-        more = self.redis.zrevrangebyscore(index, top, "-inf", start=0, num=1)
-        return Page(records, f"{last_score:.0f}" if more and last_score is not None else None)
+            page = select_page(self.redis, filters, limit=limit - len(records), cursor=cursor)
+            records += self._records(page.ids)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return Page(records, cursor)
 
-    def _index_for(self, status: str | None, kind: str | None, connection: str | None) -> str:
-        chosen = [
-            k
-            for k in (
-                keys.index_status(status) if status else None,
-                keys.index_kind(kind) if kind else None,
-                keys.index_connection(connection) if connection else None,
-            )
-            if k
-        ]
-        if not chosen:
-            return keys.index_all()
-        if len(chosen) == 1:
-            return chosen[0]
-        # Several filters: intersect inside Redis into a short-lived key and page over that.
-        tmp = f"{keys.PREFIX}:tmp:" + "|".join(chosen)
-        with self.redis.pipeline() as pipe:
-            pipe.zinterstore(tmp, chosen, aggregate="MAX")
-            pipe.expire(tmp, 10)
-            pipe.execute()
-        return tmp
+    def _records(self, ids: builtins.list[str]) -> builtins.list[JobRecord]:
+        """The records of ``ids`` in one round trip; ids whose record expired leave the indexes."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(keys.job(job_id))
+            raws = pipe.execute()
+        found = []
+        for job_id, raw in zip(ids, raws, strict=True):
+            if raw:
+                found.append(_decode(raw))
+            else:
+                self._forget(job_id)
+        return found
 
     def counts(self) -> dict[str, int]:
         with self.redis.pipeline(transaction=False) as pipe:

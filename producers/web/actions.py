@@ -22,6 +22,7 @@ from producers import replay as ops
 from producers.client import Ferry
 from producers.errors import JobNotFound, ReplayRefused
 from producers.records import JobRecord, JobStatus, utcnow
+from producers.selection import Filters
 from producers.web.auth import Guard, Principal
 
 log = logging.getLogger("ferry.api")
@@ -51,11 +52,11 @@ class JobFilters(BaseModel):
     since: str | None = Field(None, description="created at or after")
     until: str | None = Field(None, description="created before")
 
-    def parsed(self) -> ops.Filters:
+    def parsed(self) -> Filters:
         raw = self.model_dump()
         raw["status"] = (self.status or JobStatus.FAILED).value
         try:
-            return ops.Filters.parse(raw)
+            return Filters.parse(raw)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
 

@@ -18,11 +18,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.exceptions import HTTPException
 
 from producers import keys
-from producers import replay as ops
 from producers.client import Ferry
 from producers.errors import JobNotFound
 from producers.kinds import KINDS, all_step_names
 from producers.records import JobStatus, StepError
+from producers.selection import Filters, select_page
 from producers.web import render
 from producers.web.actions import BULK_KEY
 from producers.web.auth import COOKIE, SESSION_SECONDS, Guard, Principal, check_csrf
@@ -113,14 +113,14 @@ def dashboard_router(ferry: Ferry, guard: Guard) -> APIRouter:
 
     def listing(query: dict[str, str]) -> dict[str, str]:
         try:
-            filters = ops.Filters.parse(query)
+            filters = Filters.parse(query)
         except ValueError as exc:
             return {"rows": f'<tr><td colspan="8" class="error">{render.esc(exc)}</td></tr>',
                     "pager": ""}
         cursor = query.get("cursor")
         if cursor is not None and not cursor.isdigit():
             cursor = None
-        page = ops.select_page(ferry.redis, filters, limit=PAGE_SIZE, cursor=cursor)
+        page = select_page(ferry.redis, filters, limit=PAGE_SIZE, cursor=cursor)
         rows = load_rows(ferry.redis, page.ids)
         return {"rows": render.rows_html(rows),
                 "pager": render.pager(page.next_cursor, query, len(rows), newest=cursor is None)}
@@ -227,8 +227,8 @@ def dashboard_router(ferry: Ferry, guard: Guard) -> APIRouter:
         """The list as JSON (ids and row fields), with every filter the dashboard has."""
         query = _query(request)
         try:
-            filters = ops.Filters.parse(query)
-            page = ops.select_page(ferry.redis, filters, limit=limit, cursor=query.get("cursor"))
+            filters = Filters.parse(query)
+            page = select_page(ferry.redis, filters, limit=limit, cursor=query.get("cursor"))
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
         rows = load_rows(ferry.redis, page.ids)

@@ -21,6 +21,7 @@ from producers import replay as ops
 from producers.client import Ferry
 from producers.errors import ReplayRefused
 from producers.records import FileInfo, JobRecord, StepError
+from producers.selection import Filters
 from tests.fixtures.api import LiveApi
 from tests.fixtures.worker import FerryEnv
 from tests.integration.helpers import png, sha256, uploads_with
@@ -226,7 +227,7 @@ def test_purge_removes_only_the_filtered_jobs(ferry_env, ferry, tmp_path):
     code, done = cli_json(ferry_env, "purge", "--kind", "assets-avatar", "--http-status", "400",
                           "--yes")
     assert code == 0 and done == {"matched": 3, "deleted": 3, "skipped": 0}
-    remaining = set(ops.select(ferry, ops.Filters()))
+    remaining = set(ops.select(ferry, Filters()))
     assert remaining == {avatar_503, *attachments, queued, succeeded}
     assert all(ferry.store.find(i) is None for i in avatars_400)
 
@@ -235,7 +236,7 @@ def test_purge_removes_only_the_filtered_jobs(ferry_env, ferry, tmp_path):
     assert done == {"matched": 1, "deleted": 0, "skipped": 1}
     code, done = cli_json(ferry_env, "purge", "--yes")  # default: every failed job
     assert done["deleted"] == 3
-    assert set(ops.select(ferry, ops.Filters())) == {queued, succeeded}
+    assert set(ops.select(ferry, Filters())) == {queued, succeeded}
 
 
 # ---- over HTTP -----------------------------------------------------------------------------------
