@@ -124,3 +124,15 @@ def test_avatar_upload_429_is_retried_after_the_servers_delay(ferry_env, ferry, 
     times = sorted(r["time"] for r in sandbox.requests(path_contains="/avatar/upload"))
     assert _seconds_between(times[0], times[1]) >= 2.0
     assert len(uploads_with(sandbox, sha256(image))) >= 1
+
+
+def test_attachment_to_an_unknown_object_fails_at_credentials_with_the_destinations_message(
+        ferry_env, ferry, sandbox, tmp_path):
+    doc = tmp_path / "orphan.txt"
+    doc.write_text("no object for me\n")
+    code, job = submit_json(ferry_env, "assets-attachment", "-c", "acme", "--object", "987654", str(doc))
+    assert code == 1
+    assert job["error"]["step"] == "get_credentials" and job["error"]["status"] == 404
+    assert job["error"]["message"]
+    assert [s["status"] for s in job["steps"]] == ["failed", "pending", "pending"]
+    assert job["steps"][0]["attempts"] == 1  # a 404 is not retried
