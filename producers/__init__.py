@@ -5,7 +5,14 @@ destination clients (``requests`` & co.).
 """
 
 from producers.client import Ferry, JobRequest
-from producers.errors import ConfigError, JobNotFound, Problem, ReplayRefused, SubmitError
+from producers.errors import (
+    ConfigError,
+    IdempotencyConflict,
+    JobNotFound,
+    Problem,
+    ReplayRefused,
+    SubmitError,
+)
 from producers.kinds import KINDS, Kind, Step
 from producers.records import FileInfo, JobRecord, JobStatus, StepError, StepRecord, StepStatus
 from producers.store import JobStore, Page
@@ -15,6 +22,7 @@ __all__ = [
     "ConfigError",
     "Ferry",
     "FileInfo",
+    "IdempotencyConflict",
     "JobNotFound",
     "JobRecord",
     "JobRequest",

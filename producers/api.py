@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException
 
 from producers.client import Ferry, JobRequest, request_field
 from producers.config import FerryConfig
-from producers.errors import ConfigError, JobNotFound, Problem, SubmitError
+from producers.errors import ConfigError, IdempotencyConflict, JobNotFound, Problem, SubmitError
 from producers.kinds import KINDS
 from producers.records import JobRecord, JobStatus
 
@@ -66,7 +66,8 @@ class BatchRequest(BaseModel):
 
 class BatchItemResult(BaseModel):
     index: int
-    status: int = Field(description="202 created, 200 existing (idempotency key), 422 refused, "
+    status: int = Field(description="202 created, 200 existing (idempotency key), 409 key reused for "
+                                    "another job, 422 refused, "
                                     "503 stored but could not be enqueued")
     job: JobRecord | None = None
     problems: list[ProblemOut] = Field(default_factory=list)
@@ -187,6 +188,8 @@ def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
     def submit_one(request: JobRequest) -> tuple[int, JobRecord | None, list[ProblemOut]]:
         try:
             record, created = ferry.submit_request(request, require_file_roots=True)
+        except IdempotencyConflict as exc:
+            return 409, None, _problems(exc.problems)
         except SubmitError as exc:
             return 422, None, _problems(exc.problems)
         except Exception as exc:  # store or broker down: the job (if stored) is failed, replayable
@@ -196,6 +199,7 @@ def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
 
     @app.post("/jobs", status_code=202, dependencies=auth, response_model=JobRecord,
               responses={200: {"model": JobRecord, "description": "existing job (idempotency key)"},
+                         409: {"model": ProblemsOut, "description": "idempotency key reused for another job"},
                          422: {"model": ProblemsOut}, 413: {}, 503: {"model": ProblemsOut}})
     def post_job(
         job: Annotated[JobRequest, Body()],
@@ -212,7 +216,7 @@ def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
         status, record, problems = submit_one(job)
         if record is not None and status in (200, 202):
             return _record(record, status)
-        body = ProblemsOut(detail="the job was refused; nothing was enqueued" if status == 422
+        body = ProblemsOut(detail="the job was refused; nothing was enqueued" if status in (409, 422)
                            else "the job store or the broker is unavailable", problems=problems)
         return JSONResponse(body.model_dump(), status_code=status)
 

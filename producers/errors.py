@@ -24,6 +24,11 @@ class SubmitError(ValueError):
         super().__init__("; ".join(str(p) for p in problems))
 
 
+class IdempotencyConflict(SubmitError):
+    """An idempotency key seen before came back with a different job: refusing is the only safe
+    answer (returning the old job would hide that the new one was never submitted)."""
+
+
 class ConfigError(ValueError):
     """ferry.toml is missing something or says something impossible."""
 

@@ -29,7 +29,7 @@ from typing import Any, cast
 import redis
 
 from producers import keys
-from producers.errors import JobNotFound
+from producers.errors import IdempotencyConflict, JobNotFound, Problem
 from producers.records import (
     FileInfo,
     JobRecord,
@@ -147,6 +147,7 @@ class JobStore:
                             pipe.unwatch()
                             found = self.find(str(existing))
                             if found is not None:
+                                _check_same_job(found, idempotency_key, kind, connection, params, file)
                                 return found, False
                     pipe.multi()
                     if idempotency_key:
@@ -433,6 +434,26 @@ class JobStore:
                 for c in self.redis.smembers(keys.index_names("conn")):
                     pipe.zrem(keys.index_connection(str(c)), job_id)
                 pipe.execute()
+
+
+def _check_same_job(found: JobRecord, key: str, kind: str, connection: str, params: dict[str, Any],
+                    file: FileInfo | None) -> None:
+    """A repeated idempotency key must name the same job: same kind, connection, parameters and
+    file reference (path or URL)."""
+    differs = [name for name, old, new in (
+        ("kind", found.kind, kind),
+        ("connection", found.connection, connection),
+        ("params", found.params, params),
+        ("file", _file_ref(found.file), _file_ref(file)),
+    ) if old != new]
+    if differs:
+        raise IdempotencyConflict([Problem("idempotency_key", (
+            f"{key!r} was used for job {found.id} with a different {', '.join(differs)}; "
+            "use a new key for a different job"))])
+
+
+def _file_ref(file: FileInfo | None) -> str | None:
+    return (file.path or file.uri) if file else None
 
 
 def _decode(raw: dict[str, str]) -> JobRecord:

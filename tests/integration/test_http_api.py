@@ -203,6 +203,11 @@ def test_twenty_concurrent_identical_requests_make_exactly_one_job(api, store, f
     clash = requests.post(f"{api.url}/jobs", json={**body, "idempotency_key": "a"},
                           headers={**AUTH, "Idempotency-Key": "b"}, timeout=30)
     assert clash.status_code == 422 and fields(clash) == {"idempotency_key"}
+    other_job = {**body, "params": {**body["params"], "comment": "a different job"}}
+    reused = requests.post(f"{api.url}/jobs", json=other_job,
+                           headers={**AUTH, "Idempotency-Key": "scan-88-x"}, timeout=30)
+    assert reused.status_code == 409 and fields(reused) == {"idempotency_key"}
+    assert job_count(store) == 1
 
 
 # ---- refusals -------------------------------------------------------------------------------------

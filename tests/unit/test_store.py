@@ -5,7 +5,7 @@ from __future__ import annotations
 import fakeredis
 import pytest
 
-from producers.errors import JobNotFound
+from producers.errors import IdempotencyConflict, JobNotFound
 from producers.records import FileInfo, JobStatus, StepError, StepStatus
 from producers.store import JobStore
 
@@ -119,3 +119,14 @@ def test_missing_and_deleted_jobs(store):
     job, _ = new_job(store)
     assert store.delete(job.id)
     assert store.find(job.id) is None and store.list().jobs == []
+
+
+def test_an_idempotency_key_reused_for_a_different_job_is_refused(store):
+    first, _ = new_job(store, key="scan-88")
+    with pytest.raises(IdempotencyConflict) as exc:
+        store.create(kind="assets-attachment", connection="acme",
+                     steps=["get_credentials", "media_upload", "link_attachment"],
+                     params={"object": "89"}, file=FileInfo(path="/tmp/a.pdf", name="a.pdf", size=3),
+                     idempotency_key="scan-88")
+    assert first.id in str(exc.value) and "params" in str(exc.value)
+    assert store.counts()["queued"] == 1
