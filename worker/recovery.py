@@ -29,6 +29,7 @@ REAP_INTERVAL = float(os.environ.get("FERRY_REAP_INTERVAL", "30"))
 # A retrying step whose next attempt is this overdue, with nobody holding the lease, lost its
 # delayed message along with its worker.
 RETRY_GRACE = 60.0
+REVIVE_WINDOW = 600
 
 
 def lease_seconds() -> int:
@@ -42,7 +43,12 @@ def _age(timestamp: str | None, now: datetime) -> float:
 
 
 def orphaned_step(job: JobRecord, client: redis.Redis, now: datetime) -> str | None:
-    """The step to restart ``job`` from, if its worker is gone; else None."""
+    """The step to restart ``job`` from, if its worker is gone; else None: it died mid-step
+    (running, lease lapsed) or while holding a delayed retry (retrying, overdue).
+
+    Not covered, on purpose: a worker dying in the instant between recording a step and
+    publishing the next. From the store that looks like a job waiting in a backlog, and reviving
+    every such job would flood a busy queue; that message returns after the visibility timeout."""
     if job.status != JobStatus.RUNNING or client.exists(keys.lease(job.id)):
         return None
     for step in job.steps:
@@ -63,6 +69,10 @@ def reap(app: Celery, store: JobStore) -> list[str]:
         job = store.find(job_id)
         step = orphaned_step(job, store.redis, now) if job else None
         if job is None or step is None:
+            continue
+        # Once per step per window: a revived step that is merely slow to start (a busy pool
+        # holding its delayed retry) must not gain another copy every round.
+        if not store.redis.set(f"{keys.PREFIX}:revived:{job.id}:{step}", 1, nx=True, ex=REVIVE_WINDOW):
             continue
         get_logger(job_id=job.id, kind=job.kind, step=step).warning("re-enqueueing orphaned step")
         enqueue(app, job.id, KINDS[job.kind], from_step=step)

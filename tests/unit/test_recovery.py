@@ -1,0 +1,62 @@
+"""Which running jobs the reaper revives: only those whose worker is gone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import fakeredis
+import pytest
+
+from producers.records import JobRecord, JobStatus, StepRecord, StepStatus
+from worker.recovery import RETRY_GRACE, lease_seconds, orphaned_step
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def iso(seconds_ago: float) -> str:
+    return (NOW - timedelta(seconds=seconds_ago)).isoformat().replace("+00:00", "Z")
+
+
+def job(*steps: StepRecord, quiet_for: float) -> JobRecord:
+    return JobRecord(id="j1", kind="assets-attachment", connection="acme", status=JobStatus.RUNNING,
+                     created_at=iso(600), updated_at=iso(quiet_for), steps=list(steps))
+
+
+@pytest.fixture
+def client() -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis(decode_responses=True)
+
+
+def done(name: str) -> StepRecord:
+    return StepRecord(name=name, status=StepStatus.SUCCEEDED, attempts=1)
+
+
+def test_a_running_step_without_a_lease_is_orphaned_once_quiet_for_a_lease(client):
+    running = StepRecord(name="media_upload", status=StepStatus.RUNNING, attempts=1)
+    assert orphaned_step(job(done("get_credentials"), running, quiet_for=lease_seconds() + 1), client, NOW) \
+        == "media_upload"
+    assert orphaned_step(job(done("get_credentials"), running, quiet_for=1), client, NOW) is None
+
+
+def test_a_held_lease_means_a_live_worker(client):
+    client.set("ferry:lease:j1", "token")
+    running = StepRecord(name="media_upload", status=StepStatus.RUNNING, attempts=1)
+    assert orphaned_step(job(running, quiet_for=3600), client, NOW) is None
+
+
+def test_an_overdue_retry_is_orphaned_a_pending_one_is_not(client):
+    overdue = StepRecord(name="get_credentials", status=StepStatus.RETRYING, attempts=1,
+                         next_attempt_at=iso(RETRY_GRACE + 5))
+    waiting = overdue.model_copy(update={"next_attempt_at": iso(-30)})
+    assert orphaned_step(job(overdue, quiet_for=3600), client, NOW) == "get_credentials"
+    assert orphaned_step(job(waiting, quiet_for=3600), client, NOW) is None
+
+
+def test_a_job_between_steps_is_taken_for_a_backlog_not_an_orphan(client):
+    steps = (done("get_credentials"), done("media_upload"), StepRecord(name="link_attachment"))
+    assert orphaned_step(job(*steps, quiet_for=3600), client, NOW) is None
+
+
+def test_jobs_that_are_not_running_are_left_alone(client):
+    queued = job(StepRecord(name="get_credentials"), quiet_for=3600).model_copy(update={"status": JobStatus.QUEUED})
+    assert orphaned_step(queued, client, NOW) is None
