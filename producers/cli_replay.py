@@ -74,7 +74,8 @@ def _filters(kw: dict[str, Any]) -> Filters:
 @click.command()
 @click.argument("job_id", required=False)
 @click.option("--restart", is_flag=True, help="run every step again, not just from the failed one")
-@click.option("--force", is_flag=True, help="replay even a job that succeeded")
+@click.option("--force", is_flag=True,
+              help="replay even a job that succeeded, or re-publish a queued one whose message was lost")
 @click.option("--wait", is_flag=True, help="one job: block until it ends; exit 1 if it failed")
 @click.option("--timeout", type=float, default=None, help="with --wait: give up after N s")
 @click.option("--json", "as_json", is_flag=True, help="print the record (or the summary) as JSON")

@@ -59,6 +59,8 @@ def plan(ferry: Ferry, record: JobRecord, kind: Kind, *, restart: bool) -> tuple
         return names[0], "restart requested: every step runs again"
     if record.status == JobStatus.SUCCEEDED:
         return names[0], "forced replay of a succeeded job: every step runs again"
+    if record.status == JobStatus.QUEUED:
+        return names[0], "forced: a queued job re-published (its message may have been lost)"
     done = (StepStatus.SUCCEEDED, StepStatus.REUSED)
     steps = {s.name: s for s in record.steps}
     start = next((i for i, n in enumerate(names)
@@ -113,8 +115,14 @@ def replay(ferry: Ferry, job_id: str, *, restart: bool = False, force: bool = Fa
 
 
 def _check_replayable(record: JobRecord, force: bool) -> None:
-    if record.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+    started = any(s.status != StepStatus.PENDING for s in record.steps)
+    if record.status == JobStatus.RUNNING or (record.status == JobStatus.QUEUED and started):
         raise ReplayRefused(f"job {record.id} is {record.status.value}; wait for it to end")
+    if record.status == JobStatus.QUEUED and not force:
+        # Its message may still be waiting in a backlog. Force re-publishes it (a producer that
+        # died between storing and publishing lost it); a second copy would find the work done.
+        raise ReplayRefused(f"job {record.id} is queued and has not started; force re-publishes it "
+                            "if its message was lost")
     if record.status == JobStatus.SUCCEEDED and not force:
         raise ReplayRefused(f"job {record.id} succeeded; replay it with force to run it again")
 

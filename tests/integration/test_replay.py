@@ -20,6 +20,8 @@ import requests
 from producers import replay as ops
 from producers.client import Ferry
 from producers.errors import ReplayRefused
+from producers.files import inspect_path
+from producers.kinds import KINDS
 from producers.records import FileInfo, JobRecord, StepError
 from producers.selection import Filters
 from tests.fixtures.api import LiveApi
@@ -310,3 +312,19 @@ def test_dashboard_session_needs_its_csrf_token(ferry, live_api):
                          headers={"X-CSRF-Token": csrf})
     assert right.status_code == 200 and right.json()["matched"] == 0
     assert session.get(f"{live_api.url}/ui/summary", timeout=10).status_code == 200
+
+
+def test_a_queued_job_whose_message_was_lost_is_republished_only_with_force(ferry, sandbox, tmp_path):
+    seed = sandbox.seed()
+    doc = document(tmp_path, "lost.pdf")
+    spec = KINDS["assets-attachment"]
+    info, _ = inspect_path(str(doc), spec.file, ())  # type: ignore[arg-type]
+    # What a producer that died between storing the job and publishing it leaves behind.
+    record, _ = ferry.store.create(kind=spec.name, connection="acme", steps=spec.step_names,
+                                   params={"object": seed["object_id"]}, file=info)
+    with pytest.raises(ReplayRefused, match="force"):
+        ops.replay(ferry, record.id)
+    ops.replay(ferry, record.id, force=True, trigger="test")
+    done = ferry.wait(record.id, timeout=60)
+    assert done.status == "succeeded"
+    assert "re-published" in (done.runs[-1].note or "")
