@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from typing import Any, NoReturn
 
 import click
@@ -196,17 +197,26 @@ def _outcome(j: JobRecord) -> str:
     return ""
 
 
+def _took(started: str | None, finished: str | None) -> str:
+    if not (started and finished):
+        return ""
+    seconds = (datetime.fromisoformat(finished.replace("Z", "+00:00"))
+               - datetime.fromisoformat(started.replace("Z", "+00:00"))).total_seconds()
+    return f"{seconds:.2f} s"
+
+
 def show_record(j: JobRecord) -> None:
     out.print(f"[bold]{j.id}[/bold]  {j.kind} via {j.connection}  {_styled(j.status)}")
-    table = Table("step", "status", "attempts", "started", "finished", "result / error")
+    table = Table("step", "status", "attempts", "started", "took", "result / error")
     for s in j.steps:
         detail = ""
         if s.error:
             detail = f"HTTP {s.error.status}: {s.error.message}" if s.error.status else s.error.message
         elif s.result:
             detail = ", ".join(f"{k}={v}" for k, v in s.result.items() if isinstance(v, str | int))
-        table.add_row(s.name, _styled(s.status), str(s.attempts), s.started_at or "",
-                      s.finished_at or "", detail)
+        started = (s.started_at or "")[11:19]  # HH:MM:SS (UTC); the full times are in --json
+        table.add_row(s.name, _styled(s.status), str(s.attempts), started, _took(s.started_at, s.finished_at),
+                      detail)
     out.print(table)
     if j.error:
         code = f" (HTTP {j.error.status})" if j.error.status else ""
