@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any, NoReturn
 
 import click
+import redis
+from kombu.exceptions import OperationalError
 from pydantic.fields import FieldInfo
 from rich.console import Console
 from rich.markup import escape
@@ -303,4 +305,8 @@ _register_replay()
 
 
 def main() -> None:
-    cli(obj={})
+    try:
+        cli(obj={})
+    except (redis.RedisError, OperationalError) as exc:
+        # One line, not a traceback: the usual cause is a REDIS_URL pointing at nothing.
+        fail(f"cannot reach Redis: {exc} (check REDIS_URL; unset it to use the embedded Redis)", code=1)
