@@ -278,29 +278,28 @@ def _check_update(body: Any, allowed: set[str]) -> dict[str, Any]:
     return body
 
 
-async def update_issuetype(request: Request) -> Response:
+async def _update_entity(request: Request, kind: str, fields: Any, noun: str) -> dict[str, Any]:
+    """PUT an issue type or priority: validated fields, and an avatarId only if that avatar
+    belongs to the entity (a system avatar of its type, or one of its own custom avatars)."""
     require_basic(request)
     st = st_of(request)
-    it = find_entity(st, "issuetype", request.path_params["entity"])
-    body = _check_update(await read_json(request), ISSUETYPE_FIELDS)
-    if "avatarId" in body and not usable_avatar(st, "issuetype", it, str(body["avatarId"])):
-        raise ApiError(400, "The avatar is not associated with this issue type.", "avatarId")
+    entity = find_entity(st, kind, request.path_params["entity"])
+    body = _check_update(await read_json(request), fields)
+    if "avatarId" in body and not usable_avatar(st, kind, entity, str(body["avatarId"])):
+        raise ApiError(400, f"The avatar is not associated with this {noun}.", "avatarId")
     if "avatarId" in body:
-        it["avatarId"] = str(body["avatarId"])
-    it.update({k: body[k] for k in ("name", "description") if k in body})
+        entity["avatarId"] = str(body["avatarId"])
+    entity.update({k: body[k] for k in ("name", "description") if k in body})
+    return entity
+
+
+async def update_issuetype(request: Request) -> Response:
+    it = await _update_entity(request, "issuetype", ISSUETYPE_FIELDS, "issue type")
     return json_response(request, issuetype_json(request, it), 200, "200 issue type updated")
 
 
 async def update_priority(request: Request) -> Response:
-    require_basic(request)
-    st = st_of(request)
-    pr = find_entity(st, "priority", request.path_params["entity"])
-    body = _check_update(await read_json(request), PRIORITY_FIELDS)
-    if "avatarId" in body and not usable_avatar(st, "priority", pr, str(body["avatarId"])):
-        raise ApiError(400, "The avatar is not associated with this priority.", "avatarId")
-    if "avatarId" in body:
-        pr["avatarId"] = str(body["avatarId"])
-    pr.update({k: body[k] for k in ("name", "description") if k in body})
+    await _update_entity(request, "priority", PRIORITY_FIELDS, "priority")
     return empty(request, 204, "204 priority updated (UNCONFIRMED shape)")
 
 

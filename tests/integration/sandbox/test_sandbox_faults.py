@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from sandbox.testing import SandboxControl
-from tests.integration.sandbox.util import StreamedMultipart, credentials, media_upload
+from tests.integration.sandbox.util import StreamedMultipart, credentials, media_stream, media_upload
 
 ISO_MINUTE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}Z$")
 
@@ -57,17 +57,7 @@ def test_cut_connection_is_a_connection_error(sandbox: SandboxControl) -> None:
     sandbox.add_fault(path="/media/file", cut=True, times=1)
     body = StreamedMultipart("file", "big.bin", 20 * 1024 * 1024)
     with pytest.raises(requests.ConnectionError):
-        requests.post(
-            f"{creds['mediaBaseUrl']}/file",
-            params={"name": "big.bin"},
-            data=iter(body),
-            headers={
-                "Authorization": f"Bearer {creds['mediaJwtToken']}",
-                "X-Client-Id": creds["clientId"],
-                "Content-Type": body.content_type,
-            },
-            timeout=10,
-        )
+        media_stream(creds, body, timeout=10)
     assert media_upload(creds, b"ok").status_code == 201
 
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import requests
-
 from sandbox.testing import SandboxControl, SandboxProcess
-from tests.integration.sandbox.util import StreamedMultipart, credentials
+from tests.integration.sandbox.util import StreamedMultipart, credentials, media_stream
 
 SIZE = 200 * 1024 * 1024
 
@@ -24,17 +22,7 @@ def test_200_mb_upload_streams_to_disk(sandbox: SandboxControl, sandbox_server: 
     creds = credentials(sandbox)
     before = peak_rss_bytes(sandbox_server.pid)
     body = StreamedMultipart("file", "big.bin", SIZE)
-    response = requests.post(
-        f"{creds['mediaBaseUrl']}/file",
-        params={"name": "big.bin"},
-        data=iter(body),
-        headers={
-            "Authorization": f"Bearer {creds['mediaJwtToken']}",
-            "X-Client-Id": creds["clientId"],
-            "Content-Type": body.content_type,
-        },
-        timeout=120,
-    )
+    response = media_stream(creds, body, timeout=120)
     assert response.status_code == 201, response.text
     assert response.json()["data"]["size"] == SIZE
     after = peak_rss_bytes(sandbox_server.pid)

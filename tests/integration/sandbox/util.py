@@ -94,6 +94,21 @@ def media_upload(
     )
 
 
+def media_stream(creds: dict[str, Any], body: StreamedMultipart, timeout: float) -> requests.Response:
+    """POST a generated multipart body to the media service, streamed (chunked), never in memory."""
+    return requests.post(
+        f"{creds['mediaBaseUrl']}/file",
+        params={"name": body.filename},
+        data=iter(body),
+        headers={
+            "Authorization": f"Bearer {creds['mediaJwtToken']}",
+            "X-Client-Id": creds["clientId"],
+            "Content-Type": body.content_type,
+        },
+        timeout=timeout,
+    )
+
+
 def assets_url(sb: SandboxControl, tail: str) -> str:
     return f"{sb.url}/jsm/assets/workspace/{sb.seed()['workspace_id']}/v1/{tail}"
 
