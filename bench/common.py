@@ -8,12 +8,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +20,7 @@ from producers.client import Ferry
 from producers.config import load_config
 from producers.embedded import EmbeddedRedis, RedisLocation
 from sandbox.testing import SandboxControl, SandboxProcess, ferry_connections
+from worker.processes import WorkerProcess
 
 MiB = 1024 * 1024
 TOKEN_ENV = {
@@ -109,29 +106,15 @@ class CpuMeter:
 
 
 # ---- the stack -----------------------------------------------------------------------------------
-class Worker:
-    """A real ``ferry worker`` subprocess (own session, so the whole pool stops together)."""
+class Worker(WorkerProcess):
+    """``worker.processes.WorkerProcess`` that also knows its pool's pids (for /proc readings)."""
 
     def __init__(self, env: dict[str, str], log_path: Path, pool: str = "prefork", concurrency: int = 2) -> None:
-        self.pool = pool
-        self.concurrency = concurrency
-        self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "producers", "worker", "--without-gossip", "--without-mingle",
-             "--without-heartbeat", "--pool", pool, "-c", str(concurrency)],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        super().__init__(env, log_path, concurrency=concurrency, pool=pool)
 
-    def wait_ready(self, timeout: float = 60) -> Worker:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            pool_up = self.pool != "prefork" or len(children_of(self.proc.pid)) >= self.concurrency
-            if pool_up and "ready." in self.log_path.read_text():
-                return self
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited:\n{self.log_path.read_text()[-3000:]}")
-            time.sleep(0.1)
-        raise RuntimeError(f"worker not ready after {timeout}s:\n{self.log_path.read_text()[-3000:]}")
+    def is_ready(self) -> bool:
+        pool_up = self.pool != "prefork" or len(children_of(self.proc.pid)) >= self.concurrency
+        return pool_up and super().is_ready()
 
     def pids(self) -> dict[str, list[int]]:
         return {"worker": [self.proc.pid], "pool": children_of(self.proc.pid)}
@@ -141,16 +124,6 @@ class Worker:
         if self.pool == "prefork":
             return children_of(self.proc.pid)
         return [self.proc.pid]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self._log.close()
 
 
 @dataclass

@@ -182,6 +182,7 @@ class SandboxProcess:
     def start(self) -> SandboxProcess:
         args = [sys.executable, "-m", "sandbox", "--port", str(self.port), "--seed"]
         args += ["--data", str(self.data_dir), *self.extra_args]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),

@@ -11,10 +11,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,7 +26,8 @@ from producers.config import load_config
 from producers.embedded import EmbeddedRedis, ferry_home, resolve_redis
 from producers.kinds import KINDS
 from producers.records import JobRecord, JobStatus
-from sandbox.testing import ferry_connections, free_port
+from sandbox.testing import SandboxProcess, ferry_connections
+from worker.processes import WorkerProcess
 
 # Wide enough that "where it landed" stays readable when the output is a log, not a terminal.
 console = Console(highlight=False, width=max(140, shutil.get_terminal_size().columns))
@@ -115,87 +112,38 @@ def landed(record: JobRecord) -> str:
     return ", ".join(f"{k}={v}" for k, v in shown.items())
 
 
-class Processes:
-    """The sandbox and worker the demo starts, stopped again at the end (unless kept)."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.children: list[subprocess.Popen[bytes]] = []
-
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> Path:
-        log = self.home / f"{name}.log"
-        with open(log, "wb") as out:
-            self.children.append(subprocess.Popen(
-                [sys.executable, *args], env=env, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True))
-        return log
-
-    def stop(self) -> None:
-        for child in reversed(self.children):
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
-        for child in self.children:
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-
-
-def wait_for(check: Callable[[], bool], what: str, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} did not start in {timeout}s; see {log}")
-
-
 def write_config(path: Path, url: str) -> None:
     body = ferry_connections(url, token_env="FERRY_DEMO_ATLASSIAN_TOKEN", bearer_env="FERRY_DEMO_AWORK_TOKEN")
     path.write_text("# written by `ferry demo`: every connection points at the local sandbox\n" + body)
 
 
 def run_demo(keep: bool = False) -> int:
-    import requests  # the sandbox's readiness probe; the worker extra brings it
-
-
     home = ferry_home() / "demo"
     (home / "files").mkdir(parents=True, exist_ok=True)
     embedded = EmbeddedRedis(ferry_home() / "redis")
     redis_was_running = "REDIS_URL" in os.environ or embedded.is_running()
     location = resolve_redis()
     console.print(f"Redis: {location.url}")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    procs = Processes(home)
+    sandbox = SandboxProcess(data_dir=home / "sandbox")
     config_path = home / "ferry.toml"
-    write_config(config_path, url)
+    write_config(config_path, sandbox.url)
     env = {**os.environ, **TOKENS, "FERRY_CONFIG": str(config_path), "REDIS_URL": location.url}
+    worker: WorkerProcess | None = None
     try:
-        log = procs.start("sandbox", ["-m", "sandbox", "--port", str(port), "--seed",
-                                      "--data", str(home / "sandbox")], env)
-        wait_for(lambda: _answers(requests, f"{url}/_sandbox/seed"), "the sandbox", log)
-        console.print(f"Sandbox: {url}  (inspect: {url}/_sandbox/uploads)")
-        log = procs.start("worker", ["-m", "producers", "worker", "-c", "2", "--without-gossip",
-                                     "--without-mingle", "--without-heartbeat"], env)
-        wait_for(lambda: "ready." in log.read_text(), "the worker", log)
-        console.print(f"Worker: ready (log: {log})")
-        seed = requests.get(f"{url}/_sandbox/seed", timeout=10).json()
+        seed = sandbox.start().control().seed()
+        console.print(f"Sandbox: {sandbox.url}  (inspect: {sandbox.url}/_sandbox/uploads)")
+        worker = WorkerProcess(env, home / "worker.log").wait_ready()
+        console.print(f"Worker: ready (log: {worker.log_path})")
         ferry = Ferry(location.url, config=load_config(config_path))
         results = submit_all(ferry, seed, home / "files")
     finally:
         if not keep:
-            procs.stop()
+            if worker is not None:
+                worker.stop()
+            sandbox.stop()
             if not redis_was_running:
                 embedded.stop()
     return report(results)
-
-
-def _answers(requests: Any, url: str) -> bool:
-    try:
-        return bool(requests.get(url, timeout=1).ok)
-    except requests.RequestException:
-        return False
 
 
 def submit_all(ferry: Ferry, seed: Seed, folder: Path) -> Results:

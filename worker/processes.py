@@ -1,0 +1,61 @@
+"""A ``ferry worker`` as a child process: what the demo, the tests and the benchmarks start.
+
+It runs in its own session, so stopping it reaches the prefork pool's children too, and it
+writes to a log file the caller can read (readiness is Celery's "ready." line).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+WORKER_ARGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")  # faster start
+
+
+class WorkerProcess:
+    def __init__(self, env: dict[str, str], log_path: Path, *args: str, concurrency: int = 2,
+                 pool: str | None = None) -> None:
+        self.log_path = log_path
+        self.concurrency = concurrency
+        self.pool = pool or "prefork"
+        argv = [sys.executable, "-m", "producers", "worker", *WORKER_ARGS, "-c", str(concurrency)]
+        if pool:
+            argv += ["--pool", pool]
+        self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([*argv, *args], env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def is_ready(self) -> bool:
+        return "ready." in self.log()
+
+    def wait_ready(self, timeout: float = 60) -> WorkerProcess:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.is_ready():
+                return self
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited:\n{self.log()[-3000:]}")
+            time.sleep(0.1)
+        raise RuntimeError(f"worker not ready after {timeout}s:\n{self.log()[-3000:]}")
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        os.killpg(self.proc.pid, sig)
+        self.proc.wait(timeout=30)
+
+    def stop(self, grace: float = 20) -> None:
+        """Warm shutdown (running steps finish), then SIGKILL after ``grace`` seconds."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
