@@ -10,29 +10,19 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 import redis
 from kombu.exceptions import OperationalError
 from pydantic.fields import FieldInfo
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from producers.client import Ferry
+from producers.console import err, fail, out
 from producers.errors import ConfigError, JobNotFound, SubmitError
 from producers.kinds import KINDS, Kind
 from producers.records import JobRecord, JobStatus
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    # escape: messages quote user input and ferry.toml ("[files] roots"), never markup
-    err.print(f"[red]error:[/red] {escape(message)}", markup=True)
-    sys.exit(code)
 
 
 def connect(ctx: click.Context) -> Ferry:

@@ -13,13 +13,13 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, NoReturn, cast, get_args
+from typing import TYPE_CHECKING, Any, cast, get_args
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from producers.config import ConnectionConfig, Service, load_config
+from producers.console import fail, out
 from producers.errors import ConfigError
 from producers.params import AworkEntity, JiraAvatarType
 
@@ -31,18 +31,9 @@ AVATAR_SIZES = ("xsmall", "small", "medium", "large", "xlarge")
 SYSTEM_AVATAR_TYPES = (*get_args(JiraAvatarType), "user")
 
 
-out = Console(highlight=False, soft_wrap=True)
-
-
 def register(cli: click.Group) -> None:
     for group in (jira, marketplace, awork):
         cli.add_command(group)
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    from producers.cli import fail as cli_fail  # here: producers.cli imports this module
-
-    cli_fail(message, code)
 
 
 # ---- plumbing shared by every read ---------------------------------------------------------------

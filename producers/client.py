@@ -167,7 +167,7 @@ class Ferry:
             idempotency_key=idempotency_key,
         )
         if created:
-            self._enqueue(record, spec)
+            self.enqueue(record.id, spec)
         return record, created
 
     def submit_request(self, request: JobRequest, *,
@@ -178,12 +178,14 @@ class Ferry:
             params=request.params, idempotency_key=request.idempotency_key,
             require_file_roots=require_file_roots)
 
-    def _enqueue(self, record: JobRecord, spec: Kind, from_step: str | None = None) -> None:
+    def enqueue(self, job_id: str, spec: Kind, from_step: str | None = None) -> None:
+        """Publish the job's chain (from ``from_step``). If the broker cannot take it, the job is
+        marked failed at that step, ready for replay, and the error is raised."""
         try:
-            queue.enqueue(self.celery, record.id, spec, from_step)
+            queue.enqueue(self.celery, job_id, spec, from_step)
         except Exception as exc:  # broker unreachable: keep the job, failed and ready for replay
             step = from_step or spec.step_names[0]
-            self.store.mark_failed(record.id, step, StepError(
+            self.store.mark_failed(job_id, step, StepError(
                 step=step, message=f"could not enqueue: {exc}", retryable=True))
             raise
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import redis
 
-from producers import keys, queue
+from producers import keys
 from producers.client import Ferry
 from producers.errors import JobNotFound, ReplayRefused
 from producers.kinds import KINDS, Kind
-from producers.records import JobRecord, JobStatus, StepError, StepStatus
+from producers.records import JobRecord, JobStatus, StepStatus
 from producers.selection import BATCH, Filters, count_ids, select_page
 
 DEFAULT_RATE = 20.0  # jobs per second a bulk replay enqueues: gentle on the destination
@@ -103,12 +103,7 @@ def replay(ferry: Ferry, job_id: str, *, restart: bool = False, force: bool = Fa
         _check_replayable(record, force)
         from_step, note = plan(ferry, record, kind, restart=restart)
         record = ferry.store.begin_run(job_id, trigger=trigger, from_step=from_step, note=note)
-        try:
-            queue.enqueue(ferry.celery, job_id, kind, from_step)
-        except Exception as exc:  # broker down: the job stays failed, ready for the next replay
-            ferry.store.mark_failed(job_id, from_step, StepError(
-                step=from_step, message=f"could not enqueue: {exc}", retryable=True))
-            raise
+        ferry.enqueue(job_id, kind, from_step)  # broker down: failed again, ready for the next replay
         return record
     finally:
         ferry.redis.delete(claim)
