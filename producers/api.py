@@ -13,6 +13,7 @@ import hmac
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
 from typing import Annotated, Any
 
 import redis
@@ -118,8 +119,23 @@ class BodyLimit:
 
 # ---- helpers -------------------------------------------------------------------------------------
 def api_tokens(config: FerryConfig) -> list[str]:
-    raw = os.environ.get(config.api.tokens_env, "")
-    return [t.strip() for t in raw.split(",") if t.strip()]
+    return split_tokens(os.environ.get(config.api.tokens_env, ""))
+
+
+def split_tokens(raw: str) -> list[str]:
+    """Tokens separated by commas and/or line breaks (a secret file holds one per line)."""
+    return [t.strip() for t in raw.replace("\n", ",").split(",") if t.strip()]
+
+
+def read_tokens_file(path: str) -> list[str]:
+    """The tokens in a file (a mounted secret, e.g. /run/secrets/ferry_api_tokens); none is an error."""
+    try:
+        tokens = split_tokens(Path(path).read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the API tokens file {path}: {exc.strerror}") from None
+    if not tokens:
+        raise ConfigError(f"no API tokens in {path}: put one bearer token per line")
+    return tokens
 
 
 def _problems(problems: list[Problem]) -> list[ProblemOut]:
@@ -285,8 +301,11 @@ def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
     return app
 
 
-def serve(host: str = "127.0.0.1", port: int = 8080, config_path: str | None = None) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8080, config_path: str | None = None,
+          tokens_file: str | None = None) -> None:
+    """Serve the API; ``tokens_file`` (one token per line) replaces the ``[api] tokens_env`` variable."""
     import uvicorn  # the api extra; imported here so building the app does not need it
 
-    app = create_app(Ferry(config_path=config_path))
+    tokens = read_tokens_file(tokens_file) if tokens_file else None  # refuse before touching Redis
+    app = create_app(Ferry(config_path=config_path), tokens=tokens)
     uvicorn.run(app, host=host, port=port, log_level="info")

@@ -221,15 +221,19 @@ def show_record(j: JobRecord) -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--tokens-file", envvar="FERRY_API_TOKENS_FILE", type=click.Path(dir_okay=False),
+              help="bearer tokens, one per line (a mounted secret), instead of [api] tokens_env")
 @click.pass_context
-def api(ctx: click.Context, host: str, port: int) -> None:
-    """Serve the HTTP API (POST /jobs…); bearer tokens from the variable [api] tokens_env names."""
+def api(ctx: click.Context, host: str, port: int, tokens_file: str | None) -> None:
+    """Serve the HTTP API (POST /jobs…); bearer tokens from the variable [api] tokens_env names
+    or from --tokens-file. Refuses to start (exit 2) with no token at all."""
     try:
         from producers.api import serve  # the api extra: only those who serve it need fastapi
     except ImportError as exc:
         fail(f"the HTTP API needs the api extra (pip install 'ferry[api]'): {exc}")
     try:
-        serve(host=host, port=port, config_path=ctx.obj.get("config") if ctx.obj else None)
+        serve(host=host, port=port, config_path=ctx.obj.get("config") if ctx.obj else None,
+              tokens_file=tokens_file)
     except ConfigError as exc:
         fail(str(exc))
 
@@ -268,12 +272,14 @@ def sandbox(host: str, port: int, data: str, email: str, token: str, bearer: str
 
 @cli.command()
 @click.option("--keep", is_flag=True, help="leave sandbox, worker and Redis running afterwards")
-def demo(keep: bool) -> None:
+@click.option("--sandbox-url", envvar="FERRY_DEMO_SANDBOX_URL",
+              help="use this running sandbox (e.g. http://sandbox:8900 in compose) instead of starting one")
+def demo(keep: bool, sandbox_url: str | None) -> None:
     """Start Redis, the sandbox and workers; submit sample jobs of every kind; print the results.
-    Exits 0 only if every sample job succeeded."""
+    Exits 0 only if every sample job succeeded. With REDIS_URL set, uses that Redis."""
     from worker.demo import run_demo
 
-    sys.exit(run_demo(keep=keep))
+    sys.exit(run_demo(keep=keep, sandbox_url=sandbox_url))
 
 
 def _register_reads() -> None:
@@ -300,3 +306,6 @@ def main() -> None:
     except (redis.RedisError, OperationalError) as exc:
         # One line, not a traceback: the usual cause is a REDIS_URL pointing at nothing.
         fail(f"cannot reach Redis: {exc} (check REDIS_URL; unset it to use the embedded Redis)", code=1)
+    except ConfigError as exc:
+        # Met outside connect(): e.g. no redis-server for the embedded Redis when a worker starts.
+        fail(str(exc))

