@@ -70,7 +70,7 @@ def _attempt(task: Task, rt: Runtime, job: JobRecord, step: str) -> None:
     try:
         ctx = StepContext(job=job, step=step, attempt=record.attempts, outputs=outputs,
                           store=rt.store, clients=rt.clients(job.connection))
-        result = STEPS[step](ctx)
+        result = _run(ctx, log)
     except RetryableError as exc:
         _retry_or_fail(task, rt, job, step, record.attempts, exc, log)
     except FerryError as exc:
@@ -84,6 +84,20 @@ def _attempt(task: Task, rt: Runtime, job: JobRecord, step: str) -> None:
     if step == kind.step_names[-1]:
         rt.store.mark_succeeded(job.id, kind.result_of({**outputs, step: result}))
         log.info("job succeeded")
+
+
+def _run(ctx: StepContext, log: Any) -> dict[str, Any]:
+    """Run the step. A 404 in a step that used a cached Assets workspace id may only mean the id
+    went stale (workspace recreated, site moved, a new sandbox behind the same URL): discover it
+    again once and, if the site now names another workspace, run the step once more."""
+    try:
+        return STEPS[ctx.step](ctx)
+    except PermanentError as exc:
+        stale = ctx.cached_workspace
+        if exc.status != 404 or not ctx.rediscover_workspace():
+            raise
+        log.warning("cached workspace id is stale; running the step again", stale_workspace=stale)
+    return STEPS[ctx.step](ctx)
 
 
 def _retry_or_fail(task: Task, rt: Runtime, job: JobRecord, step: str, attempts: int,
