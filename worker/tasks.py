@@ -39,8 +39,12 @@ def register_tasks(app: Celery) -> None:
     if missing:
         raise RuntimeError(f"declared steps without an implementation: {sorted(missing)}")
     for name in sorted(all_step_names()):
+        # max_retries=None: no limit of Celery's own. Its default (3) would end a step at its
+        # fourth attempt whatever max_attempts says (``retry(max_retries=None)`` means "the
+        # task's default", not "unlimited"); _retry_or_fail enforces max_attempts, and a
+        # lease-busy wait ends when the lease's holder finishes or its lease lapses.
         app.task(name=task_name(name), bind=True, acks_late=True, reject_on_worker_lost=True,
-                 ignore_result=True)(run_step)
+                 ignore_result=True, max_retries=None)(run_step)
 
 
 def run_step(task: Task, job_id: str) -> None:
@@ -56,7 +60,7 @@ def run_step(task: Task, job_id: str) -> None:
         raise Ignore()
     with lease(rt.redis, job_id) as held:
         if not held:
-            raise task.retry(countdown=LEASE_BUSY_RETRY, max_retries=None)
+            raise task.retry(countdown=LEASE_BUSY_RETRY)
         _attempt(task, rt, job, step)
 
 
@@ -104,11 +108,12 @@ def _retry_or_fail(task: Task, rt: Runtime, job: JobRecord, step: str, attempts:
                    exc: RetryableError, log: Any) -> NoReturn:
     if attempts >= rt.config.max_attempts and not isinstance(exc, Throttled):
         _fail(rt, job, step, exc, log, note=f" (gave up after {attempts} attempts)")
-    delay = exc.retry_after if exc.retry_after is not None else backoff_delay(attempts)
+    delay = exc.retry_after if exc.retry_after is not None else backoff_delay(
+        attempts, base=rt.config.retry_backoff_seconds)
     rt.store.retry_step(job.id, step, _step_error(exc, step, retryable=True), delay)
     log.warning("step will be retried", status=exc.status, delay=round(delay, 2),
                 error=redact_text(exc.message), server_delay=exc.retry_after is not None)
-    raise task.retry(countdown=delay, max_retries=None)
+    raise task.retry(countdown=delay)
 
 
 def _fail(rt: Runtime, job: JobRecord, step: str, exc: FerryError, log: Any, note: str = "") -> NoReturn:
