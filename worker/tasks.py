@@ -11,6 +11,7 @@ fails the job at this step, with the destination's message, and stops the chain.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,23 +72,31 @@ def _attempt(task: Task, rt: Runtime, job: JobRecord, step: str) -> None:
     outputs = {s.name: dict(s.result or {}) for s in job.steps
                if s.status in (StepStatus.SUCCEEDED, StepStatus.REUSED)}
     log.info("step started")
+    started = time.monotonic()
     try:
         ctx = StepContext(job=job, step=step, attempt=record.attempts, outputs=outputs,
                           store=rt.store, clients=rt.clients(job.connection))
         result = _run(ctx, log)
     except RetryableError as exc:
-        _retry_or_fail(task, rt, job, step, record.attempts, exc, log)
+        _retry_or_fail(task, rt, job, step, record.attempts, exc, _timed(log, started))
     except FerryError as exc:
-        _fail(rt, job, step, exc, log)
+        _fail(rt, job, step, exc, _timed(log, started))
     except Exception as exc:  # a bug or an unexpected answer: keep the job, failed, for replay
+        log = _timed(log, started)
         log.exception("step crashed")
         _fail(rt, job, step, PermanentError(f"internal error: {type(exc).__name__}: {exc}", step=step), log)
+    log = _timed(log, started)
     rt.store.finish_step(job.id, step, result)
     log.info("step succeeded")
     kind = KINDS[job.kind]
     if step == kind.step_names[-1]:
         rt.store.mark_succeeded(job.id, kind.result_of({**outputs, step: result}))
         log.info("job succeeded")
+
+
+def _timed(log: Any, started: float) -> Any:
+    """``log`` with how long the attempt took: every event that ends an attempt carries it."""
+    return log.bind(duration_ms=round((time.monotonic() - started) * 1000, 1))
 
 
 def _run(ctx: StepContext, log: Any) -> dict[str, Any]:
