@@ -132,7 +132,7 @@ def run_demo(keep: bool = False) -> int:
     try:
         seed = sandbox.start().control().seed()
         console.print(f"Sandbox: {sandbox.url}  (inspect: {sandbox.url}/_sandbox/uploads)")
-        worker = WorkerProcess(env, home / "worker.log").wait_ready()
+        worker = WorkerProcess(env, home / "worker.log", stdout_path=home / "worker.out").wait_ready()
         console.print(f"Worker: ready (log: {worker.log_path})")
         ferry = Ferry(location.url, config=load_config(config_path))
         results = submit_all(ferry, seed, home / "files")
