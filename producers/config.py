@@ -71,6 +71,8 @@ class FerryConfig(BaseModel):
     retention_seconds: int = 7 * 24 * 3600
     idempotency_seconds: int = 24 * 3600
     max_attempts: int = 8
+    # Nominal delay before the first retry when the server names none; doubles per attempt (jittered).
+    retry_backoff_seconds: float = Field(default=1.0, gt=0)
     api: ApiConfig = Field(default_factory=ApiConfig)
     path: str | None = None
 

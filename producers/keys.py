@@ -45,9 +45,10 @@ def idempotency(key: str) -> str:
     return f"{PREFIX}:idem:{key}"
 
 
-def workspace_cache(connection: str) -> str:
-    """Assets workspace id discovered from a connection's site (not a secret)."""
-    return f"{PREFIX}:cache:workspace:{connection}"
+def workspace_cache(site_url: str) -> str:
+    """Assets workspace id discovered from a Jira site (not a secret). Keyed by the site, not by
+    the connection's name: a connection whose ``site_url`` changes must not inherit the old id."""
+    return f"{PREFIX}:cache:workspace:{site_url.rstrip('/')}"
 
 
 def rate_limit(connection: str) -> str:

@@ -6,7 +6,9 @@ JSON only, acks late, reject on worker loss, prefetch 1, no result backend.
 
 from __future__ import annotations
 
-from celery.signals import worker_process_init, worker_ready
+import logging
+
+from celery.signals import setup_logging, worker_ready
 
 from producers.config import load_config
 from producers.embedded import resolve_redis
@@ -21,9 +23,11 @@ app = make_celery(resolve_redis(load_config().redis_url))
 register_tasks(app)
 
 
-@worker_process_init.connect  # type: ignore[untyped-decorator]
-def _fresh_process(**_: object) -> None:
-    configure_logging()
+@setup_logging.connect  # type: ignore[untyped-decorator]
+def _json_lines(loglevel: int | None = None, logfile: str | None = None, **_: object) -> None:
+    """Celery's own records go through our JSON handler too (a receiver here means Celery adds no
+    handler of its own). The pool's children are forked after this and inherit it."""
+    configure_logging(loglevel or logging.INFO, logfile)
 
 
 @worker_ready.connect  # type: ignore[untyped-decorator]

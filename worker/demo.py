@@ -134,7 +134,7 @@ def run_demo(keep: bool = False, sandbox_url: str | None = None) -> int:
     try:
         seed = (sandbox.start().control() if sandbox else SandboxControl(url)).seed()
         console.print(f"Sandbox: {url}  (inspect: {url}/_sandbox/uploads)")
-        worker = WorkerProcess(env, home / "worker.log").wait_ready()
+        worker = WorkerProcess(env, home / "worker.log", stdout_path=home / "worker.out").wait_ready()
         console.print(f"Worker: ready (log: {worker.log_path})")
         ferry = Ferry(location.url, config=load_config(config_path))
         results = submit_all(ferry, seed, home / "files")

@@ -1,13 +1,16 @@
-"""structlog, JSON lines, with secrets redacted before anything is rendered.
+"""One JSON object per line, from every process of a worker, with secrets redacted first.
 
+structlog's events and every stdlib record (Celery's own, Python warnings) go through one handler
+on the root logger, rendered by the same processors (``ProcessorFormatter``), and each line is
+written with a single ``write()``: lines from the main process and its pool children never merge.
 Context (job_id, kind, step, connection, attempt) is bound per step in ``worker.tasks``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
-import sys
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -53,20 +56,70 @@ def redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> Mut
     return event_dict
 
 
-def configure_logging(level: int = logging.INFO) -> None:
+class JsonLineHandler(logging.Handler):
+    """Writes each formatted record as one line with one ``os.write()`` on a file descriptor:
+    there is no Python buffer for a fork to copy or for a concurrent writer to split, so lines of
+    the pool's processes never interleave (Linux appends each write to a file whole; on a pipe
+    that holds for lines up to PIPE_BUF, 4 KiB)."""
+
+    def __init__(self, fd: int = 2) -> None:
+        super().__init__()
+        self.fd = fd
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            data = (self.format(record) + "\n").encode("utf-8", "backslashreplace")
+            while data:  # a write cut short (a signal, a full pipe) goes on where it stopped
+                data = data[os.write(self.fd, data):]
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        if self.fd > 2:  # a log file we opened; never the process's own stdio
+            os.close(self.fd)
+            self.fd = -1
+        super().close()
+
+
+def _add_pid(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Which process wrote the line: the main process or one of the pool's children."""
+    event_dict["pid"] = os.getpid()
+    return event_dict
+
+
+# What every line gets, whether it started as a structlog event or as a stdlib record.
+_SHARED: list[Any] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    _add_pid,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+def configure_logging(level: int = logging.INFO, logfile: str | None = None) -> None:
+    """Route this process's structlog events and stdlib records to one JSON-lines handler on the
+    root logger: stderr, or ``logfile`` (opened for appending, so each line is added whole)."""
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            redact_secrets,
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        processors=[structlog.stdlib.filter_by_level, *_SHARED,
+                    structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=True,
     )
+    fd = os.open(logfile, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640) if logfile else 2
+    handler = JsonLineHandler(fd)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_SHARED,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, redact_secrets,
+                    structlog.processors.JSONRenderer()]))
+    root = logging.getLogger()
+    for old in root.handlers:
+        old.close()
+    root.handlers = [handler]
+    root.setLevel(level)
+    logging.captureWarnings(True)  # a warning is a log record too, not a plain-text line
 
 
 def get_logger(**context: Any) -> Any:

@@ -1,7 +1,8 @@
 """A ``ferry worker`` as a child process: what the demo, the tests and the benchmarks start.
 
 It runs in its own session, so stopping it reaches the prefork pool's children too, and it
-writes to a log file the caller can read (readiness is Celery's "ready." line).
+writes to a log file the caller can read (readiness is Celery's "ready." line): its stderr, and
+its stdout too unless ``stdout_path`` names a file of its own (Celery prints its banner there).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ WORKER_ARGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")  #
 
 class WorkerProcess:
     def __init__(self, env: dict[str, str], log_path: Path, *args: str, concurrency: int = 2,
-                 pool: str | None = None) -> None:
+                 pool: str | None = None, stdout_path: Path | None = None) -> None:
         self.log_path = log_path
         self.concurrency = concurrency
         self.pool = pool or "prefork"
@@ -26,8 +27,9 @@ class WorkerProcess:
         if pool:
             argv += ["--pool", pool]
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([*argv, *args], env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self._out = open(stdout_path, "w") if stdout_path else None  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen([*argv, *args], env=env, stdout=self._out or self._log,
+                                     stderr=self._log, start_new_session=True)
 
     def is_ready(self) -> bool:
         return "ready." in self.log()
@@ -59,3 +61,5 @@ class WorkerProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self._log.close()
+        if self._out is not None:
+            self._out.close()

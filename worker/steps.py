@@ -49,6 +49,8 @@ class StepContext:
     outputs: dict[str, dict[str, Any]]
     store: JobStore
     clients: Clients
+    # The workspace id workspace() took from the cache, if it did: a 404 may mean it went stale.
+    cached_workspace: str | None = None
 
     @property
     def params(self) -> dict[str, Any]:
@@ -61,13 +63,29 @@ class StepContext:
         for out in self.outputs.values():
             if out.get("workspace_id"):
                 return str(out["workspace_id"])
-        cache = keys.workspace_cache(self.job.connection)
-        cached = self.store.redis.get(cache)
+        cached = self.store.redis.get(self._workspace_key())
         if cached:
-            return str(cached)
+            self.cached_workspace = str(cached)
+            return self.cached_workspace
+        return self._discover_workspace()
+
+    def rediscover_workspace(self) -> bool:
+        """After a 404 in a step that used a cached workspace id: drop the id and ask the site
+        again. True if the site now names another workspace (the 404 was the stale id, so the
+        step is worth running again); False if the step used no cached id or it still holds."""
+        stale, self.cached_workspace = self.cached_workspace, None
+        if stale is None:
+            return False
+        self.store.redis.delete(self._workspace_key())
+        return self._discover_workspace() != stale
+
+    def _discover_workspace(self) -> str:
         found = self.clients.assets.discover_workspace(self.step)
-        self.store.redis.set(cache, found, ex=WORKSPACE_CACHE_SECONDS)
+        self.store.redis.set(self._workspace_key(), found, ex=WORKSPACE_CACHE_SECONDS)
         return found
+
+    def _workspace_key(self) -> str:
+        return keys.workspace_cache(self.clients.conn.site_url or "")
 
 
 StepFn = Callable[[StepContext], dict[str, Any]]

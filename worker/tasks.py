@@ -11,6 +11,7 @@ fails the job at this step, with the destination's message, and stops the chain.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,8 +40,12 @@ def register_tasks(app: Celery) -> None:
     if missing:
         raise RuntimeError(f"declared steps without an implementation: {sorted(missing)}")
     for name in sorted(all_step_names()):
+        # max_retries=None: no limit of Celery's own. Its default (3) would end a step at its
+        # fourth attempt whatever max_attempts says (``retry(max_retries=None)`` means "the
+        # task's default", not "unlimited"); _retry_or_fail enforces max_attempts, and a
+        # lease-busy wait ends when the lease's holder finishes or its lease lapses.
         app.task(name=task_name(name), bind=True, acks_late=True, reject_on_worker_lost=True,
-                 ignore_result=True)(run_step)
+                 ignore_result=True, max_retries=None)(run_step)
 
 
 def run_step(task: Task, job_id: str) -> None:
@@ -56,7 +61,7 @@ def run_step(task: Task, job_id: str) -> None:
         raise Ignore()
     with lease(rt.redis, job_id) as held:
         if not held:
-            raise task.retry(countdown=LEASE_BUSY_RETRY, max_retries=None)
+            raise task.retry(countdown=LEASE_BUSY_RETRY)
         _attempt(task, rt, job, step)
 
 
@@ -67,17 +72,20 @@ def _attempt(task: Task, rt: Runtime, job: JobRecord, step: str) -> None:
     outputs = {s.name: dict(s.result or {}) for s in job.steps
                if s.status in (StepStatus.SUCCEEDED, StepStatus.REUSED)}
     log.info("step started")
+    started = time.monotonic()
     try:
         ctx = StepContext(job=job, step=step, attempt=record.attempts, outputs=outputs,
                           store=rt.store, clients=rt.clients(job.connection))
-        result = STEPS[step](ctx)
+        result = _run(ctx, log)
     except RetryableError as exc:
-        _retry_or_fail(task, rt, job, step, record.attempts, exc, log)
+        _retry_or_fail(task, rt, job, step, record.attempts, exc, _timed(log, started))
     except FerryError as exc:
-        _fail(rt, job, step, exc, log)
+        _fail(rt, job, step, exc, _timed(log, started))
     except Exception as exc:  # a bug or an unexpected answer: keep the job, failed, for replay
+        log = _timed(log, started)
         log.exception("step crashed")
         _fail(rt, job, step, PermanentError(f"internal error: {type(exc).__name__}: {exc}", step=step), log)
+    log = _timed(log, started)
     rt.store.finish_step(job.id, step, result)
     log.info("step succeeded")
     kind = KINDS[job.kind]
@@ -86,15 +94,35 @@ def _attempt(task: Task, rt: Runtime, job: JobRecord, step: str) -> None:
         log.info("job succeeded")
 
 
+def _timed(log: Any, started: float) -> Any:
+    """``log`` with how long the attempt took: every event that ends an attempt carries it."""
+    return log.bind(duration_ms=round((time.monotonic() - started) * 1000, 1))
+
+
+def _run(ctx: StepContext, log: Any) -> dict[str, Any]:
+    """Run the step. A 404 in a step that used a cached Assets workspace id may only mean the id
+    went stale (workspace recreated, site moved, a new sandbox behind the same URL): discover it
+    again once and, if the site now names another workspace, run the step once more."""
+    try:
+        return STEPS[ctx.step](ctx)
+    except PermanentError as exc:
+        stale = ctx.cached_workspace
+        if exc.status != 404 or not ctx.rediscover_workspace():
+            raise
+        log.warning("cached workspace id is stale; running the step again", stale_workspace=stale)
+    return STEPS[ctx.step](ctx)
+
+
 def _retry_or_fail(task: Task, rt: Runtime, job: JobRecord, step: str, attempts: int,
                    exc: RetryableError, log: Any) -> NoReturn:
     if attempts >= rt.config.max_attempts and not isinstance(exc, Throttled):
         _fail(rt, job, step, exc, log, note=f" (gave up after {attempts} attempts)")
-    delay = exc.retry_after if exc.retry_after is not None else backoff_delay(attempts)
+    delay = exc.retry_after if exc.retry_after is not None else backoff_delay(
+        attempts, base=rt.config.retry_backoff_seconds)
     rt.store.retry_step(job.id, step, _step_error(exc, step, retryable=True), delay)
     log.warning("step will be retried", status=exc.status, delay=round(delay, 2),
                 error=redact_text(exc.message), server_delay=exc.retry_after is not None)
-    raise task.retry(countdown=delay, max_retries=None)
+    raise task.retry(countdown=delay)
 
 
 def _fail(rt: Runtime, job: JobRecord, step: str, exc: FerryError, log: Any, note: str = "") -> NoReturn:
