@@ -300,3 +300,5 @@ def main() -> None:
     except (redis.RedisError, OperationalError) as exc:
         # One line, not a traceback: the usual cause is a REDIS_URL pointing at nothing.
         fail(f"cannot reach Redis: {exc} (check REDIS_URL; unset it to use the embedded Redis)", code=1)
+    except ConfigError as exc:  # ferry.toml refused where a command loads it outside `connect`
+        fail(str(exc))

@@ -13,7 +13,9 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    """One red line on stderr, then exit (2: bad input, nothing enqueued; 1: it failed)."""
+    """One red line on stderr per line of ``message``, then exit (2: bad input, nothing enqueued;
+    1: it failed)."""
     # escape: messages quote user input and ferry.toml ("[files] roots"), never markup
-    err.print(f"[red]error:[/red] {escape(message)}", markup=True)
+    for line in message.splitlines() or [""]:
+        err.print(f"[red]error:[/red] {escape(line)}", markup=True)
     sys.exit(code)
