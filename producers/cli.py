@@ -19,7 +19,7 @@ from pydantic.fields import FieldInfo
 from rich.table import Table
 
 from producers.client import Ferry
-from producers.console import err, fail, out
+from producers.console import err, fail, needs_extra, out
 from producers.errors import ConfigError, JobNotFound, SubmitError
 from producers.kinds import KINDS, Kind
 from producers.records import JobRecord, JobStatus
@@ -224,10 +224,8 @@ def show_record(j: JobRecord) -> None:
 @click.pass_context
 def api(ctx: click.Context, host: str, port: int) -> None:
     """Serve the HTTP API (POST /jobs…); bearer tokens from the variable [api] tokens_env names."""
-    try:
+    with needs_extra("api", "the HTTP API"):
         from producers.api import serve  # the api extra: only those who serve it need fastapi
-    except ImportError as exc:
-        fail(f"the HTTP API needs the api extra (pip install 'ferry[api]'): {exc}")
     try:
         serve(host=host, port=port, config_path=ctx.obj.get("config") if ctx.obj else None)
     except ConfigError as exc:
@@ -238,10 +236,8 @@ def api(ctx: click.Context, host: str, port: int) -> None:
 @click.pass_context
 def worker(ctx: click.Context) -> None:
     """Run a worker: any further options go to ``celery worker`` (e.g. -c 4, --pool threads)."""
-    try:
+    with needs_extra("worker", "the worker"):
         from worker.celery_app import app
-    except ImportError as exc:
-        fail(f"the worker needs the worker extra (pip install 'ferry[worker]'): {exc}")
     args = list(ctx.args)
     if not any(a.startswith(("-l", "--loglevel")) for a in args):
         args.append("--loglevel=INFO")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 from rich.console import Console
@@ -19,3 +21,13 @@ def fail(message: str, code: int = 2) -> NoReturn:
     for line in message.splitlines() or [""]:
         err.print(f"[red]error:[/red] {escape(line)}", markup=True)
     sys.exit(code)
+
+
+@contextmanager
+def needs_extra(extra: str, what: str) -> Iterator[None]:
+    """Imports made inside that fail (an install without ``extra``) end in one line naming the
+    extra to install, not a traceback."""
+    try:
+        yield
+    except ImportError as exc:
+        fail(f"{what} needs the {extra} extra (pip install 'ferry[{extra}]'): {exc}")
