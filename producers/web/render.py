@@ -101,14 +101,10 @@ def table_of(values: Mapping[str, Any], empty: str = "none") -> str:
 
 
 def error_text(error: StepError | None) -> str:
-    return status_text(error.status, error.message) if error else ""
-
-
-def status_text(http_status: int | None, message: str | None) -> str:
-    if not message:
+    if error is None:
         return ""
-    code = f'<span class="http">HTTP {esc(http_status)}</span> ' if http_status else ""
-    return f'{code}<span class="msg">{esc(message)}</span>'
+    code = f'<span class="http">HTTP {esc(error.status)}</span> ' if error.status else ""
+    return f'{code}<span class="msg">{esc(error.message)}</span>'
 
 
 # ---- the page shell ------------------------------------------------------------------------------
@@ -389,10 +385,11 @@ def attempts_table(history: list[AttemptRecord]) -> str:
         f"<td>{when(a.started_at, date=False)}</td>"
         f"<td>{duration(seconds_between(a.started_at, a.finished_at))}</td><td>{badge(a.status)}"
         f"{'' if a.retry_delay is None else f' next in {duration(a.retry_delay)}'}</td>"
-        f'<td class="error-line">{status_text(a.http_status, a.message)}</td></tr>'
+        f"<td>{esc(a.http_status or '')}</td><td>{esc(a.message or '')}</td></tr>"
         for a in history)
-    return (f'<table class="runs attempts"><thead><tr><th>Run</th><th>Attempt</th><th>Started</th>'
-            f"<th>Took</th><th>Outcome</th><th>Error</th></tr></thead><tbody>{rows}</tbody></table>")
+    return (f'<table class="attempts"><thead><tr><th>Run</th><th>Attempt</th><th>Started</th>'
+            f"<th>Took</th><th>Outcome</th><th>HTTP</th><th>Message</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
 
 
 def runs_table(record: JobRecord) -> str:

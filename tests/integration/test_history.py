@@ -73,4 +73,4 @@ def test_failed_attempts_and_the_failed_run_outlive_a_retry_and_a_successful_rep
     assert page.status_code == 200, page.text
     assert page.text.count('class="attempt s-retried"') == 1
     assert page.text.count('class="attempt s-failed"') == 1
-    assert "HTTP 503" in page.text and "HTTP 400" in page.text
+    assert "<td>503</td>" in page.text and "HTTP 400" in page.text
