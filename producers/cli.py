@@ -16,10 +16,10 @@ import click
 import redis
 from kombu.exceptions import OperationalError
 from pydantic.fields import FieldInfo
-from rich.table import Table
+from rich.table import Column, Table
 
 from producers.client import Ferry
-from producers.console import err, fail, out
+from producers.console import err, fail, needs_extra, out
 from producers.errors import ConfigError, JobNotFound, SubmitError
 from producers.kinds import KINDS, Kind
 from producers.records import JobRecord, JobStatus
@@ -176,17 +176,20 @@ def jobs(ctx: click.Context, status_: str | None, kind: str | None, connection: 
 
 
 def _styled(status: str) -> str:
-    colour = {"succeeded": "green", "failed": "red", "running": "yellow"}.get(status, "cyan")
+    colour = {"succeeded": "green", "failed": "red", "running": "yellow", "retried": "yellow"}.get(status, "cyan")
     return f"[{colour}]{status}[/{colour}]"
 
 
 def _outcome(j: JobRecord) -> str:
     if j.error:
-        code = f" HTTP {j.error.status}" if j.error.status else ""
-        return f"{j.error.step}{code}: {j.error.message}"
+        return f"{j.error.step}{_http(j.error.status, ' HTTP ')}: {j.error.message}"
     if j.result:
         return ", ".join(f"{k}={v}" for k, v in j.result.items() if isinstance(v, str | int) and v != "")
     return ""
+
+
+def _http(status: int | None, prefix: str = "HTTP ", suffix: str = "") -> str:
+    return f"{prefix}{status}{suffix}" if status else ""
 
 
 def _took(started: str | None, finished: str | None) -> str:
@@ -197,24 +200,59 @@ def _took(started: str | None, finished: str | None) -> str:
     return f"{seconds:.2f} s"
 
 
+def _clock(at: str | None) -> str:
+    return (at or "")[11:19]  # HH:MM:SS (UTC); the full times are in --json
+
+
 def show_record(j: JobRecord) -> None:
     out.print(f"[bold]{j.id}[/bold]  {j.kind} via {j.connection}  {_styled(j.status)}")
     table = Table("step", "status", "attempts", "started", "took", "result / error")
     for s in j.steps:
         detail = ""
         if s.error:
-            detail = f"HTTP {s.error.status}: {s.error.message}" if s.error.status else s.error.message
+            detail = _http(s.error.status, suffix=": ") + s.error.message
         elif s.result:
             detail = ", ".join(f"{k}={v}" for k, v in s.result.items() if isinstance(v, str | int))
-        started = (s.started_at or "")[11:19]  # HH:MM:SS (UTC); the full times are in --json
-        table.add_row(s.name, _styled(s.status), str(s.attempts), started, _took(s.started_at, s.finished_at),
-                      detail)
+        table.add_row(s.name, _styled(s.status), str(s.attempts), _clock(s.started_at),
+                      _took(s.started_at, s.finished_at), detail)
     out.print(table)
+    _show_attempts(j)
+    _show_runs(j)
     if j.error:
-        code = f" (HTTP {j.error.status})" if j.error.status else ""
-        out.print(f"[red]failed at {j.error.step}{code}:[/red] {j.error.message}")
+        out.print(f"[red]failed at {j.error.step}{_http(j.error.status, ' (HTTP ', ')')}:[/red] "
+                  f"{j.error.message}")
     elif j.result:
         out.print("[green]landed:[/green] " + _outcome(j))
+
+
+def _show_attempts(j: JobRecord) -> None:
+    """Every recorded attempt, when there is more to tell than one success per step."""
+    if not any(s.eventful for s in j.steps):
+        return
+    attempts = [(s.name, a) for s in j.steps for a in s.history]
+    table = Table(Column("step", no_wrap=True), "run", "#", "started", "took", "outcome", "error",
+                  title="attempts")
+    for step, a in attempts:
+        outcome = _styled(a.status)
+        if a.retry_delay is not None:
+            outcome += f", next in {a.retry_delay:.1f} s"
+        table.add_row(step, str(a.run), str(a.number), _clock(a.started_at),
+                      _took(a.started_at, a.finished_at), outcome,
+                      _http(a.http_status, suffix=": ") + (a.message or ""))
+    out.print(table)
+
+
+def _show_runs(j: JobRecord) -> None:
+    """The job's runs (the submit, each replay), when it has been replayed."""
+    if len(j.runs) < 2:
+        return
+    table = Table("run", "triggered by", Column("from step", no_wrap=True), "started", "outcome",
+                  "why / note", title="runs")
+    for r in j.runs:
+        why = f"{r.error.step}{_http(r.error.status, ' HTTP ')}: {r.error.message}" if r.error else ""
+        table.add_row(str(r.number), r.trigger, r.from_step, _clock(r.started_at),
+                      _styled(r.outcome or "running"), "; ".join(filter(None, [why, r.note])))
+    out.print(table)
 
 
 # ---- processes ---------------------------------------------------------------------------------
@@ -227,10 +265,8 @@ def show_record(j: JobRecord) -> None:
 def api(ctx: click.Context, host: str, port: int, tokens_file: str | None) -> None:
     """Serve the HTTP API (POST /jobs…); bearer tokens from the variable [api] tokens_env names
     or from --tokens-file. Refuses to start (exit 2) with no token at all."""
-    try:
+    with needs_extra("api", "the HTTP API"):
         from producers.api import serve  # the api extra: only those who serve it need fastapi
-    except ImportError as exc:
-        fail(f"the HTTP API needs the api extra (pip install 'ferry[api]'): {exc}")
     try:
         serve(host=host, port=port, config_path=ctx.obj.get("config") if ctx.obj else None,
               tokens_file=tokens_file)
@@ -242,10 +278,8 @@ def api(ctx: click.Context, host: str, port: int, tokens_file: str | None) -> No
 @click.pass_context
 def worker(ctx: click.Context) -> None:
     """Run a worker: any further options go to ``celery worker`` (e.g. -c 4, --pool threads)."""
-    try:
+    with needs_extra("worker", "the worker"):
         from worker.celery_app import app
-    except ImportError as exc:
-        fail(f"the worker needs the worker extra (pip install 'ferry[worker]'): {exc}")
     args = list(ctx.args)
     if not any(a.startswith(("-l", "--loglevel")) for a in args):
         args.append("--loglevel=INFO")
@@ -307,5 +341,5 @@ def main() -> None:
         # One line, not a traceback: the usual cause is a REDIS_URL pointing at nothing.
         fail(f"cannot reach Redis: {exc} (check REDIS_URL; unset it to use the embedded Redis)", code=1)
     except ConfigError as exc:
-        # Met outside connect(): e.g. no redis-server for the embedded Redis when a worker starts.
+        # ferry.toml refused, or no redis-server for the embedded Redis, met outside connect()
         fail(str(exc))

@@ -4,7 +4,7 @@
 A read runs on this machine with the connection's credentials (``token_env``/``token_file`` from
 ferry.toml) and needs no Redis and no worker. ``producers`` never imports the worker's HTTP stack
 at import time (a producer-only install has no ``requests``): the clients are imported inside the
-commands.
+commands, and without them a read says which extra to install.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import click
 from rich.table import Table
 
 from producers.config import ConnectionConfig, Service, load_config
-from producers.console import fail, out
+from producers.console import fail, needs_extra, out
 from producers.errors import ConfigError
 from producers.params import AworkEntity, JiraAvatarType
 
@@ -56,9 +56,10 @@ def _connection(ctx: click.Context, service: Service, name: str | None) -> Conne
 def _reading(ctx: click.Context, service: Service, connection: str | None) -> Iterator[Clients]:
     """The connection's clients; config problems exit 2, destination errors exit 1 with the
     destination's own message."""
-    from worker.errors import FerryError
-    from worker.http import new_session
-    from worker.runtime import Clients
+    with needs_extra("worker", "reading from a destination"):  # its HTTP clients are the worker's
+        from worker.errors import FerryError
+        from worker.http import new_session
+        from worker.runtime import Clients
 
     try:
         conn = _connection(ctx, service, connection)

@@ -6,12 +6,16 @@ resolves ``token_env`` / ``token_file`` into a credential (``worker.settings``).
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import ErrorDetails
 
 from producers.errors import ConfigError
 
@@ -103,18 +107,115 @@ def load_config(path: str | os.PathLike[str] | None = None) -> FerryConfig:
 
 
 def parse_config(raw: dict[str, object], path: str | None = None) -> FerryConfig:
+    """Validate ferry.toml's contents strictly: every unknown key or table and every value of the
+    wrong type is a problem, one line each, naming the file, the table and the key."""
+    where = path or "config"
+    problems = unknown_keys(raw, toml_keys())
     data = dict(raw)
-    files = data.pop("files", None)
-    if isinstance(files, dict) and "roots" in files:
-        data["file_roots"] = tuple(files["roots"])
+    for (table, key), field in _MOVED.items():
+        section = data.pop(table, None)
+        if section is not None and not isinstance(section, dict):
+            problems.append(f"{table}: should be a table ([{table}]), not {_type_name(section)}")
+        elif section is not None and key in section:
+            data[field] = section[key]
     conns = data.get("connections")
     if isinstance(conns, dict):
-        data["connections"] = {n: {**c, "name": n} for n, c in conns.items() if isinstance(c, dict)}
+        # Each connection knows its own name; a non-table value is left for pydantic to refuse.
+        data["connections"] = {n: {**c, "name": n} if isinstance(c, dict) else c for n, c in conns.items()}
     try:
-        return FerryConfig.model_validate({**data, "path": path})
+        config = FerryConfig.model_validate({**data, "path": path})
     except ValidationError as exc:
-        where = path or "config"
-        problems = "; ".join(
-            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"{where}: {problems}") from exc
+        # Unknown keys were named above, with a suggestion; pydantic's "extra" errors repeat them.
+        problems += [_type_problem(e) for e in exc.errors() if e["type"] != "extra_forbidden"]
+    if problems:
+        raise ConfigError("\n".join(f"{where}: {p}" for p in problems))
+    return config
+
+
+# ---- strictness ----------------------------------------------------------------------------------
+# ferry.toml mirrors the models: a field is a key, a model-typed field is a table, and a dict of
+# models is a table of named tables (``[connections.<name>]``). The known keys are read from the
+# models each time, so a field added to a model is a key of the file with nothing else to change.
+# What the file spells differently is declared here: ``[files] roots`` is FerryConfig.file_roots,
+# and ``name`` (a connection's) and ``path`` (the file's) are filled in by the loader.
+Keys = dict[str, "Keys | None"]  # key -> the keys of its table, or None for a plain value
+ANY_NAME = "*"  # in a table of named tables: the keys every named table takes
+_MOVED: dict[tuple[str, str], str] = {("files", "roots"): "file_roots"}
+_SET_BY_LOADER = frozenset({"name", "path"})
+
+
+def toml_keys(model: type[BaseModel] = FerryConfig) -> Keys:
+    """The keys (and tables, with theirs) ferry.toml may hold where ``model`` is read."""
+    keys: Keys = {name: _table_keys(field.annotation) for name, field in model.model_fields.items()
+                  if name not in _SET_BY_LOADER}
+    if model is FerryConfig:
+        for (table, key), field_name in _MOVED.items():
+            section = keys.setdefault(table, {})
+            assert section is not None
+            section[key] = keys.pop(field_name)
+    return keys
+
+
+def _table_keys(annotation: Any) -> Keys | None:
+    """The keys of the table a field of this type is written as, or None when it is a value."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return toml_keys(annotation)
+    if get_origin(annotation) is dict:
+        named = _table_keys(get_args(annotation)[1])
+        return {ANY_NAME: named} if named is not None else None
+    if get_origin(annotation) in (Union, UnionType):  # Model | None: still a table
+        tables = [t for t in map(_table_keys, get_args(annotation)) if t is not None]
+        return tables[0] if tables else None
+    return None
+
+
+def unknown_keys(raw: Mapping[str, object], keys: Keys, table: tuple[str, ...] = ()) -> list[str]:
+    """One line for each key or table in ``raw`` (and the tables inside it) not in ``keys``."""
+    problems = []
+    for key, value in raw.items():
+        if ANY_NAME in keys or key in keys:
+            inner = keys.get(ANY_NAME, keys.get(key))
+            if inner is not None and isinstance(value, dict):
+                problems += unknown_keys(value, inner, (*table, key))
+            continue
+        known = sorted(k for k in keys if k != ANY_NAME)
+        near = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        if isinstance(value, dict):
+            name = "[" + ".".join((*table, key)) + "]"
+            hint = f"did you mean [{'.'.join((*table, near[0]))}]?" if near else _known(known)
+            problems.append(f"unknown table {name}; {hint}")
+        else:
+            place = f"in [{'.'.join(table)}]" if table else "at the top level"
+            hint = f"did you mean `{near[0]}`?" if near else _known(known)
+            problems.append(f"unknown key `{key}` {place}; {hint}")
+    return problems
+
+
+def _known(known: list[str]) -> str:
+    return f"known keys: {', '.join(known)}" if known else "this table takes no keys"
+
+
+def _type_problem(error: ErrorDetails) -> str:
+    """A pydantic error, located as the file spells it: ``[connections.acme] rate_limit``."""
+    loc = list(error["loc"])
+    moved = {field: place for place, field in _MOVED.items()}
+    if loc and loc[0] in moved:
+        loc[:1] = moved[str(loc[0])]
+    table: list[str] = []
+    keys: Keys | None = toml_keys()
+    while loc and keys is not None and isinstance(loc[0], str):
+        inner = keys.get(ANY_NAME, keys.get(loc[0]))
+        if inner is None:
+            break  # loc[0] is a plain key of this table
+        table.append(str(loc.pop(0)))
+        keys = inner
+    key = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).removeprefix(".")
+    place = " ".join(filter(None, [f"[{'.'.join(table)}]" if table else "", key]))
+    value = error.get("input")
+    got = f" (got {value!r})" if isinstance(value, str | int | float) and error["type"] != "value_error" else ""
+    return f"{place}: {error['msg'].removeprefix('Value error, ')}{got}"
+
+
+def _type_name(value: object) -> str:
+    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "an array"}
+    return names.get(type(value), type(value).__name__)

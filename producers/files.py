@@ -1,16 +1,18 @@
 """File references, checked at submit time: exists, inside a configured root, type sniffed from
-content (never trusted from the name), size within the kind's cap. Reads at most a few KB."""
+content (never trusted from the name), size within the kind's cap. Reads the first 8 KB, and
+an image's headers for its dimensions; never the whole file."""
 
 from __future__ import annotations
 
+import io
 import mimetypes
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import filetype
+from PIL import Image
 
 from producers.errors import Problem
 from producers.records import FileInfo
@@ -27,7 +29,7 @@ class FileRule:
     mime_types: tuple[str, ...] = ()  # sniffed types accepted; empty: any
     extensions: tuple[str, ...] = ()  # accepted name endings (".jar"); empty: any
     max_bytes: int | None = None
-    image: bool = False  # read width/height from the header (PNG, JPEG, GIF)
+    image: bool = False  # read width/height from the image's headers (any kind Pillow opens)
 
 
 def inspect_path(path: str, rule: FileRule, roots: tuple[str, ...]) -> tuple[FileInfo | None, list[Problem]]:
@@ -43,7 +45,7 @@ def inspect_path(path: str, rule: FileRule, roots: tuple[str, ...]) -> tuple[Fil
         head = fh.read(SNIFF_BYTES)
     info = FileInfo(path=str(resolved), name=resolved.name, size=size, mime_type=sniff_mime(head, resolved.name))
     if rule.image:
-        dims = image_size(head)
+        dims = image_size(resolved)
         if dims:
             info.width, info.height = dims
     return info, check_rule(info, rule)
@@ -97,31 +99,21 @@ def _looks_textual(head: bytes) -> bool:
     return b"\x00" not in head
 
 
-def image_size(head: bytes) -> tuple[int, int] | None:
-    """(width, height) of a PNG, GIF or JPEG from its first bytes, without decoding the image."""
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
-        w, h = struct.unpack(">II", head[16:24])
-        return int(w), int(h)
-    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
-        w, h = struct.unpack("<HH", head[6:10])
-        return int(w), int(h)
-    if head[:2] == b"\xff\xd8":
-        return _jpeg_size(head)
-    return None
+def image_size(source: Path | bytes) -> tuple[int, int] | None:
+    """(width, height) of an image file (or its bytes) of any kind Pillow knows, or None.
 
-
-def _jpeg_size(head: bytes) -> tuple[int, int] | None:
-    i = 2
-    while i + 9 < len(head):
-        if head[i] != 0xFF:
-            return None
-        marker = head[i + 1]
-        length = struct.unpack(">H", head[i + 2:i + 4])[0]
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            h, w = struct.unpack(">HH", head[i + 5:i + 9])
-            return int(w), int(h)
-        i += 2 + length
-    return None
+    ``Image.open`` is lazy: it parses the headers up to the frame size (past an EXIF block of any
+    size, which phones put first) and decodes no pixels, so this costs a few reads however large
+    the image is.
+    """
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            width, height = image.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        # Not an image, a truncated header, or more pixels than Pillow opens: the size is
+        # unknown here, and the worker (or the destination) has the last word.
+        return None
+    return int(width), int(height)
 
 
 def _is_within(path: Path, root: Path) -> bool:

@@ -45,15 +45,63 @@ class StepError(BaseModel):
     at: str = Field(default_factory=utcnow)
 
 
+class AttemptStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    RETRIED = "retried"  # a retryable error: another attempt follows after ``retry_delay``
+    FAILED = "failed"  # the error that failed the job
+    LOST = "lost"  # no outcome was recorded: its worker stopped, and the step was run again
+
+
+MAX_ATTEMPT_HISTORY = 20  # per step, across runs: the newest are kept
+
+
+class AttemptRecord(BaseModel):
+    """One attempt at a step: which run it belonged to, when it ran and how it ended."""
+
+    run: int  # 1: the submit; 2, 3…: each replay
+    number: int  # the step's attempt number within that run
+    started_at: str
+    finished_at: str | None = None
+    status: AttemptStatus = AttemptStatus.RUNNING
+    http_status: int | None = None
+    message: str | None = None
+    retry_delay: float | None = None  # seconds until the next attempt (status retried)
+
+
 class StepRecord(BaseModel):
     name: str
     status: StepStatus = StepStatus.PENDING
-    attempts: int = 0
+    attempts: int = 0  # in the current run; the retry budget counts these
     started_at: str | None = None
     finished_at: str | None = None
     next_attempt_at: str | None = None
     result: dict[str, Any] | None = None
     error: StepError | None = None
+    history: list[AttemptRecord] = Field(default_factory=list)  # the last MAX_ATTEMPT_HISTORY
+
+    @property
+    def eventful(self) -> bool:
+        """The attempts tell more than one clean success: a retry, a failure, a lost attempt or
+        another run's attempt (what ``ferry status`` and the job page list)."""
+        return len(self.history) > 1 or any(
+            a.status not in (AttemptStatus.SUCCEEDED, AttemptStatus.RUNNING) for a in self.history)
+
+    def begin_attempt(self, run: int, at: str) -> None:
+        """Record that attempt ``self.attempts`` of run ``run`` started ``at``."""
+        self.end_attempt(AttemptStatus.LOST, at=None)  # an attempt still open never ended
+        self.history = [*self.history, AttemptRecord(run=run, number=self.attempts, started_at=at)]
+        del self.history[:-MAX_ATTEMPT_HISTORY]
+
+    def end_attempt(self, status: AttemptStatus, at: str | None, error: StepError | None = None,
+                    retry_delay: float | None = None) -> None:
+        """Close the open attempt, if there is one, with its outcome."""
+        if not self.history or self.history[-1].status != AttemptStatus.RUNNING:
+            return  # e.g. a job failed before any attempt started (its message was never sent)
+        attempt = self.history[-1]
+        attempt.status, attempt.finished_at, attempt.retry_delay = status, at, retry_delay
+        if error is not None:
+            attempt.http_status, attempt.message = error.status, error.message
 
 
 class FileInfo(BaseModel):
@@ -78,6 +126,7 @@ class RunRecord(BaseModel):
     finished_at: str | None = None
     outcome: str | None = None
     note: str | None = None
+    error: StepError | None = None  # why it failed: kept when a later run succeeds
 
 
 class JobRecord(BaseModel):

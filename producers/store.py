@@ -31,6 +31,7 @@ import redis
 from producers import keys
 from producers.errors import IdempotencyConflict, JobNotFound, Problem
 from producers.records import (
+    AttemptStatus,
     FileInfo,
     JobRecord,
     JobStatus,
@@ -67,9 +68,15 @@ class _JobState:
         assert self.step_record is not None, "read without a step"
         return self.step_record
 
-    def finished_runs(self, outcome: str, now: str) -> str:
+    @property
+    def run_number(self) -> int:
+        return len(self.runs) or 1
+
+    def finished_runs(self, outcome: str, now: str, error: StepError | None = None) -> str:
+        """The runs, the current one ended with ``outcome`` (and, when it failed, why)."""
         if self.runs:
-            self.runs[-1].update(finished_at=now, outcome=outcome)
+            self.runs[-1].update(finished_at=now, outcome=outcome,
+                                 error=error.model_dump() if error else None)
         return _dump(self.runs)
 
 
@@ -240,14 +247,17 @@ class JobStore:
     # ---- worker side ---------------------------------------------------------------------
     # Each transition is one read (HMGET of the step, status, score and runs it needs) and one
     # MULTI: a step costs few round trips, and the status index moves only when status changes.
+    # The step's record carries its attempt history, so keeping it costs no extra command.
     def start_step(self, job_id: str, step: str) -> StepRecord:
         state = self._state(job_id, step)
         record = state.step
+        now = utcnow()
         record.status = StepStatus.RUNNING
         record.attempts += 1
-        record.started_at = record.started_at or utcnow()
+        record.started_at = record.started_at or now
         record.next_attempt_at = None
         record.error = None
+        record.begin_attempt(state.run_number, now)
         self._save_step(state, record, job_status=JobStatus.RUNNING)
         return record
 
@@ -258,6 +268,7 @@ class JobStore:
         record.finished_at = utcnow()
         record.result = result
         record.error = None
+        record.end_attempt(AttemptStatus.SUCCEEDED, record.finished_at)
         self._save_step(state, record)
         return record
 
@@ -267,24 +278,26 @@ class JobStore:
         record.status = StepStatus.RETRYING
         record.error = error
         record.next_attempt_at = utc_in(delay)
+        record.end_attempt(AttemptStatus.RETRIED, utcnow(), error, retry_delay=round(delay, 3))
         self._save_step(state, record)
         return record
 
     def mark_failed(self, job_id: str, step: str, error: StepError) -> None:
         state = self._state(job_id, step)
         record = state.step
+        now = utcnow()
         record.status = StepStatus.FAILED
-        record.finished_at = utcnow()
+        record.finished_at = now
         record.next_attempt_at = None
         record.error = error
-        now = utcnow()
+        record.end_attempt(AttemptStatus.FAILED, now, error)
         with self.redis.pipeline() as pipe:
             pipe.hset(keys.job(job_id), mapping=_fields({
                 _STEP + step: record.model_dump_json(),
                 "error": error.model_dump_json(),
                 "finished_at": now,
                 "updated_at": now,
-                "runs": state.finished_runs("failed", now),
+                "runs": state.finished_runs("failed", now, error),
             }))
             self._set_status(pipe, state, JobStatus.FAILED)
             pipe.persist(keys.job(job_id))
@@ -330,7 +343,7 @@ class JobStore:
         self, job_id: str, *, trigger: str, from_step: str, note: str | None = None
     ) -> JobRecord:
         """Start another pass: steps before ``from_step`` keep their output (marked reused), the
-        rest are reset; the history of earlier runs stays in ``runs``."""
+        rest are reset; the history of earlier runs stays in ``runs`` and each step's attempts."""
         record = self.get(job_id)
         names = [s.name for s in record.steps]
         start = names.index(from_step)
@@ -342,7 +355,7 @@ class JobStore:
             if i < start:
                 s.status = StepStatus.REUSED
             else:
-                s = StepRecord(name=s.name)
+                s = StepRecord(name=s.name, history=s.history)
             fields[_STEP + s.name] = s.model_dump_json()
         with self.redis.pipeline() as pipe:
             pipe.hset(keys.job(job_id), mapping=_fields(fields))

@@ -14,7 +14,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from producers.kinds import Kind
-from producers.records import JobRecord, JobStatus, StepError, StepRecord, StepStatus
+from producers.records import (
+    AttemptRecord,
+    JobRecord,
+    JobStatus,
+    StepError,
+    StepRecord,
+    StepStatus,
+)
 
 # Parameters and results never hold secrets by design; this is the belt to those braces.
 _SECRET_KEY = re.compile(r"(authorization|token|jwt|secret|password|api[_-]?key|credential)", re.I)
@@ -358,6 +365,8 @@ def _step_item(number: int, s: StepRecord, title: str, start: datetime | None, s
         shown = {k: v for k, v in redacted(s.result).items() if v not in (None, "", [], {})}
         detail += "".join(f'<span class="out"><i>{esc(k)}</i> {value_html(v)}</span>'
                           for k, v in shown.items())
+    if s.eventful:
+        detail += attempts_table(s.history)
     reused = '<span class="muted"> (output kept from an earlier run)</span>' \
         if s.status == StepStatus.REUSED else ""
     return (f'<li class="step s-{esc(s.status)}" data-step="{esc(s.name)}">'
@@ -369,16 +378,35 @@ def _step_item(number: int, s: StepRecord, title: str, start: datetime | None, s
             f"{duration(took)}</span></div>{bar}{detail}</div></li>")
 
 
+def attempts_table(history: list[AttemptRecord]) -> str:
+    """A step's recorded attempts, every run's (the last ``MAX_ATTEMPT_HISTORY``)."""
+    rows = "".join(
+        f'<tr class="attempt s-{esc(a.status)}"><td>{a.run}</td><td>{a.number}</td>'
+        f"<td>{when(a.started_at, date=False)}</td>"
+        f"<td>{duration(seconds_between(a.started_at, a.finished_at))}</td><td>{badge(a.status)}"
+        f"{'' if a.retry_delay is None else f' next in {duration(a.retry_delay)}'}</td>"
+        f"<td>{esc(a.http_status or '')}</td><td>{esc(a.message or '')}</td></tr>"
+        for a in history)
+    return (f'<table class="attempts"><thead><tr><th>Run</th><th>Attempt</th><th>Started</th>'
+            f"<th>Took</th><th>Outcome</th><th>HTTP</th><th>Message</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>")
+
+
 def runs_table(record: JobRecord) -> str:
     rows = "".join(
         f"<tr><td>{r.number}</td><td>{esc(r.trigger)}</td><td><code>{esc(r.from_step)}</code></td>"
         f"<td>{when(r.started_at)}</td><td>{when(r.finished_at)}</td>"
         f"<td>{badge(r.outcome) if r.outcome else badge('running' if not record.done else '—')}"
-        f'</td><td class="note">{esc(r.note or "")}</td></tr>'
+        f'</td><td class="why">{_run_failure(r.error)}</td>'
+        f'<td class="note">{esc(r.note or "")}</td></tr>'
         for r in reversed(record.runs))
     return (f'<table class="runs"><thead><tr><th>#</th><th>Triggered by</th><th>From step</th>'
-            f"<th>Started</th><th>Finished</th><th>Outcome</th><th>Note</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>")
+            f"<th>Started</th><th>Finished</th><th>Outcome</th><th>Why it failed</th><th>Note</th>"
+            f"</tr></thead><tbody>{rows}</tbody></table>")
+
+
+def _run_failure(error: StepError | None) -> str:
+    return f'<code>{esc(error.step)}</code> {error_text(error)}' if error else ""
 
 
 def job_view(record: JobRecord, kind: Kind | None) -> str:

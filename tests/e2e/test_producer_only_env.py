@@ -105,6 +105,27 @@ def test_a_producer_only_environment_submits_without_the_worker_extras(
     store.close()
 
 
+@pytest.mark.parametrize("command", [
+    ["worker"],
+    ["jira", "avatars", "--type", "project", "--owner", "FERRY", "-c", "acme"],
+    ["jira", "avatar-image", "--type", "project", "-o", "a.png", "-c", "acme"],
+    ["marketplace", "asset", "images/x.png", "-c", "marketplace"],
+    ["marketplace", "links", "-c", "marketplace"],
+    ["awork", "image", "--entity", "users", "--id", "u1", "-o", "u.jpg", "-c", "awork"],
+])
+def test_the_worker_and_the_synchronous_reads_say_which_extra_they_need(
+        venv: Path, tmp_path: Path, command: list[str]) -> None:
+    """A read calls the destination with the worker's HTTP clients: without them it gives the
+    same one-line hint as ``ferry worker``, not a traceback."""
+    config = write_config(tmp_path / "ferry.toml", "http://127.0.0.1:9", "ferry@example.com")
+    env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "FERRY_CONFIG": str(config), "FERRY_HOME": str(tmp_path / ".ferry")}
+    proc = run(venv / "bin" / "ferry", *command, env=env, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert "needs the worker extra (pip install 'ferry[worker]')" in proc.stderr
+
+
 def test_producers_imports_pull_in_neither_requests_nor_the_worker() -> None:
     """The same rule in the dev environment (where both are installed), without building a venv:
     nothing a producer imports — the HTTP API included — may import them."""

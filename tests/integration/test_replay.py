@@ -95,6 +95,7 @@ def test_replay_from_the_failed_step_does_not_upload_again(ferry_env, ferry, san
     assert len(sandbox.requests(path_contains="/credentials")) == 1
     first, second = record["runs"]
     assert (first["trigger"], first["outcome"]) == ("submit", "failed")
+    assert first["error"]["step"] == "link_attachment" and first["error"]["status"] == 400
     assert second["trigger"].startswith("cli (") and second["from_step"] == "link_attachment"
     assert second["outcome"] == "succeeded" and second["finished_at"]
     linked = [a for a in sandbox.attachments() if str(a.get("mediaId")) == record["result"]["media_id"]]

@@ -13,6 +13,7 @@ from PIL import Image
 from producers.client import Ferry
 from producers.config import parse_config
 from producers.errors import SubmitError
+from producers.files import image_size
 from producers.kinds import KINDS, all_step_names
 from producers.params import JiraAvatarParams
 
@@ -79,6 +80,35 @@ def test_crop_outside_the_image_is_refused(ferry: Ferry, tmp_path: Path, crop: d
     image = png(tmp_path / "a.png", (64, 48))
     text = problems(ferry, "jira-avatar", "acme", {"type": "project", "owner": "1", **crop}, str(image))
     assert "outside the 64x48 image" in text
+
+
+def phone_jpeg(path: Path, size: tuple[int, int], exif_bytes: int = 20_000) -> Path:
+    """A JPEG as phones write them: a large EXIF block (APP1) before the frame header."""
+    exif = Image.Exif()
+    exif[0x010E] = "x" * exif_bytes  # ImageDescription
+    buf = io.BytesIO()
+    Image.new("RGB", size, "teal").save(buf, "JPEG", exif=exif)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def test_a_jpeg_whose_exif_fills_the_first_8_kb_still_has_its_crop_checked(
+        ferry: Ferry, tmp_path: Path) -> None:
+    image = phone_jpeg(tmp_path / "phone.jpg", (64, 48))
+    assert image.read_bytes().index(b"\xff\xc0") > 8192  # the frame header lies past 8 KB
+    text = problems(ferry, "jira-avatar", "acme", {"type": "project", "owner": "1", "size": "49"},
+                    str(image))
+    assert "outside the 64x48 image" in text
+    _, _, info = ferry.validate("jira-avatar", connection="acme", file=str(image),
+                                params={"type": "project", "owner": "1"})
+    assert info is not None and (info.mime_type, info.width, info.height) == ("image/jpeg", 64, 48)
+
+
+@pytest.mark.parametrize("image_format", ["GIF", "BMP", "WEBP", "TIFF"])
+def test_dimensions_are_read_for_every_image_kind(tmp_path: Path, image_format: str) -> None:
+    path = tmp_path / f"a.{image_format.lower()}"
+    Image.new("RGB", (33, 21), "teal").save(path, image_format)
+    assert image_size(path) == (33, 21)
 
 
 def test_jira_avatar_refuses_unknown_type_and_non_images(ferry: Ferry, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import fakeredis
 import pytest
 
 from producers.errors import IdempotencyConflict, JobNotFound
-from producers.records import FileInfo, JobStatus, StepError, StepStatus
+from producers.records import MAX_ATTEMPT_HISTORY, AttemptStatus, FileInfo, JobStatus, StepError, StepStatus
 from producers.store import JobStore
 
 
@@ -130,3 +130,77 @@ def test_an_idempotency_key_reused_for_a_different_job_is_refused(store):
                      idempotency_key="scan-88")
     assert first.id in str(exc.value) and "params" in str(exc.value)
     assert store.counts()["queued"] == 1
+
+
+# ---- attempt and run history ---------------------------------------------------------------------
+def retryable(status: int, message: str) -> StepError:
+    return StepError(step="get_credentials", status=status, message=message, retryable=True)
+
+
+def test_every_attempt_keeps_its_outcome_when_the_step_later_succeeds(store):
+    job, _ = new_job(store)
+    store.start_step(job.id, "get_credentials")
+    store.retry_step(job.id, "get_credentials", retryable(503, "unavailable"), 1.5)
+    store.start_step(job.id, "get_credentials")
+    store.finish_step(job.id, "get_credentials", {"client_id": "c"})
+
+    first, second = store.get(job.id).step("get_credentials").history
+    assert (first.run, first.number, first.status, first.http_status, first.message, first.retry_delay) \
+        == (1, 1, AttemptStatus.RETRIED, 503, "unavailable", 1.5)
+    assert (second.run, second.number, second.status, second.http_status, second.message) \
+        == (1, 2, AttemptStatus.SUCCEEDED, None, None)
+    assert all(a.started_at and a.finished_at and a.started_at <= a.finished_at for a in (first, second))
+    assert first.finished_at <= second.started_at
+
+
+def test_a_step_keeps_its_last_20_attempts(store):
+    job, _ = new_job(store)
+    for _ in range(MAX_ATTEMPT_HISTORY + 5):
+        store.start_step(job.id, "get_credentials")
+        store.retry_step(job.id, "get_credentials", retryable(429, "slow down"), 0.1)
+    step = store.get(job.id).step("get_credentials")
+    assert step.attempts == 25
+    assert [a.number for a in step.history] == list(range(6, 26))
+    assert MAX_ATTEMPT_HISTORY == 20
+
+
+def test_a_successful_replay_keeps_why_the_first_run_failed(store):
+    job, _ = new_job(store)
+    store.start_step(job.id, "get_credentials")
+    store.finish_step(job.id, "get_credentials", {"client_id": "c"})
+    store.start_step(job.id, "media_upload")
+    refused = StepError(step="media_upload", status=413, message="too big")
+    store.mark_failed(job.id, "media_upload", refused)
+    store.begin_run(job.id, trigger="cli", from_step="media_upload")
+    store.start_step(job.id, "media_upload")
+    store.finish_step(job.id, "media_upload", {"media_id": "m"})
+    store.mark_succeeded(job.id, {"media_id": "m"})
+
+    record = store.get(job.id)
+    assert record.error is None and record.status == JobStatus.SUCCEEDED
+    first, second = record.runs
+    assert (first.outcome, first.error) == ("failed", refused)
+    assert (second.outcome, second.error) == ("succeeded", None)
+    failed, succeeded = record.step("media_upload").history
+    assert (failed.run, failed.number, failed.status, failed.http_status, failed.message) \
+        == (1, 1, AttemptStatus.FAILED, 413, "too big")
+    assert (succeeded.run, succeeded.number, succeeded.status) == (2, 1, AttemptStatus.SUCCEEDED)
+    assert record.step("media_upload").attempts == 1  # the retry budget is per run
+
+
+def test_an_attempt_whose_worker_died_is_recorded_as_lost(store):
+    job, _ = new_job(store)
+    store.start_step(job.id, "get_credentials")  # the worker is killed here; the step runs again
+    store.start_step(job.id, "get_credentials")
+    store.finish_step(job.id, "get_credentials", {"client_id": "c"})
+    lost, done = store.get(job.id).step("get_credentials").history
+    assert (lost.status, lost.finished_at) == (AttemptStatus.LOST, None)
+    assert done.status == AttemptStatus.SUCCEEDED
+
+
+def test_a_job_failed_before_any_attempt_records_no_attempt(store):
+    job, _ = new_job(store)  # e.g. the broker refused its message
+    store.mark_failed(job.id, "get_credentials", StepError(step="get_credentials", message="broker down"))
+    record = store.get(job.id)
+    assert record.step("get_credentials").history == []
+    assert record.runs[-1].error is not None and record.runs[-1].error.message == "broker down"
