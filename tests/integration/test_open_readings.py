@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from tests.integration.helpers import job_json, read_json, sha256
-from tests.integration.test_marketplace import jar
 from tests.integration.test_jira_avatars import striped_png
+from tests.integration.test_marketplace import jar
 
 
 def document(path: Path, seed: int = 0, size: int = 40_000) -> Path:
@@ -40,7 +40,7 @@ def assert_landed_once(sandbox: Any, file: Path) -> None:
     assert sandbox.file_bytes(linked[0]["sha256"]) == file.read_bytes()
 
 
-# ---- 1. media upload form × 2. attachment record shape ------------------------------------------
+# ---- 1. media upload form, under each attachment record shape -----------------------------------
 @pytest.mark.parametrize("records_carry_media_id", [True, False], ids=["with-mediaId", "dc-records"])
 @pytest.mark.parametrize("media_reading", ["multipart", "binary"])
 def test_attachment_lands_whole_under_each_reading(ferry_env, ferry, sandbox, tmp_path, media_reading,
