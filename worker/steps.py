@@ -32,6 +32,7 @@ from worker.clients.assets import MediaCredentials, WantedAttachment
 from worker.clients.jira_avatars import Avatar
 from worker.clients.media import GONE, VerifiedUpload, form_order
 from worker.errors import OutcomeUnknown, PermanentError
+from worker.http import outcome_unknown
 from worker.runtime import Clients
 from worker.uploads import OpenFile, open_file
 
@@ -203,10 +204,9 @@ def _attachments(ctx: StepContext, workspace: str, object_id: str, *, must: bool
     except PermanentError as exc:
         if not must:
             return []
-        raise OutcomeUnknown(
-            f"outcome unknown: cannot list the attachments of object {object_id} ({exc.message}) to "
-            "see whether an earlier attempt linked this file; check the object before "
-            "`ferry replay --force`", step=ctx.step, status=exc.status) from None
+        raise outcome_unknown(
+            f"an earlier link attempt lost its answer and the object's attachments cannot be listed "
+            f"({exc.message})", ctx.step, f"the attachments of object {object_id}", exc.status) from None
 
 
 def _attachment_result(bean: dict[str, Any], object_id: str, media_id: str,
