@@ -295,13 +295,22 @@ def worker(ctx: click.Context) -> None:
 @click.option("--bearer", default="sandbox-awork-token", show_default=True)
 @click.option("--jwt-ttl", type=int, default=600, show_default=True, help="media JWT lifetime, s")
 @click.option("--seed", is_flag=True, help="create a workspace, objects, projects… to land on")
+@click.option("--media-upload", type=click.Choice(["multipart", "binary"]), default="multipart",
+              show_default=True, help="open reading: which media upload form stores the bytes")
+@click.option("--no-attachment-media-id", is_flag=True,
+              help="open reading: attachment records without mediaId (Data Center shape)")
+@click.option("--empty-link-answer", is_flag=True, help="open reading: attachment link answers no body")
+@click.option("--refuse-project-keys", is_flag=True,
+              help="open reading: universal_avatar project owners must be ids")
 def sandbox(host: str, port: int, data: str, email: str, token: str, bearer: str, jwt_ttl: int,
-            seed: bool) -> None:
-    """Run the local emulator of the five destination APIs."""
-    from sandbox.server import run
+            seed: bool, media_upload: str, no_attachment_media_id: bool, empty_link_answer: bool,
+            refuse_project_keys: bool) -> None:
+    """Run the local emulator of the five destination APIs (readings: sandbox/README.md)."""
+    from sandbox.server import open_readings, run
 
+    readings = open_readings(media_upload, no_attachment_media_id, empty_link_answer, refuse_project_keys)
     run(host=host, port=port, data_dir=data, email=email, token=token, bearer=bearer, seed=seed,
-        jwt_ttl=jwt_ttl)
+        jwt_ttl=jwt_ttl, readings=readings)
 
 
 @cli.command()

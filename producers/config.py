@@ -39,6 +39,9 @@ class ConnectionConfig(BaseModel):
     token_file: str | None = None
     # Requests per second this connection may send, shared by all workers (None: no own limit).
     rate_limit: float | None = Field(default=None, gt=0)
+    # atlassian: how files reach the media service (open-readings §1). "auto" tries the seed's
+    # multipart /file first, verifies the stored size and falls back to raw /file/binary.
+    media_upload: Literal["multipart", "binary", "auto"] = "auto"
 
     @model_validator(mode="after")
     def _check(self) -> ConnectionConfig:

@@ -65,3 +65,9 @@ def step_memo(job_id: str, step: str) -> str:
     """What a step saw before its first attempt (e.g. the custom avatar ids already there), so a
     retry can tell what its own earlier attempt created. Not a secret; expires with retention."""
     return f"{PREFIX}:memo:{job_id}:{step}"
+
+
+def media_upload_form(connection: str) -> str:
+    """The media upload form ("multipart" / "binary") that last stored whole files for a
+    connection; expires, so a service that moves again is re-probed. Not a secret."""
+    return f"{PREFIX}:cache:media-form:{connection}"

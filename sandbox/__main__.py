@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from sandbox import (
     DEFAULT_BEARER,
@@ -13,7 +14,8 @@ from sandbox import (
     DEFAULT_PORT,
     DEFAULT_TOKEN,
 )
-from sandbox.server import run
+from sandbox.server import open_readings, run
+from sandbox.state import MEDIA_UPLOAD_READINGS
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -26,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bearer", default=DEFAULT_BEARER, help="awork bearer token")
     parser.add_argument("--seed", action="store_true", help="create entities to land on")
     parser.add_argument("--jwt-ttl", type=int, default=DEFAULT_JWT_TTL, help="media JWT seconds")
+    add_reading_options(parser)
     args = parser.parse_args(argv)
     run(
         args.host,
@@ -36,7 +39,25 @@ def main(argv: list[str] | None = None) -> None:
         args.bearer,
         args.seed,
         args.jwt_ttl,
+        readings_of(args),
     )
+
+
+def add_reading_options(parser: argparse.ArgumentParser) -> None:
+    """The open readings (sandbox/control.py OPEN_READINGS) as command-line switches."""
+    group = parser.add_argument_group("open readings of the real APIs")
+    group.add_argument("--media-upload", choices=MEDIA_UPLOAD_READINGS, default="multipart",
+                       help="which upload form stores the bytes (binary: POST /file makes an empty file)")
+    group.add_argument("--no-attachment-media-id", action="store_true",
+                       help="attachment records without mediaId (the documented Data Center shape)")
+    group.add_argument("--empty-link-answer", action="store_true", help="link answers 201 with no body")
+    group.add_argument("--refuse-project-keys", action="store_true",
+                       help="universal_avatar project owners must be ids, as documented")
+
+
+def readings_of(args: argparse.Namespace) -> dict[str, Any]:
+    return open_readings(args.media_upload, args.no_attachment_media_id, args.empty_link_answer,
+                         args.refuse_project_keys)
 
 
 if __name__ == "__main__":

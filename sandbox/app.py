@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sandbox import assets, awork, control, jira, marketplace, media
 from sandbox.auth import credential_label
 from sandbox.errors import ApiError, api_error_handler, error_body, service_of, set_verdict
-from sandbox.faults import apply_fault, matches, rate_limit_headers, send_json
+from sandbox.faults import apply_fault, lose_reply, matches, rate_limit_headers, send_json
 from sandbox.state import Config, RequestRecord, Seed, State
 
 
@@ -65,11 +65,16 @@ class SandboxMiddleware:
         raw = scope.get("raw_path") or b""
         paths = (scope["path"], raw.decode("latin-1"))
         for rule in list(self.state.faults.values()):
-            if matches(rule, scope["method"], paths):
-                action = "connection cut" if rule.cut else f"HTTP {rule.status}"
-                scope["state"]["verdict"] = f"fault {rule.id}: {action}"
-                if await apply_fault(rule, service, self.state.config, receive, send):
-                    return True
+            if not matches(rule, scope["method"], paths):
+                continue
+            if rule.lost_reply:
+                verdict = await lose_reply(rule, self.app, scope, receive, send, service)
+                scope["state"]["verdict"] = f"fault {rule.id}: {verdict}"
+                return True
+            action = "connection cut" if rule.cut else f"HTTP {rule.status}"
+            scope["state"]["verdict"] = f"fault {rule.id}: {action}"
+            if await apply_fault(rule, service, self.state.config, receive, send):
+                return True
         buckets = self.state.buckets
         if buckets is None:
             return False

@@ -299,8 +299,14 @@ def _check_attachment(st: State, ws: str, oid: str, item: Any, index: int) -> di
     return media
 
 
+# The only documented attachment record (Data Center), for config attachment_media_id = false.
+DC_ATTACHMENT_FIELDS = ("id", "author", "mimeType", "filename", "filesize", "created", "comment",
+                        "commentOutput")
+
+
 def _attachment_json(request: Request, att: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in att.items() if k != "sha256"} | {
+    shown = att if state_of(request).config.attachment_media_id else {k: att[k] for k in DC_ATTACHMENT_FIELDS}
+    return {k: v for k, v in shown.items() if k != "sha256"} | {
         "url": f"{base_url(request)}/_sandbox/files/{att['sha256']}"
     }
 
@@ -335,7 +341,10 @@ async def attachments_link(request: Request) -> Response:
             "sha256": media["sha256"],
         }
         created.append(_attachment_json(request, st.attachments[att_id]))
-    return json_response(request, created, 201, f"201 linked {len(created)} attachment(s)")
+    verdict = f"201 linked {len(created)} attachment(s)"
+    if not st.config.link_answer_body:
+        return empty(request, 201, verdict + ", empty answer")
+    return json_response(request, created, 201, verdict)
 
 
 async def attachments_list(request: Request) -> Response:

@@ -11,7 +11,6 @@ from starlette.routing import Route
 from sandbox.common import state_of
 from sandbox.errors import set_verdict
 from sandbox.faults import TokenBuckets, new_rule
-from sandbox.state import Config
 
 # Routes whose behaviour is not documented anywhere public; surfaced in GET /_sandbox/.
 INFERRED = {
@@ -26,6 +25,25 @@ UNCONFIRMED = {
     "POST /api/v1/files/images/{kind}/{id}": "413 over 100 MB (10^6), image-only",
     "Marketplace errors": "body shape {'errors': [{'message'}]}",
     "Assets 429": "Retry-After only when assets_retry_after is configured",
+}
+# Where the evidence points two ways (shared/apis/open-readings.md), the sandbox plays either
+# reading: POST /_sandbox/config {key: value} or the `ferry sandbox` option named here.
+OPEN_READINGS = {
+    "media_upload": "'multipart' (default; --media-upload): POST /media/file stores the multipart "
+                    "part `file`, /media/file/binary answers 404. 'binary': POST /media/file creates "
+                    "an EMPTY file and answers {id, createdAt} without size; bytes only raw via "
+                    "POST /media/file/binary. GET /media/file/{id} answers {data: {id, size, ...}} "
+                    "under both",
+    "attachment_media_id": "true (default): attachment records carry mediaId and size; false "
+                           "(--no-attachment-media-id): the documented Data Center record only "
+                           "(id, author, mimeType, filename, filesize '490 B', created, comment, url)",
+    "link_answer_body": "true (default): the link answers 201 with the created records; false "
+                        "(--empty-link-answer): 201 with an empty body",
+    "project_owner_keys": "true (default): universal_avatar owners of type project may be keys; "
+                          "false (--refuse-project-keys): ids only, as documented; a key is 404",
+    "fault lost_reply": "POST /_sandbox/faults {path, lost_reply: true, status: 502 | cut: true}: the "
+                        "request is processed for real, then its reply is replaced by the status "
+                        "or cut (a gateway losing the answer of a create that took effect)",
 }
 
 
@@ -53,6 +71,7 @@ async def index(request: Request) -> Response:
             "config": st.config.public(),
             "inferred_routes": INFERRED,
             "unconfirmed_behaviour": UNCONFIRMED,
+            "open_readings": OPEN_READINGS,
         },
     )
 
@@ -182,10 +201,9 @@ async def config(request: Request) -> Response:
     st = state_of(request)
     if request.method == "POST":
         body = await body_json(request)
-        known = set(Config.__dataclass_fields__)
-        unknown = sorted(set(body) - known)
-        if unknown:
-            return bad(request, f"unknown config keys: {', '.join(unknown)}")
+        problems = [p for p in (st.config.check(k, v) for k, v in body.items()) if p]
+        if problems:
+            return bad(request, "; ".join(problems))
         for key, value in body.items():
             setattr(st.config, key, value)
     return ok(request, st.config.public())

@@ -1,7 +1,9 @@
 """Fault injection and the per-credential rate limiter, applied before routing.
 
 Faults: per path regex (+ optional method), answer a status N times or with a probability, add
-latency, or cut the connection mid-body. Rate limiting: a token bucket per credential label, with
+latency, or cut the connection mid-body; or ``lost_reply``: let the request be processed for
+real, then replace its answer with ``status`` (502 unless given) or cut it — what a gateway
+does when it loses the answer of a create that took effect. Rate limiting: a token bucket per credential label, with
 429s shaped like each service sends them (README "Rate limits"):
 - Jira and Marketplace: `Retry-After` + `X-RateLimit-Reset` (ISO minute) + `RateLimit-Reason`.
   Marketplace limits are UNCONFIRMED; we use the Jira shape since it sits on the same platform.
@@ -22,13 +24,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.types import Receive, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox.blobs import drain
 from sandbox.errors import error_body
 from sandbox.state import Config, FaultRule
 
 DEFAULT_RETRY_AFTER = 1
+LOST_REPLY_STATUS = 502
 
 
 def iso_minute(epoch: float) -> str:
@@ -100,7 +103,10 @@ def new_rule(spec: dict[str, Any]) -> FaultRule:
         headers={str(k): str(v) for k, v in (spec.get("headers") or {}).items()},
         latency_ms=int(spec.get("latency_ms") or 0),
         cut=bool(spec.get("cut")),
+        lost_reply=bool(spec.get("lost_reply")),
     )
+    if rule.lost_reply and rule.status is None and not rule.cut:
+        rule.status = LOST_REPLY_STATUS
     if rule.status is None and not rule.cut and not rule.latency_ms:
         raise ValueError("a rule needs `status`, `cut` or `latency_ms`")
     return rule
@@ -154,6 +160,11 @@ async def cut_connection(receive: Receive, send: Send) -> None:
     long body, send a few bytes and fail, which also truncates the response.
     """
     await receive()
+    await drop_connection(receive, send)
+
+
+async def drop_connection(receive: Receive, send: Send) -> None:
+    """Abort the TCP connection of this request (see ``cut_connection``)."""
     transport = getattr(getattr(receive, "__self__", None), "transport", None)
     if transport is not None:
         transport.abort()
@@ -167,6 +178,28 @@ async def cut_connection(receive: Receive, send: Send) -> None:
     await send(start)
     await send({"type": "http.response.body", "body": b"partial", "more_body": True})
     raise ConnectionAbortedError("sandbox fault: connection cut")
+
+
+async def lose_reply(rule: FaultRule, app: ASGIApp, scope: Scope, receive: Receive, send: Send,
+                     service: str) -> str:
+    """Run the request through ``app`` (it takes effect), swallow the answer, then answer the
+    rule's status or cut the connection. Returns the verdict for the request log."""
+    rule.hits += 1
+    answered: list[int] = []
+
+    async def swallow(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            answered.append(message["status"])
+
+    await app(scope, receive, swallow)
+    processed = f"processed (HTTP {answered[0] if answered else '?'}), then "
+    if rule.cut:
+        await drop_connection(receive, send)
+        return processed + "reply cut"
+    assert rule.status is not None
+    message = f"Sandbox fault {rule.id}: HTTP {rule.status} (the request was processed)"
+    await send_json(send, rule.status, error_body(service, rule.status, message), rule.headers)
+    return processed + f"HTTP {rule.status}"
 
 
 async def apply_fault(rule: FaultRule, service: str, config: Config, receive: Receive, send: Send) -> bool:

@@ -38,17 +38,25 @@ def entities(st: State, avatar_type: str) -> dict[str, dict[str, Any]]:
     return {"project": st.projects, "issuetype": st.issuetypes, "priority": st.priorities}[avatar_type]
 
 
-def find_entity(st: State, avatar_type: str, entity_id: str) -> dict[str, Any]:
-    """The owning entity (projects by id or key), else 404 like Jira."""
+def find_entity(st: State, avatar_type: str, entity_id: str, *, keys: bool = True) -> dict[str, Any]:
+    """The owning entity (projects by id, or by key when ``keys``), else 404 like Jira."""
     if avatar_type not in LOAD_TYPES:
         raise ApiError(404, f"Invalid avatar type: {avatar_type}")
     table = entities(st, avatar_type)
     entity = table.get(entity_id)
-    if entity is None and avatar_type == "project":
+    if entity is None and avatar_type == "project" and keys:
         entity = next((p for p in table.values() if p["key"] == entity_id), None)
     if entity is None:
         raise ApiError(404, f"No {avatar_type} with id or key '{entity_id}' was found.")
     return entity
+
+
+def universal_owner(request: Request, avatar_type: str) -> dict[str, Any]:
+    """The owner named in a `universal_avatar/.../owner/{entityId}` path. The docs say entityId
+    is an ID; with config project_owner_keys = false a project key is refused like an unknown
+    id (open-readings §4), while the /project/{projectIdOrKey} routes keep taking keys."""
+    st = st_of(request)
+    return find_entity(st, avatar_type, request.path_params["entity"], keys=st.config.project_owner_keys)
 
 
 def avatar_urls(request: Request, avatar: dict[str, Any]) -> dict[str, str]:
@@ -100,9 +108,12 @@ async def system_avatars(request: Request) -> Response:
 
 async def owner_avatars(request: Request) -> Response:
     optional_auth(request)
-    st = st_of(request)
     avatar_type = request.path_params["type"]
-    entity = find_entity(st, avatar_type, request.path_params["entity"])
+    return avatars_of(request, avatar_type, universal_owner(request, avatar_type))
+
+
+def avatars_of(request: Request, avatar_type: str, entity: dict[str, Any]) -> Response:
+    st = st_of(request)
     system, custom = _split(st, avatar_type, entity["id"])
     selected = entity["avatarId"]
     body = {
@@ -114,8 +125,22 @@ async def owner_avatars(request: Request) -> Response:
 
 async def project_avatars(request: Request) -> Response:
     optional_auth(request)
-    request.path_params["type"] = "project"
-    return await owner_avatars(request)
+    return avatars_of(request, "project", find_entity(st_of(request), "project", request.path_params["entity"]))
+
+
+async def get_project(request: Request) -> Response:
+    """`GET /rest/api/3/project/{projectIdOrKey}`: how a client turns a key into the id."""
+    require_basic(request)
+    st = st_of(request)
+    project = find_entity(st, "project", request.path_params["entity"])
+    body = {
+        "self": f"{base_url(request)}/rest/api/3/project/{project['id']}",
+        "id": project["id"],
+        "key": project["key"],
+        "name": project["name"],
+        "avatarUrls": avatar_urls(request, st.jira_avatars[project["avatarId"]]),
+    }
+    return json_response(request, body)
 
 
 def _crop_params(request: Request) -> tuple[int, int, int]:
@@ -132,11 +157,11 @@ def _crop_params(request: Request) -> tuple[int, int, int]:
     return x, y, size
 
 
-async def load_avatar(request: Request, avatar_type: str, entity_id: str) -> Response:
+async def load_avatar(request: Request, avatar_type: str, entity_id: str, keys: bool = True) -> Response:
     require_basic(request)
     require_xsrf(request)
     st = st_of(request)
-    entity = find_entity(st, avatar_type, entity_id)
+    entity = find_entity(st, avatar_type, entity_id, keys=keys)
     declared = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if declared not in IMAGE_TYPES:
         raise ApiError(
@@ -182,7 +207,8 @@ async def load_avatar(request: Request, avatar_type: str, entity_id: str) -> Res
 
 
 async def universal_load(request: Request) -> Response:
-    return await load_avatar(request, request.path_params["type"], request.path_params["entity"])
+    keys = st_of(request).config.project_owner_keys
+    return await load_avatar(request, request.path_params["type"], request.path_params["entity"], keys)
 
 
 async def project_load(request: Request) -> Response:
@@ -198,8 +224,8 @@ async def temporary_avatar(request: Request) -> Response:
     raise ApiError(405, "Method Not Allowed")
 
 
-def _delete(st: State, avatar_type: str, owner_id: str, avatar_id: str) -> None:
-    entity = find_entity(st, avatar_type, owner_id)
+def _delete(st: State, avatar_type: str, owner_id: str, avatar_id: str, keys: bool = True) -> None:
+    entity = find_entity(st, avatar_type, owner_id, keys=keys)
     avatar = st.jira_avatars.get(avatar_id)
     if avatar is None or avatar["type"] != avatar_type:
         raise ApiError(404, f"Avatar {avatar_id} not found.")
@@ -215,7 +241,8 @@ def _delete(st: State, avatar_type: str, owner_id: str, avatar_id: str) -> None:
 async def delete_avatar(request: Request) -> Response:
     require_basic(request)
     p = request.path_params
-    _delete(st_of(request), p["type"], p["entity"], p["avatar_id"])
+    st = st_of(request)
+    _delete(st, p["type"], p["entity"], p["avatar_id"], st.config.project_owner_keys)
     return empty(request, 204, f"204 avatar {p['avatar_id']} deleted")
 
 
@@ -364,9 +391,8 @@ async def view_by_id(request: Request) -> Response:
 
 async def view_by_owner(request: Request) -> Response:
     optional_auth(request)
-    st = st_of(request)
-    entity = find_entity(st, request.path_params["type"], request.path_params["entity"])
-    return render(request, st.jira_avatars[entity["avatarId"]])
+    entity = universal_owner(request, request.path_params["type"])
+    return render(request, st_of(request).jira_avatars[entity["avatarId"]])
 
 
 async def secure_viewavatar(request: Request) -> Response:
@@ -390,6 +416,7 @@ routes = [
     Route(f"{UA}/view/type/{{type}}", view_by_type, methods=["GET"]),
     Route(f"{UA}/view/type/{{type}}/avatar/{{avatar_id}}", view_by_id, methods=["GET"]),
     Route(f"{UA}/view/type/{{type}}/owner/{{entity}}", view_by_owner, methods=["GET"]),
+    Route(f"{API}/project/{{entity}}", get_project, methods=["GET"]),
     Route(f"{API}/project/{{entity}}/avatar", set_project_avatar, methods=["PUT"]),
     Route(f"{API}/project/{{entity}}/avatar2", project_load, methods=["POST"]),
     Route(f"{API}/project/{{entity}}/avatar/temporary", temporary_avatar, methods=["POST"]),

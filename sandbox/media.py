@@ -1,4 +1,12 @@
-"""Atlassian media service: `POST {mediaBaseUrl}/file?name=...` (multipart field `file`).
+"""Atlassian media service: uploads and file metadata, playing either open reading of the upload
+form (config `media_upload`, shared/apis/open-readings.md §1):
+- "multipart" (the seed's): `POST {mediaBaseUrl}/file?name=...` stores multipart field `file`;
+  `/file/binary` is gone (404), as the seed says Atlassian moved uploads away from it.
+- "binary" (Atlassian's media client): `POST /file` creates an EMPTY file, answering
+  `{data: {id, createdAt}}` with no size, whatever body it was sent; the bytes go raw (with the
+  file's Content-Type) to `POST /file/binary?name=...`, answering `{data: MediaFile}`.
+`GET /file/{id}` answers `{data: {id, size, processingStatus, ...}}` under both, to the JWT +
+X-Client-Id pair of the object the file was uploaded for.
 
 Auth is `Authorization: Bearer <mediaJwtToken>` plus `X-Client-Id: <clientId>`, both from the
 Assets credentials endpoint; Basic auth is refused [LZ]. Error statuses/bodies are UNCONFIRMED:
@@ -7,8 +15,6 @@ Assets credentials endpoint; Basic auth is refused [LZ]. Error statuses/bodies a
   credentials", which also restores the client id.
 - X-Client-Id not matching the token's issuer -> 403 (authenticated, but not for this client).
 - expired / bad token -> 401.
-The older raw-body variant `/file/binary` is deliberately not served (Atlassian moved uploads to
-multipart `/file` [LZ]).
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sandbox import auth
-from sandbox.common import credential, read_form, state_of
+from sandbox.blobs import drain, is_multipart
+from sandbox.common import credential, read_form, read_raw, state_of
 from sandbox.errors import ApiError, json_response
-from sandbox.state import now_ms
+from sandbox.state import Blob, now_ms
 
 OBJECT_CLAIM = "urn:assets:object:"
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
 def _media_type(mime: str) -> str:
@@ -68,36 +76,83 @@ def _object_key(claims: dict[str, Any]) -> str:
     raise ApiError(403, "Token is not bound to an Assets object")
 
 
-async def upload_file(request: Request) -> Response:
-    claims = authenticate(request)
-    object_key = _object_key(claims)
+def _name(request: Request) -> str:
     name = request.query_params.get("name")
     if not name:
         raise ApiError(400, "Query parameter 'name' is required")
+    return name
+
+
+def _store(request: Request, claims: dict[str, Any], blob: Blob, name: str, route: str) -> Response:
+    """Keep an uploaded file and answer its MediaFile."""
+    st = state_of(request)
+    mime = blob.content_type or "application/octet-stream"
+    if mime == "application/octet-stream":
+        mime = mimetypes.guess_type(name)[0] or mime
+    blob.filename, blob.content_type = name, mime
+    data = _media_file(name, mime, blob.size)
+    st.media_files[data["id"]] = {**data, "sha256": blob.sha256, "objectKey": _object_key(claims)}
+    st.record_upload(blob, "media", route, credential(request))
+    return json_response(request, {"data": data}, 201, f"201 media {data['id']} ({route})")
+
+
+def _media_file(name: str, mime: str, size: int) -> dict[str, Any]:
+    return {
+        "id": str(uuid.uuid4()),
+        "mediaType": _media_type(mime),
+        "mimeType": mime,
+        "name": name,
+        "processingStatus": "succeeded",
+        "size": size,
+        "createdAt": now_ms(),
+    }
+
+
+async def upload_file(request: Request) -> Response:
+    claims = authenticate(request)
+    object_key = _object_key(claims)
+    name = _name(request)
+    st = state_of(request)
+    if st.config.media_upload == "binary":
+        # createFile: an empty file, whatever was sent; the answer has no size to check.
+        await drain(request.stream())
+        data = _media_file(name, mimetypes.guess_type(name)[0] or "application/octet-stream", 0)
+        st.media_files[data["id"]] = {**data, "sha256": EMPTY_SHA256, "objectKey": object_key}
+        empty_file = {"id": data["id"], "createdAt": data["createdAt"]}
+        return json_response(request, {"data": empty_file}, 201, f"201 EMPTY media {data['id']} (binary reading)")
     form = await read_form(request)
     blob = form.files.get("file")
     if blob is None:
         got = ", ".join(form.part_names) or "nothing"
         raise ApiError(400, f"No file in multipart field 'file' (got: {got})")
-    st = state_of(request)
-    mime = blob.content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
-    if mime == "application/octet-stream":
-        mime = mimetypes.guess_type(name)[0] or mime
-    blob.filename = name
-    blob.content_type = mime
-    media_id = str(uuid.uuid4())
-    data = {
-        "id": media_id,
-        "mediaType": _media_type(mime),
-        "mimeType": mime,
-        "name": name,
-        "processingStatus": "succeeded",
-        "size": blob.size,
-        "createdAt": now_ms(),
-    }
-    st.media_files[media_id] = {**data, "sha256": blob.sha256, "objectKey": object_key}
-    st.record_upload(blob, "media", "file", credential(request))
-    return json_response(request, {"data": data}, 201, f"201 media {media_id}")
+    return _store(request, claims, blob, name, "file")
 
 
-routes = [Route("/media/file", upload_file, methods=["POST"])]
+async def upload_binary(request: Request) -> Response:
+    claims = authenticate(request)
+    name = _name(request)
+    if state_of(request).config.media_upload != "binary":
+        await drain(request.stream())
+        raise ApiError(404, "Not Found (multipart reading: uploads moved to POST /file)")
+    if is_multipart(request.headers.get("content-type")):
+        # The PYSCRIPT pitfall: a multipart envelope sent here would be stored as the file.
+        raise ApiError(400, "POST /file/binary takes the raw bytes, not multipart/form-data")
+    blob = await read_raw(request)
+    blob.content_type = request.headers.get("content-type", "").split(";")[0].strip() or None
+    return _store(request, claims, blob, name, "file/binary")
+
+
+async def file_metadata(request: Request) -> Response:
+    claims = authenticate(request)
+    media = state_of(request).media_files.get(request.path_params["media_id"])
+    if media is None or media["objectKey"] != _object_key(claims):
+        raise ApiError(404, f"File {request.path_params['media_id']} not found")
+    data = {k: v for k, v in media.items() if k not in ("sha256", "objectKey")}
+    return json_response(request, {"data": data}, 200, f"200 media {media['id']} size {media['size']}")
+
+
+routes = [
+    Route("/media/file", upload_file, methods=["POST"]),
+    Route("/media/file/binary", upload_binary, methods=["POST"]),
+    Route("/media/file/{media_id}", file_metadata, methods=["GET"]),
+]

@@ -8,6 +8,7 @@ and file bodies stream to disk, so one process is not the bottleneck of Ferry's 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -32,6 +33,9 @@ def banner(host: str, port: int, data_dir: Path, config: Config, seed: Seed | No
         f"  Basic (Jira, Assets, Marketplace): {config.email} / {config.token}",
         f"  Bearer (awork):  {config.bearer}",
         f"  media JWT TTL:   {config.jwt_ttl_seconds}s",
+        f"  open readings:   media_upload={config.media_upload} "
+        f"attachment_media_id={config.attachment_media_id} link_answer_body={config.link_answer_body} "
+        f"project_owner_keys={config.project_owner_keys}",
         f"  point site_url / api_url / base_url of every connection at {url}",
         f"  control API:     {url}/_sandbox/  (seed: {url}/_sandbox/seed)",
     ]
@@ -43,6 +47,13 @@ def banner(host: str, port: int, data_dir: Path, config: Config, seed: Seed | No
     return "\n".join(lines)
 
 
+def open_readings(media_upload: str = "multipart", no_attachment_media_id: bool = False,
+                  empty_link_answer: bool = False, refuse_project_keys: bool = False) -> dict[str, Any]:
+    """The command-line switches of the open readings as config keys (for ``run``)."""
+    return {"media_upload": media_upload, "attachment_media_id": not no_attachment_media_id,
+            "link_answer_body": not empty_link_answer, "project_owner_keys": not refuse_project_keys}
+
+
 def run(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
@@ -52,10 +63,17 @@ def run(
     bearer: str = DEFAULT_BEARER,
     seed: bool = False,
     jwt_ttl: int = DEFAULT_JWT_TTL,
+    readings: dict[str, Any] | None = None,
 ) -> None:
-    """Start the sandbox in the foreground (blocks until interrupted)."""
+    """Start the sandbox in the foreground (blocks until interrupted). ``readings``: config keys
+    of the open readings to play (``media_upload``, ``attachment_media_id``, …)."""
     data = Path(data_dir)
     config = Config(email=email, token=token, bearer=bearer, jwt_ttl_seconds=jwt_ttl)
+    for key, value in (readings or {}).items():
+        problem = config.check(key, value)
+        if problem:
+            raise ValueError(problem)
+        setattr(config, key, value)
     app = create_app(config, data, seed=seed)
     print(banner(host, port, data, config, app.state.sandbox.seed), flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")

@@ -32,6 +32,7 @@ DEFAULT_IMAGE_TYPES = (
     "title-logo",
     "icon",
 )
+MEDIA_UPLOAD_READINGS = ("multipart", "binary")
 AWORK_KINDS = ("companies", "contactpersons", "projects", "projecttemplates", "users", "workspaces")
 REQUEST_LOG_SIZE = 10_000
 # Upload records are bounded too, so long benchmarks cannot grow memory without limit.
@@ -53,6 +54,28 @@ class Config:
     awork_max_bytes: int = 100_000_000
     # Extra Basic credentials ([email, token] pairs), e.g. to test "only the uploader may delete".
     extra_basic: list[list[str]] = field(default_factory=list)
+    # Open readings of the real APIs (shared/apis/open-readings.md); the sandbox plays one each.
+    # "multipart": POST /media/file stores the multipart part `file`, /media/file/binary is gone.
+    # "binary": POST /media/file creates an EMPTY file (no size in the answer); the bytes go raw
+    # to /media/file/binary (Atlassian's own media client).
+    media_upload: str = "multipart"
+    # Attachment records carry `mediaId` (+ `size`); False: the documented DC record only.
+    attachment_media_id: bool = True
+    # The link answers the created records; False: an empty 201.
+    link_answer_body: bool = True
+    # universal_avatar owners of type project may be keys; False: ids only (documented), a key 404s.
+    project_owner_keys: bool = True
+
+    def check(self, key: str, value: Any) -> str | None:
+        """Why ``value`` cannot be set for ``key`` (None if it can)."""
+        if key not in self.__dataclass_fields__:
+            return f"unknown config key: {key}"
+        current = getattr(self, key)
+        if key == "media_upload" and value not in MEDIA_UPLOAD_READINGS:
+            return f"media_upload must be one of {', '.join(MEDIA_UPLOAD_READINGS)}"
+        if isinstance(current, bool) and not isinstance(value, bool):
+            return f"{key} must be true or false"
+        return None
 
     def public(self) -> dict[str, Any]:
         """Config as JSON, secrets included on purpose: the sandbox's tokens are not secrets."""
@@ -96,6 +119,8 @@ class FaultRule:
     headers: dict[str, str] = field(default_factory=dict)
     latency_ms: int = 0
     cut: bool = False
+    # Process the request for real, then lose the reply: answer `status` (502) or cut.
+    lost_reply: bool = False
     hits: int = 0
 
     def to_json(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from requests.auth import AuthBase
 from urllib3.exceptions import NewConnectionError
 
 from worker.errors import OutcomeUnknown, PermanentError, RetryableError
-from worker.retry import RETRYABLE_STATUSES, server_retry_delay
+from worker.retry import NOT_PROCESSED_STATUSES, RETRYABLE_STATUSES, server_retry_delay
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 60.0
@@ -71,12 +71,15 @@ class Destination:
         ok: Iterable[int] = (200, 201, 204),
         upload: bool = False,
         repeatable: bool = True,
+        check: str = "the destination",
         headers: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> requests.Response:
         """Send one request. ``upload``: no read timeout (a large body takes as long as it takes).
-        ``repeatable=False``: the request creates something visible, so a reply lost after
-        sending is ``OutcomeUnknown`` rather than a blind retry that could duplicate it."""
+        ``repeatable=False``: the request creates something visible, so an answer that may
+        follow its success (500/502/504, a timeout or a cut after sending) is ``OutcomeUnknown``
+        rather than a blind retry that could duplicate it; ``check`` tells the human where to
+        look. Only 429, 503 and connect errors before any byte was sent are retried for it."""
         timeout = (CONNECT_TIMEOUT, None if upload else READ_TIMEOUT)
         if self.limiter is not None:
             self.limiter.acquire(step)
@@ -85,25 +88,31 @@ class Destination:
                 method, self.url(path), auth=self.auth, headers={**self.headers, **(headers or {})},
                 timeout=timeout, **kwargs)
         except (requests.ConnectTimeout, requests.ConnectionError, requests.Timeout) as exc:
-            raise _transport_error(exc, step, repeatable) from None
+            raise _transport_error(exc, step, repeatable, check) from None
         except requests.RequestException as exc:
             raise RetryableError(f"request failed: {exc}", step=step) from None
         if response.status_code in set(ok):
             return response
-        error = classify(response, step)
+        error = classify(response, step, repeatable=repeatable, check=check)
         if self.limiter is not None and isinstance(error, RetryableError) and response.status_code == 429:
             self.limiter.pause(error.retry_after or 0.0)
         raise error
 
 
-def _transport_error(exc: requests.RequestException, step: str, repeatable: bool) -> Exception:
+def _transport_error(exc: requests.RequestException, step: str, repeatable: bool,
+                     check: str) -> Exception:
     if _never_sent(exc):
         return RetryableError(f"cannot connect: {_reason(exc)}", step=step)
     if repeatable:
         return RetryableError(f"connection lost: {_reason(exc)}", step=step)
+    return outcome_unknown(f"connection lost after the request was sent ({_reason(exc)})", step, check)
+
+
+def outcome_unknown(what: str, step: str, check: str, status: int | None = None) -> OutcomeUnknown:
+    """The one wording of "it may have landed": what happened, and where a human looks first."""
     return OutcomeUnknown(
-        f"connection lost after the request was sent ({_reason(exc)}); it may have landed — "
-        "check the destination before replaying", step=step)
+        f"outcome unknown: {what}, so the request may have taken effect; check {check} before "
+        "`ferry replay --force`", step=step, status=status)
 
 
 def _never_sent(exc: requests.RequestException) -> bool:
@@ -125,10 +134,15 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) < 200 else text[:200] + "…"
 
 
-def classify(response: requests.Response, step: str) -> Exception:
-    """The one place a status code becomes retryable or permanent."""
+def classify(response: requests.Response, step: str, *, repeatable: bool = True,
+             check: str = "the destination") -> Exception:
+    """The one place a status code becomes retryable, permanent or (for a request that must not
+    be repeated) outcome unknown."""
     message = destination_message(response)
     status = response.status_code
+    if not repeatable and status in RETRYABLE_STATUSES - NOT_PROCESSED_STATUSES:
+        return outcome_unknown(f"HTTP {status} ({message}) after the request was sent", step, check,
+                               status)
     if status in RETRYABLE_STATUSES:
         return RetryableError(message, step=step, status=status,
                               retry_after=server_retry_delay(response.headers))

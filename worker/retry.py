@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The statuses that say "not processed": only these are retried for a request that cannot be
+# repeated safely (a gateway 500/502/504 may follow a create that took effect).
+NOT_PROCESSED_STATUSES = frozenset({429, 503})
 MAX_SERVER_DELAY = 3600.0  # never park a message longer than this, whatever a header says
 
 
@@ -24,7 +27,9 @@ def backoff_delay(attempt: int, *, base: float = 1.0, cap: float = 300.0,
 def server_retry_delay(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
     """Seconds the server asked us to wait, from the headers each destination uses:
     ``Retry-After`` (seconds or HTTP date; Jira, Assets sometimes), Jira's ``X-RateLimit-Reset``
-    (ISO timestamp) and awork's ``RateLimit-Reset`` (seconds until the window resets)."""
+    (ISO timestamp) and awork's ``RateLimit-Reset`` (seconds until the window resets).
+    An ``X-RateLimit-Reset`` already in the past says nothing (it has minute precision, so it is
+    often stale when read): the next header, else the caller's backoff, decides."""
     now = now or datetime.now(UTC)
     lowered = {k.lower(): v for k, v in headers.items()}
     for parse, name in (
@@ -36,6 +41,8 @@ def server_retry_delay(headers: Mapping[str, str], now: datetime | None = None) 
         if value is None:
             continue
         delay = parse(value.strip(), now)
+        if delay is not None and name == "x-ratelimit-reset" and delay <= 0:
+            continue
         if delay is not None:
             return min(max(delay, 0.0), MAX_SERVER_DELAY)
     return None

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 from PIL import Image, UnidentifiedImageError
@@ -27,9 +28,11 @@ from producers.params import (
 )
 from producers.records import FileInfo, JobRecord
 from producers.store import JobStore
-from worker.clients.assets import MediaCredentials
+from worker.clients.assets import MediaCredentials, WantedAttachment
 from worker.clients.jira_avatars import Avatar
+from worker.clients.media import GONE, VerifiedUpload, form_order
 from worker.errors import OutcomeUnknown, PermanentError
+from worker.http import outcome_unknown
 from worker.runtime import Clients
 from worker.uploads import OpenFile, open_file
 
@@ -39,6 +42,8 @@ WORKSPACE_CACHE_SECONDS = 24 * 3600
 UNKNOWN_JWT_LIFETIME = 300.0
 JWT_MARGIN = 15.0  # stop using a JWT this long before it expires: an upload takes time to start
 AVATAR_NAMESPACE = uuid.UUID("8a3c3f5e-0f6d-4a4e-9a77-3c1f4c2f0b11")
+# How long a connection's working media upload form is trusted before "auto" probes again.
+MEDIA_FORM_SECONDS = 7 * 24 * 3600
 
 
 @dataclass
@@ -143,20 +148,35 @@ def media_upload(ctx: StepContext) -> dict[str, Any]:
     if creds is None:  # expired since the credentials step (or a replay much later): fetch anew
         creds, refreshed = _fresh_credentials(ctx, workspace, "get_credentials"), True
     try:
-        media = _upload(ctx, creds)
+        uploaded = _upload(ctx, creds)
     except PermanentError as exc:
         if exc.status not in (401, 403) or refreshed:
             raise
         # The media service refused the JWT (expired or revoked): new credentials, once.
         creds, refreshed = _fresh_credentials(ctx, workspace, "get_credentials"), True
-        media = _upload(ctx, creds)
-    return {"workspace_id": workspace, "media_id": media.id, "size": media.size,
-            "credentials_refreshed": refreshed}
+        uploaded = _upload(ctx, creds)
+    return {"workspace_id": workspace, "media_id": uploaded.media.id, "size": uploaded.media.size,
+            "credentials_refreshed": refreshed, "upload_form": uploaded.form,
+            "upload_forms_tried": list(uploaded.tried)}
 
 
-def _upload(ctx: StepContext, creds: MediaCredentials) -> Any:
-    with open_file(ctx.job.file, ctx.step) as file:
-        return ctx.clients.media.upload_file(ctx.step, creds, file)
+def _upload(ctx: StepContext, creds: MediaCredentials) -> VerifiedUpload:
+    """Upload with the connection's form (``media_upload``; ``auto``: the one that worked last
+    here, else multipart), verified by the stored size; remember the form that worked."""
+    memory = keys.media_upload_form(ctx.job.connection)
+    stored = ctx.store.redis.get(memory)
+    remembered = str(stored) if stored is not None else None
+    forms = form_order(ctx.clients.conn.media_upload, remembered)
+    try:
+        uploaded = ctx.clients.media.upload_verified(
+            ctx.step, creds, lambda: open_file(ctx.job.file, ctx.step), forms)
+    except PermanentError as exc:
+        if exc.status in GONE and remembered is not None:
+            ctx.store.redis.delete(memory)  # the form we remembered is gone, and so is the other
+        raise
+    if len(forms) > 1 and uploaded.form != remembered:
+        ctx.store.redis.set(memory, uploaded.form, ex=MEDIA_FORM_SECONDS)
+    return uploaded
 
 
 @step("link_attachment")
@@ -166,23 +186,45 @@ def link_attachment(ctx: StepContext) -> dict[str, Any]:
     upload = ctx.outputs["media_upload"]
     file = ctx.job.file
     assert file is not None
-    if ctx.attempt > 1:  # an earlier attempt may have linked it before its answer was lost
-        existing = _linked(ctx, workspace, object_id, upload["media_id"])
+    since, repeat = _first_attempt(ctx)
+    wanted = WantedAttachment(media_id=upload["media_id"], filename=file.name, size=int(upload["size"]),
+                              comment=str(ctx.params.get("comment", "")), since=since)
+    if repeat:  # an earlier attempt (or run) may have linked it before its answer was lost
+        existing = wanted.find(_attachments(ctx, workspace, object_id, must=True))
         if existing is not None:
-            return _attachment_result(existing, object_id, upload["media_id"], reused=True)
+            return _attachment_result(existing, object_id, wanted.media_id, reused=True)
     linked = ctx.clients.assets.link_attachment(
-        ctx.step, workspace, object_id, media_id=upload["media_id"], filename=file.name,
-        content_type=file.mime_type or "application/octet-stream", size=int(upload["size"]),
-        comment=str(ctx.params.get("comment", "")))
-    return _attachment_result(linked[0] if linked else {}, object_id, upload["media_id"])
+        ctx.step, workspace, object_id, media_id=wanted.media_id, filename=file.name,
+        content_type=file.mime_type or "application/octet-stream", size=wanted.size,
+        comment=wanted.comment)
+    bean = wanted.find(linked) or (linked[0] if linked else None)
+    if bean is None:  # an empty 2xx answer: linked; its record is found by listing
+        bean = wanted.find(_attachments(ctx, workspace, object_id, must=False)) or {}
+    return _attachment_result(bean, object_id, wanted.media_id)
 
 
-def _linked(ctx: StepContext, workspace: str, object_id: str, media_id: str) -> dict[str, Any] | None:
+def _first_attempt(ctx: StepContext) -> tuple[float, bool]:
+    """When this step first ran for this job (across retries, redeliveries and replays: the
+    memo outlives a replay's reset of the step record), and whether this run is a repeat."""
+    memo, now = keys.step_memo(ctx.job.id, ctx.step), time.time()
+    if ctx.store.redis.set(memo, f"{now:.3f}", nx=True, ex=ctx.store.retention_seconds):
+        recorded = ctx.job.step(ctx.step).started_at  # the memo may have expired; the record knows
+        first = datetime.fromisoformat(recorded).timestamp() if recorded else now
+        return min(first, now), ctx.attempt > 1
+    return float(ctx.store.redis.get(memo) or now), True
+
+
+def _attachments(ctx: StepContext, workspace: str, object_id: str, *, must: bool) -> list[dict[str, Any]]:
+    """The object's attachment records. ``must``: we are about to repeat a link, and without the
+    list we cannot tell whether the earlier one landed, so a human checks (never a duplicate)."""
     try:
-        attachments = ctx.clients.assets.list_attachments(ctx.step, workspace, object_id)
-    except PermanentError:
-        return None  # listing unsupported here: fall back to linking (the only option left)
-    return next((a for a in attachments if str(a.get("mediaId")) == media_id), None)
+        return ctx.clients.assets.list_attachments(ctx.step, workspace, object_id)
+    except PermanentError as exc:
+        if not must:
+            return []
+        raise outcome_unknown(
+            f"an earlier link attempt lost its answer and the object's attachments cannot be listed "
+            f"({exc.message})", ctx.step, f"the attachments of object {object_id}", exc.status) from None
 
 
 def _attachment_result(bean: dict[str, Any], object_id: str, media_id: str,
@@ -259,7 +301,8 @@ def load_avatar(ctx: StepContext) -> dict[str, Any]:
         if avatar is None:
             avatar = ctx.clients.jira_avatars.load_avatar(
                 ctx.step, params.type, params.owner, file, crop.x, crop.y, crop.size)
-    return {"avatar_id": avatar.id, "type": params.type, "owner": params.owner,
+    owner_id = ctx.clients.jira_avatars.owner_id(params.type, params.owner, step=ctx.step)
+    return {"avatar_id": avatar.id, "type": params.type, "owner": params.owner, "owner_id": owner_id,
             "crop": crop._asdict(), "urls": avatar.urls, "adopted": adopted}
 
 

@@ -65,3 +65,41 @@ def test_a_refused_connection_is_retryable_even_for_a_create():
 
 def test_outcome_unknown_is_permanent():
     assert issubclass(OutcomeUnknown, PermanentError)
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_a_gateway_error_on_a_create_is_outcome_unknown_with_what_to_check(status):
+    err = classify(response(status, {}), "set_object_avatar", repeatable=False,
+                   check="the workspace for the new object")
+    assert isinstance(err, OutcomeUnknown) and err.status == status
+    assert "outcome unknown" in err.message and "the workspace for the new object" in err.message
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_429_and_503_mean_not_processed_so_a_create_is_retried(status):
+    err = classify(response(status, {}, {"Retry-After": "1"}), "upload_artifact", repeatable=False)
+    assert isinstance(err, RetryableError) and err.retry_after == 1
+
+
+def test_a_4xx_on_a_create_stays_a_plain_permanent_error():
+    err = classify(response(400, {"errorMessages": ["bad"]}), "upload_artifact", repeatable=False)
+    assert type(err) is PermanentError
+
+
+def test_a_reply_lost_after_sending_a_create_is_outcome_unknown():
+    """A server that reads the whole request and closes without answering."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def swallow() -> None:
+        conn, _ = listener.accept()
+        conn.recv(65536)
+        conn.close()
+
+    threading.Thread(target=swallow, daemon=True).start()
+    dest = Destination(requests.Session(), f"http://127.0.0.1:{listener.getsockname()[1]}")
+    with pytest.raises(OutcomeUnknown, match="outcome unknown"):
+        dest.call("upload_artifact", "POST", "/x", data=b"abc", repeatable=False, check="the assets")
+    listener.close()

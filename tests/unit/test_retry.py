@@ -49,3 +49,13 @@ def test_no_word_from_the_server_and_nonsense_give_none():
 def test_a_date_in_the_past_means_now_and_huge_values_are_capped():
     assert server_retry_delay({"Retry-After": "Mon, 23 Nov 2026 11:00:00 GMT"}, NOW) == 0
     assert server_retry_delay({"Retry-After": "999999"}, NOW) == MAX_SERVER_DELAY
+
+
+def test_x_ratelimit_reset_already_past_falls_back_to_backoff():
+    # Minute precision makes a just-expired reset common: "now" would be a 0 s retry storm.
+    assert server_retry_delay({"X-RateLimit-Reset": "2026-11-23T11:59Z"}, NOW) is None
+
+
+def test_a_past_x_ratelimit_reset_does_not_hide_another_header():
+    headers = {"X-RateLimit-Reset": "2026-11-23T11:59Z", "RateLimit-Reset": "4"}
+    assert server_retry_delay(headers, NOW) == 4

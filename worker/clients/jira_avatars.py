@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote
 
 from worker.clients.assets import NO_CHECK
 from worker.errors import PermanentError
@@ -47,13 +48,31 @@ class Avatars:
 class JiraAvatarsClient:
     def __init__(self, site: Destination) -> None:
         self.site = site  # https://<site>.atlassian.net
+        self._project_ids: dict[str, str] = {}
+
+    def owner_id(self, avatar_type: str, owner: str, *, step: str = READ_STEP) -> str:
+        """The numeric id ``universal_avatar/type/{type}/owner/{entityId}`` documents. A project
+        may be named by its key (what people type): resolved with ``GET /project/{key}``, once
+        per client, since a service that takes only ids answers a key with 404
+        (open-readings §4). Issue types and priorities have ids only."""
+        if avatar_type != "project" or owner.isdigit():
+            return owner
+        if owner not in self._project_ids:
+            data = self.site.call(step, "GET", f"{API}/project/{quote(owner, safe='')}").json()
+            if not isinstance(data, dict) or not str(data.get("id") or "").isdigit():
+                raise PermanentError(f"project {owner} answered without a numeric id", step=step)
+            self._project_ids[owner] = str(data["id"])
+        return self._project_ids[owner]
+
+    def _owner_path(self, step: str, avatar_type: str, owner: str) -> str:
+        return f"{API}/universal_avatar/type/{avatar_type}/owner/{self.owner_id(avatar_type, owner, step=step)}"
 
     def load_avatar(self, step: str, avatar_type: AvatarType, owner: str, file: OpenFile,
                     x: int, y: int, size: int) -> Avatar:
         """Upload the image and crop it to the square (x, y, size). Repeating it would create a
         second avatar: the caller (the step) makes retries safe, see ``worker.steps``."""
         data = self.site.call(
-            step, "POST", f"{API}/universal_avatar/type/{avatar_type}/owner/{owner}",
+            step, "POST", self._owner_path(step, avatar_type, owner),
             params={"x": x, "y": y, "size": size}, upload=True, data=file.stream,
             headers={**NO_CHECK, "Content-Type": file.mime_type}).json()
         if not isinstance(data, dict) or data.get("id") is None:
@@ -63,7 +82,8 @@ class JiraAvatarsClient:
     def set_current(self, step: str, avatar_type: AvatarType, owner: str, avatar_id: str) -> None:
         """Make ``avatar_id`` the avatar of the project / issue type / priority (idempotent PUTs)."""
         if avatar_type == "project":
-            self.site.call(step, "PUT", f"{API}/project/{owner}/avatar", json={"id": avatar_id})
+            project = self.owner_id(avatar_type, owner, step=step)
+            self.site.call(step, "PUT", f"{API}/project/{project}/avatar", json={"id": avatar_id})
         elif avatar_type == "issuetype":
             self.site.call(step, "PUT", f"{API}/issuetype/{owner}", json={"avatarId": int(avatar_id)})
         else:
@@ -74,7 +94,7 @@ class JiraAvatarsClient:
 
     def list_avatars(self, avatar_type: AvatarType, owner: str, *, step: str = READ_STEP) -> Avatars:
         """System and custom avatars available to one owner."""
-        data = self.site.call(step, "GET", f"{API}/universal_avatar/type/{avatar_type}/owner/{owner}").json()
+        data = self.site.call(step, "GET", self._owner_path(step, avatar_type, owner)).json()
         return Avatars(system=[Avatar.from_json(a) for a in data.get("system") or []],
                        custom=[Avatar.from_json(a) for a in data.get("custom") or []])
 
@@ -93,12 +113,11 @@ class JiraAvatarsClient:
         if avatar_id is not None:
             path += f"/avatar/{avatar_id}"
         elif owner is not None:
-            path += f"/owner/{owner}"
+            path += f"/owner/{self.owner_id(avatar_type, owner, step=step)}"
         query = {k: v for k, v in (("size", size), ("format", format)) if v is not None}
         response = self.site.call(step, "GET", path, params=query, stream=True,
                                   headers={"Accept": "*/*"})
         return Download(response, step)
 
     def delete_avatar(self, step: str, avatar_type: AvatarType, owner: str, avatar_id: str) -> None:
-        self.site.call(step, "DELETE",
-                       f"{API}/universal_avatar/type/{avatar_type}/owner/{owner}/avatar/{avatar_id}")
+        self.site.call(step, "DELETE", f"{self._owner_path(step, avatar_type, owner)}/avatar/{avatar_id}")

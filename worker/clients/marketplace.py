@@ -70,22 +70,24 @@ class MarketplaceClient:
 
     # Uploads create a new stored asset each time and there is no listing to find an earlier
     # one, so a reply lost after sending is OutcomeUnknown (repeatable=False), never a blind retry.
+    CHECK = "the app's Marketplace assets for one uploaded just now (Marketplace has no asset listing)"
+
     def upload_artifact(self, step: str, file: OpenFile) -> Asset:
         body = multipart("file", file)
         data = self.api.call(step, "POST", f"{ASSETS}/artifact", upload=True, repeatable=False,
-                             data=body, headers={"Content-Type": body.content_type}).json()
+                             check=self.CHECK, data=body, headers={"Content-Type": body.content_type}).json()
         return Asset.from_json(data, step)
 
     def fetch_artifact(self, step: str, uri: str) -> Asset:
         """Marketplace downloads ``uri`` itself: the bytes never pass through Ferry."""
         data = self.api.call(step, "POST", f"{ASSETS}/artifact/fetch", params={"uri": uri},
-                             upload=True, repeatable=False).json()
+                             upload=True, repeatable=False, check=self.CHECK).json()
         return Asset.from_json(data, step)
 
     def upload_image(self, step: str, image_type: str, file: OpenFile) -> Asset:
         # Raw image body with the image's Content-Type and ?file=<logical name> (sources/003).
         data = self.api.call(step, "POST", f"{ASSETS}/image/{quote(image_type, safe='')}",
-                             params={"file": file.name}, upload=True, repeatable=False,
+                             params={"file": file.name}, upload=True, repeatable=False, check=self.CHECK,
                              data=file.stream, headers={"Content-Type": file.mime_type}).json()
         return Asset.from_json(data, step)
 

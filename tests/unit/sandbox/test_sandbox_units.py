@@ -128,3 +128,18 @@ def test_receive_raw(tmp_path: Path) -> None:
     assert blob.size == 11 and (tmp_path / blob.sha256).read_bytes() == b"hello world"
     with pytest.raises(TooLarge):
         asyncio.run(receive_raw(_chunks(b"hello world"), tmp_path, 5))
+
+
+def test_a_lost_reply_rule_answers_502_unless_told_or_cut() -> None:
+    assert new_rule({"path": "/x", "lost_reply": True}).status == 502
+    assert new_rule({"path": "/x", "lost_reply": True, "status": 504}).status == 504
+    cut = new_rule({"path": "/x", "lost_reply": True, "cut": True})
+    assert cut.cut and cut.status is None
+
+
+def test_readings_are_checked_before_they_are_set() -> None:
+    config = Config()
+    assert config.check("media_upload", "binary") is None
+    assert "media_upload must be one of" in str(config.check("media_upload", "chunked"))
+    assert "true or false" in str(config.check("link_answer_body", "no"))
+    assert "unknown config key" in str(config.check("nope", 1))
