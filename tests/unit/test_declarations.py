@@ -21,8 +21,8 @@ def test_every_kind_has_steps_and_a_params_model():
 
 
 def test_importing_producers_pulls_in_neither_worker_nor_requests():
-    code = ("import sys, producers, producers.cli, producers.client, producers.replay, producers.batch, "
-            "producers.selection, producers.cli_reads, producers.cli_replay; "
+    code = ("import sys, producers, producers.cli, producers.client, producers.replay, producers.cli.batch, "
+            "producers.selection, producers.cli.reads, producers.cli.replay; "
             "bad = [m for m in ('worker', 'requests', 'requests_toolbelt') if m in sys.modules]; "
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

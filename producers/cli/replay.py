@@ -18,7 +18,7 @@ import click
 
 from producers import replay as ops
 from producers.cli import _finish, connect
-from producers.console import err, fail, out
+from producers.cli.console import err, fail, out
 from producers.errors import JobNotFound, ReplayRefused
 from producers.kinds import KINDS, all_step_names
 from producers.records import JobStatus

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, cast, get_args
 import click
 from rich.table import Table
 
+from producers.cli.console import fail, out
 from producers.config import ConnectionConfig, Service, load_config
-from producers.console import fail, out
 from producers.errors import ConfigError
 from producers.params import AworkEntity, JiraAvatarType
 

@@ -18,8 +18,8 @@ from kombu.exceptions import OperationalError
 from pydantic.fields import FieldInfo
 from rich.table import Table
 
+from producers.cli.console import err, fail, out
 from producers.client import Ferry
-from producers.console import err, fail, out
 from producers.errors import ConfigError, JobNotFound, SubmitError
 from producers.kinds import KINDS, Kind
 from producers.records import JobRecord, JobStatus
@@ -126,7 +126,7 @@ def submit_batch(ctx: click.Context, manifest: str, strict: bool, wait: bool,
     Exit 0 all submitted (and succeeded, with --wait), 1 a job failed, 2 bad lines."""
     from pathlib import Path
 
-    from producers import batch
+    from producers.cli import batch
 
     sys.exit(batch.run(connect(ctx), Path(manifest), strict=strict, wait_for_jobs=wait,
                        timeout=timeout, as_json=as_json, out=out, err=err))
@@ -225,7 +225,7 @@ def show_record(j: JobRecord) -> None:
 def api(ctx: click.Context, host: str, port: int) -> None:
     """Serve the HTTP API (POST /jobs…); bearer tokens from the variable [api] tokens_env names."""
     try:
-        from producers.api import serve  # the api extra: only those who serve it need fastapi
+        from producers.web.app import serve  # the api extra: only those who serve it need fastapi
     except ImportError as exc:
         fail(f"the HTTP API needs the api extra (pip install 'ferry[api]'): {exc}")
     try:
@@ -277,7 +277,7 @@ def demo(keep: bool) -> None:
 
 
 def _register_reads() -> None:
-    from producers.cli_reads import register  # `ferry jira|marketplace|awork …` (imports this module)
+    from producers.cli.reads import register  # `ferry jira|marketplace|awork …` (imports this module)
 
     register(cli)
 
@@ -286,7 +286,7 @@ _register_reads()
 
 
 def _register_replay() -> None:
-    from producers.cli_replay import register  # `ferry replay`, `ferry purge` (imports this module)
+    from producers.cli.replay import register  # `ferry replay`, `ferry purge` (imports this module)
 
     register(cli)
 
