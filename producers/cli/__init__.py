@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
 from typing import Any
 
 import click
@@ -18,18 +17,10 @@ from kombu.exceptions import OperationalError
 from pydantic.fields import FieldInfo
 from rich.table import Table
 
-from producers.cli.console import err, fail, out
-from producers.client import Ferry
+from producers.cli.console import connect, err, fail, finish, out, outcome_text, show_record, styled
 from producers.errors import ConfigError, JobNotFound, SubmitError
 from producers.kinds import KINDS, Kind
-from producers.records import JobRecord, JobStatus
-
-
-def connect(ctx: click.Context) -> Ferry:
-    try:
-        return Ferry(config_path=ctx.obj.get("config") if ctx.obj else None)
-    except ConfigError as exc:
-        fail(str(exc))
+from producers.records import JobStatus
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,23 +81,7 @@ def _submit(ctx: click.Context, kind: Kind, kw: dict[str, Any]) -> None:
     except SubmitError as exc:
         fail("; ".join(f"{_flag(p.field) if p.field in kind.params.model_fields else p.field}: "
                        f"{p.message}" for p in exc.problems))
-    _finish(ferry, record, wait=kw["wait"], timeout=kw.get("timeout"), as_json=kw["as_json"])
-
-
-def _finish(ferry: Ferry, record: JobRecord, *, wait: bool, timeout: float | None, as_json: bool) -> None:
-    if wait:
-        try:
-            record = ferry.wait(record.id, timeout=timeout)
-        except TimeoutError as exc:
-            fail(str(exc), code=1)
-    if as_json:
-        out.print_json(record.model_dump_json())
-    elif wait:
-        show_record(record)
-    else:
-        click.echo(record.id)
-    if wait and record.status != JobStatus.SUCCEEDED:
-        sys.exit(1)
+    finish(ferry, record, wait=kw["wait"], timeout=kw.get("timeout"), as_json=kw["as_json"])
 
 
 for _kind in KINDS.values():
@@ -169,52 +144,10 @@ def jobs(ctx: click.Context, status_: str | None, kind: str | None, connection: 
         return
     table = Table("id", "kind", "connection", "status", "created", "failed step / result")
     for j in page.jobs:
-        table.add_row(j.id, j.kind, j.connection, _styled(j.status), j.created_at, _outcome(j))
+        table.add_row(j.id, j.kind, j.connection, styled(j.status), j.created_at, outcome_text(j))
     out.print(table)
     if page.next_cursor:
         out.print(f"more: --cursor {page.next_cursor}")
-
-
-def _styled(status: str) -> str:
-    colour = {"succeeded": "green", "failed": "red", "running": "yellow"}.get(status, "cyan")
-    return f"[{colour}]{status}[/{colour}]"
-
-
-def _outcome(j: JobRecord) -> str:
-    if j.error:
-        code = f" HTTP {j.error.status}" if j.error.status else ""
-        return f"{j.error.step}{code}: {j.error.message}"
-    if j.result:
-        return ", ".join(f"{k}={v}" for k, v in j.result.items() if isinstance(v, str | int) and v != "")
-    return ""
-
-
-def _took(started: str | None, finished: str | None) -> str:
-    if not (started and finished):
-        return ""
-    seconds = (datetime.fromisoformat(finished.replace("Z", "+00:00"))
-               - datetime.fromisoformat(started.replace("Z", "+00:00"))).total_seconds()
-    return f"{seconds:.2f} s"
-
-
-def show_record(j: JobRecord) -> None:
-    out.print(f"[bold]{j.id}[/bold]  {j.kind} via {j.connection}  {_styled(j.status)}")
-    table = Table("step", "status", "attempts", "started", "took", "result / error")
-    for s in j.steps:
-        detail = ""
-        if s.error:
-            detail = f"HTTP {s.error.status}: {s.error.message}" if s.error.status else s.error.message
-        elif s.result:
-            detail = ", ".join(f"{k}={v}" for k, v in s.result.items() if isinstance(v, str | int))
-        started = (s.started_at or "")[11:19]  # HH:MM:SS (UTC); the full times are in --json
-        table.add_row(s.name, _styled(s.status), str(s.attempts), started, _took(s.started_at, s.finished_at),
-                      detail)
-    out.print(table)
-    if j.error:
-        code = f" (HTTP {j.error.status})" if j.error.status else ""
-        out.print(f"[red]failed at {j.error.step}{code}:[/red] {j.error.message}")
-    elif j.result:
-        out.print("[green]landed:[/green] " + _outcome(j))
 
 
 # ---- processes ---------------------------------------------------------------------------------
@@ -277,7 +210,7 @@ def demo(keep: bool) -> None:
 
 
 def _register_reads() -> None:
-    from producers.cli.reads import register  # `ferry jira|marketplace|awork …` (imports this module)
+    from producers.cli.reads import register  # `ferry jira|marketplace|awork …`
 
     register(cli)
 
@@ -286,7 +219,7 @@ _register_reads()
 
 
 def _register_replay() -> None:
-    from producers.cli.replay import register  # `ferry replay`, `ferry purge` (imports this module)
+    from producers.cli.replay import register  # `ferry replay`, `ferry purge`
 
     register(cli)
 

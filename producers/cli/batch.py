@@ -36,6 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from producers import keys
+from producers.cli.console import outcome_text
 from producers.client import Ferry, JobRequest, request_field
 from producers.errors import Problem, SubmitError
 from producers.records import JobRecord, JobStatus
@@ -309,7 +310,7 @@ def _show(outcome: BatchOutcome, out: Console, *, waited: bool) -> None:
     for s in outcome.submitted:
         r = s.record
         status = r.status.value if s.created else f"{r.status.value} (existing)"
-        table.add_row(str(s.line), r.id, r.kind, r.connection, status, _outcome_text(r))
+        table.add_row(str(s.line), r.id, r.kind, r.connection, status, outcome_text(r))
     out.print(table)
     statuses = [s.record.status.value for s in outcome.submitted]
     counts = ", ".join(f"{statuses.count(st.value)} {st.value}" for st in JobStatus
@@ -317,12 +318,3 @@ def _show(outcome: BatchOutcome, out: Console, *, waited: bool) -> None:
     out.print(f"{len(outcome.submitted)} submitted ({counts or 'none'}); "
               f"{len(outcome.bad)} bad line(s)" + ("" if waited else "; not waited for"))
 
-
-def _outcome_text(r: JobRecord) -> str:
-    if r.error:
-        code = f" HTTP {r.error.status}" if r.error.status else ""
-        return f"{r.error.step}{code}: {r.error.message}"
-    if r.result:
-        return ", ".join(f"{k}={v}" for k, v in r.result.items()
-                         if isinstance(v, str | int) and v != "")
-    return ""
