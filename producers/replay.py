@@ -19,7 +19,7 @@ import redis
 
 from producers import keys
 from producers.client import Ferry
-from producers.errors import JobNotFound, ReplayRefused
+from producers.errors import ActiveJob, JobNotFound, ReplayRefused
 from producers.kinds import KINDS, Kind
 from producers.records import JobRecord, JobStatus, StepStatus
 from producers.selection import BATCH, Filters, count_ids, select_page
@@ -151,7 +151,7 @@ def replay_many(ferry: Ferry, ids: list[str], *, restart: bool = False, force: b
             replay(ferry, job_id, restart=restart, force=force, trigger=trigger)
             outcome.replayed += 1
         except (ReplayRefused, JobNotFound) as exc:
-            outcome.refused[job_id] = str(exc).strip("'\"")
+            outcome.refused[job_id] = str(exc)
         if progress is not None:
             progress(i + 1, len(ids))
     outcome.seconds = time.monotonic() - started
@@ -175,10 +175,6 @@ def delete(ferry: Ferry, job_id: str) -> None:
     if record.status in (JobStatus.QUEUED, JobStatus.RUNNING):
         raise ActiveJob(f"job {job_id} is {record.status.value}; it can be deleted once it ends")
     ferry.store.delete(job_id)
-
-
-class ActiveJob(ValueError):
-    """A queued or running job cannot be deleted: its worker would write to a deleted record."""
 
 
 def purge(ferry: Ferry, filters: Filters, *, ids: list[str] | None = None) -> PurgeOutcome:

@@ -388,7 +388,7 @@ class JobStore:
         fields = ["status", "score", "runs"] + ([_STEP + step] if step else [])
         values = cast(builtins.list[str | None], self.redis.hmget(keys.job(job_id), fields))
         if values[0] is None or (step and values[3] is None):
-            raise JobNotFound(f"{job_id}" + (f" (step {step})" if step else ""))
+            raise JobNotFound(job_id, f"step {step}" if step else None)
         score = float(values[1]) if values[1] else self.redis.zscore(keys.index_all(), job_id)
         return _JobState(job_id=job_id, status=JobStatus(values[0]), score=score or self._next_score(),
                          runs=json.loads(values[2] or "[]"),

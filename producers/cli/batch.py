@@ -38,7 +38,7 @@ from rich.table import Table
 from producers import keys
 from producers.cli.console import outcome_text
 from producers.client import Ferry, JobRequest, request_field
-from producers.errors import Problem, SubmitError
+from producers.errors import ManifestError, Problem, SubmitError
 from producers.records import JobRecord, JobStatus
 
 CSV_COLUMNS = frozenset(JobRequest.model_fields) - {"params"}
@@ -75,10 +75,6 @@ class BatchOutcome:
             return 2
         failed = any(s.record.status != JobStatus.SUCCEEDED for s in self.submitted)
         return 1 if self.waited and (self.timed_out or failed) else 0
-
-
-class ManifestError(ValueError):
-    """The manifest as a whole is unusable (unreadable, bad CSV header, no jobs)."""
 
 
 # ---- reading ----------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def _connection(ctx: click.Context, service: Service, name: str | None) -> Conne
 def _reading(ctx: click.Context, service: Service, connection: str | None) -> Iterator[Clients]:
     """The connection's clients; config problems exit 2, destination errors exit 1 with the
     destination's own message."""
-    from worker.errors import FerryError
+    from worker.errors import DestinationError
     from worker.http import new_session
     from worker.runtime import Clients
 
@@ -67,7 +67,7 @@ def _reading(ctx: click.Context, service: Service, connection: str | None) -> It
     session = new_session()
     try:
         yield Clients(conn, session)
-    except FerryError as exc:
+    except DestinationError as exc:
         code = f"HTTP {exc.status}: " if exc.status else ""
         fail(f"{code}{exc.message}", code=1)
     finally:

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from producers import keys
 from producers import replay as ops
 from producers.client import Ferry
-from producers.errors import JobNotFound, ReplayRefused
+from producers.errors import ActiveJob, JobNotFound, ReplayRefused
 from producers.records import JobRecord, JobStatus, utcnow
 from producers.selection import Filters
 from producers.web.auth import Guard, Principal
@@ -123,7 +123,7 @@ def actions_router(ferry: Ferry, guard: Guard) -> APIRouter:
             ops.delete(ferry, job_id)
         except JobNotFound:
             raise HTTPException(404, f"no job {job_id}") from None
-        except ops.ActiveJob as exc:
+        except ActiveJob as exc:
             raise HTTPException(409, str(exc)) from None
         log.info("job %s deleted by %s", job_id, who.trigger())
         return Response(status_code=204)
