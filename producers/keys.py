@@ -64,3 +64,33 @@ def step_memo(job_id: str, step: str) -> str:
     """What a step saw before its first attempt (e.g. the custom avatar ids already there), so a
     retry can tell what its own earlier attempt created. Not a secret; expires with retention."""
     return f"{PREFIX}:memo:{job_id}:{step}"
+
+
+def sequence() -> str:
+    """Counter that makes job scores unique within one millisecond."""
+    return f"{PREFIX}:seq"
+
+
+def intersection(indexes: list[str]) -> str:
+    """Short-lived intersection of several indexes, for counting what matches all of them."""
+    return f"{PREFIX}:tmp:" + "|".join(indexes)
+
+
+def replay_claim(job_id: str) -> str:
+    """Held for a moment while one operator's replay enqueues the job, so a second one is refused."""
+    return f"{PREFIX}:replay-claim:{job_id}"
+
+
+def sweep_lock() -> str:
+    """Held for a minute after an index sweep, so many dashboard viewers sweep once."""
+    return f"{PREFIX}:sweep-lock"
+
+
+def bulk_replay() -> str:
+    """JSON progress of the latest bulk replay started over HTTP (the dashboard shows it)."""
+    return f"{PREFIX}:bulk:last"
+
+
+def session(digest: str) -> str:
+    """A dashboard session, by the hash of its id (the id itself is only in the browser cookie)."""
+    return f"{PREFIX}:session:{digest}"

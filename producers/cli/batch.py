@@ -35,7 +35,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from producers import keys
 from producers.cli.console import outcome_text
 from producers.client import Ferry, JobRequest, request_field
 from producers.errors import ManifestError, Problem, SubmitError
@@ -215,7 +214,7 @@ def wait(ferry: Ferry, submitted: list[Submitted], console: Console,
             if deadline is not None and time.monotonic() >= deadline:
                 break
             ids = sorted(pending)
-            for job_id, status in zip(ids, _statuses(ferry, ids), strict=True):
+            for job_id, status in zip(ids, ferry.store.statuses(ids), strict=True):
                 if status in (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, None):
                     pending.discard(job_id)
                     done += status == JobStatus.SUCCEEDED.value
@@ -228,13 +227,6 @@ def wait(ferry: Ferry, submitted: list[Submitted], console: Console,
         if found is not None:
             s.record = found
     return not pending
-
-
-def _statuses(ferry: Ferry, ids: list[str]) -> list[str | None]:
-    with ferry.redis.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.hget(keys.job(job_id), "status")
-        return [None if v is None else str(v) for v in pipe.execute()]
 
 
 def _counts(done: int, failed: int) -> str:

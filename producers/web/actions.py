@@ -3,10 +3,9 @@
 session with its CSRF token.
 
 A bulk replay answers at once (202, with the count) and replays in a background thread at the
-requested rate; its progress is kept in Redis for the dashboard (``ferry:bulk:last``).
+requested rate; its progress is kept in Redis for the dashboard (``keys.bulk_replay``).
 """
 
-import json
 import logging
 import threading
 import uuid
@@ -17,7 +16,6 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from producers import keys
 from producers import replay as ops
 from producers.client import Ferry
 from producers.errors import ActiveJob, JobNotFound, ReplayRefused
@@ -27,7 +25,6 @@ from producers.web.auth import Guard, Principal
 
 log = logging.getLogger("ferry.api")
 
-BULK_KEY = f"{keys.PREFIX}:bulk:last"
 BULK_SECONDS = 24 * 3600
 MAX_IDS = 100_000
 
@@ -113,8 +110,7 @@ def actions_router(ferry: Ferry, guard: Guard) -> APIRouter:
     @router.get("/jobs:replay")
     def last_bulk(who: Auth) -> JSONResponse:
         """The latest bulk replay's progress (null when none in the last day)."""
-        raw = ferry.redis.get(BULK_KEY)
-        return JSONResponse(json.loads(str(raw)) if raw else None)
+        return JSONResponse(ferry.store.last_bulk_replay())
 
     @router.delete("/jobs/{job_id}", status_code=204, responses={404: {}, 409: {}})
     def delete_job(job_id: str, who: Auth) -> Response:
@@ -151,12 +147,12 @@ def _start_bulk(ferry: Ferry, ids: list[str], request: BulkReplayRequest,
         "replayed": 0, "refused": 0, "rate": request.rate, "started_at": utcnow(),
         "finished_at": None, "estimated_seconds": round(len(ids) / request.rate, 1),
     }
-    ferry.redis.set(BULK_KEY, json.dumps(state), ex=BULK_SECONDS)
+    ferry.store.save_bulk_replay(state, BULK_SECONDS)
 
     def progress(done: int, total: int) -> None:
         if done % 10 == 0 or done == total:
             state["done"] = done
-            ferry.redis.set(BULK_KEY, json.dumps(state), ex=BULK_SECONDS)
+            ferry.store.save_bulk_replay(state, BULK_SECONDS)
 
     def run() -> None:
         try:
@@ -168,7 +164,7 @@ def _start_bulk(ferry: Ferry, ids: list[str], request: BulkReplayRequest,
             log.exception("bulk replay %s stopped", state["id"])
             state["error"] = "stopped by an internal error; see the API log"
         state["finished_at"] = utcnow()
-        ferry.redis.set(BULK_KEY, json.dumps(state), ex=BULK_SECONDS)
+        ferry.store.save_bulk_replay(state, BULK_SECONDS)
 
     snapshot = dict(state)  # the thread mutates ``state`` from now on
     threading.Thread(target=run, name=f"bulk-replay-{state['id'][:8]}", daemon=True).start()

@@ -96,7 +96,7 @@ class Guard:
 
     @staticmethod
     def _key(session_id: str) -> str:
-        return f"{keys.PREFIX}:session:{_digest(session_id)}"
+        return keys.session(_digest(session_id))
 
     # ---- dependencies -----------------------------------------------------------------------
     def require(

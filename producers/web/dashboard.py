@@ -12,19 +12,16 @@ from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import redis
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
-from producers import keys
 from producers.client import Ferry
 from producers.errors import JobNotFound
 from producers.kinds import KINDS, all_step_names
-from producers.records import JobStatus, StepError
-from producers.selection import Filters, select_page
+from producers.selection import Filters
+from producers.store import JobRow
 from producers.web import render
-from producers.web.actions import BULK_KEY
 from producers.web.auth import COOKIE, SESSION_SECONDS, Guard, Principal, check_csrf
 
 PAGE_SIZE = 50
@@ -63,27 +60,6 @@ def _safe_next(value: str | None) -> str:
     return value if not parts.scheme and not parts.netloc else "/"
 
 
-def load_rows(client: redis.Redis, ids: list[str]) -> list[render.Row]:
-    with client.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.hmget(keys.job(job_id), list(LIST_FIELDS))
-        replies: list[list[str | None]] = pipe.execute()
-    rows = []
-    for values in replies:
-        meta_raw, status, updated, finished, error, runs = values
-        if not meta_raw:
-            continue  # expired between the index read and now
-        meta = json.loads(meta_raw)
-        file = meta.get("file") or {}
-        rows.append(render.Row(
-            id=meta["id"], kind=meta["kind"], connection=meta["connection"],
-            status=status or JobStatus.QUEUED.value, created_at=meta["created_at"],
-            updated_at=updated, finished_at=finished,
-            error=StepError.model_validate_json(error) if error else None,
-            runs=len(json.loads(runs)) if runs else 1, file=file.get("name")))
-    return rows
-
-
 def dashboard_router(ferry: Ferry, guard: Guard) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     Viewer = Annotated[Principal | None, Depends(guard.viewer)]
@@ -94,22 +70,10 @@ def dashboard_router(ferry: Ferry, guard: Guard) -> APIRouter:
     def summary() -> render.Summary:
         # Succeeded records expire on their own; drop their index entries now and then so the
         # counters do not keep counting them (one viewer a minute does it, not every poll).
-        if ferry.redis.set(f"{keys.PREFIX}:sweep-lock", "1", nx=True, ex=60):
-            ferry.store.sweep()
-        counts = ferry.store.counts()
-        with ferry.redis.pipeline(transaction=False) as pipe:
-            for kind in KINDS:
-                pipe.zcard(keys.index_kind(kind))
-            for name in connections:
-                pipe.zcard(keys.index_connection(name))
-            pipe.get(BULK_KEY)
-            values = pipe.execute()
-        by_kind = dict(zip(KINDS, values[: len(KINDS)], strict=True))
-        by_conn = dict(zip(connections, values[len(KINDS): -1], strict=True))
-        bulk = json.loads(values[-1]) if values[-1] else None
-        return render.Summary(counts, {k: int(v) for k, v in by_kind.items()},
-                              {k: int(v) for k, v in by_conn.items()},
-                              ferry.store.throughput(60), bulk)
+        ferry.store.sweep_if_due(60)
+        by_kind, by_conn = ferry.store.index_sizes(KINDS, connections)
+        return render.Summary(ferry.store.counts(), by_kind, by_conn, ferry.store.throughput(60),
+                              ferry.store.last_bulk_replay())
 
     def listing(query: dict[str, str]) -> dict[str, str]:
         try:
@@ -120,8 +84,8 @@ def dashboard_router(ferry: Ferry, guard: Guard) -> APIRouter:
         cursor = query.get("cursor")
         if cursor is not None and not cursor.isdigit():
             cursor = None
-        page = select_page(ferry.redis, filters, limit=PAGE_SIZE, cursor=cursor)
-        rows = load_rows(ferry.redis, page.ids)
+        page = ferry.store.select(filters, limit=PAGE_SIZE, cursor=cursor)
+        rows = ferry.store.rows(page.ids)
         return {"rows": render.rows_html(rows),
                 "pager": render.pager(page.next_cursor, query, len(rows), newest=cursor is None)}
 
@@ -228,10 +192,10 @@ def dashboard_router(ferry: Ferry, guard: Guard) -> APIRouter:
         query = _query(request)
         try:
             filters = Filters.parse(query)
-            page = select_page(ferry.redis, filters, limit=limit, cursor=query.get("cursor"))
+            page = ferry.store.select(filters, limit=limit, cursor=query.get("cursor"))
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
-        rows = load_rows(ferry.redis, page.ids)
+        rows = ferry.store.rows(page.ids)
         return JSONResponse({"jobs": [_row_json(r) for r in rows],
                              "next_cursor": page.next_cursor})
 
@@ -247,7 +211,7 @@ def dashboard_router(ferry: Ferry, guard: Guard) -> APIRouter:
     return router
 
 
-def _row_json(row: render.Row) -> dict[str, Any]:
+def _row_json(row: JobRow) -> dict[str, Any]:
     return {"id": row.id, "kind": row.kind, "connection": row.connection, "status": row.status,
             "created_at": row.created_at, "updated_at": row.updated_at,
             "finished_at": row.finished_at,

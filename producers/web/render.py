@@ -15,6 +15,7 @@ from urllib.parse import urlencode
 
 from producers.kinds import Kind
 from producers.records import JobRecord, JobStatus, StepError, StepRecord, StepStatus
+from producers.store import JobRow
 
 # Parameters and results never hold secrets by design; this is the belt to those braces.
 _SECRET_KEY = re.compile(r"(authorization|token|jwt|secret|password|api[_-]?key|credential)", re.I)
@@ -149,20 +150,6 @@ class Summary:
     bulk: dict[str, Any] | None
 
 
-@dataclass(frozen=True)
-class Row:
-    id: str
-    kind: str
-    connection: str
-    status: str
-    created_at: str
-    updated_at: str | None
-    finished_at: str | None
-    error: StepError | None
-    runs: int
-    file: str | None
-
-
 def counters(summary: Summary, query: Mapping[str, str]) -> str:
     def link(**change: str) -> str:
         merged = {k: v for k, v in {**query, **change}.items() if v and k != "cursor"}
@@ -254,7 +241,7 @@ def bulk_bar() -> str:
 </div>"""
 
 
-def rows_html(rows: list[Row]) -> str:
+def rows_html(rows: list[JobRow]) -> str:
     if not rows:
         return '<tr><td colspan="8" class="empty">No jobs match these filters.</td></tr>'
     out = []
