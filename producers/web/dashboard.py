@@ -64,6 +64,9 @@ def _safe_next(value: str | None) -> str:
 router = APIRouter(include_in_schema=False)
 
 
+FRAGMENTS = ("counters", "rows", "pager")
+
+
 def summary(ferry: Ferry) -> render.Summary:
     # Succeeded records expire on their own; drop their index entries now and then so the
     # counters do not keep counting them (one viewer a minute does it, not every poll).
@@ -73,23 +76,27 @@ def summary(ferry: Ferry) -> render.Summary:
                           ferry.store.last_bulk_replay())
 
 
-def listing(ferry: Ferry, query: dict[str, str]) -> dict[str, str]:
+def listing(ferry: Ferry, query: dict[str, str]) -> dict[str, Any]:
     try:
         filters = Filters.parse(query)
     except ValueError as exc:
-        return {"rows": f'<tr><td colspan="8" class="error">{render.esc(exc)}</td></tr>',
-                "pager": ""}
+        return render.listing([], None, error=str(exc))
     cursor = query.get("cursor")
     if cursor is not None and not cursor.isdigit():
         cursor = None
     page = ferry.store.select(filters, limit=PAGE_SIZE, cursor=cursor)
     rows = ferry.store.rows(page.ids)
-    return {"rows": render.rows_html(rows),
-            "pager": render.pager(page.next_cursor, query, len(rows), newest=cursor is None)}
+    return render.listing(rows, render.pager(page.next_cursor, query, len(rows), newest=cursor is None))
 
 
-def regions(ferry: Ferry, query: dict[str, str]) -> dict[str, str]:
-    return {"counters": render.counters(summary(ferry), query), **listing(ferry, query)}
+def regions(ferry: Ferry, query: dict[str, str]) -> dict[str, Any]:
+    """What the list page shows and polls: counters, rows and pager, as template data."""
+    return {"counters": render.counters(summary(ferry), query), "query": query, **listing(ferry, query)}
+
+
+def fragments(context: dict[str, Any]) -> dict[str, str]:
+    """The polled regions of the list page, each rendered by its own template."""
+    return {name: render.html(f"{name}.html", **context) for name in FRAGMENTS}
 
 
 def to_login(request: Request) -> RedirectResponse:
@@ -100,7 +107,7 @@ def to_login(request: Request) -> RedirectResponse:
 # ---- session ------------------------------------------------------------------------------
 @router.get("/login")
 def login_form(next: str | None = None) -> HTMLResponse:
-    return _html(render.login_page(None, _safe_next(next)))
+    return _html(render.page("login.html", "Log in", error=None, next_url=_safe_next(next)))
 
 
 @router.post("/login")
@@ -114,7 +121,8 @@ async def login(request: Request, guard: GuardDep) -> Response:
     next_url = _safe_next((form.get("next") or ["/"])[0])
     opened = guard.login(token) if token else None
     if opened is None:
-        return _html(render.login_page("That token is not allowed.", next_url), 401)
+        return _html(render.page("login.html", "Log in", error="That token is not allowed.",
+                                 next_url=next_url), 401)
     session_id, _ = opened
     response = RedirectResponse(next_url, status_code=303, headers=SECURITY_HEADERS)
     response.set_cookie(COOKIE, session_id, max_age=SESSION_SECONDS, path="/", httponly=True,
@@ -141,13 +149,11 @@ def index(request: Request, who: Viewer, ferry: FerryDep) -> Response:
     if who is None:
         return to_login(request)
     query = _query(request)
-    parts = regions(ferry, query)
-    form = render.filter_form(query, KINDS, sorted(ferry.config.connections), sorted(all_step_names()))
-    body = render.list_body(parts["counters"], form, parts["rows"], parts["pager"])
+    choices = render.filter_choices(KINDS, sorted(ferry.config.connections), sorted(all_step_names()))
     fragment = "/ui/fragments/list?" + urlencode(query)
-    return _html(render.page("Jobs", body, csrf=who.csrf, who=who.label,
-                             attrs={"page": "list", "fragment": fragment,
-                                    "filters": json.dumps(query)}))
+    return _html(render.page("list.html", "Jobs", csrf=who.csrf, who=who.label,
+                             attrs={"page": "list", "fragment": fragment, "filters": json.dumps(query)},
+                             **regions(ferry, query), **choices))
 
 
 @router.get("/ui/job/{job_id}")
@@ -157,21 +163,18 @@ def job_page(job_id: str, request: Request, who: Viewer, ferry: FerryDep) -> Res
     try:
         record = ferry.store.get(job_id)
     except JobNotFound:
-        body = (f'<section class="card"><h1>No job {render.esc(job_id)}</h1><p>It never '
-                f'existed, was purged, or passed its retention.</p><a href="/">back</a>'
-                f"</section>")
-        return _html(render.page("Not found", body, csrf=who.csrf, who=who.label), 404)
-    body = (f'<p id="job-message" class="message" role="status"></p>'
-            f'<div id="job">{render.job_view(record, KINDS.get(record.kind))}</div>')
-    return _html(render.page(f"Job {job_id[:12]}", body, csrf=who.csrf, who=who.label,
+        return _html(render.page("not_found.html", "Not found", csrf=who.csrf, who=who.label,
+                                 job_id=job_id), 404)
+    return _html(render.page("job.html", f"Job {job_id[:12]}", csrf=who.csrf, who=who.label,
                              attrs={"page": "job", "job": job_id,
-                                    "fragment": f"/ui/fragments/job/{job_id}"}))
+                                    "fragment": f"/ui/fragments/job/{job_id}"},
+                             **render.job_view(record, KINDS.get(record.kind))))
 
 
 # ---- fragments the page polls -------------------------------------------------------------
 @router.get("/ui/fragments/list")
 def list_fragment(request: Request, who: Auth, ferry: FerryDep) -> JSONResponse:
-    return JSONResponse(regions(ferry, _query(request)), headers={"Cache-Control": "no-store"})
+    return JSONResponse(fragments(regions(ferry, _query(request))), headers={"Cache-Control": "no-store"})
 
 
 @router.get("/ui/fragments/job/{job_id}")
@@ -180,7 +183,7 @@ def job_fragment(job_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
         record = ferry.store.get(job_id)
     except JobNotFound:
         raise HTTPException(404, f"no job {job_id}") from None
-    return JSONResponse({"job": render.job_view(record, KINDS.get(record.kind)),
+    return JSONResponse({"job": render.html("job_view.html", **render.job_view(record, KINDS.get(record.kind))),
                          "status": record.status.value},
                         headers={"Cache-Control": "no-store"})
 
