@@ -108,7 +108,8 @@ def test_a_producer_only_environment_submits_without_the_worker_extras(
 def test_producers_imports_pull_in_neither_requests_nor_the_worker() -> None:
     """The same rule in the dev environment (where both are installed), without building a venv:
     nothing a producer imports — the HTTP API included — may import them."""
-    code = ("import sys, producers, producers.client, producers.cli, producers.cli.batch, "
+    code = ("import sys, producers, producers.client, producers.replay, producers.selection, "
+            "producers.cli, producers.cli.batch, producers.cli.reads, producers.cli.replay, "
             "producers.web.app; print(sorted(m for m in sys.modules "
             "if m.split('.')[0] in ('requests', 'worker')))")
     proc = run(sys.executable, "-c", code, env={**os.environ})
