@@ -6,9 +6,12 @@ destination clients (``requests`` & co.).
 
 from producers.client import Ferry, JobRequest
 from producers.errors import (
+    ActiveJob,
     ConfigError,
+    FerryError,
     IdempotencyConflict,
     JobNotFound,
+    ManifestError,
     Problem,
     ReplayRefused,
     SubmitError,
@@ -19,8 +22,10 @@ from producers.store import JobStore, Page
 
 __all__ = [
     "KINDS",
+    "ActiveJob",
     "ConfigError",
     "Ferry",
+    "FerryError",
     "FileInfo",
     "IdempotencyConflict",
     "JobNotFound",
@@ -29,6 +34,7 @@ __all__ = [
     "JobStatus",
     "JobStore",
     "Kind",
+    "ManifestError",
     "Page",
     "Problem",
     "ReplayRefused",

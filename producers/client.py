@@ -66,18 +66,30 @@ class Ferry:
         *,
         config: FerryConfig | None = None,
         config_path: str | None = None,
+        redis_client: redis.Redis | None = None,
     ) -> None:
+        """``redis_client``: the job store's connection, when the caller has one (a test's
+        fakeredis); jobs are then still published to ``redis_url`` / ferry.toml / the embedded
+        Redis, which is only looked up when the first job is published."""
         self.config = config if config is not None else load_config(config_path)
-        self.location: RedisLocation = (
-            RedisLocation.from_url(redis_url) if redis_url else resolve_redis(self.config.redis_url)
-        )
-        self.redis = redis.Redis.from_url(self.location.url, decode_responses=True)
+        self._redis_url = redis_url
+        self._location: RedisLocation | None = None
+        self.redis = redis_client if redis_client is not None else redis.Redis.from_url(
+            self.location.url, decode_responses=True)
         self.store = JobStore(
             self.redis,
             retention_seconds=self.config.retention_seconds,
             idempotency_seconds=self.config.idempotency_seconds,
         )
         self._celery: Celery | None = None
+
+    @property
+    def location(self) -> RedisLocation:
+        """Where the broker (and, without a ``redis_client``, the store) is."""
+        if self._location is None:
+            self._location = (RedisLocation.from_url(self._redis_url) if self._redis_url
+                              else resolve_redis(self.config.redis_url))
+        return self._location
 
     @property
     def celery(self) -> Celery:

@@ -1,8 +1,27 @@
-"""Errors a producer sees. Worker-side errors live in ``worker.errors``."""
+"""Every error Ferry raises on purpose, under one root, so ``except FerryError`` catches them all::
+
+    FerryError                 the root (producers.errors)
+    ├── SubmitError            a job refused before anything was enqueued; lists every Problem
+    │   └── IdempotencyConflict  a known idempotency key came back with a different job
+    ├── ConfigError            ferry.toml is missing something or says something impossible
+    ├── JobNotFound            no job with that id (never existed, purged, past retention)
+    ├── ReplayRefused          the job cannot be replayed in its state (running, succeeded…)
+    ├── ActiveJob              a queued or running job cannot be deleted
+    ├── ManifestError          a batch manifest as a whole is unusable
+    └── DestinationError       what a destination did to a step (worker.errors, drawn there)
+        ├── RetryableError
+        └── PermanentError
+
+The worker's tree hangs under this root; ``producers`` never imports ``worker`` to define it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+class FerryError(Exception):
+    """The root of every error Ferry raises on purpose."""
 
 
 @dataclass(frozen=True)
@@ -16,7 +35,7 @@ class Problem:
         return f"{self.field}: {self.message}" if self.field else self.message
 
 
-class SubmitError(ValueError):
+class SubmitError(FerryError):
     """A job was refused before anything was enqueued. Lists every problem found, not just the first."""
 
     def __init__(self, problems: list[Problem]) -> None:
@@ -29,13 +48,25 @@ class IdempotencyConflict(SubmitError):
     answer (returning the old job would hide that the new one was never submitted)."""
 
 
-class ConfigError(ValueError):
+class ConfigError(FerryError):
     """ferry.toml is missing something or says something impossible."""
 
 
-class JobNotFound(KeyError):
+class JobNotFound(FerryError):
     """No job with that id in the store (never existed, purged, or past retention)."""
 
+    def __init__(self, job_id: str, detail: str | None = None) -> None:
+        self.job_id = job_id
+        super().__init__(f"no job {job_id}" + (f" ({detail})" if detail else ""))
 
-class ReplayRefused(ValueError):
+
+class ReplayRefused(FerryError):
     """The job cannot be replayed in its current state (running, or succeeded without force)."""
+
+
+class ActiveJob(FerryError):
+    """A queued or running job cannot be deleted: its worker would write to a deleted record."""
+
+
+class ManifestError(FerryError):
+    """A batch manifest as a whole is unusable (unreadable, bad CSV header, no jobs)."""

@@ -71,3 +71,31 @@ def media_upload_form(connection: str) -> str:
     """The media upload form ("multipart" / "binary") that last stored whole files for a
     connection; expires, so a service that moves again is re-probed. Not a secret."""
     return f"{PREFIX}:cache:media-form:{connection}"
+def sequence() -> str:
+    """Counter that makes job scores unique within one millisecond."""
+    return f"{PREFIX}:seq"
+
+
+def intersection(indexes: list[str]) -> str:
+    """Short-lived intersection of several indexes, for counting what matches all of them."""
+    return f"{PREFIX}:tmp:" + "|".join(indexes)
+
+
+def replay_claim(job_id: str) -> str:
+    """Held for a moment while one operator's replay enqueues the job, so a second one is refused."""
+    return f"{PREFIX}:replay-claim:{job_id}"
+
+
+def sweep_lock() -> str:
+    """Held for a minute after an index sweep, so many dashboard viewers sweep once."""
+    return f"{PREFIX}:sweep-lock"
+
+
+def bulk_replay() -> str:
+    """JSON progress of the latest bulk replay started over HTTP (the dashboard shows it)."""
+    return f"{PREFIX}:bulk:last"
+
+
+def session(digest: str) -> str:
+    """A dashboard session, by the hash of its id (the id itself is only in the browser cookie)."""
+    return f"{PREFIX}:session:{digest}"

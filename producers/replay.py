@@ -11,18 +11,15 @@ Which jobs a bulk action touches is ``producers.selection`` (filters paged over 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import redis
-
-from producers import keys
 from producers.client import Ferry
-from producers.errors import JobNotFound, ReplayRefused
+from producers.errors import ActiveJob, JobNotFound, ReplayRefused
 from producers.kinds import KINDS, Kind
 from producers.records import JobRecord, JobStatus, StepStatus
-from producers.selection import BATCH, Filters, count_ids, select_page
+from producers.selection import Filters
 
 DEFAULT_RATE = 20.0  # jobs per second a bulk replay enqueues: gentle on the destination
 CLAIM_SECONDS = 30  # two operators pressing replay at once: only one enqueues a chain
@@ -30,25 +27,12 @@ CLAIM_SECONDS = 30  # two operators pressing replay at once: only one enqueues a
 
 def select(ferry: Ferry, filters: Filters, *, limit: int | None = None) -> list[str]:
     """Every matching job id (newest first), or the first ``limit``."""
-    return list(_iter_ids(ferry.redis, filters, limit))
-
-
-def _iter_ids(client: redis.Redis, filters: Filters, limit: int | None) -> Iterator[str]:
-    cursor: str | None = None
-    taken = 0
-    while True:
-        want = BATCH if limit is None else min(BATCH, limit - taken)
-        page = select_page(client, filters, limit=want, cursor=cursor, scan_budget=50 * BATCH)
-        yield from page.ids
-        taken += len(page.ids)
-        if page.next_cursor is None or (limit is not None and taken >= limit):
-            return
-        cursor = page.next_cursor
+    return ferry.store.select(filters, limit=limit).ids
 
 
 def count(ferry: Ferry, filters: Filters) -> int:
     """How many jobs match (the dry run)."""
-    return count_ids(ferry.redis, filters)
+    return ferry.store.count(filters)
 
 
 # ---- one replay --------------------------------------------------------------------------------
@@ -95,8 +79,7 @@ def replay(ferry: Ferry, job_id: str, *, restart: bool = False, force: bool = Fa
     kind = KINDS.get(record.kind)
     if kind is None:
         raise ReplayRefused(f"job {job_id} is of kind {record.kind!r}, which is no longer declared")
-    claim = f"{keys.PREFIX}:replay-claim:{job_id}"
-    if not ferry.redis.set(claim, trigger, nx=True, ex=CLAIM_SECONDS):
+    if not ferry.store.claim_replay(job_id, trigger, CLAIM_SECONDS):
         raise ReplayRefused(f"job {job_id} is being replayed right now")
     try:
         record = ferry.store.get(job_id)  # re-read under the claim: it may have moved meanwhile
@@ -106,7 +89,7 @@ def replay(ferry: Ferry, job_id: str, *, restart: bool = False, force: bool = Fa
         ferry.enqueue(job_id, kind, from_step)  # broker down: failed again, ready for the next replay
         return record
     finally:
-        ferry.redis.delete(claim)
+        ferry.store.release_replay(job_id)
 
 
 def _check_replayable(record: JobRecord, force: bool) -> None:
@@ -151,7 +134,7 @@ def replay_many(ferry: Ferry, ids: list[str], *, restart: bool = False, force: b
             replay(ferry, job_id, restart=restart, force=force, trigger=trigger)
             outcome.replayed += 1
         except (ReplayRefused, JobNotFound) as exc:
-            outcome.refused[job_id] = str(exc).strip("'\"")
+            outcome.refused[job_id] = str(exc)
         if progress is not None:
             progress(i + 1, len(ids))
     outcome.seconds = time.monotonic() - started
@@ -175,10 +158,6 @@ def delete(ferry: Ferry, job_id: str) -> None:
     if record.status in (JobStatus.QUEUED, JobStatus.RUNNING):
         raise ActiveJob(f"job {job_id} is {record.status.value}; it can be deleted once it ends")
     ferry.store.delete(job_id)
-
-
-class ActiveJob(ValueError):
-    """A queued or running job cannot be deleted: its worker would write to a deleted record."""
 
 
 def purge(ferry: Ferry, filters: Filters, *, ids: list[str] | None = None) -> PurgeOutcome:

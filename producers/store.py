@@ -42,7 +42,7 @@ from producers.records import (
     utc_in,
     utcnow,
 )
-from producers.selection import Filters, select_page
+from producers.selection import BATCH, Filters, Selection, count_indexed, select_page
 
 _STEP = "step:"
 
@@ -177,7 +177,7 @@ class JobStore:
     def _next_score(self) -> float:
         # Milliseconds x 1000 plus a rolling counter: unique per job, ordered by creation, and
         # exact in a double (< 2**53), so a score is a stable paging cursor.
-        seq = int(self.redis.incr(f"{keys.PREFIX}:seq")) % 1000
+        seq = int(self.redis.incr(keys.sequence())) % 1000
         return float(int(time.time() * 1000) * 1000 + seq)
 
     # ---- reads ---------------------------------------------------------------------------
@@ -200,16 +200,34 @@ class JobStore:
         limit: int = 50,
         cursor: str | None = None,
     ) -> Page:
-        """Newest first, ``limit`` per page; ``cursor`` is the ``next_cursor`` of the page before."""
-        filters = Filters(status=status, kind=kind, connection=connection)
-        records: builtins.list[JobRecord] = []
-        while len(records) < limit:
-            page = select_page(self.redis, filters, limit=limit - len(records), cursor=cursor)
-            records += self._records(page.ids)
+        """Newest first, ``limit`` per page; ``cursor`` is the ``next_cursor`` of the page before.
+        A record that expired since the index named it is left out (and leaves the index)."""
+        chosen = self.select(Filters(status=status, kind=kind, connection=connection), limit=limit,
+                             cursor=cursor)
+        return Page(self._records(chosen.ids), chosen.next_cursor)
+
+    def select(self, filters: Filters, *, limit: int | None = None,
+               cursor: str | None = None) -> Selection:
+        """The ids matching ``filters``, newest first, from ``cursor`` on: ``limit`` of them (None:
+        every one), and the cursor of the next page. The one loop over ``select_page``, which
+        may stop short of a page when narrowing filters use up its scan budget."""
+        ids: builtins.list[str] = []
+        scanned = 0
+        while limit is None or len(ids) < limit:
+            want = BATCH if limit is None else min(BATCH, limit - len(ids))
+            page = select_page(self.redis, filters, limit=want, cursor=cursor, scan_budget=50 * BATCH)
+            ids += page.ids
+            scanned += page.scanned
             cursor = page.next_cursor
             if cursor is None:
                 break
-        return Page(records, cursor)
+        return Selection(ids, cursor, scanned)
+
+    def count(self, filters: Filters) -> int:
+        """How many jobs match: inside Redis when the indexes answer, else by walking them."""
+        if filters.reads_records:
+            return len(self.select(filters).ids)
+        return count_indexed(self.redis, filters)
 
     def _records(self, ids: builtins.list[str]) -> builtins.list[JobRecord]:
         """The records of ``ids`` in one round trip; ids whose record expired leave the indexes."""
@@ -234,15 +252,59 @@ class JobStore:
 
     def iter_ids(self, *, status: str | None = None, kind: str | None = None,
                  connection: str | None = None) -> Iterator[str]:
-        """Every job id matching the filters, newest first, read in pages."""
-        cursor: str | None = None
-        while True:
-            page = self.list(status=status, kind=kind, connection=connection, limit=500,
-                             cursor=cursor)
-            yield from (j.id for j in page.jobs)
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        """Every job id matching the filters, newest first."""
+        yield from self.select(Filters(status=status, kind=kind, connection=connection)).ids
+
+    def rows(self, ids: builtins.list[str]) -> builtins.list[JobRow]:
+        """What a job list shows of each of ``ids``, in one round trip and without decoding the
+        steps; ids whose record expired are left out."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(keys.job(job_id), list(_ROW_FIELDS))
+            replies: builtins.list[builtins.list[str | None]] = pipe.execute()
+        return [_row(values) for values in replies if values[0]]
+
+    def statuses(self, ids: builtins.list[str]) -> builtins.list[str | None]:
+        """Each job's status (None: no such job any more), in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hget(keys.job(job_id), "status")
+            return [None if v is None else str(v) for v in pipe.execute()]
+
+    def index_sizes(self, kinds: Iterable[str],
+                    connections: Iterable[str]) -> tuple[dict[str, int], dict[str, int]]:
+        """How many jobs each kind and each connection has: ({kind: n}, {connection: n})."""
+        kinds, connections = builtins.list(kinds), builtins.list(connections)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for kind in kinds:
+                pipe.zcard(keys.index_kind(kind))
+            for name in connections:
+                pipe.zcard(keys.index_connection(name))
+            values = [int(v) for v in pipe.execute()]
+        return dict(zip(kinds, values[: len(kinds)], strict=True)), \
+            dict(zip(connections, values[len(kinds):], strict=True))
+
+    # ---- claims and bulk progress ------------------------------------------------------
+    def claim_replay(self, job_id: str, holder: str, seconds: int) -> bool:
+        """True when this caller may replay the job now; a second caller within ``seconds`` of
+        the first (or before it releases) gets False."""
+        return bool(self.redis.set(keys.replay_claim(job_id), holder, nx=True, ex=seconds))
+
+    def release_replay(self, job_id: str) -> None:
+        self.redis.delete(keys.replay_claim(job_id))
+
+    def save_bulk_replay(self, state: dict[str, Any], seconds: int) -> None:
+        self.redis.set(keys.bulk_replay(), _dump(state), ex=seconds)
+
+    def last_bulk_replay(self) -> dict[str, Any] | None:
+        raw = self.redis.get(keys.bulk_replay())
+        return cast(dict[str, Any], json.loads(str(raw))) if raw else None
+
+    def sweep_if_due(self, every_seconds: int = 60) -> int:
+        """``sweep`` at most once per ``every_seconds`` across every caller (dashboard viewers)."""
+        if self.redis.set(keys.sweep_lock(), "1", nx=True, ex=every_seconds):
+            return self.sweep()
+        return 0
 
     # ---- worker side ---------------------------------------------------------------------
     # Each transition is one read (HMGET of the step, status, score and runs it needs) and one
@@ -401,7 +463,7 @@ class JobStore:
         fields = ["status", "score", "runs"] + ([_STEP + step] if step else [])
         values = cast(builtins.list[str | None], self.redis.hmget(keys.job(job_id), fields))
         if values[0] is None or (step and values[3] is None):
-            raise JobNotFound(f"{job_id}" + (f" (step {step})" if step else ""))
+            raise JobNotFound(job_id, f"step {step}" if step else None)
         score = float(values[1]) if values[1] else self.redis.zscore(keys.index_all(), job_id)
         return _JobState(job_id=job_id, status=JobStatus(values[0]), score=score or self._next_score(),
                          runs=json.loads(values[2] or "[]"),
@@ -447,6 +509,37 @@ class JobStore:
                 for c in self.redis.smembers(keys.index_names("conn")):
                     pipe.zrem(keys.index_connection(str(c)), job_id)
                 pipe.execute()
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One line of a job list: a job without its steps, parameters and results."""
+
+    id: str
+    kind: str
+    connection: str
+    status: str
+    created_at: str
+    updated_at: str | None
+    finished_at: str | None
+    error: StepError | None
+    runs: int
+    file: str | None
+
+
+_ROW_FIELDS = ("meta", "status", "updated_at", "finished_at", "error", "runs")
+
+
+def _row(values: builtins.list[str | None]) -> JobRow:
+    meta_raw, status, updated, finished, error, runs = values
+    meta = json.loads(meta_raw or "{}")
+    file = meta.get("file") or {}
+    return JobRow(
+        id=meta["id"], kind=meta["kind"], connection=meta["connection"],
+        status=status or JobStatus.QUEUED.value, created_at=meta["created_at"],
+        updated_at=updated, finished_at=finished,
+        error=StepError.model_validate_json(error) if error else None,
+        runs=len(json.loads(runs)) if runs else 1, file=file.get("name"))
 
 
 def _check_same_job(found: JobRecord, key: str, kind: str, connection: str, params: dict[str, Any],

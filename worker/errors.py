@@ -1,6 +1,7 @@
-"""One error tree for everything a destination can do to a step::
+"""Everything a destination can do to a step, as the branch of Ferry's one error tree
+(``producers.errors.FerryError`` is the root; the producer's errors are its other branches)::
 
-    FerryError                 step, HTTP status (None for transport errors), destination message
+    DestinationError           step, HTTP status (None for transport errors), destination message
     ├── RetryableError         connection errors, timeouts, 429, 500/502/503/504; retry_after = server's word
     │   └── Throttled          our own per-connection budget (or a 429 pause) says wait: nothing was sent
     └── PermanentError         other 4xx, bad input, missing credentials: the job fails at once
@@ -12,8 +13,12 @@ Errors are classified once, at the HTTP boundary (``worker.http``); steps only r
 
 from __future__ import annotations
 
+from producers.errors import FerryError
 
-class FerryError(Exception):
+
+class DestinationError(FerryError):
+    """What a destination (or the way to it) did to a step."""
+
     def __init__(self, message: str, *, step: str | None = None, status: int | None = None,
                  retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -28,7 +33,7 @@ class FerryError(Exception):
         return f"{where}{status}{self.message}"
 
 
-class RetryableError(FerryError):
+class RetryableError(DestinationError):
     """Trying again later may succeed."""
 
 
@@ -36,7 +41,7 @@ class Throttled(RetryableError):
     """Ferry's own per-connection budget says wait; nothing was sent. Costs no attempt budget."""
 
 
-class PermanentError(FerryError):
+class PermanentError(DestinationError):
     """Trying again will fail the same way until something changes (input, permissions, config)."""
 
 

@@ -1,5 +1,5 @@
 """The transport boundary: every destination call goes through ``Destination.call``, which turns
-whatever happened (a response, a refused connection, a cut) into a result or one ``FerryError``.
+whatever happened (a response, a refused connection, a cut) into a result or one ``DestinationError``.
 Clients above it never see a ``requests`` exception or an unchecked status."""
 
 from __future__ import annotations

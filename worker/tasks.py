@@ -25,7 +25,7 @@ from producers import keys
 from producers.kinds import KINDS, all_step_names
 from producers.queue import TASK_PREFIX, task_name
 from producers.records import JobRecord, StepError, StepStatus
-from worker.errors import FerryError, PermanentError, RetryableError, Throttled
+from worker.errors import DestinationError, PermanentError, RetryableError, Throttled
 from worker.log import get_logger, redact_text
 from worker.recovery import lease_seconds
 from worker.retry import backoff_delay
@@ -79,7 +79,7 @@ def _attempt(task: Task, rt: Runtime, job: JobRecord, step: str) -> None:
         result = _run(ctx, log)
     except RetryableError as exc:
         _retry_or_fail(task, rt, job, step, record.attempts, exc, _timed(log, started))
-    except FerryError as exc:
+    except DestinationError as exc:
         _fail(rt, job, step, exc, _timed(log, started))
     except Exception as exc:  # a bug or an unexpected answer: keep the job, failed, for replay
         log = _timed(log, started)
@@ -125,7 +125,7 @@ def _retry_or_fail(task: Task, rt: Runtime, job: JobRecord, step: str, attempts:
     raise task.retry(countdown=delay)
 
 
-def _fail(rt: Runtime, job: JobRecord, step: str, exc: FerryError, log: Any, note: str = "") -> NoReturn:
+def _fail(rt: Runtime, job: JobRecord, step: str, exc: DestinationError, log: Any, note: str = "") -> NoReturn:
     error = _step_error(exc, step, retryable=isinstance(exc, RetryableError))
     error.message += note
     rt.store.mark_failed(job.id, step, error)
@@ -133,7 +133,7 @@ def _fail(rt: Runtime, job: JobRecord, step: str, exc: FerryError, log: Any, not
     raise Ignore()  # stops the chain; the message is acknowledged, the record keeps the failure
 
 
-def _step_error(exc: FerryError, step: str, retryable: bool) -> StepError:
+def _step_error(exc: DestinationError, step: str, retryable: bool) -> StepError:
     return StepError(step=exc.step or step, status=exc.status, message=redact_text(exc.message),
                      retryable=retryable)
 

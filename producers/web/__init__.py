@@ -1,22 +1,7 @@
-"""Replay over HTTP and the dashboard, added to the API app by ``install``.
+"""Every HTTP route Ferry serves, as module-level routers over ``app.state``:
 
-``producers.api.create_app`` calls ``install(app, ferry, authorize=..., tokens=...)`` with its own
-bearer dependency, so these routes accept exactly the tokens the API accepts (plus a browser
-session opened with one of them).
+- ``app``: the API (``POST /jobs``, ``GET /jobs``…), and ``create_app``, which assembles the rest;
+- ``actions``: replay and purge (``POST /jobs/{id}/replay``, ``POST /jobs:purge``…);
+- ``dashboard``: the HTML pages at ``/`` and the fragments they poll;
+- ``auth`` and ``deps``: bearer tokens, browser sessions, and what an endpoint depends on.
 """
-
-from fastapi import FastAPI
-
-from producers.client import Ferry
-from producers.web.actions import actions_router
-from producers.web.auth import Authorize, Guard
-from producers.web.dashboard import dashboard_router
-
-
-def install(app: FastAPI, ferry: Ferry, *, authorize: Authorize, tokens: list[str]) -> None:
-    guard = Guard(ferry.redis, authorize, tokens)
-    app.include_router(actions_router(ferry, guard))
-    app.include_router(dashboard_router(ferry, guard))
-
-
-__all__ = ["install"]

@@ -3,31 +3,29 @@
 session with its CSRF token.
 
 A bulk replay answers at once (202, with the count) and replays in a background thread at the
-requested rate; its progress is kept in Redis for the dashboard (``ferry:bulk:last``).
+requested rate; its progress is kept in Redis for the dashboard (``keys.bulk_replay``).
 """
 
-import json
 import logging
 import threading
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
-from producers import keys
 from producers import replay as ops
 from producers.client import Ferry
-from producers.errors import JobNotFound, ReplayRefused
+from producers.errors import ActiveJob, JobNotFound, ReplayRefused
 from producers.records import JobRecord, JobStatus, utcnow
 from producers.selection import Filters
-from producers.web.auth import Guard, Principal
+from producers.web.auth import Principal
+from producers.web.deps import Auth, FerryDep
 
 log = logging.getLogger("ferry.api")
 
-BULK_KEY = f"{keys.PREFIX}:bulk:last"
 BULK_SECONDS = 24 * 3600
 MAX_IDS = 100_000
 
@@ -75,73 +73,73 @@ class PurgeRequest(JobFilters):
     dry_run: bool = False
 
 
-def actions_router(ferry: Ferry, guard: Guard) -> APIRouter:
-    router = APIRouter(tags=["replay"])
-    Auth = Annotated[Principal, Depends(guard.require)]
+router = APIRouter(tags=["replay"])
 
-    @router.post("/jobs/{job_id}/replay", status_code=202, response_model=JobRecord,
-                 responses={404: {}, 409: {"description": "queued, running, or succeeded"}})
-    def replay_job(job_id: str, who: Auth,
-                   options: Annotated[ReplayOptions | None, Body()] = None) -> JSONResponse:
-        """Replay one job from its failed step (``restart``: from the first). 202 with the
-        record, now queued; 409 when it is queued/running, or succeeded without ``force``."""
-        chosen = options or ReplayOptions()
-        try:
-            record = ops.replay(ferry, job_id, restart=chosen.restart, force=chosen.force,
-                                trigger=who.trigger())
-        except JobNotFound:
-            raise HTTPException(404, f"no job {job_id}") from None
-        except ReplayRefused as exc:
-            raise HTTPException(409, str(exc)) from None
-        return JSONResponse(record.model_dump(mode="json"), status_code=202)
 
-    @router.post("/jobs:replay", responses={202: {"description": "replaying in the background"}})
-    def replay_jobs(request: BulkReplayRequest, who: Auth) -> JSONResponse:
-        """Replay many jobs: ``ids``, or every job matching the filters (status defaults to
-        failed). ``dry_run`` only counts. Otherwise 202 at once; the replays go out at ``rate``
-        per second in the background (progress: ``GET /jobs:replay``)."""
-        filters = request.parsed()
-        if request.dry_run and request.ids is None:
-            return JSONResponse({"dry_run": True, "matched": ops.count(ferry, filters),
-                                 "filters": filters.as_query()})
-        ids = request.ids if request.ids is not None else ops.select(ferry, filters)
-        if request.dry_run:
-            return JSONResponse({"dry_run": True, "matched": len(ids), "filters": {}})
-        bulk = _start_bulk(ferry, ids, request, who)
-        return JSONResponse(bulk, status_code=202)
+@router.post("/jobs/{job_id}/replay", status_code=202, response_model=JobRecord,
+             responses={404: {}, 409: {"description": "queued, running, or succeeded"}})
+def replay_job(job_id: str, who: Auth, ferry: FerryDep,
+               options: Annotated[ReplayOptions | None, Body()] = None) -> JSONResponse:
+    """Replay one job from its failed step (``restart``: from the first). 202 with the
+    record, now queued; 409 when it is queued/running, or succeeded without ``force``."""
+    chosen = options or ReplayOptions()
+    try:
+        record = ops.replay(ferry, job_id, restart=chosen.restart, force=chosen.force,
+                            trigger=who.trigger())
+    except JobNotFound:
+        raise HTTPException(404, f"no job {job_id}") from None
+    except ReplayRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+    return JSONResponse(record.model_dump(mode="json"), status_code=202)
 
-    @router.get("/jobs:replay")
-    def last_bulk(who: Auth) -> JSONResponse:
-        """The latest bulk replay's progress (null when none in the last day)."""
-        raw = ferry.redis.get(BULK_KEY)
-        return JSONResponse(json.loads(str(raw)) if raw else None)
 
-    @router.delete("/jobs/{job_id}", status_code=204, responses={404: {}, 409: {}})
-    def delete_job(job_id: str, who: Auth) -> Response:
-        """Forget one job that has ended (409 while it is queued or running)."""
-        try:
-            ops.delete(ferry, job_id)
-        except JobNotFound:
-            raise HTTPException(404, f"no job {job_id}") from None
-        except ops.ActiveJob as exc:
-            raise HTTPException(409, str(exc)) from None
-        log.info("job %s deleted by %s", job_id, who.trigger())
-        return Response(status_code=204)
+@router.post("/jobs:replay", responses={202: {"description": "replaying in the background"}})
+def replay_jobs(request: BulkReplayRequest, who: Auth, ferry: FerryDep) -> JSONResponse:
+    """Replay many jobs: ``ids``, or every job matching the filters (status defaults to
+    failed). ``dry_run`` only counts. Otherwise 202 at once; the replays go out at ``rate``
+    per second in the background (progress: ``GET /jobs:replay``)."""
+    filters = request.parsed()
+    if request.dry_run and request.ids is None:
+        return JSONResponse({"dry_run": True, "matched": ops.count(ferry, filters),
+                             "filters": filters.as_query()})
+    ids = request.ids if request.ids is not None else ops.select(ferry, filters)
+    if request.dry_run:
+        return JSONResponse({"dry_run": True, "matched": len(ids), "filters": {}})
+    bulk = _start_bulk(ferry, ids, request, who)
+    return JSONResponse(bulk, status_code=202)
 
-    @router.post("/jobs:purge")
-    def purge_jobs(request: PurgeRequest, who: Auth) -> JSONResponse:
-        """Delete the ended jobs among ``ids`` or matching the filters (status defaults to
-        failed); queued and running jobs are kept. ``dry_run`` only counts."""
-        filters = request.parsed()
-        if request.dry_run:
-            matched = len(request.ids) if request.ids is not None else ops.count(ferry, filters)
-            return JSONResponse({"dry_run": True, "matched": matched,
-                                 "filters": filters.as_query()})
-        outcome = ops.purge(ferry, filters, ids=request.ids)
-        log.info("purge (%s) by %s: %s", filters, who.trigger(), outcome.as_json())
-        return JSONResponse(outcome.as_json())
 
-    return router
+@router.get("/jobs:replay")
+def last_bulk(who: Auth, ferry: FerryDep) -> JSONResponse:
+    """The latest bulk replay's progress (null when none in the last day)."""
+    return JSONResponse(ferry.store.last_bulk_replay())
+
+
+@router.delete("/jobs/{job_id}", status_code=204, responses={404: {}, 409: {}})
+def delete_job(job_id: str, who: Auth, ferry: FerryDep) -> Response:
+    """Forget one job that has ended (409 while it is queued or running)."""
+    try:
+        ops.delete(ferry, job_id)
+    except JobNotFound:
+        raise HTTPException(404, f"no job {job_id}") from None
+    except ActiveJob as exc:
+        raise HTTPException(409, str(exc)) from None
+    log.info("job %s deleted by %s", job_id, who.trigger())
+    return Response(status_code=204)
+
+
+@router.post("/jobs:purge")
+def purge_jobs(request: PurgeRequest, who: Auth, ferry: FerryDep) -> JSONResponse:
+    """Delete the ended jobs among ``ids`` or matching the filters (status defaults to
+    failed); queued and running jobs are kept. ``dry_run`` only counts."""
+    filters = request.parsed()
+    if request.dry_run:
+        matched = len(request.ids) if request.ids is not None else ops.count(ferry, filters)
+        return JSONResponse({"dry_run": True, "matched": matched,
+                             "filters": filters.as_query()})
+    outcome = ops.purge(ferry, filters, ids=request.ids)
+    log.info("purge (%s) by %s: %s", filters, who.trigger(), outcome.as_json())
+    return JSONResponse(outcome.as_json())
 
 
 def _start_bulk(ferry: Ferry, ids: list[str], request: BulkReplayRequest,
@@ -151,12 +149,12 @@ def _start_bulk(ferry: Ferry, ids: list[str], request: BulkReplayRequest,
         "replayed": 0, "refused": 0, "rate": request.rate, "started_at": utcnow(),
         "finished_at": None, "estimated_seconds": round(len(ids) / request.rate, 1),
     }
-    ferry.redis.set(BULK_KEY, json.dumps(state), ex=BULK_SECONDS)
+    ferry.store.save_bulk_replay(state, BULK_SECONDS)
 
     def progress(done: int, total: int) -> None:
         if done % 10 == 0 or done == total:
             state["done"] = done
-            ferry.redis.set(BULK_KEY, json.dumps(state), ex=BULK_SECONDS)
+            ferry.store.save_bulk_replay(state, BULK_SECONDS)
 
     def run() -> None:
         try:
@@ -168,7 +166,7 @@ def _start_bulk(ferry: Ferry, ids: list[str], request: BulkReplayRequest,
             log.exception("bulk replay %s stopped", state["id"])
             state["error"] = "stopped by an internal error; see the API log"
         state["finished_at"] = utcnow()
-        ferry.redis.set(BULK_KEY, json.dumps(state), ex=BULK_SECONDS)
+        ferry.store.save_bulk_replay(state, BULK_SECONDS)
 
     snapshot = dict(state)  # the thread mutates ``state`` from now on
     threading.Thread(target=run, name=f"bulk-replay-{state['id'][:8]}", daemon=True).start()

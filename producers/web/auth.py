@@ -1,7 +1,7 @@
-"""Who may use the replay endpoints and the dashboard: the API's bearer tokens, or a browser
-session opened by pasting one of those tokens once.
+"""Who may use the API, the replay endpoints and the dashboard: the bearer tokens of
+``[api] tokens_env``, or a browser session opened by pasting one of those tokens once.
 
-- API clients keep sending ``Authorization: Bearer <token>``, checked by the API's own dependency.
+- API clients send ``Authorization: Bearer <token>``.
 - A browser logs in at ``/login``; it gets an opaque session id in an HttpOnly, SameSite=Strict
   cookie. The session (in Redis, by the id's hash) remembers a hash of the token it was opened
   with, so removing a token from ``[api] tokens_env`` ends its sessions too.
@@ -14,12 +14,10 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
 
 import redis
-from fastapi import Depends, Request
+from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
@@ -31,7 +29,6 @@ CSRF_HEADER = "X-CSRF-Token"
 SESSION_SECONDS = 12 * 3600
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-Authorize = Callable[[HTTPAuthorizationCredentials | None], None]
 bearer_scheme = HTTPBearer(auto_error=False, description="one of the tokens in [api] tokens_env")
 
 
@@ -57,12 +54,25 @@ def token_label(token: str) -> str:
 
 
 class Guard:
-    """Checks requests against the API's bearer dependency and the browser sessions."""
+    """Checks requests against the API's bearer tokens and the browser sessions."""
 
-    def __init__(self, client: redis.Redis, authorize: Authorize, tokens: list[str]) -> None:
+    def __init__(self, client: redis.Redis, tokens: list[str]) -> None:
         self.redis = client
-        self.authorize = authorize
+        self._tokens = [t.encode() for t in tokens]
         self._token_digests = {_digest(t) for t in tokens}
+
+    def authorize(self, credentials: HTTPAuthorizationCredentials | None) -> None:
+        """401 without a bearer token, 403 with one that is not allowed."""
+        if credentials is None:
+            raise HTTPException(401, "a bearer token is required",
+                                headers={"WWW-Authenticate": 'Bearer realm="ferry"'})
+        given = credentials.credentials.encode()
+        # Compare against every token, constant-time each, so timing says nothing about which.
+        ok = False
+        for token in self._tokens:
+            ok |= hmac.compare_digest(given, token)
+        if not ok:
+            raise HTTPException(403, "this token is not allowed")
 
     # ---- sessions ---------------------------------------------------------------------------
     def login(self, token: str) -> tuple[str, str] | None:
@@ -96,32 +106,24 @@ class Guard:
 
     @staticmethod
     def _key(session_id: str) -> str:
-        return f"{keys.PREFIX}:session:{_digest(session_id)}"
+        return keys.session(_digest(session_id))
 
-    # ---- dependencies -----------------------------------------------------------------------
-    def require(
-        self,
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    ) -> Principal:
-        """Bearer token (the API's check), else a session cookie plus, on a state-changing
+    # ---- checks -----------------------------------------------------------------------------
+    def require(self, request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
+        """Bearer token, else a session cookie plus, on a state-changing
         request, the session's CSRF token. 401 with neither."""
         if credentials is not None:
             self.authorize(credentials)
             return Principal("bearer", token_label(credentials.credentials))
         principal = self.session(request)
         if principal is None:
-            self.authorize(None)  # the API's own 401 with its WWW-Authenticate header
+            self.authorize(None)  # the bearer 401 with its WWW-Authenticate header
             raise HTTPException(401, "a bearer token or a dashboard session is required")
         if request.method not in SAFE_METHODS:
             check_csrf(principal, request.headers.get(CSRF_HEADER))
         return principal
 
-    def viewer(
-        self,
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    ) -> Principal | None:
+    def viewer(self, request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal | None:
         """For HTML pages: who is looking, or None (the page then redirects to /login)."""
         if credentials is not None:
             self.authorize(credentials)

@@ -12,20 +12,18 @@ from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import redis
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 
-from producers import keys
 from producers.client import Ferry
 from producers.errors import JobNotFound
 from producers.kinds import KINDS, all_step_names
-from producers.records import JobStatus, StepError
-from producers.selection import Filters, select_page
+from producers.selection import Filters
+from producers.store import JobRow
 from producers.web import render
-from producers.web.actions import BULK_KEY
-from producers.web.auth import COOKIE, SESSION_SECONDS, Guard, Principal, check_csrf
+from producers.web.auth import COOKIE, SESSION_SECONDS, check_csrf
+from producers.web.deps import Auth, FerryDep, GuardDep, Viewer
 
 PAGE_SIZE = 50
 LIST_FIELDS = ("meta", "status", "updated_at", "finished_at", "error", "runs")
@@ -63,191 +61,168 @@ def _safe_next(value: str | None) -> str:
     return value if not parts.scheme and not parts.netloc else "/"
 
 
-def load_rows(client: redis.Redis, ids: list[str]) -> list[render.Row]:
-    with client.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.hmget(keys.job(job_id), list(LIST_FIELDS))
-        replies: list[list[str | None]] = pipe.execute()
-    rows = []
-    for values in replies:
-        meta_raw, status, updated, finished, error, runs = values
-        if not meta_raw:
-            continue  # expired between the index read and now
-        meta = json.loads(meta_raw)
-        file = meta.get("file") or {}
-        rows.append(render.Row(
-            id=meta["id"], kind=meta["kind"], connection=meta["connection"],
-            status=status or JobStatus.QUEUED.value, created_at=meta["created_at"],
-            updated_at=updated, finished_at=finished,
-            error=StepError.model_validate_json(error) if error else None,
-            runs=len(json.loads(runs)) if runs else 1, file=file.get("name")))
-    return rows
+router = APIRouter(include_in_schema=False)
 
 
-def dashboard_router(ferry: Ferry, guard: Guard) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
-    Viewer = Annotated[Principal | None, Depends(guard.viewer)]
-    Auth = Annotated[Principal, Depends(guard.require)]
-    connections = sorted(ferry.config.connections)
-    steps = sorted(all_step_names())
+FRAGMENTS = ("counters", "rows", "pager")
 
-    def summary() -> render.Summary:
-        # Succeeded records expire on their own; drop their index entries now and then so the
-        # counters do not keep counting them (one viewer a minute does it, not every poll).
-        if ferry.redis.set(f"{keys.PREFIX}:sweep-lock", "1", nx=True, ex=60):
-            ferry.store.sweep()
-        counts = ferry.store.counts()
-        with ferry.redis.pipeline(transaction=False) as pipe:
-            for kind in KINDS:
-                pipe.zcard(keys.index_kind(kind))
-            for name in connections:
-                pipe.zcard(keys.index_connection(name))
-            pipe.get(BULK_KEY)
-            values = pipe.execute()
-        by_kind = dict(zip(KINDS, values[: len(KINDS)], strict=True))
-        by_conn = dict(zip(connections, values[len(KINDS): -1], strict=True))
-        bulk = json.loads(values[-1]) if values[-1] else None
-        return render.Summary(counts, {k: int(v) for k, v in by_kind.items()},
-                              {k: int(v) for k, v in by_conn.items()},
-                              ferry.store.throughput(60), bulk)
 
-    def listing(query: dict[str, str]) -> dict[str, str]:
-        try:
-            filters = Filters.parse(query)
-        except ValueError as exc:
-            return {"rows": f'<tr><td colspan="8" class="error">{render.esc(exc)}</td></tr>',
-                    "pager": ""}
-        cursor = query.get("cursor")
-        if cursor is not None and not cursor.isdigit():
-            cursor = None
-        page = select_page(ferry.redis, filters, limit=PAGE_SIZE, cursor=cursor)
-        rows = load_rows(ferry.redis, page.ids)
-        return {"rows": render.rows_html(rows),
-                "pager": render.pager(page.next_cursor, query, len(rows), newest=cursor is None)}
+def summary(ferry: Ferry) -> render.Summary:
+    # Succeeded records expire on their own; drop their index entries now and then so the
+    # counters do not keep counting them (one viewer a minute does it, not every poll).
+    ferry.store.sweep_if_due(60)
+    by_kind, by_conn = ferry.store.index_sizes(KINDS, sorted(ferry.config.connections))
+    return render.Summary(ferry.store.counts(), by_kind, by_conn, ferry.store.throughput(60),
+                          ferry.store.last_bulk_replay())
 
-    def regions(query: dict[str, str]) -> dict[str, str]:
-        return {"counters": render.counters(summary(), query), **listing(query)}
 
-    # ---- session --------------------------------------------------------------------------
-    @router.get("/login")
-    def login_form(next: str | None = None) -> HTMLResponse:
-        return _html(render.login_page(None, _safe_next(next)))
+def listing(ferry: Ferry, query: dict[str, str]) -> dict[str, Any]:
+    try:
+        filters = Filters.parse(query)
+    except ValueError as exc:
+        return render.listing([], None, error=str(exc))
+    cursor = query.get("cursor")
+    if cursor is not None and not cursor.isdigit():
+        cursor = None
+    page = ferry.store.select(filters, limit=PAGE_SIZE, cursor=cursor)
+    rows = ferry.store.rows(page.ids)
+    return render.listing(rows, render.pager(page.next_cursor, query, len(rows), newest=cursor is None))
 
-    @router.post("/login")
-    async def login(request: Request) -> Response:
-        origin = request.headers.get("origin")
-        if origin and urlsplit(origin).netloc != request.headers.get("host"):
-            # Another site posting a token of its own would log this browser in as that site.
-            raise HTTPException(403, "log in from this site's own /login page")
+
+def regions(ferry: Ferry, query: dict[str, str]) -> dict[str, Any]:
+    """What the list page shows and polls: counters, rows and pager, as template data."""
+    return {"counters": render.counters(summary(ferry), query), "query": query, **listing(ferry, query)}
+
+
+def fragments(context: dict[str, Any]) -> dict[str, str]:
+    """The polled regions of the list page, each rendered by its own template."""
+    return {name: render.html(f"{name}.html", **context) for name in FRAGMENTS}
+
+
+def to_login(request: Request) -> RedirectResponse:
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse("/login?" + urlencode({"next": here}), status_code=303)
+
+
+# ---- session ------------------------------------------------------------------------------
+@router.get("/login")
+def login_form(next: str | None = None) -> HTMLResponse:
+    return _html(render.page("login.html", "Log in", error=None, next_url=_safe_next(next)))
+
+
+@router.post("/login")
+async def login(request: Request, guard: GuardDep) -> Response:
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host"):
+        # Another site posting a token of its own would log this browser in as that site.
+        raise HTTPException(403, "log in from this site's own /login page")
+    form = parse_qs((await request.body()).decode("utf-8", "replace"))
+    token = (form.get("token") or [""])[0].strip()
+    next_url = _safe_next((form.get("next") or ["/"])[0])
+    opened = guard.login(token) if token else None
+    if opened is None:
+        return _html(render.page("login.html", "Log in", error="That token is not allowed.",
+                                 next_url=next_url), 401)
+    session_id, _ = opened
+    response = RedirectResponse(next_url, status_code=303, headers=SECURITY_HEADERS)
+    response.set_cookie(COOKIE, session_id, max_age=SESSION_SECONDS, path="/", httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, guard: GuardDep) -> Response:
+    principal = guard.session(request)
+    if principal is not None:
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        token = (form.get("token") or [""])[0].strip()
-        next_url = _safe_next((form.get("next") or ["/"])[0])
-        opened = guard.login(token) if token else None
-        if opened is None:
-            return _html(render.login_page("That token is not allowed.", next_url), 401)
-        session_id, _ = opened
-        response = RedirectResponse(next_url, status_code=303, headers=SECURITY_HEADERS)
-        response.set_cookie(COOKIE, session_id, max_age=SESSION_SECONDS, path="/", httponly=True,
-                            samesite="strict", secure=request.url.scheme == "https")
-        return response
-
-    @router.post("/logout")
-    async def logout(request: Request) -> Response:
-        principal = guard.session(request)
-        if principal is not None:
-            form = parse_qs((await request.body()).decode("utf-8", "replace"))
-            given = (form.get("csrf") or [""])[0] or request.headers.get("X-CSRF-Token")
-            check_csrf(principal, given)
-            guard.logout(request.cookies.get(COOKIE))
-        response = RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)
-        response.delete_cookie(COOKIE, path="/")
-        return response
-
-    # ---- pages ----------------------------------------------------------------------------
-    def to_login(request: Request) -> RedirectResponse:
-        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse("/login?" + urlencode({"next": here}), status_code=303)
-
-    @router.get("/")
-    def index(request: Request, who: Viewer) -> Response:
-        if who is None:
-            return to_login(request)
-        query = _query(request)
-        parts = regions(query)
-        form = render.filter_form(query, KINDS, connections, steps)
-        body = render.list_body(parts["counters"], form, parts["rows"], parts["pager"])
-        fragment = "/ui/fragments/list?" + urlencode(query)
-        return _html(render.page("Jobs", body, csrf=who.csrf, who=who.label,
-                                 attrs={"page": "list", "fragment": fragment,
-                                        "filters": json.dumps(query)}))
-
-    @router.get("/ui/job/{job_id}")
-    def job_page(job_id: str, request: Request, who: Viewer) -> Response:
-        if who is None:
-            return to_login(request)
-        try:
-            record = ferry.store.get(job_id)
-        except JobNotFound:
-            body = (f'<section class="card"><h1>No job {render.esc(job_id)}</h1><p>It never '
-                    f'existed, was purged, or passed its retention.</p><a href="/">back</a>'
-                    f"</section>")
-            return _html(render.page("Not found", body, csrf=who.csrf, who=who.label), 404)
-        body = (f'<p id="job-message" class="message" role="status"></p>'
-                f'<div id="job">{render.job_view(record, KINDS.get(record.kind))}</div>')
-        return _html(render.page(f"Job {job_id[:12]}", body, csrf=who.csrf, who=who.label,
-                                 attrs={"page": "job", "job": job_id,
-                                        "fragment": f"/ui/fragments/job/{job_id}"}))
-
-    # ---- fragments the page polls ---------------------------------------------------------
-    @router.get("/ui/fragments/list")
-    def list_fragment(request: Request, who: Auth) -> JSONResponse:
-        return JSONResponse(regions(_query(request)), headers={"Cache-Control": "no-store"})
-
-    @router.get("/ui/fragments/job/{job_id}")
-    def job_fragment(job_id: str, who: Auth) -> JSONResponse:
-        try:
-            record = ferry.store.get(job_id)
-        except JobNotFound:
-            raise HTTPException(404, f"no job {job_id}") from None
-        return JSONResponse({"job": render.job_view(record, KINDS.get(record.kind)),
-                             "status": record.status.value},
-                            headers={"Cache-Control": "no-store"})
-
-    @router.get("/ui/summary")
-    def summary_json(who: Auth) -> JSONResponse:
-        s = summary()
-        return JSONResponse({"by_status": s.by_status, "by_kind": s.by_kind,
-                             "by_connection": s.by_connection,
-                             "throughput": [{"minute": m, "finished": n} for m, n in s.throughput],
-                             "bulk": s.bulk})
-
-    @router.get("/ui/jobs")
-    def jobs_json(request: Request, who: Auth,
-                  limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE) -> JSONResponse:
-        """The list as JSON (ids and row fields), with every filter the dashboard has."""
-        query = _query(request)
-        try:
-            filters = Filters.parse(query)
-            page = select_page(ferry.redis, filters, limit=limit, cursor=query.get("cursor"))
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
-        rows = load_rows(ferry.redis, page.ids)
-        return JSONResponse({"jobs": [_row_json(r) for r in rows],
-                             "next_cursor": page.next_cursor})
-
-    # ---- static ---------------------------------------------------------------------------
-    @router.get("/static/{name}")
-    def static(name: str) -> Response:
-        if name not in STATIC_TYPES:
-            raise HTTPException(404, "not found")
-        content = resources.files("producers.web").joinpath("static", name).read_bytes()
-        return Response(content, media_type=STATIC_TYPES[name],
-                        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
-
-    return router
+        given = (form.get("csrf") or [""])[0] or request.headers.get("X-CSRF-Token")
+        check_csrf(principal, given)
+        guard.logout(request.cookies.get(COOKIE))
+    response = RedirectResponse("/login", status_code=303, headers=SECURITY_HEADERS)
+    response.delete_cookie(COOKIE, path="/")
+    return response
 
 
-def _row_json(row: render.Row) -> dict[str, Any]:
+# ---- pages --------------------------------------------------------------------------------
+@router.get("/")
+def index(request: Request, who: Viewer, ferry: FerryDep) -> Response:
+    if who is None:
+        return to_login(request)
+    query = _query(request)
+    choices = render.filter_choices(KINDS, sorted(ferry.config.connections), sorted(all_step_names()))
+    fragment = "/ui/fragments/list?" + urlencode(query)
+    return _html(render.page("list.html", "Jobs", csrf=who.csrf, who=who.label,
+                             attrs={"page": "list", "fragment": fragment, "filters": json.dumps(query)},
+                             **regions(ferry, query), **choices))
+
+
+@router.get("/ui/job/{job_id}")
+def job_page(job_id: str, request: Request, who: Viewer, ferry: FerryDep) -> Response:
+    if who is None:
+        return to_login(request)
+    try:
+        record = ferry.store.get(job_id)
+    except JobNotFound:
+        return _html(render.page("not_found.html", "Not found", csrf=who.csrf, who=who.label,
+                                 job_id=job_id), 404)
+    return _html(render.page("job.html", f"Job {job_id[:12]}", csrf=who.csrf, who=who.label,
+                             attrs={"page": "job", "job": job_id,
+                                    "fragment": f"/ui/fragments/job/{job_id}"},
+                             **render.job_view(record, KINDS.get(record.kind))))
+
+
+# ---- fragments the page polls -------------------------------------------------------------
+@router.get("/ui/fragments/list")
+def list_fragment(request: Request, who: Auth, ferry: FerryDep) -> JSONResponse:
+    return JSONResponse(fragments(regions(ferry, _query(request))), headers={"Cache-Control": "no-store"})
+
+
+@router.get("/ui/fragments/job/{job_id}")
+def job_fragment(job_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
+    try:
+        record = ferry.store.get(job_id)
+    except JobNotFound:
+        raise HTTPException(404, f"no job {job_id}") from None
+    return JSONResponse({"job": render.html("job_view.html", **render.job_view(record, KINDS.get(record.kind))),
+                         "status": record.status.value},
+                        headers={"Cache-Control": "no-store"})
+
+
+@router.get("/ui/summary")
+def summary_json(who: Auth, ferry: FerryDep) -> JSONResponse:
+    s = summary(ferry)
+    return JSONResponse({"by_status": s.by_status, "by_kind": s.by_kind,
+                         "by_connection": s.by_connection,
+                         "throughput": [{"minute": m, "finished": n} for m, n in s.throughput],
+                         "bulk": s.bulk})
+
+
+@router.get("/ui/jobs")
+def jobs_json(request: Request, who: Auth, ferry: FerryDep,
+              limit: Annotated[int, Query(ge=1, le=500)] = PAGE_SIZE) -> JSONResponse:
+    """The list as JSON (ids and row fields), with every filter the dashboard has."""
+    query = _query(request)
+    try:
+        filters = Filters.parse(query)
+        page = ferry.store.select(filters, limit=limit, cursor=query.get("cursor"))
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    rows = ferry.store.rows(page.ids)
+    return JSONResponse({"jobs": [_row_json(r) for r in rows],
+                         "next_cursor": page.next_cursor})
+
+
+# ---- static -------------------------------------------------------------------------------
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    if name not in STATIC_TYPES:
+        raise HTTPException(404, "not found")
+    content = resources.files("producers.web").joinpath("static", name).read_bytes()
+    return Response(content, media_type=STATIC_TYPES[name],
+                    headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+
+
+def _row_json(row: JobRow) -> dict[str, Any]:
     return {"id": row.id, "kind": row.kind, "connection": row.connection, "status": row.status,
             "created_at": row.created_at, "updated_at": row.updated_at,
             "finished_at": row.finished_at,

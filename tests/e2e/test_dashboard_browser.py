@@ -142,3 +142,31 @@ def test_bulk_replay_by_filter_shows_the_dry_run_count_first(tab: Page, ferry, s
                    60, f"job {job_id} replayed")
         assert ferry.status(job_id).status == "succeeded"
     expect(page.locator("#rows tr.row")).to_have_count(0, timeout=10_000)
+
+
+HOSTILE = "<script>window.pwned=1<img src=x onerror=window.pwned=2>"  # no "/": it names a file
+
+
+def test_markup_in_a_file_name_and_a_destination_error_shows_as_text(tab: Page, ferry, sandbox,
+                                                                     live_api, tmp_path):
+    """A file name and the destination's error message are the page's two ways in for someone
+    else's text; the templates escape both, so they show as text and nothing runs."""
+    image = png(tmp_path / f"{HOSTILE}.png")
+    job = ferry.submit("awork-image", connection="awork", file=str(image),
+                       params={"entity": "users", "id": HOSTILE})
+    failed = ferry.wait(job.id, timeout=60)
+    assert failed.status == "failed" and failed.error is not None and "<script>" in failed.error.message
+
+    page = tab
+    page.goto(live_api.url + "/login")
+    page.fill('input[name="token"]', API_TOKEN)
+    page.click('button[type="submit"]')
+    page.goto(f"{live_api.url}/ui/job/{job.id}")
+    expect(page.locator(".failure .msg")).to_contain_text(HOSTILE)
+    expect(page.locator("#job")).to_contain_text(f"{HOSTILE}.png")
+    page.goto(live_api.url + "/?status=failed")
+    expect(page.locator(f'#rows tr[data-id="{job.id}"] .why')).to_contain_text(HOSTILE)
+    page.wait_for_timeout(2500)  # one poll of the fragments, which redraw the rows
+    expect(page.locator(f'#rows tr[data-id="{job.id}"] .why')).to_contain_text(HOSTILE)
+    assert page.locator("img[src=x]").count() == 0
+    assert page.evaluate("window.pwned") is None

@@ -35,7 +35,7 @@ job = ferry.submit("assets-attachment", connection="acme", file=sys.argv[3],
                    params={"object": "88", "comment": "scan"}, idempotency_key="scan-88-x")
 again = ferry.submit("assets-attachment", connection="acme", file=sys.argv[3],
                      params={"object": "88", "comment": "scan"}, idempotency_key="scan-88-x")
-import producers.cli, producers.batch  # noqa: E401 - the CLI and manifests import without extras
+import producers.cli, producers.cli.batch  # noqa: E401 - the CLI and manifests import without extras
 print(json.dumps({"id": job.id, "again": again.id, "status": ferry.status(job.id).status,
                   "loaded": sorted(m for m in sys.modules
                                    if m.split(".")[0] in ("requests", "worker", "fastapi"))}))
@@ -129,8 +129,9 @@ def test_the_worker_and_the_synchronous_reads_say_which_extra_they_need(
 def test_producers_imports_pull_in_neither_requests_nor_the_worker() -> None:
     """The same rule in the dev environment (where both are installed), without building a venv:
     nothing a producer imports — the HTTP API included — may import them."""
-    code = ("import sys, producers, producers.client, producers.cli, producers.batch, "
-            "producers.api; print(sorted(m for m in sys.modules "
+    code = ("import sys, producers, producers.client, producers.replay, producers.selection, "
+            "producers.cli, producers.cli.batch, producers.cli.reads, producers.cli.replay, "
+            "producers.web.app; print(sorted(m for m in sys.modules "
             "if m.split('.')[0] in ('requests', 'worker')))")
     proc = run(sys.executable, "-c", code, env={**os.environ})
     assert proc.returncode == 0, proc.stderr

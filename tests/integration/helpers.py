@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,12 @@ def uploads_with(sandbox: Any, digest: str) -> list[dict[str, Any]]:
 
 def job_json(ferry_env: Any, *args: str) -> tuple[int, dict[str, Any]]:
     """``ferry submit ARGS --wait --json`` → (exit code, job record)."""
-    proc = ferry_env.cli("submit", *args, "--wait", "--timeout", "90", "--json")
-    assert proc.stdout.strip(), proc.stderr
-    return proc.returncode, json.loads(proc.stdout)
+    code, record = ferry_env.cli_json("submit", *args, "--wait", "--timeout", "90")
+    return code, record
 
 
 def read_json(ferry_env: Any, *args: str) -> Any:
     """A synchronous read (``ferry jira|marketplace|awork … --json``) that must succeed."""
-    proc = ferry_env.cli(*args, "--json")
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    code, value = ferry_env.cli_json(*args)
+    assert code == 0, value
+    return value

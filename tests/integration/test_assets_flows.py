@@ -7,20 +7,13 @@ import re
 import time
 from typing import Any
 
-from tests.fixtures.worker import FerryEnv
-from tests.integration.helpers import png, sha256, uploads_with
-
-
-def submit_json(ferry_env: FerryEnv, *args: str) -> tuple[int, dict[str, Any]]:
-    proc = ferry_env.cli("submit", *args, "--wait", "--timeout", "90", "--json")
-    assert proc.stdout.strip(), proc.stderr
-    return proc.returncode, json.loads(proc.stdout)
+from tests.integration.helpers import job_json, png, sha256, uploads_with
 
 
 def test_avatar_lands_on_existing_object_with_the_servers_uuid(ferry_env, ferry, sandbox, tmp_path):
     seed = sandbox.seed()
     image = png(tmp_path / "logo.png")
-    code, job = submit_json(ferry_env, "assets-avatar", "-c", "acme", "--object-type",
+    code, job = job_json(ferry_env, "assets-avatar", "-c", "acme", "--object-type",
                             seed["object_type_id"], "--object", seed["object_id"], str(image))
     assert code == 0, job
     assert job["status"] == "succeeded"
@@ -34,7 +27,7 @@ def test_avatar_lands_on_existing_object_with_the_servers_uuid(ferry_env, ferry,
 def test_avatar_creates_an_object_from_attributes(ferry_env, ferry, sandbox, tmp_path):
     seed = sandbox.seed()
     image = png(tmp_path / "new.png")
-    code, job = submit_json(ferry_env, "assets-avatar", "-c", "acme", "--object-type",
+    code, job = job_json(ferry_env, "assets-avatar", "-c", "acme", "--object-type",
                             seed["object_type_id"], "--attributes", '{"1": "Laptop 42"}', str(image))
     assert code == 0, job
     assert job["result"]["created"] is True
@@ -45,7 +38,7 @@ def test_attachment_three_steps_land_the_exact_bytes(ferry_env, ferry, sandbox, 
     seed = sandbox.seed()
     doc = tmp_path / "report.pdf"
     doc.write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 400 + b"\n%%EOF\n")
-    code, job = submit_json(ferry_env, "assets-attachment", "-c", "acme", "--object", seed["object_id"],
+    code, job = job_json(ferry_env, "assets-attachment", "-c", "acme", "--object", seed["object_id"],
                             "--comment", "scan", str(doc))
     assert code == 0, job
     assert [s["name"] for s in job["steps"]] == ["get_credentials", "media_upload", "link_attachment"]
@@ -59,7 +52,7 @@ def test_attachment_three_steps_land_the_exact_bytes(ferry_env, ferry, sandbox, 
 
 def test_permanent_error_fails_at_its_step_with_the_destinations_message(ferry_env, ferry, sandbox, tmp_path):
     image = png(tmp_path / "x.png")
-    code, job = submit_json(ferry_env, "assets-avatar", "-c", "acme", "--object-type", "999999",
+    code, job = job_json(ferry_env, "assets-avatar", "-c", "acme", "--object-type", "999999",
                             "--object", "424242", str(image))
     assert code == 1
     assert job["status"] == "failed"
@@ -74,7 +67,7 @@ def test_429_with_retry_after_is_retried_no_sooner_than_asked(ferry_env, ferry, 
     doc = tmp_path / "notes.txt"
     doc.write_text("hello\n" * 100)
     started = time.monotonic()
-    code, job = submit_json(ferry_env, "assets-attachment", "-c", "acme", "--object", seed["object_id"],
+    code, job = job_json(ferry_env, "assets-attachment", "-c", "acme", "--object", seed["object_id"],
                             str(doc))
     assert code == 0, job
     creds = job["steps"][0]
@@ -90,7 +83,7 @@ def test_media_401_fetches_new_credentials_once(ferry_env, ferry, sandbox, tmp_p
     sandbox.add_fault(path="^/media/file", status=401, times=1)
     doc = tmp_path / "a.txt"
     doc.write_text("x" * 1000)
-    code, job = submit_json(ferry_env, "assets-attachment", "-c", "acme", "--object", seed["object_id"],
+    code, job = job_json(ferry_env, "assets-attachment", "-c", "acme", "--object", seed["object_id"],
                             str(doc))
     assert code == 0, job
     assert job["steps"][1]["result"]["credentials_refreshed"] is True
@@ -116,7 +109,7 @@ def test_avatar_upload_429_is_retried_after_the_servers_delay(ferry_env, ferry, 
     seed = sandbox.seed()
     sandbox.add_fault(path="/avatar/upload", status=429, times=1, retry_after=2)
     image = png(tmp_path / "retry.png")
-    code, job = submit_json(ferry_env, "assets-avatar", "-c", "acme", "--object-type", seed["object_type_id"],
+    code, job = job_json(ferry_env, "assets-avatar", "-c", "acme", "--object-type", seed["object_type_id"],
                             "--object", seed["object_id"], str(image))
     assert code == 0, job
     upload = job["steps"][0]
@@ -130,7 +123,7 @@ def test_attachment_to_an_unknown_object_fails_at_credentials_with_the_destinati
         ferry_env, ferry, sandbox, tmp_path):
     doc = tmp_path / "orphan.txt"
     doc.write_text("no object for me\n")
-    code, job = submit_json(ferry_env, "assets-attachment", "-c", "acme", "--object", "987654", str(doc))
+    code, job = job_json(ferry_env, "assets-attachment", "-c", "acme", "--object", "987654", str(doc))
     assert code == 1
     assert job["error"]["step"] == "get_credentials" and job["error"]["status"] == 404
     assert job["error"]["message"]

@@ -6,7 +6,6 @@ short-lived media JWT), then replayed through the CLI, the Python API or the HTT
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -25,7 +24,6 @@ from producers.kinds import KINDS
 from producers.records import FileInfo, JobRecord, StepError
 from producers.selection import Filters
 from tests.fixtures.api import LiveApi
-from tests.fixtures.worker import FerryEnv
 from tests.integration.helpers import png, sha256, uploads_with
 
 LINK_FAULT = {"path": "/attachments/object/[^/]+$", "method": "POST", "status": 400}
@@ -37,12 +35,6 @@ def document(tmp_path: Path, name: str = "report.pdf") -> Path:
     path = tmp_path / name
     path.write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 200 + b"\n%%EOF\n")
     return path
-
-
-def cli_json(ferry_env: FerryEnv, *args: str) -> tuple[int, Any]:
-    proc = ferry_env.cli(*args, "--json")
-    assert proc.stdout.strip(), proc.stderr
-    return proc.returncode, json.loads(proc.stdout)
 
 
 def statuses(record: dict[str, Any] | JobRecord) -> list[str]:
@@ -85,7 +77,7 @@ def test_replay_from_the_failed_step_does_not_upload_again(ferry_env, ferry, san
     assert failed.error is not None and failed.error.step == "link_attachment"
     assert failed.error.status == 400 and failed.error.message
 
-    code, record = cli_json(ferry_env, "replay", job.id, "--wait", "--timeout", "60")
+    code, record = ferry_env.cli_json("replay", job.id, "--wait", "--timeout", "60")
 
     assert code == 0, record
     assert record["id"] == job.id and record["status"] == "succeeded"
@@ -144,7 +136,7 @@ def test_restart_force_and_refusals(ferry_env, ferry, sandbox, tmp_path):
     assert proc.returncode == 2 and "succeeded" in proc.stderr
     assert ferry_env.cli("replay", "no-such-job").returncode == 2
 
-    code, record = cli_json(ferry_env, "replay", job.id, "--force", "--wait", "--timeout", "60")
+    code, record = ferry_env.cli_json("replay", job.id, "--force", "--wait", "--timeout", "60")
     assert code == 0 and record["status"] == "succeeded"
     assert statuses(record) == ["succeeded"] * 3  # forced: every step ran again
     assert record["runs"][-1]["from_step"] == "get_credentials"
@@ -176,14 +168,14 @@ def test_bulk_replay_of_500_failed_jobs_completes_once_the_faults_are_gone(
     ids = [first.id] + [stored_failed_copy(ferry, template) for _ in range(499)]
     avatar_uploads = len(sandbox.requests(path_contains="/avatar/upload"))
 
-    code, dry = cli_json(ferry_env, "replay", "--failed", "--kind", "assets-avatar", "--step",
+    code, dry = ferry_env.cli_json("replay", "--failed", "--kind", "assets-avatar", "--step",
                          "set_object_avatar", "--http-status", "400", "--dry-run")
     assert code == 0 and dry["matched"] == 500 and dry["dry_run"] is True
     assert ferry.store.counts()["failed"] == 500  # the dry run replayed nothing
 
     sandbox.clear_faults()
     started = time.monotonic()
-    code, outcome = cli_json(ferry_env, "replay", "--failed", "--kind", "assets-avatar",
+    code, outcome = ferry_env.cli_json("replay", "--failed", "--kind", "assets-avatar",
                              "--rate", "100")
     assert code == 0, outcome
     assert outcome["matched"] == 500 and outcome["replayed"] == 500 and not outcome["refused"]
@@ -219,7 +211,7 @@ def test_purge_removes_only_the_filtered_jobs(ferry_env, ferry, tmp_path):
     succeeded = stored("assets-attachment", attach_steps, None)
     ferry.store.mark_succeeded(succeeded, {"media_id": "m"})
 
-    code, dry = cli_json(ferry_env, "purge", "--kind", "assets-avatar", "--http-status", "400",
+    code, dry = ferry_env.cli_json("purge", "--kind", "assets-avatar", "--http-status", "400",
                          "--dry-run")
     assert (code, dry["matched"]) == (0, 3)
     declined = subprocess.run([sys.executable, "-m", "producers", "purge", "--kind", "assets-avatar"],
@@ -227,7 +219,7 @@ def test_purge_removes_only_the_filtered_jobs(ferry_env, ferry, tmp_path):
                               timeout=60)
     assert declined.returncode == 1 and "nothing deleted" in declined.stderr
 
-    code, done = cli_json(ferry_env, "purge", "--kind", "assets-avatar", "--http-status", "400",
+    code, done = ferry_env.cli_json("purge", "--kind", "assets-avatar", "--http-status", "400",
                           "--yes")
     assert code == 0 and done == {"matched": 3, "deleted": 3, "skipped": 0}
     remaining = set(ops.select(ferry, Filters()))
@@ -235,9 +227,9 @@ def test_purge_removes_only_the_filtered_jobs(ferry_env, ferry, tmp_path):
     assert all(ferry.store.find(i) is None for i in avatars_400)
 
     # Queued (or running) jobs are never purged; succeeded ones only when asked for.
-    code, done = cli_json(ferry_env, "purge", "--status", "queued", "--yes")
+    code, done = ferry_env.cli_json("purge", "--status", "queued", "--yes")
     assert done == {"matched": 1, "deleted": 0, "skipped": 1}
-    code, done = cli_json(ferry_env, "purge", "--yes")  # default: every failed job
+    code, done = ferry_env.cli_json("purge", "--yes")  # default: every failed job
     assert done["deleted"] == 3
     assert set(ops.select(ferry, Filters())) == {queued, succeeded}
 

@@ -7,6 +7,7 @@ import pytest
 
 from producers.errors import IdempotencyConflict, JobNotFound
 from producers.records import MAX_ATTEMPT_HISTORY, AttemptStatus, FileInfo, JobStatus, StepError, StepStatus
+from producers.selection import Filters
 from producers.store import JobStore
 
 
@@ -80,6 +81,23 @@ def test_lists_are_newest_first_filtered_and_paged_without_gaps(store):
     assert seen == ids[::-1]
     avatars = store.list(kind="assets-avatar", status="queued", limit=10).jobs
     assert [j.id for j in avatars] == [i for n, i in enumerate(ids) if n % 2][::-1]
+
+
+def test_select_pages_ids_counts_them_and_rows_show_them_without_their_steps(store):
+    ids = [new_job(store, kind="assets-avatar" if i % 2 else "assets-attachment")[0].id for i in range(5)]
+    store.mark_failed(ids[1], "get_credentials", StepError(step="get_credentials", status=401, message="no"))
+    everything = store.select(Filters())
+    assert everything.ids == ids[::-1] and everything.next_cursor is None
+    first = store.select(Filters(), limit=2)
+    assert first.ids == ids[::-1][:2]
+    assert store.select(Filters(), cursor=first.next_cursor).ids == ids[::-1][2:]
+    failed_401 = Filters(http_status=401)
+    assert store.select(failed_401).ids == [ids[1]] and store.count(failed_401) == 1
+    assert store.count(Filters(kind="assets-avatar")) == 2
+    rows = {r.id: r for r in store.rows([ids[1], "gone"])}
+    assert list(rows) == [ids[1]]
+    assert (rows[ids[1]].status, rows[ids[1]].error.status, rows[ids[1]].file) == ("failed", 401, "a.pdf")
+    assert store.statuses([ids[0], ids[1], "gone"]) == ["queued", "failed", None]
 
 
 def test_status_moves_a_job_between_status_lists(store):

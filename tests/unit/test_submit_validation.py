@@ -11,7 +11,6 @@ from producers.client import Ferry
 from producers.config import parse_config
 from producers.errors import SubmitError
 from producers.files import image_size, sniff_mime
-from producers.store import JobStore
 
 PNG_1x1 = bytes.fromhex(
     "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
@@ -23,12 +22,7 @@ def ferry(tmp_path: Path) -> Ferry:
     config = parse_config({"connections": {"acme": {
         "service": "atlassian", "site_url": "https://acme.example", "api_url": "https://api.example",
         "email": "a@b.c", "token_env": "X"}}, "files": {"roots": [str(tmp_path)]}})
-    f = Ferry.__new__(Ferry)
-    f.config = config
-    f.redis = fakeredis.FakeRedis(decode_responses=True)
-    f.store = JobStore(f.redis)
-    f._celery = None
-    return f
+    return Ferry(config=config, redis_client=fakeredis.FakeRedis(decode_responses=True))
 
 
 def problems(exc: pytest.ExceptionInfo[SubmitError]) -> dict[str, str]:

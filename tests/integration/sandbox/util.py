@@ -25,9 +25,11 @@ def image_bytes(size: tuple[int, int] = (64, 48), fmt: str = "PNG", colour: str 
 
 def jar_bytes() -> bytes:
     buf = io.BytesIO()
+    # Fixed entry times: writestr(name) stamps the current time, so two calls a second apart
+    # made different bytes (and a test comparing a served jar with a fresh one flaked).
     with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("META-INF/MANIFEST.MF", "Manifest-Version: 1.0\n")
-        zf.writestr("atlassian-plugin.xml", "<atlassian-plugin key='x'/>")
+        zf.writestr(zipfile.ZipInfo("META-INF/MANIFEST.MF", (2024, 1, 1, 0, 0, 0)), "Manifest-Version: 1.0\n")
+        zf.writestr(zipfile.ZipInfo("atlassian-plugin.xml", (2024, 1, 1, 0, 0, 0)), "<atlassian-plugin key='x'/>")
     return buf.getvalue()
 
 

@@ -9,27 +9,18 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
 from typing import Any
 
 import click
 import redis
 from kombu.exceptions import OperationalError
 from pydantic.fields import FieldInfo
-from rich.table import Column, Table
+from rich.table import Table
 
-from producers.client import Ferry
-from producers.console import err, fail, needs_extra, out
+from producers.cli.console import connect, err, fail, finish, needs_extra, out, outcome_text, show_record, styled
 from producers.errors import ConfigError, JobNotFound, SubmitError
 from producers.kinds import KINDS, Kind
-from producers.records import JobRecord, JobStatus
-
-
-def connect(ctx: click.Context) -> Ferry:
-    try:
-        return Ferry(config_path=ctx.obj.get("config") if ctx.obj else None)
-    except ConfigError as exc:
-        fail(str(exc))
+from producers.records import JobStatus
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,23 +81,7 @@ def _submit(ctx: click.Context, kind: Kind, kw: dict[str, Any]) -> None:
     except SubmitError as exc:
         fail("; ".join(f"{_flag(p.field) if p.field in kind.params.model_fields else p.field}: "
                        f"{p.message}" for p in exc.problems))
-    _finish(ferry, record, wait=kw["wait"], timeout=kw.get("timeout"), as_json=kw["as_json"])
-
-
-def _finish(ferry: Ferry, record: JobRecord, *, wait: bool, timeout: float | None, as_json: bool) -> None:
-    if wait:
-        try:
-            record = ferry.wait(record.id, timeout=timeout)
-        except TimeoutError as exc:
-            fail(str(exc), code=1)
-    if as_json:
-        out.print_json(record.model_dump_json())
-    elif wait:
-        show_record(record)
-    else:
-        click.echo(record.id)
-    if wait and record.status != JobStatus.SUCCEEDED:
-        sys.exit(1)
+    finish(ferry, record, wait=kw["wait"], timeout=kw.get("timeout"), as_json=kw["as_json"])
 
 
 for _kind in KINDS.values():
@@ -126,7 +101,7 @@ def submit_batch(ctx: click.Context, manifest: str, strict: bool, wait: bool,
     Exit 0 all submitted (and succeeded, with --wait), 1 a job failed, 2 bad lines."""
     from pathlib import Path
 
-    from producers import batch
+    from producers.cli import batch
 
     sys.exit(batch.run(connect(ctx), Path(manifest), strict=strict, wait_for_jobs=wait,
                        timeout=timeout, as_json=as_json, out=out, err=err))
@@ -169,90 +144,10 @@ def jobs(ctx: click.Context, status_: str | None, kind: str | None, connection: 
         return
     table = Table("id", "kind", "connection", "status", "created", "failed step / result")
     for j in page.jobs:
-        table.add_row(j.id, j.kind, j.connection, _styled(j.status), j.created_at, _outcome(j))
+        table.add_row(j.id, j.kind, j.connection, styled(j.status), j.created_at, outcome_text(j))
     out.print(table)
     if page.next_cursor:
         out.print(f"more: --cursor {page.next_cursor}")
-
-
-def _styled(status: str) -> str:
-    colour = {"succeeded": "green", "failed": "red", "running": "yellow", "retried": "yellow"}.get(status, "cyan")
-    return f"[{colour}]{status}[/{colour}]"
-
-
-def _outcome(j: JobRecord) -> str:
-    if j.error:
-        return f"{j.error.step}{_http(j.error.status, ' HTTP ')}: {j.error.message}"
-    if j.result:
-        return ", ".join(f"{k}={v}" for k, v in j.result.items() if isinstance(v, str | int) and v != "")
-    return ""
-
-
-def _http(status: int | None, prefix: str = "HTTP ", suffix: str = "") -> str:
-    return f"{prefix}{status}{suffix}" if status else ""
-
-
-def _took(started: str | None, finished: str | None) -> str:
-    if not (started and finished):
-        return ""
-    seconds = (datetime.fromisoformat(finished.replace("Z", "+00:00"))
-               - datetime.fromisoformat(started.replace("Z", "+00:00"))).total_seconds()
-    return f"{seconds:.2f} s"
-
-
-def _clock(at: str | None) -> str:
-    return (at or "")[11:19]  # HH:MM:SS (UTC); the full times are in --json
-
-
-def show_record(j: JobRecord) -> None:
-    out.print(f"[bold]{j.id}[/bold]  {j.kind} via {j.connection}  {_styled(j.status)}")
-    table = Table("step", "status", "attempts", "started", "took", "result / error")
-    for s in j.steps:
-        detail = ""
-        if s.error:
-            detail = _http(s.error.status, suffix=": ") + s.error.message
-        elif s.result:
-            detail = ", ".join(f"{k}={v}" for k, v in s.result.items() if isinstance(v, str | int))
-        table.add_row(s.name, _styled(s.status), str(s.attempts), _clock(s.started_at),
-                      _took(s.started_at, s.finished_at), detail)
-    out.print(table)
-    _show_attempts(j)
-    _show_runs(j)
-    if j.error:
-        out.print(f"[red]failed at {j.error.step}{_http(j.error.status, ' (HTTP ', ')')}:[/red] "
-                  f"{j.error.message}")
-    elif j.result:
-        out.print("[green]landed:[/green] " + _outcome(j))
-
-
-def _show_attempts(j: JobRecord) -> None:
-    """Every recorded attempt, when there is more to tell than one success per step."""
-    if not any(s.eventful for s in j.steps):
-        return
-    attempts = [(s.name, a) for s in j.steps for a in s.history]
-    table = Table(Column("step", no_wrap=True), "run", "#", "started", "took", "outcome", "error",
-                  title="attempts")
-    for step, a in attempts:
-        outcome = _styled(a.status)
-        if a.retry_delay is not None:
-            outcome += f", next in {a.retry_delay:.1f} s"
-        table.add_row(step, str(a.run), str(a.number), _clock(a.started_at),
-                      _took(a.started_at, a.finished_at), outcome,
-                      _http(a.http_status, suffix=": ") + (a.message or ""))
-    out.print(table)
-
-
-def _show_runs(j: JobRecord) -> None:
-    """The job's runs (the submit, each replay), when it has been replayed."""
-    if len(j.runs) < 2:
-        return
-    table = Table("run", "triggered by", Column("from step", no_wrap=True), "started", "outcome",
-                  "why / note", title="runs")
-    for r in j.runs:
-        why = f"{r.error.step}{_http(r.error.status, ' HTTP ')}: {r.error.message}" if r.error else ""
-        table.add_row(str(r.number), r.trigger, r.from_step, _clock(r.started_at),
-                      _styled(r.outcome or "running"), "; ".join(filter(None, [why, r.note])))
-    out.print(table)
 
 
 # ---- processes ---------------------------------------------------------------------------------
@@ -266,7 +161,7 @@ def api(ctx: click.Context, host: str, port: int, tokens_file: str | None) -> No
     """Serve the HTTP API (POST /jobs…); bearer tokens from the variable [api] tokens_env names
     or from --tokens-file. Refuses to start (exit 2) with no token at all."""
     with needs_extra("api", "the HTTP API"):
-        from producers.api import serve  # the api extra: only those who serve it need fastapi
+        from producers.web.app import serve  # the api extra: only those who serve it need fastapi
     try:
         serve(host=host, port=port, config_path=ctx.obj.get("config") if ctx.obj else None,
               tokens_file=tokens_file)
@@ -326,7 +221,7 @@ def demo(keep: bool, sandbox_url: str | None) -> None:
 
 
 def _register_reads() -> None:
-    from producers.cli_reads import register  # `ferry jira|marketplace|awork …` (imports this module)
+    from producers.cli.reads import register  # `ferry jira|marketplace|awork …`
 
     register(cli)
 
@@ -335,7 +230,7 @@ _register_reads()
 
 
 def _register_replay() -> None:
-    from producers.cli_replay import register  # `ferry replay`, `ferry purge` (imports this module)
+    from producers.cli.replay import register  # `ferry replay`, `ferry purge`
 
     register(cli)
 

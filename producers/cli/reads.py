@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, cast, get_args
 import click
 from rich.table import Table
 
+from producers.cli.console import fail, needs_extra, out
 from producers.config import ConnectionConfig, Service, load_config
-from producers.console import fail, needs_extra, out
 from producers.errors import ConfigError
 from producers.params import AworkEntity, JiraAvatarType
 
@@ -57,7 +57,7 @@ def _reading(ctx: click.Context, service: Service, connection: str | None) -> It
     """The connection's clients; config problems exit 2, destination errors exit 1 with the
     destination's own message."""
     with needs_extra("worker", "reading from a destination"):  # its HTTP clients are the worker's
-        from worker.errors import FerryError
+        from worker.errors import DestinationError
         from worker.http import new_session
         from worker.runtime import Clients
 
@@ -68,7 +68,7 @@ def _reading(ctx: click.Context, service: Service, connection: str | None) -> It
     session = new_session()
     try:
         yield Clients(conn, session)
-    except FerryError as exc:
+    except DestinationError as exc:
         code = f"HTTP {exc.status}: " if exc.status else ""
         fail(f"{code}{exc.message}", code=1)
     finally:

@@ -9,18 +9,16 @@ invalid. It never accepts file bytes: a job names a path under ``[files] roots``
 Endpoints are sync functions on purpose: redis-py is sync, so FastAPI runs them in its threadpool.
 """
 
-import hmac
 import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import redis
-from fastapi import Body, Depends, FastAPI, Header, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException
 
@@ -29,6 +27,9 @@ from producers.config import FerryConfig
 from producers.errors import ConfigError, IdempotencyConflict, JobNotFound, Problem, SubmitError
 from producers.kinds import KINDS
 from producers.records import JobRecord, JobStatus
+from producers.web import actions, dashboard
+from producers.web.auth import Guard
+from producers.web.deps import FerryDep, bearer
 
 log = logging.getLogger("ferry.api")
 
@@ -161,143 +162,143 @@ def _record(record: JobRecord, status: int) -> JSONResponse:
                         headers={"Location": f"/jobs/{record.id}"})
 
 
+# ---- the routes ----------------------------------------------------------------------------------
+router = APIRouter()
+Bearer = [Depends(bearer)]
+
+
+def submit_one(ferry: Ferry, request: JobRequest) -> tuple[int, JobRecord | None, list[ProblemOut]]:
+    """One job of ``POST /jobs`` or ``POST /jobs:batch``: (HTTP status, record, problems)."""
+    try:
+        record, created = ferry.submit_request(request, require_file_roots=True)
+    except IdempotencyConflict as exc:
+        return 409, None, _problems(exc.problems)
+    except SubmitError as exc:
+        return 422, None, _problems(exc.problems)
+    except Exception as exc:  # store or broker down: the job (if stored) is failed, replayable
+        log.exception("submitting a %s job failed", request.kind)
+        return 503, None, [ProblemOut(field="", message=f"could not store or enqueue: {exc}")]
+    return (202 if created else 200), record, []
+
+
+@router.post("/jobs", status_code=202, dependencies=Bearer, response_model=JobRecord,
+             responses={200: {"model": JobRecord, "description": "existing job (idempotency key)"},
+                        409: {"model": ProblemsOut, "description": "idempotency key reused for another job"},
+                        422: {"model": ProblemsOut}, 413: {}, 503: {"model": ProblemsOut}})
+def post_job(
+    job: Annotated[JobRequest, Body()],
+    ferry: FerryDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JSONResponse:
+    """Validate and enqueue one job: 202 with its record, or 200 with the existing one when
+    the idempotency key (header or field) was seen within the retention window."""
+    if idempotency_key and job.idempotency_key and idempotency_key != job.idempotency_key:
+        return _refused([ProblemOut(field="idempotency_key",
+                                    message="the Idempotency-Key header and the "
+                                            "idempotency_key field differ")])
+    if idempotency_key:
+        job = job.model_copy(update={"idempotency_key": idempotency_key})
+    status, record, problems = submit_one(ferry, job)
+    if record is not None and status in (200, 202):
+        return _record(record, status)
+    body = ProblemsOut(detail="the job was refused; nothing was enqueued" if status in (409, 422)
+                       else "the job store or the broker is unavailable", problems=problems)
+    return JSONResponse(body.model_dump(), status_code=status)
+
+
+@router.post("/jobs:batch", dependencies=Bearer, response_model=BatchResult,
+             responses={422: {"model": ProblemsOut}, 413: {}})
+def post_batch(batch: BatchRequest, ferry: FerryDep) -> BatchResult:
+    """Submit many jobs; each item succeeds or fails on its own (partial success). The
+    answer is 200 with one result per item, in order."""
+    results = []
+    for index, item in enumerate(batch.jobs):
+        try:
+            request = JobRequest.model_validate(item)
+        except ValidationError as exc:
+            problems = _validation_problems(list(exc.errors()), strip=0)
+            results.append(BatchItemResult(index=index, status=422, problems=problems))
+            continue
+        status, record, problems = submit_one(ferry, request)
+        results.append(BatchItemResult(index=index, status=status, job=record,
+                                       problems=problems))
+    return BatchResult(results=results,
+                       created=sum(r.status == 202 for r in results),
+                       existing=sum(r.status == 200 for r in results),
+                       refused=sum(r.status not in (200, 202) for r in results))
+
+
+@router.get("/jobs/{job_id}", dependencies=Bearer, response_model=JobRecord,
+            responses={404: {"description": "no such job (never existed, purged or expired)"}})
+def get_job(job_id: str, ferry: FerryDep) -> JSONResponse:
+    """One job: status, each step with attempts, what landed or why it failed."""
+    try:
+        return JSONResponse(ferry.status(job_id).model_dump(mode="json"))
+    except JobNotFound:
+        raise HTTPException(404, f"no job {job_id}") from None
+
+
+@router.get("/jobs", dependencies=Bearer, response_model=JobPage)
+def list_jobs(
+    ferry: FerryDep,
+    status: JobStatus | None = None,
+    kind: Annotated[str | None, Query(description=", ".join(KINDS))] = None,
+    connection: str | None = None,
+    cursor: Annotated[str | None, Query(pattern=r"^\d+$",
+                                        description="next_cursor of the page before")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JSONResponse:
+    """Jobs newest first, filtered; page with ``cursor``. Same JSON as ``ferry jobs --json``."""
+    page = ferry.jobs(status=status.value if status else None, kind=kind,
+                      connection=connection, limit=limit, cursor=cursor)
+    return JSONResponse({"jobs": [j.model_dump(mode="json") for j in page.jobs],
+                         "next_cursor": page.next_cursor})
+
+
+@router.get("/healthz")
+def healthz(ferry: FerryDep) -> JSONResponse:
+    """No auth: for load balancers. 200 when Redis answers, else 503."""
+    try:
+        ferry.redis.ping()
+    except redis.RedisError as exc:
+        return JSONResponse({"status": "unavailable", "redis": str(exc)}, status_code=503)
+    return JSONResponse({"status": "ok", "redis": "ok"})
+
+
+@router.get("/openapi.json", dependencies=Bearer, include_in_schema=False)
+def openapi(request: Request) -> dict[str, Any]:
+    return cast(dict[str, Any], request.app.openapi())
+
+
+def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return _refused(_validation_problems(list(exc.errors()), strip=1))
+
+
 # ---- the app -------------------------------------------------------------------------------------
 def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
                tokens: list[str] | None = None) -> FastAPI:
     """Build the API over ``ferry`` (default: ``Ferry(config=config)``, i.e. ferry.toml and
-    REDIS_URL). ``tokens`` overrides the ``[api] tokens_env`` variable; none at all is an error."""
+    REDIS_URL). ``tokens`` overrides the ``[api] tokens_env`` variable; none at all is an error.
+    The routes find ``ferry`` and the token ``guard`` in ``app.state``."""
     ferry = ferry if ferry is not None else Ferry(config=config)
     allowed = tokens if tokens is not None else api_tokens(ferry.config)
     if not allowed:
         raise ConfigError(
             f"no API tokens: set {ferry.config.api.tokens_env} to a comma-separated list of bearer "
             "tokens ([api] tokens_env in ferry.toml names the variable)")
-    encoded = [t.encode() for t in allowed]
     _ = ferry.celery  # built once here, not raced by the first concurrent requests
 
-    bearer = HTTPBearer(auto_error=False, description="one of the tokens in [api] tokens_env")
-
-    def authorized(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> None:
-        if credentials is None:
-            raise HTTPException(401, "a bearer token is required",
-                                headers={"WWW-Authenticate": 'Bearer realm="ferry"'})
-        given = credentials.credentials.encode()
-        # Compare against every token, constant-time each, so timing says nothing about which.
-        ok = False
-        for token in encoded:
-            ok |= hmac.compare_digest(given, token)
-        if not ok:
-            raise HTTPException(403, "this token is not allowed")
-
-    auth = [Depends(authorized)]
     app = FastAPI(title="Ferry", version="1", openapi_url=None, docs_url=None, redoc_url=None,
                   description=__doc__)
     app.state.ferry = ferry
+    app.state.guard = Guard(ferry.redis, allowed)
     app.add_middleware(BodyLimit, max_bytes=ferry.config.api.max_body_bytes)
-
-    @app.exception_handler(RequestValidationError)
-    def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _refused(_validation_problems(list(exc.errors()), strip=1))
-
-    def submit_one(request: JobRequest) -> tuple[int, JobRecord | None, list[ProblemOut]]:
-        try:
-            record, created = ferry.submit_request(request, require_file_roots=True)
-        except IdempotencyConflict as exc:
-            return 409, None, _problems(exc.problems)
-        except SubmitError as exc:
-            return 422, None, _problems(exc.problems)
-        except Exception as exc:  # store or broker down: the job (if stored) is failed, replayable
-            log.exception("submitting a %s job failed", request.kind)
-            return 503, None, [ProblemOut(field="", message=f"could not store or enqueue: {exc}")]
-        return (202 if created else 200), record, []
-
-    @app.post("/jobs", status_code=202, dependencies=auth, response_model=JobRecord,
-              responses={200: {"model": JobRecord, "description": "existing job (idempotency key)"},
-                         409: {"model": ProblemsOut, "description": "idempotency key reused for another job"},
-                         422: {"model": ProblemsOut}, 413: {}, 503: {"model": ProblemsOut}})
-    def post_job(
-        job: Annotated[JobRequest, Body()],
-        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-    ) -> JSONResponse:
-        """Validate and enqueue one job: 202 with its record, or 200 with the existing one when
-        the idempotency key (header or field) was seen within the retention window."""
-        if idempotency_key and job.idempotency_key and idempotency_key != job.idempotency_key:
-            return _refused([ProblemOut(field="idempotency_key",
-                                        message="the Idempotency-Key header and the "
-                                                "idempotency_key field differ")])
-        if idempotency_key:
-            job = job.model_copy(update={"idempotency_key": idempotency_key})
-        status, record, problems = submit_one(job)
-        if record is not None and status in (200, 202):
-            return _record(record, status)
-        body = ProblemsOut(detail="the job was refused; nothing was enqueued" if status in (409, 422)
-                           else "the job store or the broker is unavailable", problems=problems)
-        return JSONResponse(body.model_dump(), status_code=status)
-
-    @app.post("/jobs:batch", dependencies=auth, response_model=BatchResult,
-              responses={422: {"model": ProblemsOut}, 413: {}})
-    def post_batch(batch: BatchRequest) -> BatchResult:
-        """Submit many jobs; each item succeeds or fails on its own (partial success). The
-        answer is 200 with one result per item, in order."""
-        results = []
-        for index, item in enumerate(batch.jobs):
-            try:
-                request = JobRequest.model_validate(item)
-            except ValidationError as exc:
-                problems = _validation_problems(list(exc.errors()), strip=0)
-                results.append(BatchItemResult(index=index, status=422, problems=problems))
-                continue
-            status, record, problems = submit_one(request)
-            results.append(BatchItemResult(index=index, status=status, job=record,
-                                           problems=problems))
-        return BatchResult(results=results,
-                           created=sum(r.status == 202 for r in results),
-                           existing=sum(r.status == 200 for r in results),
-                           refused=sum(r.status not in (200, 202) for r in results))
-
-    @app.get("/jobs/{job_id}", dependencies=auth, response_model=JobRecord,
-             responses={404: {"description": "no such job (never existed, purged or expired)"}})
-    def get_job(job_id: str) -> JSONResponse:
-        """One job: status, each step with attempts, what landed or why it failed."""
-        try:
-            return JSONResponse(ferry.status(job_id).model_dump(mode="json"))
-        except JobNotFound:
-            raise HTTPException(404, f"no job {job_id}") from None
-
-    @app.get("/jobs", dependencies=auth, response_model=JobPage)
-    def list_jobs(
-        status: JobStatus | None = None,
-        kind: Annotated[str | None, Query(description=", ".join(KINDS))] = None,
-        connection: str | None = None,
-        cursor: Annotated[str | None, Query(pattern=r"^\d+$",
-                                            description="next_cursor of the page before")] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    ) -> JSONResponse:
-        """Jobs newest first, filtered; page with ``cursor``. Same JSON as ``ferry jobs --json``."""
-        page = ferry.jobs(status=status.value if status else None, kind=kind,
-                          connection=connection, limit=limit, cursor=cursor)
-        return JSONResponse({"jobs": [j.model_dump(mode="json") for j in page.jobs],
-                             "next_cursor": page.next_cursor})
-
-    @app.get("/healthz")
-    def healthz() -> JSONResponse:
-        """No auth: for load balancers. 200 when Redis answers, else 503."""
-        try:
-            ferry.redis.ping()
-        except redis.RedisError as exc:
-            return JSONResponse({"status": "unavailable", "redis": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ok", "redis": "ok"})
-
-    @app.get("/openapi.json", dependencies=auth, include_in_schema=False)
-    def openapi() -> dict[str, Any]:
-        return app.openapi()
-
-    # Replay/purge routes and the dashboard at `/`, behind this same bearer check (producers.web).
-    from producers.web import install as install_web
-
-    install_web(app, ferry, authorize=authorized, tokens=allowed)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.include_router(router)
+    # Replay/purge and the dashboard at `/`: the same tokens, or a browser session opened with one.
+    app.include_router(actions.router)
+    app.include_router(dashboard.router)
     return app
 
 

@@ -17,8 +17,7 @@ from typing import Any
 import click
 
 from producers import replay as ops
-from producers.cli import _finish, connect
-from producers.console import err, fail, out
+from producers.cli.console import connect, err, fail, finish, out
 from producers.errors import JobNotFound, ReplayRefused
 from producers.kinds import KINDS, all_step_names
 from producers.records import JobStatus
@@ -102,7 +101,7 @@ def replay(ctx: click.Context, /, job_id: str | None, restart: bool, force: bool
             fail(f"no job {job_id}")
         except ReplayRefused as exc:
             fail(str(exc))
-        _finish(ferry, record, wait=wait, timeout=timeout, as_json=as_json)
+        finish(ferry, record, wait=wait, timeout=timeout, as_json=as_json)
         return
     if rate <= 0:
         fail("--rate must be above 0")

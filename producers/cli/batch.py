@@ -35,9 +35,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from producers import keys
+from producers.cli.console import outcome_text
 from producers.client import Ferry, JobRequest, request_field
-from producers.errors import Problem, SubmitError
+from producers.errors import ManifestError, Problem, SubmitError
 from producers.records import JobRecord, JobStatus
 
 CSV_COLUMNS = frozenset(JobRequest.model_fields) - {"params"}
@@ -74,10 +74,6 @@ class BatchOutcome:
             return 2
         failed = any(s.record.status != JobStatus.SUCCEEDED for s in self.submitted)
         return 1 if self.waited and (self.timed_out or failed) else 0
-
-
-class ManifestError(ValueError):
-    """The manifest as a whole is unusable (unreadable, bad CSV header, no jobs)."""
 
 
 # ---- reading ----------------------------------------------------------------------------------
@@ -218,7 +214,7 @@ def wait(ferry: Ferry, submitted: list[Submitted], console: Console,
             if deadline is not None and time.monotonic() >= deadline:
                 break
             ids = sorted(pending)
-            for job_id, status in zip(ids, _statuses(ferry, ids), strict=True):
+            for job_id, status in zip(ids, ferry.store.statuses(ids), strict=True):
                 if status in (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, None):
                     pending.discard(job_id)
                     done += status == JobStatus.SUCCEEDED.value
@@ -231,13 +227,6 @@ def wait(ferry: Ferry, submitted: list[Submitted], console: Console,
         if found is not None:
             s.record = found
     return not pending
-
-
-def _statuses(ferry: Ferry, ids: list[str]) -> list[str | None]:
-    with ferry.redis.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.hget(keys.job(job_id), "status")
-        return [None if v is None else str(v) for v in pipe.execute()]
 
 
 def _counts(done: int, failed: int) -> str:
@@ -309,7 +298,7 @@ def _show(outcome: BatchOutcome, out: Console, *, waited: bool) -> None:
     for s in outcome.submitted:
         r = s.record
         status = r.status.value if s.created else f"{r.status.value} (existing)"
-        table.add_row(str(s.line), r.id, r.kind, r.connection, status, _outcome_text(r))
+        table.add_row(str(s.line), r.id, r.kind, r.connection, status, outcome_text(r))
     out.print(table)
     statuses = [s.record.status.value for s in outcome.submitted]
     counts = ", ".join(f"{statuses.count(st.value)} {st.value}" for st in JobStatus
@@ -317,12 +306,3 @@ def _show(outcome: BatchOutcome, out: Console, *, waited: bool) -> None:
     out.print(f"{len(outcome.submitted)} submitted ({counts or 'none'}); "
               f"{len(outcome.bad)} bad line(s)" + ("" if waited else "; not waited for"))
 
-
-def _outcome_text(r: JobRecord) -> str:
-    if r.error:
-        code = f" HTTP {r.error.status}" if r.error.status else ""
-        return f"{r.error.step}{code}: {r.error.message}"
-    if r.result:
-        return ", ".join(f"{k}={v}" for k, v in r.result.items()
-                         if isinstance(v, str | int) and v != "")
-    return ""

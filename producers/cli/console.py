@@ -1,0 +1,151 @@
+"""Where the command line writes, and what every command shares: one stdout and one stderr
+console, the one way to fail, the one way to open Ferry from ``--config``, and the one way to show
+a job (``ferry submit``, ``ferry status``, ``ferry replay`` and ``ferry submit-batch`` agree)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import NoReturn
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Column, Table
+
+from producers.client import Ferry
+from producers.errors import ConfigError
+from producers.records import JobRecord, JobStatus
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One red line on stderr per line of ``message``, then exit (2: bad input, nothing enqueued;
+    1: it failed)."""
+    # escape: messages quote user input and ferry.toml ("[files] roots"), never markup
+    for line in message.splitlines() or [""]:
+        err.print(f"[red]error:[/red] {escape(line)}", markup=True)
+    sys.exit(code)
+
+
+def connect(ctx: click.Context) -> Ferry:
+    """Ferry over the ``--config`` the group was given; a bad ferry.toml is one line and exit 2."""
+    try:
+        return Ferry(config_path=ctx.obj.get("config") if ctx.obj else None)
+    except ConfigError as exc:
+        fail(str(exc))
+
+
+def finish(ferry: Ferry, record: JobRecord, *, wait: bool, timeout: float | None, as_json: bool) -> None:
+    """How a command that enqueued a job ends: its id, or (``--wait``) the record once it ended,
+    exiting 1 when it failed or the wait timed out."""
+    if wait:
+        try:
+            record = ferry.wait(record.id, timeout=timeout)
+        except TimeoutError as exc:
+            fail(str(exc), code=1)
+    if as_json:
+        out.print_json(record.model_dump_json())
+    elif wait:
+        show_record(record)
+    else:
+        click.echo(record.id)
+    if wait and record.status != JobStatus.SUCCEEDED:
+        sys.exit(1)
+
+
+def styled(status: str) -> str:
+    colour = {"succeeded": "green", "failed": "red", "running": "yellow", "retried": "yellow"}.get(status, "cyan")
+    return f"[{colour}]{status}[/{colour}]"
+
+
+def outcome_text(j: JobRecord) -> str:
+    """One line: where the job failed and why, or what landed."""
+    if j.error:
+        return f"{j.error.step}{_http(j.error.status, ' HTTP ')}: {j.error.message}"
+    if j.result:
+        return ", ".join(f"{k}={v}" for k, v in j.result.items() if isinstance(v, str | int) and v != "")
+    return ""
+
+
+def _http(status: int | None, prefix: str = "HTTP ", suffix: str = "") -> str:
+    return f"{prefix}{status}{suffix}" if status else ""
+
+
+def took(started: str | None, finished: str | None) -> str:
+    if not (started and finished):
+        return ""
+    seconds = (datetime.fromisoformat(finished.replace("Z", "+00:00"))
+               - datetime.fromisoformat(started.replace("Z", "+00:00"))).total_seconds()
+    return f"{seconds:.2f} s"
+
+
+def _clock(at: str | None) -> str:
+    return (at or "")[11:19]  # HH:MM:SS (UTC); the full times are in --json
+
+
+def show_record(j: JobRecord) -> None:
+    """The job, its steps as a table (attempts and runs when there is more to tell), and where it
+    landed or why it failed."""
+    out.print(f"[bold]{j.id}[/bold]  {j.kind} via {j.connection}  {styled(j.status)}")
+    table = Table("step", "status", "attempts", "started", "took", "result / error")
+    for s in j.steps:
+        detail = ""
+        if s.error:
+            detail = _http(s.error.status, suffix=": ") + s.error.message
+        elif s.result:
+            detail = ", ".join(f"{k}={v}" for k, v in s.result.items() if isinstance(v, str | int))
+        table.add_row(s.name, styled(s.status), str(s.attempts), _clock(s.started_at),
+                      took(s.started_at, s.finished_at), detail)
+    out.print(table)
+    _show_attempts(j)
+    _show_runs(j)
+    if j.error:
+        out.print(f"[red]failed at {j.error.step}{_http(j.error.status, ' (HTTP ', ')')}:[/red] "
+                  f"{j.error.message}")
+    elif j.result:
+        out.print("[green]landed:[/green] " + outcome_text(j))
+
+
+def _show_attempts(j: JobRecord) -> None:
+    """Every recorded attempt, when there is more to tell than one success per step."""
+    if not any(s.eventful for s in j.steps):
+        return
+    attempts = [(s.name, a) for s in j.steps for a in s.history]
+    table = Table(Column("step", no_wrap=True), "run", "#", "started", "took", "outcome", "error",
+                  title="attempts")
+    for step, a in attempts:
+        outcome = styled(a.status)
+        if a.retry_delay is not None:
+            outcome += f", next in {a.retry_delay:.1f} s"
+        table.add_row(step, str(a.run), str(a.number), _clock(a.started_at),
+                      took(a.started_at, a.finished_at), outcome,
+                      _http(a.http_status, suffix=": ") + (a.message or ""))
+    out.print(table)
+
+
+def _show_runs(j: JobRecord) -> None:
+    """The job's runs (the submit, each replay), when it has been replayed."""
+    if len(j.runs) < 2:
+        return
+    table = Table("run", "triggered by", Column("from step", no_wrap=True), "started", "outcome",
+                  "why / note", title="runs")
+    for r in j.runs:
+        why = f"{r.error.step}{_http(r.error.status, ' HTTP ')}: {r.error.message}" if r.error else ""
+        table.add_row(str(r.number), r.trigger, r.from_step, _clock(r.started_at),
+                      styled(r.outcome or "running"), "; ".join(filter(None, [why, r.note])))
+    out.print(table)
+
+
+@contextmanager
+def needs_extra(extra: str, what: str) -> Iterator[None]:
+    """Imports made inside that fail (an install without ``extra``) end in one line naming the
+    extra to install, not a traceback."""
+    try:
+        yield
+    except ImportError as exc:
+        fail(f"{what} needs the {extra} extra (pip install 'ferry[{extra}]'): {exc}")

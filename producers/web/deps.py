@@ -1,0 +1,43 @@
+"""What an endpoint depends on, taken from ``app.state`` (``create_app`` puts them there): the
+``Ferry`` it serves and the ``Guard`` that knows the tokens and sessions. Every route is a
+module-level function that names these in its signature, so each is found by grep and can be
+served by any app that sets the state."""
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials
+
+from producers.client import Ferry
+from producers.web.auth import Guard, Principal, bearer_scheme
+
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+
+def get_ferry(request: Request) -> Ferry:
+    return cast(Ferry, request.app.state.ferry)
+
+
+def get_guard(request: Request) -> Guard:
+    return cast(Guard, request.app.state.guard)
+
+
+def bearer(request: Request, credentials: Credentials) -> None:
+    """The API's routes: a bearer token only."""
+    get_guard(request).authorize(credentials)
+
+
+def principal(request: Request, credentials: Credentials) -> Principal:
+    """Replay and purge: a bearer token, or a dashboard session (with its CSRF token)."""
+    return get_guard(request).require(request, credentials)
+
+
+def viewer(request: Request, credentials: Credentials) -> Principal | None:
+    """HTML pages: who is looking, or None (the page then redirects to /login)."""
+    return get_guard(request).viewer(request, credentials)
+
+
+FerryDep = Annotated[Ferry, Depends(get_ferry)]
+GuardDep = Annotated[Guard, Depends(get_guard)]
+Auth = Annotated[Principal, Depends(principal)]
+Viewer = Annotated[Principal | None, Depends(viewer)]
