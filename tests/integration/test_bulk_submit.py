@@ -1,0 +1,44 @@
+"""Bulk submission end to end: jobs written by ``Ferry.submit_many`` (records and Celery messages
+in one MULTI per chunk) are consumed by the real worker exactly as one-by-one submissions are."""
+
+from __future__ import annotations
+
+import time
+
+from producers.client import Ferry, JobRequest
+from producers.records import JobRecord, JobStatus
+from tests.integration.helpers import sha256
+
+
+def wait_all(ferry: Ferry, ids: list[str], timeout: float = 120) -> list[JobRecord]:
+    deadline = time.monotonic() + timeout
+    while True:
+        records = [ferry.status(i) for i in ids]
+        if all(r.done for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
+def test_a_bulk_submission_runs_every_job_through_its_whole_chain(ferry, sandbox, tmp_path):
+    seed = sandbox.seed()
+    docs = []
+    for n in range(12):
+        doc = tmp_path / f"scan-{n}.pdf"
+        doc.write_bytes(b"%PDF-1.4\n" + bytes([n]) * 900 + b"\n%%EOF\n")
+        docs.append(doc)
+    requests = [JobRequest(kind="assets-attachment", connection="acme", file=str(doc),
+                           params={"object": seed["object_id"]}, idempotency_key=f"bulk-{doc.name}")
+                for doc in docs]
+
+    outcomes = ferry.submit_many(requests, chunk_size=5)
+    again = ferry.submit_many(requests[:3])
+
+    ids = [outcome[0].id for outcome in outcomes if isinstance(outcome, tuple)]
+    assert len(ids) == len(docs)
+    assert [o[0].id for o in again if isinstance(o, tuple)] == ids[:3]  # the same jobs, not new ones
+    records = wait_all(ferry, ids)
+    assert [r.status for r in records] == [JobStatus.SUCCEEDED] * len(docs)
+    assert all(s.attempts == 1 for r in records for s in r.steps)
+    landed = {u["sha256"] for u in sandbox.uploads()}
+    assert {sha256(doc) for doc in docs} <= landed
+    assert len(sandbox.attachments()) == len(docs)
