@@ -32,8 +32,8 @@ from producers.params import Params
 from producers.records import FileInfo, JobRecord, StepError
 from producers.store import Created, JobStore, NewJob, Page
 
-# A batch with this many file paths inspects them on FILE_THREADS threads.
-FILE_THREADS_FROM = 16
+# A batch with this many file paths inspects them on FILE_THREADS threads, this many per task.
+FILE_THREADS_FROM = 64
 FILE_THREADS = 8
 
 # What submitting one job came to: (record, created), SubmitError (refused), or the error that
@@ -223,8 +223,9 @@ class Ferry:
 
         if sum(1 for r in requests if r.file) < FILE_THREADS_FROM:
             return [check(r) for r in requests]
+        slices = [requests[i:i + FILE_THREADS_FROM] for i in range(0, len(requests), FILE_THREADS_FROM)]
         with ThreadPoolExecutor(FILE_THREADS, thread_name_prefix="ferry-inspect") as pool:
-            return list(pool.map(check, requests))
+            return [job for part in pool.map(lambda part: [check(r) for r in part], slices) for job in part]
 
     def _publish(self, pipe: Any, record: JobRecord) -> None:
         """Add a new job's Celery message to the pipeline that stores the job."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery, chain
+from celery import Celery, Signature, chain
 from celery.utils import uuid
 from kombu.common import maybe_declare
 from kombu.entity import maybe_delivery_mode
@@ -96,6 +96,7 @@ class ChainMessages:
         self.app = app
         self._connection: Any = None
         self._routes: dict[str, tuple[str, str, int | None, int]] = {}
+        self._templates: dict[str, Signature] = {}
 
     @property
     def channel(self) -> Any:
@@ -108,13 +109,10 @@ class ChainMessages:
     def commands(self, job_id: str, kind: Kind, from_step: str | None = None) -> list[RedisCommand]:
         names = kind.step_names
         names = names[names.index(from_step):] if from_step else names
-        rest = [self.app.signature(task_name(n), args=(job_id,), immutable=True) for n in names[1:]]
-        for signature in rest:
-            signature.freeze()  # a task id and reply_to each, as chain.apply_async gives them
         task_id, name = uuid(), task_name(names[0])
         headers, properties, body, _ = self.app.amqp.as_task_v2(
-            task_id, name, (job_id,), {}, chain=rest[::-1], root_id=task_id, reply_to=self.app.thread_oid,
-            ignore_result=None)
+            task_id, name, (job_id,), {}, chain=self._rest_of_chain(job_id, names), root_id=task_id,
+            reply_to=self.app.thread_oid, ignore_result=None)
         exchange, routing_key, priority, delivery_mode = self._route(name)
         content_type, content_encoding, data = dumps(  # type: ignore[no-untyped-call]
             body, serializer=self.app.conf.task_serializer)
@@ -124,6 +122,20 @@ class ChainMessages:
         collected = _Collected()
         channel.basic_publish(message, exchange, routing_key, _publish_batch=collected)
         return collected.commands
+
+    def _rest_of_chain(self, job_id: str, names: tuple[str, ...]) -> list[dict[str, Any]]:
+        """The steps after the first, last first, as ``chain`` puts them in the first message:
+        frozen signatures (a task id and reply_to each). Celery builds and freezes one template
+        per step; each job gets a copy with its own id and task id (a signature is a dict)."""
+        rest = []
+        for step in reversed(names[1:]):
+            template = self._templates.get(step)
+            if template is None:
+                template = self.app.signature(task_name(step), args=("",), immutable=True)
+                template.freeze()
+                self._templates[step] = template
+            rest.append({**template, "args": [job_id], "options": {**template["options"], "task_id": uuid()}})
+        return rest
 
     def _route(self, name: str) -> tuple[str, str, int | None, int]:
         """Exchange, routing key, priority and delivery mode of a task, as ``send_task_message``

@@ -19,6 +19,7 @@ of expired jobs are dropped lazily when a listing meets them, and by ``sweep``.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import time
 import uuid
@@ -517,8 +518,22 @@ def _new_job_fields(job: NewJob, job_id: str, score: float, now: str, trigger: s
     fields = {"meta": _dump(meta), "status": JobStatus.QUEUED.value, "updated_at": now,
               "runs": _dump([first_run.model_dump()]), "score": f"{score:.0f}"}
     for name in job.steps:
-        fields[_STEP + name] = StepRecord(name=name).model_dump_json()
+        fields[_STEP + name] = _pending_step(name)
     return fields
+
+
+@functools.cache
+def _pending_step(name: str) -> str:
+    """A step that has not run yet, as stored (the same few bytes for every new job)."""
+    return StepRecord(name=name).model_dump_json()
+
+
+def _new_record(job: NewJob, job_id: str, now: str, trigger: str) -> JobRecord:
+    """What ``_decode`` would read back from ``_new_job_fields``, without encoding it twice."""
+    return JobRecord(id=job_id, kind=job.kind, connection=job.connection, status=JobStatus.QUEUED,
+                     created_at=now, updated_at=now, params=job.params, file=job.file,
+                     idempotency_key=job.idempotency_key, steps=[StepRecord(name=n) for n in job.steps],
+                     runs=[RunRecord(number=1, trigger=trigger, from_step=job.steps[0], started_at=now)])
 
 
 class _Chunk:
@@ -625,6 +640,7 @@ def _write_new(store: JobStore, pipe: Any, chunk: _Chunk, also: AlsoWrite | None
     millis, now = int(time.time() * 1000), utcnow()
     pipe.multi()
     created: dict[int, JobRecord] = {}
+    indexes: dict[str, dict[str, float]] = {}  # one ZADD per index for the whole chunk
     for n, i in enumerate(new):
         job, job_id = chunk.jobs[i], chunk.ids[i]
         # As _next_score: milliseconds x 1000 plus the rolling counter, unique per job.
@@ -635,10 +651,12 @@ def _write_new(store: JobStore, pipe: Any, chunk: _Chunk, also: AlsoWrite | None
         pipe.hset(keys.job(job_id), mapping=_fields(fields))
         for index in (keys.index_all(), keys.index_kind(job.kind), keys.index_connection(job.connection),
                       keys.index_status(JobStatus.QUEUED.value)):
-            pipe.zadd(index, {job_id: score})
-        created[i] = _decode(fields)
+            indexes.setdefault(index, {})[job_id] = score
+        created[i] = _new_record(job, job_id, now, trigger)
         if also is not None:
             also(pipe, created[i])
+    for index, members in indexes.items():
+        pipe.zadd(index, members)
     for which, names in (("kind", {chunk.jobs[i].kind for i in new}),
                          ("conn", {chunk.jobs[i].connection for i in new})):
         pipe.sadd(keys.index_names(which), *sorted(names))

@@ -148,7 +148,7 @@ def test_invalid_requests_are_refused_in_place_and_the_rest_submitted(ferry, db,
 
 
 def test_many_files_are_inspected_alike_on_threads(ferry, db, tmp_path):
-    requests = [attachment(tmp_path, str(n)) for n in range(40)]
+    requests = [attachment(tmp_path, str(n)) for n in range(150)]
     requests[17] = JobRequest(kind="assets-attachment", connection="acme", file=str(tmp_path / "gone.pdf"),
                               params={"object": "17"})
 
