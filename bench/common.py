@@ -109,11 +109,13 @@ class CpuMeter:
 class Worker(WorkerProcess):
     """``worker.processes.WorkerProcess`` that also knows its pool's pids (for /proc readings)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, pool: str = "prefork", concurrency: int = 2) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, pool: str | None = "prefork",
+                 concurrency: int = 2) -> None:
+        """``pool`` None: ``ferry worker``'s default pool."""
         super().__init__(env, log_path, concurrency=concurrency, pool=pool)
 
     def is_ready(self) -> bool:
-        pool_up = self.pool != "prefork" or len(children_of(self.proc.pid)) >= self.concurrency
+        pool_up = self.pool != "prefork" or len(children_of(self.proc.pid)) >= (self.concurrency or 0)
         return pool_up and super().is_ready()
 
     def pids(self) -> dict[str, list[int]]:

@@ -259,10 +259,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(["check", "target", "measured", "ok"], [[n, t, m, "yes" if ok else "NO"] for n, t, m, ok in results]))
     print(f"\n({time.monotonic() - started:.0f} s)")
     if args.json:
-        args.json.write_text(json.dumps([{"path": r.path, "small": r.small and asdict(r.small),
-                                          "big": r.big and asdict(r.big), "note": r.note} for r in rows], indent=2))
+        args.json.write_text(json.dumps([asdict_row(r) for r in rows], indent=2))
     return 1 if args.check and not all(ok for *_, ok in results) else 0
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def asdict_row(row: Row) -> dict[str, Any]:
+    """A row as JSON-ready data (bench/results/latest.json)."""
+    return {"path": row.path, "small": row.small and asdict(row.small), "big": row.big and asdict(row.big),
+            "growth_mib": row.growth_mib, "note": row.note}

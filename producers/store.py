@@ -19,10 +19,11 @@ of expired jobs are dropped lazily when a listing meets them, and by ``sweep``.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -510,6 +511,15 @@ class JobStore:
                     pipe.zrem(keys.index_connection(str(c)), job_id)
                 pipe.execute()
 
+    # ---- many jobs at once (Ferry.submit_many) -----------------------------------------------
+    def create_many(self, jobs: Sequence[NewJob], *, also: AlsoWrite | None = None, trigger: str = "submit",
+                    chunk_size: int = 500) -> builtins.list[Created | IdempotencyConflict]:
+        """``create`` for many jobs: one MULTI per ``chunk_size`` jobs (records, indexes,
+        idempotency keys, plus whatever ``also`` adds per new job, e.g. its Celery message, so a
+        job and its message are stored together or not at all). One result per job, in order: the
+        record and whether it is new, or the conflict for a key reused for a different job."""
+        return _create_many(self, jobs, also=also, trigger=trigger, chunk_size=chunk_size)
+
 
 @dataclass(frozen=True)
 class JobRow:
@@ -585,3 +595,176 @@ def _decode(raw: dict[str, str]) -> JobRecord:
         error=StepError.model_validate_json(raw["error"]) if raw.get("error") else None,
         runs=[RunRecord.model_validate(r) for r in json.loads(raw.get("runs") or "[]")],
     )
+
+
+# ---- many jobs at once (Ferry.submit_many) ---------------------------------------------------------
+@dataclass(frozen=True)
+class NewJob:
+    """A validated job about to be stored."""
+
+    kind: str
+    connection: str
+    steps: tuple[str, ...]
+    params: dict[str, Any]
+    file: FileInfo | None = None
+    idempotency_key: str | None = None
+
+
+Created = tuple[JobRecord, bool]  # the record, and False when an idempotency key named an old job
+AlsoWrite = Callable[[Any, JobRecord], None]  # adds commands for a new job to the write pipeline
+
+
+def _new_job_fields(job: NewJob, job_id: str, score: float, now: str, trigger: str) -> dict[str, str]:
+    """The hash of a new queued job: what ``JobStore.create`` writes."""
+    meta = {"id": job_id, "kind": job.kind, "connection": job.connection, "created_at": now,
+            "params": job.params, "file": job.file.model_dump(exclude_none=True) if job.file else None,
+            "idempotency_key": job.idempotency_key, "steps": list(job.steps)}
+    first_run = RunRecord(number=1, trigger=trigger, from_step=job.steps[0], started_at=now)
+    fields = {"meta": _dump(meta), "status": JobStatus.QUEUED.value, "updated_at": now,
+              "runs": _dump([first_run.model_dump()]), "score": f"{score:.0f}"}
+    for name in job.steps:
+        fields[_STEP + name] = _pending_step(name)
+    return fields
+
+
+@functools.cache
+def _pending_step(name: str) -> str:
+    """A step that has not run yet, as stored (the same few bytes for every new job)."""
+    return StepRecord(name=name).model_dump_json()
+
+
+def _new_record(job: NewJob, job_id: str, now: str, trigger: str) -> JobRecord:
+    """What ``_decode`` would read back from ``_new_job_fields``, without encoding it twice."""
+    return JobRecord(id=job_id, kind=job.kind, connection=job.connection, status=JobStatus.QUEUED,
+                     created_at=now, updated_at=now, params=job.params, file=job.file,
+                     idempotency_key=job.idempotency_key, steps=[StepRecord(name=n) for n in job.steps],
+                     runs=[RunRecord(number=1, trigger=trigger, from_step=job.steps[0], started_at=now)])
+
+
+class _Chunk:
+    """One pipeline's worth of jobs, sorted out before anything is written: new jobs, jobs whose
+    idempotency key names a stored job (returned as they are) or an earlier job of this chunk, and
+    keys reused for a different job (refused)."""
+
+    def __init__(self, jobs: Sequence[NewJob]) -> None:
+        self.jobs = jobs
+        self.ids = [uuid.uuid4().hex for _ in jobs]  # used by the jobs that turn out new
+        self.existing: dict[int, JobRecord] = {}
+        self.repeats: dict[int, int] = {}  # job -> the earlier job of this chunk with its key
+        self.conflicts: dict[int, IdempotencyConflict] = {}
+
+    def keys(self) -> builtins.list[str]:
+        return sorted({j.idempotency_key for j in self.jobs if j.idempotency_key})
+
+    def settle(self, found: Mapping[str, JobRecord]) -> None:
+        claimed: dict[str, int] = {}
+        for i, job in enumerate(self.jobs):
+            key = job.idempotency_key
+            if not key:
+                continue
+            earlier = claimed.get(key)
+            old = found.get(key) or (self._draft(earlier) if earlier is not None else None)
+            if old is None:
+                claimed[key] = i
+                continue
+            try:
+                _check_same_job(old, key, job.kind, job.connection, job.params, job.file)
+            except IdempotencyConflict as exc:
+                self.conflicts[i] = exc
+                continue
+            if earlier is None:
+                self.existing[i] = old
+            else:
+                self.repeats[i] = earlier
+
+    def _draft(self, index: int) -> JobRecord:
+        job = self.jobs[index]
+        return JobRecord(id=self.ids[index], kind=job.kind, connection=job.connection,
+                         status=JobStatus.QUEUED, created_at="", params=job.params, file=job.file)
+
+    def new(self) -> builtins.list[int]:
+        settled = self.existing.keys() | self.repeats.keys() | self.conflicts.keys()
+        return [i for i in range(len(self.jobs)) if i not in settled]
+
+    def results(self, created: Mapping[int, JobRecord]) -> builtins.list[Created | IdempotencyConflict]:
+        out: builtins.list[Created | IdempotencyConflict] = []
+        for i in range(len(self.jobs)):
+            if i in created:
+                out.append((created[i], True))
+            elif i in self.repeats:
+                out.append((created[self.repeats[i]], False))
+            elif i in self.existing:
+                out.append((self.existing[i], False))
+            else:
+                out.append(self.conflicts[i])
+        return out
+
+
+def _create_many(store: JobStore, jobs: Sequence[NewJob], *, also: AlsoWrite | None = None,
+                 trigger: str = "submit", chunk_size: int = 500) -> builtins.list[Created | IdempotencyConflict]:
+    """Store many new queued jobs, ``chunk_size`` per MULTI; see ``JobStore.create_many``."""
+    results: builtins.list[Created | IdempotencyConflict] = []
+    for start in range(0, len(jobs), chunk_size):
+        results += _create_chunk(store, jobs[start:start + chunk_size], also, trigger)
+    return results
+
+
+def _create_chunk(store: JobStore, jobs: Sequence[NewJob], also: AlsoWrite | None,
+                  trigger: str) -> builtins.list[Created | IdempotencyConflict]:
+    while True:
+        chunk = _Chunk(jobs)
+        with store.redis.pipeline() as pipe:
+            try:
+                idem_keys = chunk.keys()
+                if idem_keys:
+                    # As in create(): WATCH the keys, so of two producers racing for one key exactly
+                    # one creates the job; the other's EXEC fails and it reads that job back.
+                    pipe.watch(*[keys.idempotency(k) for k in idem_keys])  # type: ignore[no-untyped-call]
+                    chunk.settle(_stored_jobs(store, idem_keys))
+                created = _write_new(store, pipe, chunk, also, trigger)
+                return chunk.results(created)
+            except redis.WatchError:
+                continue
+
+
+def _stored_jobs(store: JobStore, idem_keys: builtins.list[str]) -> dict[str, JobRecord]:
+    """The stored job each idempotency key names (keys whose job expired name none)."""
+    ids = cast(builtins.list[str | None], store.redis.mget([keys.idempotency(k) for k in idem_keys]))
+    named = {k: str(i) for k, i in zip(idem_keys, ids, strict=True) if i}
+    records = {r.id: r for r in store._records(builtins.list(named.values()))} if named else {}
+    return {k: records[i] for k, i in named.items() if i in records}
+
+
+def _write_new(store: JobStore, pipe: Any, chunk: _Chunk, also: AlsoWrite | None,
+               trigger: str) -> dict[int, JobRecord]:
+    new = chunk.new()
+    if not new:
+        pipe.reset()
+        return {}
+    last = int(store.redis.incrby(f"{keys.PREFIX}:seq", len(new)))
+    millis, now = int(time.time() * 1000), utcnow()
+    pipe.multi()
+    created: dict[int, JobRecord] = {}
+    indexes: dict[str, dict[str, float]] = {}  # one ZADD per index for the whole chunk
+    for n, i in enumerate(new):
+        job, job_id = chunk.jobs[i], chunk.ids[i]
+        # As _next_score: milliseconds x 1000 plus the rolling counter, unique per job.
+        score = float(millis * 1000 + (last - len(new) + 1 + n) % 1000)
+        fields = _new_job_fields(job, job_id, score, now, trigger)
+        if job.idempotency_key:
+            pipe.set(keys.idempotency(job.idempotency_key), job_id, ex=store.idempotency_seconds)
+        pipe.hset(keys.job(job_id), mapping=_fields(fields))
+        for index in (keys.index_all(), keys.index_kind(job.kind), keys.index_connection(job.connection),
+                      keys.index_status(JobStatus.QUEUED.value)):
+            indexes.setdefault(index, {})[job_id] = score
+        created[i] = _new_record(job, job_id, now, trigger)
+        if also is not None:
+            also(pipe, created[i])
+    for index, members in indexes.items():
+        pipe.zadd(index, members)
+    for which, names in (("kind", {chunk.jobs[i].kind for i in new}),
+                         ("conn", {chunk.jobs[i].connection for i in new})):
+        pipe.sadd(keys.index_names(which), *sorted(names))
+    pipe.execute()
+    return created
+

@@ -18,12 +18,15 @@ WORKER_ARGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")  #
 
 
 class WorkerProcess:
-    def __init__(self, env: dict[str, str], log_path: Path, *args: str, concurrency: int = 2,
-                 pool: str | None = None, stdout_path: Path | None = None) -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, *args: str, concurrency: int | None = 2,
+                 pool: str | None = "prefork", stdout_path: Path | None = None) -> None:
+        """``pool``/``concurrency`` None: ``ferry worker``'s own defaults (threads, many slots)."""
         self.log_path = log_path
         self.concurrency = concurrency
-        self.pool = pool or "prefork"
-        argv = [sys.executable, "-m", "producers", "worker", *WORKER_ARGS, "-c", str(concurrency)]
+        self.pool = pool or "default"
+        argv = [sys.executable, "-m", "producers", "worker", *WORKER_ARGS]
+        if concurrency is not None:
+            argv += ["-c", str(concurrency)]
         if pool:
             argv += ["--pool", pool]
         self._log = open(log_path, "w")  # noqa: SIM115 - closed in stop()

@@ -169,16 +169,38 @@ def api(ctx: click.Context, host: str, port: int, tokens_file: str | None) -> No
         fail(str(exc))
 
 
-@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+# Uploads wait on remote servers (50-500 ms a call) far longer than they compute, so the default
+# worker keeps many of them in flight on threads: one process, WORKER_SLOTS steps at once, ~60 MB.
+# bench/latency.py measured it against prefork and gevent (bench/README.md, "Default pool").
+WORKER_POOL = "threads"
+WORKER_SLOTS = 32
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+             help=f"""Run a worker: any further options go to ``celery worker``.
+
+\b
+Default: --pool {WORKER_POOL} --concurrency {WORKER_SLOTS}: uploads spend their time waiting on
+the destination, so one process keeps {WORKER_SLOTS} of them in flight for little CPU and memory
+(bench/README.md, "Default pool"). -c/--concurrency and -P/--pool override it; --pool prefork
+suits steps that compute (several processes, no shared GIL).""")
 @click.pass_context
 def worker(ctx: click.Context) -> None:
-    """Run a worker: any further options go to ``celery worker`` (e.g. -c 4, --pool threads)."""
     with needs_extra("worker", "the worker"):
         from worker.celery_app import app
-    args = list(ctx.args)
+    app.worker_main(["worker", *worker_args(list(ctx.args))])
+
+
+def worker_args(args: list[str]) -> list[str]:
+    """``celery worker`` arguments: the user's, plus Ferry's defaults for what they leave out."""
+    given = {a.split("=")[0] for a in args}
+    if not given & {"-P", "--pool"} and not any(a.startswith("-P") for a in args):
+        args.append(f"--pool={WORKER_POOL}")
+    if not given & {"-c", "--concurrency"} and not any(a.startswith("-c") and a[2:].isdigit() for a in args):
+        args.append(f"--concurrency={WORKER_SLOTS}")
     if not any(a.startswith(("-l", "--loglevel")) for a in args):
         args.append("--loglevel=INFO")
-    app.worker_main(["worker", *args])
+    return args
 
 
 @cli.command()

@@ -42,6 +42,7 @@ from producers.records import JobRecord, JobStatus
 
 CSV_COLUMNS = frozenset(JobRequest.model_fields) - {"params"}
 POLL_SECONDS = 0.25
+SUBMIT_CHUNK = 500  # jobs per Redis MULTI
 
 
 @dataclass
@@ -183,19 +184,24 @@ def check(ferry: Ferry, lines: list[ManifestLine]) -> None:
 
 
 def submit(ferry: Ferry, lines: list[ManifestLine], console: Console) -> list[Submitted]:
+    """Submit the good lines with ``Ferry.submit_many``, a chunk at a time (the progress bar moves
+    per chunk). A line refused now (its file vanished since the check…) gets its problems."""
     good = [ln for ln in lines if not ln.problems and ln.request is not None]
     submitted: list[Submitted] = []
     with _progress(console) as progress:
         task = progress.add_task("submitting", total=len(good))
-        for ln in good:
-            assert ln.request is not None
-            try:
-                record, created = ferry.submit_request(ln.request)
-            except SubmitError as exc:  # changed since the check (a file vanished…)
-                ln.problems = [Problem(request_field(p.field), p.message) for p in exc.problems]
-            else:
-                submitted.append(Submitted(ln.number, record, created))
-            progress.advance(task)
+        for start in range(0, len(good), SUBMIT_CHUNK):
+            chunk = good[start:start + SUBMIT_CHUNK]
+            outcomes = ferry.submit_many([ln.request for ln in chunk if ln.request is not None],
+                                         chunk_size=SUBMIT_CHUNK)
+            for ln, outcome in zip(chunk, outcomes, strict=True):
+                if isinstance(outcome, SubmitError):
+                    ln.problems = [Problem(request_field(p.field), p.message) for p in outcome.problems]
+                elif isinstance(outcome, Exception):
+                    raise outcome  # Redis went away: the lines before this chunk are submitted
+                else:
+                    submitted.append(Submitted(ln.number, *outcome))
+            progress.advance(task, len(chunk))
     return submitted
 
 

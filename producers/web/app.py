@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException
 
-from producers.client import Ferry, JobRequest, request_field
+from producers.client import Ferry, JobRequest, Outcome, request_field
 from producers.config import FerryConfig
 from producers.errors import ConfigError, IdempotencyConflict, JobNotFound, Problem, SubmitError
 from producers.kinds import KINDS
@@ -70,7 +70,7 @@ class BatchItemResult(BaseModel):
     index: int
     status: int = Field(description="202 created, 200 existing (idempotency key), 409 key reused for "
                                     "another job, 422 refused, "
-                                    "503 stored but could not be enqueued")
+                                    "503 the job store or broker was unreachable (nothing of the job was kept)")
     job: JobRecord | None = None
     problems: list[ProblemOut] = Field(default_factory=list)
 
@@ -168,16 +168,24 @@ Bearer = [Depends(bearer)]
 
 
 def submit_one(ferry: Ferry, request: JobRequest) -> tuple[int, JobRecord | None, list[ProblemOut]]:
-    """One job of ``POST /jobs`` or ``POST /jobs:batch``: (HTTP status, record, problems)."""
+    """One job of ``POST /jobs``: (HTTP status, record, problems)."""
     try:
-        record, created = ferry.submit_request(request, require_file_roots=True)
-    except IdempotencyConflict as exc:
-        return 409, None, _problems(exc.problems)
-    except SubmitError as exc:
-        return 422, None, _problems(exc.problems)
-    except Exception as exc:  # store or broker down: the job (if stored) is failed, replayable
-        log.exception("submitting a %s job failed", request.kind)
-        return 503, None, [ProblemOut(field="", message=f"could not store or enqueue: {exc}")]
+        outcome: Outcome = ferry.submit_request(request, require_file_roots=True)
+    except Exception as exc:
+        outcome = exc
+    return _outcome(request, outcome)
+
+
+def _outcome(request: JobRequest, outcome: Outcome) -> tuple[int, JobRecord | None, list[ProblemOut]]:
+    """An item's HTTP status, record and problems."""
+    if isinstance(outcome, IdempotencyConflict):
+        return 409, None, _problems(outcome.problems)
+    if isinstance(outcome, SubmitError):
+        return 422, None, _problems(outcome.problems)
+    if isinstance(outcome, Exception):  # store or broker down: nothing of the job was stored
+        log.error("submitting a %s job failed", request.kind, exc_info=outcome)
+        return 503, None, [ProblemOut(field="", message=f"could not store or enqueue: {outcome}")]
+    record, created = outcome
     return (202 if created else 200), record, []
 
 
@@ -210,22 +218,26 @@ def post_job(
              responses={422: {"model": ProblemsOut}, 413: {}})
 def post_batch(batch: BatchRequest, ferry: FerryDep) -> BatchResult:
     """Submit many jobs; each item succeeds or fails on its own (partial success). The
-    answer is 200 with one result per item, in order."""
-    results = []
+    answer is 200 with one result per item, in order. Valid items are stored and enqueued
+    together (``Ferry.submit_many``: one Redis round trip per 500)."""
+    results: list[BatchItemResult | None] = []
+    requests: dict[int, JobRequest] = {}
     for index, item in enumerate(batch.jobs):
         try:
-            request = JobRequest.model_validate(item)
+            requests[index] = JobRequest.model_validate(item)
+            results.append(None)
         except ValidationError as exc:
             problems = _validation_problems(list(exc.errors()), strip=0)
             results.append(BatchItemResult(index=index, status=422, problems=problems))
-            continue
-        status, record, problems = submit_one(ferry, request)
-        results.append(BatchItemResult(index=index, status=status, job=record,
-                                       problems=problems))
-    return BatchResult(results=results,
-                       created=sum(r.status == 202 for r in results),
-                       existing=sum(r.status == 200 for r in results),
-                       refused=sum(r.status not in (200, 202) for r in results))
+    outcomes = ferry.submit_many(list(requests.values()), require_file_roots=True)
+    for (index, request), outcome in zip(requests.items(), outcomes, strict=True):
+        status, record, problems = _outcome(request, outcome)
+        results[index] = BatchItemResult(index=index, status=status, job=record, problems=problems)
+    done = [r for r in results if r is not None]
+    return BatchResult(results=done,
+                       created=sum(r.status == 202 for r in done),
+                       existing=sum(r.status == 200 for r in done),
+                       refused=sum(r.status not in (200, 202) for r in done))
 
 
 @router.get("/jobs/{job_id}", dependencies=Bearer, response_model=JobRecord,

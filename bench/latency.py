@@ -1,0 +1,212 @@
+"""Uploads in flight against a slow destination: Ferry vs plain requests at 50 ms per call.
+
+    python -m bench.latency [--latency-ms 50] [--concurrency 1,4,16,64] [--jobs-per-slot 4] [--check]
+
+The sandbox's latency fault holds every destination call 50 ms (a real Atlassian call takes
+50-500 ms), so a job's three calls take >= 150 ms and throughput comes from how many jobs are in
+flight. At each concurrency c, in the same run against the same sandbox:
+- plain: c threads, each with its own Session, doing the three calls per job (bench.throughput);
+- ferry default worker: one ``ferry worker -c c`` with its default pool;
+- ferry 2 worker processes: two ``ferry worker -c c/2`` consuming the same queue.
+Ideal jobs/s = c / (3 x latency); "x linear" is the measured rate over that. Ferry's rate runs from
+the first job's ``created_at`` to the last ``finished_at`` (submission included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.common import CONNECTION, Stack, Worker, median, stack, table
+from bench.throughput import PlainClient, _at, make_files
+from producers.client import JobRequest
+from producers.records import JobStatus
+
+CALLS_PER_JOB = 3
+TARGET_VS_PLAIN = 0.95  # the default worker vs plain requests at the same concurrency (from c=16 up)
+CHECK_FROM_CONCURRENCY = 16
+
+
+@dataclass
+class Point:
+    configuration: str
+    concurrency: int
+    jobs: int
+    jobs_per_s: float
+    ideal_jobs_per_s: float
+    failed: int = 0
+
+    @property
+    def linear(self) -> float:
+        return self.jobs_per_s / self.ideal_jobs_per_s
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "linear": self.linear}
+
+
+# ---- the two sides -------------------------------------------------------------------------------
+def plain(client: PlainClient, files: Sequence[Path], concurrency: int) -> float:
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(client.attach, files[:concurrency]))  # one Session per thread, warm
+        started = time.perf_counter()
+        list(pool.map(client.attach, files))
+        return len(files) / (time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def ferry_workers(bench: Stack, processes: int, concurrency: int) -> Iterator[list[Worker]]:
+    """``processes`` workers with the default pool sharing ``concurrency`` slots, on a clean store."""
+    bench.redis().flushdb()
+    per_worker = max(1, concurrency // processes)
+    workers = [Worker(bench.env, bench.home / f"worker-c{concurrency}-{n}.log", None, per_worker)
+               for n in range(processes)]
+    try:
+        yield [w.wait_ready() for w in workers]  # type: ignore[misc]
+    finally:
+        for w in workers:
+            w.stop()
+
+
+def ferry(bench: Stack, files: Sequence[Path], params: dict[str, Any], processes: int,
+          concurrency: int) -> tuple[float, int]:
+    """jobs/s and failed jobs: the files submitted in one ``submit_many``, run to the end."""
+    with ferry_workers(bench, processes, concurrency):
+        client = bench.ferry()
+        try:
+            _run(client, files[:concurrency], params)  # every slot has run a job: connections warm
+            records = _run(client, files, params)
+        finally:
+            client.close()
+    first = min(_at(r.created_at) for r in records)
+    last = max(_at(r.finished_at or r.created_at) for r in records)
+    return len(files) / (last - first), sum(r.status != JobStatus.SUCCEEDED for r in records)
+
+
+def _run(client: Any, files: Sequence[Path], params: dict[str, Any], timeout: float = 600) -> list[Any]:
+    requests = [JobRequest(kind="assets-attachment", connection=CONNECTION, file=str(p), params=params)
+                for p in files]
+    ids = [o[0].id for o in client.submit_many(requests) if isinstance(o, tuple)]
+    deadline = time.monotonic() + timeout
+    while True:
+        records = [client.status(i) for i in ids]
+        if all(r.done for r in records):
+            return records
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"jobs still running after {timeout}s")
+        time.sleep(0.05)
+
+
+# ---- the benchmark -------------------------------------------------------------------------------
+def measure(concurrencies: Sequence[int], latency_ms: int, jobs_per_slot: int, min_jobs: int = 16,
+            log: Callable[[str], None] = print) -> list[Point]:
+    points: list[Point] = []
+    with stack() as bench:
+        seed = bench.control.seed()
+        params = {"object": seed["object_id"], "workspace": seed["workspace_id"]}
+        client = PlainClient(bench.control.url, bench.control.basic, seed["workspace_id"], seed["object_id"])
+        most = max(max(concurrencies) * (jobs_per_slot + 1), min_jobs + max(concurrencies))
+        all_files = make_files(bench.home / "files", most, 10 * 1024)
+        for c in concurrencies:
+            files = all_files[:max(min_jobs, c * jobs_per_slot)]
+            ideal = c / (CALLS_PER_JOB * latency_ms / 1000)
+            configurations = [("plain requests", 0), ("ferry default worker", 1)]
+            if c >= 2:
+                configurations.append(("ferry 2 worker processes", 2))
+            for name, processes in configurations:
+                bench.control.reset()
+                bench.control.add_fault(path=".", latency_ms=latency_ms)
+                if processes:
+                    rate, failed = ferry(bench, files, params, processes, c)
+                else:
+                    rate, failed = plain(client, files, c), 0
+                point = Point(name, c, len(files), rate, ideal, failed)
+                points.append(point)
+                log(f"  c={c:<3} {name:<26} {rate:7.1f} jobs/s  ({point.linear:.2f}x linear)"
+                    + (f", {failed} failed" if failed else ""))
+    return points
+
+
+def rows(points: Sequence[Point]) -> list[list[object]]:
+    plain_rate = {p.concurrency: p.jobs_per_s for p in points if p.configuration == "plain requests"}
+    return [[p.configuration, p.concurrency, p.jobs, p.jobs_per_s, p.ideal_jobs_per_s, p.linear,
+             p.jobs_per_s / plain_rate[p.concurrency]] for p in points]
+
+
+HEADERS = ["configuration", "in flight", "jobs", "jobs/s", "ideal jobs/s", "x linear", "x plain"]
+
+
+def checks(points: Sequence[Point]) -> list[tuple[str, str, str, bool]]:
+    plain_rate = {p.concurrency: p.jobs_per_s for p in points if p.configuration == "plain requests"}
+    out = []
+    for p in points:
+        if p.configuration == "ferry default worker" and p.concurrency >= CHECK_FROM_CONCURRENCY:
+            ratio = p.jobs_per_s / plain_rate[p.concurrency]
+            out.append((f"default worker vs plain, {p.concurrency} in flight, {CALLS_PER_JOB} x latency",
+                        f">= {TARGET_VS_PLAIN}x", f"{ratio:.2f}x", ratio >= TARGET_VS_PLAIN))
+    failed = sum(p.failed for p in points)
+    out.append(("every Ferry job succeeded (latency run)", "0 failed", str(failed), failed == 0))
+    return out
+
+
+def plot(points: Sequence[Point], path: Path, latency_ms: int) -> Path:
+    """Throughput vs jobs in flight, one line per configuration, the ideal dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for name in dict.fromkeys(p.configuration for p in points):
+        mine = [p for p in points if p.configuration == name]
+        ax.plot([p.concurrency for p in mine], [p.jobs_per_s for p in mine], marker="o", label=name)
+    ideal = sorted({(p.concurrency, p.ideal_jobs_per_s) for p in points})
+    ax.plot([c for c, _ in ideal], [i for _, i in ideal], linestyle="--", color="grey", label="ideal (no CPU cost)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(ScalarFormatter())
+    ax.set_xlabel("jobs in flight (threads / worker slots)")
+    ax.set_ylabel("jobs/s (3 calls per job)")
+    ax.set_title(f"assets-attachment jobs at {latency_ms} ms per call: Ferry vs plain requests")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.split("\n")[0])
+    parser.add_argument("--latency-ms", type=int, default=50)
+    parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated (1,4,16,64)")
+    parser.add_argument("--jobs-per-slot", type=int, default=4, help="jobs per in-flight slot (4)")
+    parser.add_argument("--check", action="store_true", help="exit 1 unless every target is met")
+    parser.add_argument("--plot", type=Path, help="also draw the PNG here")
+    args = parser.parse_args(argv)
+    points = measure([int(c) for c in args.concurrency.split(",")], args.latency_ms, args.jobs_per_slot)
+    print()
+    print(table(HEADERS, rows(points)))
+    results = checks(points)
+    print()
+    print(table(["check", "target", "measured", "ok"], [[n, t, m, "yes" if ok else "NO"] for n, t, m, ok in results]))
+    if args.plot:
+        print(f"plot: {plot(points, args.plot, args.latency_ms)}")
+    return 1 if args.check and not all(ok for *_, ok in results) else 0
+
+
+def summary_ratio(points: Sequence[Point], configuration: str) -> float:
+    """Median over concurrencies of this configuration's rate vs plain."""
+    plain_rate = {p.concurrency: p.jobs_per_s for p in points if p.configuration == "plain requests"}
+    return median([p.jobs_per_s / plain_rate[p.concurrency] for p in points if p.configuration == configuration])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

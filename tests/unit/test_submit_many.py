@@ -1,0 +1,183 @@
+"""``Ferry.submit_many``: many jobs in a few Redis round trips, each stored exactly as ``submit``
+stores one, with the same Celery message ``enqueue`` publishes and the same idempotency rules.
+
+Runs on the session's real redis-server, in a database of its own (no worker consumes there), so
+the messages can be read back from the queue list.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import redis
+
+from producers import keys, queue
+from producers.client import Ferry, JobRequest
+from producers.config import parse_config
+from producers.embedded import RedisLocation
+from producers.errors import IdempotencyConflict, SubmitError
+from producers.kinds import KINDS, get_kind
+from producers.records import JobRecord, JobStatus
+
+DB = 7
+PDF = b"%PDF-1.4\n" + b"x" * 200 + b"\n%%EOF\n"
+
+
+@pytest.fixture
+def location(redis_location: RedisLocation) -> RedisLocation:
+    return RedisLocation.from_socket(Path(urlsplit(redis_location.url).path), DB)
+
+
+@pytest.fixture
+def db(location: RedisLocation) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(location.url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def ferry(location: RedisLocation, db: redis.Redis, tmp_path: Path) -> Iterator[Ferry]:
+    (tmp_path / "doc.pdf").write_bytes(PDF)
+    config = parse_config({"connections": {"acme": {
+        "service": "atlassian", "site_url": "https://acme.example", "api_url": "https://api.example",
+        "email": "a@b.c", "token_env": "X"}}, "files": {"roots": [str(tmp_path)]}})
+    client = Ferry(location.url, config=config)
+    yield client
+    client.close()
+
+
+def attachment(tmp_path: Path, obj: str, key: str | None = None) -> JobRequest:
+    return JobRequest(kind="assets-attachment", connection="acme", file=str(tmp_path / "doc.pdf"),
+                      params={"object": obj}, idempotency_key=key)
+
+
+def queued_messages(db: redis.Redis) -> list[dict[str, Any]]:
+    """The queue list, oldest first (kombu LPUSHes, the worker BRPOPs), bodies decoded."""
+    messages = [json.loads(raw) for raw in reversed(db.lrange(queue.QUEUE, 0, -1))]
+    for message in messages:
+        message["body"] = json.loads(base64.b64decode(message["body"]))
+    return messages
+
+
+def created(outcomes: list[Any]) -> list[JobRecord]:
+    assert all(isinstance(o, tuple) for o in outcomes), outcomes
+    return [record for record, _ in outcomes]
+
+
+def test_each_job_is_stored_indexed_and_queued_in_order(ferry, db, tmp_path):
+    outcomes = ferry.submit_many([attachment(tmp_path, str(n)) for n in range(7)], chunk_size=3)
+
+    records = created(outcomes)
+    assert all(new for _, new in outcomes)
+    assert [r.params["object"] for r in records] == [str(n) for n in range(7)]
+    assert [ferry.status(r.id) for r in records] == records
+    assert records[0].file is not None and records[0].file.mime_type == "application/pdf"
+    assert ferry.store.counts()[JobStatus.QUEUED.value] == 7
+    assert [j.id for j in ferry.jobs(limit=10).jobs] == [r.id for r in reversed(records)]
+    messages = queued_messages(db)
+    assert [m["body"][0] for m in messages] == [[r.id] for r in records]
+    assert {m["headers"]["task"] for m in messages} == {queue.task_name("get_credentials")}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_the_message_is_the_one_enqueue_publishes(ferry, db, kind):
+    """Same queue, headers, properties and chain as ``chain.apply_async``; only the ids differ."""
+    spec = get_kind(kind)
+    queue.enqueue(ferry.celery, "job-1", spec)
+    [(command, (key, payload))] = queue.ChainMessages(ferry.celery).commands("job-1", spec)
+    assert (command, key) == ("lpush", queue.QUEUE)
+    db.lpush(key, payload)
+    by_enqueue, by_bulk = (_without_ids(m) for m in queued_messages(db))
+    assert by_bulk == by_enqueue
+
+
+def _without_ids(message: dict[str, Any]) -> dict[str, Any]:
+    headers = {k: v for k, v in message["headers"].items() if k not in ("id", "root_id")}
+    assert message["headers"]["root_id"] == message["headers"]["id"]
+    properties = {k: v for k, v in message["properties"].items() if k not in ("correlation_id", "delivery_tag")}
+    args, kwargs, embed = message["body"]
+    chain = [{**s, "options": sorted(s["options"])} for s in embed["chain"] or []]
+    return {**message, "headers": headers, "properties": properties,
+            "body": [args, kwargs, {**embed, "chain": chain}]}
+
+
+def test_a_reused_idempotency_key_returns_the_job_or_refuses_a_different_one(ferry, db, tmp_path):
+    [(first, _)] = ferry.submit_many([attachment(tmp_path, "1", key="k-1")])
+
+    again, other, fresh = ferry.submit_many([
+        attachment(tmp_path, "1", key="k-1"),  # same job: the stored one, untouched
+        attachment(tmp_path, "2", key="k-1"),  # a different job under that key: refused
+        attachment(tmp_path, "3", key="k-3"),
+    ])
+
+    assert again == (first, False)
+    assert isinstance(other, IdempotencyConflict)
+    assert "different params" in str(other) and first.id in str(other)
+    assert isinstance(fresh, tuple) and fresh[1] is True
+    assert db.get(keys.idempotency("k-3")) == fresh[0].id
+    assert len(queued_messages(db)) == 2
+
+
+def test_a_key_repeated_within_one_batch_makes_one_job(ferry, db, tmp_path):
+    one, same, different = ferry.submit_many([attachment(tmp_path, "1", key="k"), attachment(tmp_path, "1", key="k"),
+                                              attachment(tmp_path, "9", key="k")])
+
+    assert isinstance(one, tuple) and one[1] is True
+    assert same == (one[0], False)
+    assert isinstance(different, IdempotencyConflict)
+    assert ferry.store.counts()[JobStatus.QUEUED.value] == 1
+    assert len(queued_messages(db)) == 1
+
+
+def test_invalid_requests_are_refused_in_place_and_the_rest_submitted(ferry, db, tmp_path):
+    bad = JobRequest(kind="assets-attachment", connection="nowhere", file=str(tmp_path / "gone.pdf"))
+
+    good, refused, also_good = ferry.submit_many([attachment(tmp_path, "1"), bad, attachment(tmp_path, "2")])
+
+    assert isinstance(refused, SubmitError) and not isinstance(refused, IdempotencyConflict)
+    assert {p.field for p in refused.problems} == {"connection", "file", "object"}
+    assert created([good, also_good])
+    assert len(queued_messages(db)) == 2
+
+
+def test_many_files_are_inspected_alike_on_threads(ferry, db, tmp_path):
+    requests = [attachment(tmp_path, str(n)) for n in range(150)]
+    requests[17] = JobRequest(kind="assets-attachment", connection="acme", file=str(tmp_path / "gone.pdf"),
+                              params={"object": "17"})
+
+    outcomes = ferry.submit_many(requests)
+
+    assert isinstance(outcomes[17], SubmitError)
+    records = created(outcomes[:17] + outcomes[18:])
+    assert {r.file.size for r in records if r.file} == {len(PDF)}
+
+
+def test_one_by_one_submit_takes_the_same_path(ferry, db, tmp_path):
+    record = ferry.submit("assets-attachment", connection="acme", file=str(tmp_path / "doc.pdf"),
+                          params={"object": "5"}, idempotency_key="one")
+
+    assert ferry.submit("assets-attachment", connection="acme", file=str(tmp_path / "doc.pdf"),
+                        params={"object": "5"}, idempotency_key="one") == record
+    with pytest.raises(IdempotencyConflict):
+        ferry.submit("assets-attachment", connection="acme", file=str(tmp_path / "doc.pdf"),
+                     params={"object": "6"}, idempotency_key="one")
+    assert [m["body"][0] for m in queued_messages(db)] == [[record.id]]
+
+
+def test_without_redis_each_job_gets_the_error_and_none_is_half_stored(tmp_path):
+    (tmp_path / "doc.pdf").write_bytes(PDF)
+    config = parse_config({"connections": {"acme": {
+        "service": "atlassian", "site_url": "https://acme.example", "api_url": "https://api.example",
+        "email": "a@b.c", "token_env": "X"}}})
+    ferry = Ferry(RedisLocation.from_socket(tmp_path / "no-redis.sock").url, config=config)
+
+    outcomes = ferry.submit_many([attachment(tmp_path, "1"), attachment(tmp_path, "2")])
+
+    assert all(isinstance(o, redis.ConnectionError) for o in outcomes)
