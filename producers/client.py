@@ -82,7 +82,7 @@ class Ferry:
     @property
     def celery(self) -> Celery:
         if self._celery is None:
-            self._celery = queue.make_celery(self.location, name="ferry-producer")
+            self._celery = queue.make_celery(self.location, self.config, name="ferry-producer")
         return self._celery
 
     # ---- validation ----------------------------------------------------------------------

@@ -35,6 +35,10 @@ class ConnectionConfig(BaseModel):
     token_file: str | None = None
     # Requests per second this connection may send, shared by all workers (None: no own limit).
     rate_limit: float | None = Field(default=None, gt=0)
+    # Requests this connection may have open at once, shared by all workers (None: no cap).
+    max_in_flight: int | None = Field(default=None, gt=0)
+    # The Celery queue its steps go to (default ``ferry.<service>``): workers can serve a subset.
+    queue: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
     @model_validator(mode="after")
     def _check(self) -> ConnectionConfig:
@@ -64,6 +68,8 @@ class FerryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     redis_url: str | None = None
+    # Where the Celery queues live (``amqp://…`` for RabbitMQ); default: the job store's Redis.
+    broker_url: str | None = None
     connections: dict[str, ConnectionConfig] = Field(default_factory=dict)
     # Files a job may name must resolve (symlinks followed) under one of these. Empty: any path.
     file_roots: tuple[str, ...] = ()
