@@ -25,6 +25,7 @@ from producers.kinds import KINDS
 from producers.records import FileInfo, JobRecord, StepError
 from producers.selection import Filters
 from tests.fixtures.api import LiveApi
+from tests.fixtures.broker import both_brokers
 from tests.fixtures.worker import FerryEnv
 from tests.integration.helpers import png, sha256, uploads_with
 
@@ -74,6 +75,7 @@ def stored_failed_copy(ferry: Ferry, template: JobRecord) -> str:
 
 
 # ---- one job -------------------------------------------------------------------------------------
+@both_brokers
 def test_replay_from_the_failed_step_does_not_upload_again(ferry_env, ferry, sandbox, tmp_path):
     seed = sandbox.seed()
     sandbox.add_fault(**LINK_FAULT, times=1)
