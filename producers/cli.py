@@ -8,6 +8,7 @@ kind brings its command and options with it.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import datetime
 from typing import Any
@@ -237,15 +238,40 @@ def api(ctx: click.Context, host: str, port: int) -> None:
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @click.pass_context
 def worker(ctx: click.Context) -> None:
-    """Run a worker: any further options go to ``celery worker`` (e.g. -c 4, --pool threads)."""
+    """Run a worker: any further options go to ``celery worker`` (e.g. -c 4, --pool threads).
+
+    It serves every configured queue; ``-Q ferry.atlassian,ferry.awork`` serves only those."""
     try:
         from worker.celery_app import app
     except ImportError as exc:
         fail(f"the worker needs the worker extra (pip install 'ferry[worker]'): {exc}")
     args = list(ctx.args)
+    known = list(app.amqp.queues)
+    unknown = [q for q in _queue_options(args) if q not in known]
+    if unknown:  # Celery would create it, and wait on a queue nobody publishes to
+        fail(f"unknown queue {', '.join(unknown)} (configured: {', '.join(known)})")
     if not any(a.startswith(("-l", "--loglevel")) for a in args):
         args.append("--loglevel=INFO")
+    if not any(a.startswith(("-n", "--hostname")) for a in args):
+        # Celery's default node name is one per host; two workers on a host (one per queue, say)
+        # would share it, and on RabbitMQ the second could not declare its control queue.
+        args.append(f"--hostname=ferry-{os.getpid()}@%h")
     app.worker_main(["worker", *args])
+
+
+def _queue_options(args: list[str]) -> list[str]:
+    """The queue names in celery worker's ``-Q``/``--queues``/``-X``/``--exclude-queues`` options."""
+    names: list[str] = []
+    for i, arg in enumerate(args):
+        flag, _, value = arg.partition("=")
+        if flag in ("-Q", "--queues", "-X", "--exclude-queues"):
+            value = value or (args[i + 1] if i + 1 < len(args) else "")
+        elif arg.startswith(("-Q", "-X")):
+            value = arg[2:]
+        else:
+            continue
+        names += [n for n in value.split(",") if n]
+    return names
 
 
 @cli.command()

@@ -80,9 +80,9 @@ def declared_queues(names: Iterable[str], *, rabbitmq: bool) -> list[Queue]:
 class JobRouter:
     """A Celery router: each step of a job goes to the queue of the job's connection."""
 
-    def __init__(self, config: FerryConfig, redis_url: str) -> None:
+    def __init__(self, config: FerryConfig, client: redis.Redis) -> None:
         self.config = config
-        self.redis = redis.Redis.from_url(redis_url, decode_responses=True)  # safe across fork
+        self.redis = client  # redis-py opens new connections in a forked child
 
     def queue_for(self, job_id: str) -> str:
         meta = self.redis.hget(keys.job(job_id), "meta")
@@ -129,7 +129,7 @@ def celery_settings(location: RedisLocation, config: FerryConfig) -> dict[str, A
         "task_default_exchange": EXCHANGE,
         "task_default_exchange_type": exchange_type(rabbitmq),
         "task_default_routing_key": DEFAULT_QUEUE,
-        "task_routes": (JobRouter(config, location.url),),
+        "task_routes": (JobRouter(config, redis.Redis.from_url(location.url, decode_responses=True)),),
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
         # structlog writes JSON lines to stderr itself; routing them through Celery's stdout
