@@ -106,7 +106,7 @@ class Ferry:
     @property
     def celery(self) -> Celery:
         if self._celery is None:
-            self._celery = queue.make_celery(self.location, name="ferry-producer")
+            self._celery = queue.make_celery(self.location, self.config, name="ferry-producer")
         return self._celery
 
     # ---- validation ----------------------------------------------------------------------
@@ -213,9 +213,12 @@ class Ferry:
             part = valid[start:start + chunk_size]
             try:
                 outcomes: list[Outcome] = list(self.store.create_many(
-                    [job for _, job in part], also=self._publish, chunk_size=chunk_size))
+                    [job for _, job in part], also=self._publish if self._broker_is_store else None,
+                    chunk_size=chunk_size))
             except (redis.RedisError, OperationalError, OSError) as exc:
                 outcomes = [exc] * len(part)
+            if not self._broker_is_store:
+                outcomes = [self._publish_alone(o) for o in outcomes]
             stored.update((i, outcome) for (i, _), outcome in zip(part, outcomes, strict=True))
         return [stored[i] if isinstance(c, NewJob) else c for i, c in enumerate(checked)]
 
@@ -239,10 +242,29 @@ class Ferry:
         with ThreadPoolExecutor(FILE_THREADS, thread_name_prefix="ferry-inspect") as pool:
             return [job for part in pool.map(lambda part: [check(r) for r in part], slices) for job in part]
 
+    @property
+    def _broker_is_store(self) -> bool:
+        """Whether the broker is the job store's own Redis, so a job's message can be written in
+        the MULTI that stores the job (else: store, then publish through the broker)."""
+        return queue.broker_url(self.config, self.location) == self.location.broker_url
+
     def _publish(self, pipe: Any, record: JobRecord) -> None:
         """Add a new job's Celery message to the pipeline that stores the job."""
-        for command, args in self._messages.commands(record.id, get_kind(record.kind)):
+        target = queue.queue_of(self.config.connection(record.connection))
+        for command, args in self._messages.commands(record.id, get_kind(record.kind), target):
             getattr(pipe, command)(*args)
+
+    def _publish_alone(self, outcome: Outcome) -> Outcome:
+        """A stored job's chain, published through another broker (RabbitMQ, another Redis). A
+        job the broker refuses stays stored, failed and replayable (``enqueue``): its record says so."""
+        if not isinstance(outcome, tuple) or not outcome[1]:
+            return outcome
+        record = outcome[0]
+        try:
+            self.enqueue(record.id, get_kind(record.kind))
+        except Exception:
+            return self.store.get(record.id), True
+        return outcome
 
     @property
     def _messages(self) -> queue.ChainMessages:

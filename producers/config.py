@@ -42,6 +42,10 @@ class ConnectionConfig(BaseModel):
     # atlassian: how files reach the media service (open-readings §1). "auto" tries the seed's
     # multipart /file first, verifies the stored size and falls back to raw /file/binary.
     media_upload: Literal["multipart", "binary", "auto"] = "auto"
+    # Requests this connection may have open at once, shared by all workers (None: no cap).
+    max_in_flight: int | None = Field(default=None, gt=0)
+    # The Celery queue its steps go to (default ``ferry.<service>``): workers can serve a subset.
+    queue: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
     @model_validator(mode="after")
     def _check(self) -> ConnectionConfig:
@@ -71,6 +75,8 @@ class FerryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     redis_url: str | None = None
+    # Where the Celery queues live (``amqp://…`` for RabbitMQ); default: the job store's Redis.
+    broker_url: str | None = None
     connections: dict[str, ConnectionConfig] = Field(default_factory=dict)
     # Files a job may name must resolve (symlinks followed) under one of these. Empty: any path.
     file_roots: tuple[str, ...] = ()

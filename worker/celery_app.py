@@ -19,7 +19,8 @@ from worker.runtime import runtime
 from worker.tasks import register_tasks
 
 configure_logging()
-app = make_celery(resolve_redis(load_config().redis_url))
+_config = load_config()
+app = make_celery(resolve_redis(_config.redis_url), _config)
 register_tasks(app)
 
 

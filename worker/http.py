@@ -24,7 +24,9 @@ Auth = AuthBase | tuple[str, str] | None
 class Limiter(Protocol):
     """What a Destination asks before each request (see worker.rate_limit)."""
 
-    def acquire(self, step: str) -> None: ...
+    def acquire(self, step: str) -> str | None: ...
+
+    def release(self, slot: str | None) -> None: ...
 
     def pause(self, seconds: float) -> None: ...
 
@@ -81,8 +83,7 @@ class Destination:
         rather than a blind retry that could duplicate it; ``check`` tells the human where to
         look. Only 429, 503 and connect errors before any byte was sent are retried for it."""
         timeout = (CONNECT_TIMEOUT, None if upload else READ_TIMEOUT)
-        if self.limiter is not None:
-            self.limiter.acquire(step)
+        slot = self.limiter.acquire(step) if self.limiter is not None else None
         try:
             response = self.session.request(
                 method, self.url(path), auth=self.auth, headers={**self.headers, **(headers or {})},
@@ -91,6 +92,9 @@ class Destination:
             raise _transport_error(exc, step, repeatable, check) from None
         except requests.RequestException as exc:
             raise RetryableError(f"request failed: {exc}", step=step) from None
+        finally:
+            if self.limiter is not None:
+                self.limiter.release(slot)
         if response.status_code in set(ok):
             return response
         error = classify(response, step, repeatable=repeatable, check=check)

@@ -1,18 +1,25 @@
 """One request budget per connection, shared by every worker process (in Redis).
 
-Two things slow a connection down for everyone at once:
-- its own limit (``rate_limit`` requests/s in ferry.toml), enforced with GCRA — a token bucket
+Three things hold a connection's requests back, for every worker at once:
+- its own rate (``rate_limit`` requests/s in ferry.toml), enforced with GCRA — a token bucket
   kept as one timestamp, updated atomically by a Lua script, allowing a burst of one second's worth;
+- its own concurrency (``max_in_flight``): a semaphore of that many slots, each a token in a
+  sorted set scored by when it expires. A worker renews the slots it holds while their requests
+  run; a worker that dies stops renewing, and its slots lapse instead of being lost for good;
 - the destination's word: a 429 with a delay pauses the whole connection until then, so the
   other workers do not keep hammering a service that has just asked everyone to wait.
 
-A short wait is slept inline; a long one becomes a RetryableError, which frees the worker slot
-and parks the step for exactly that long.
+A short wait is slept inline; a long one becomes ``Throttled``, which frees the worker slot and
+parks the step for that long without spending its attempt budget.
 """
 
 from __future__ import annotations
 
+import contextlib
+import random
+import threading
 import time
+import uuid
 
 import redis
 
@@ -37,17 +44,118 @@ return 0
 """
 
 
+# KEYS[1] = slots; ARGV = capacity, slot lifetime ms, token. Returns 1 if the token took a slot.
+_TAKE_SLOT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS[1] = slots; ARGV = slot lifetime ms, tokens… Extends the tokens still there (XX: a slot
+# that already lapsed is not taken back behind the back of whoever holds it now).
+_RENEW_SLOTS = """
+local t = redis.call('TIME')
+local expires = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', expires, ARGV[i]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 0
+"""
+
+SLOT_SECONDS = 60.0  # a dead worker's slot is free again after this; live ones renew every third
+
+
+class InFlightSlots:
+    """At most ``capacity`` requests on one connection at once, across every worker."""
+
+    def __init__(self, client: redis.Redis, connection: str, capacity: int,
+                 lifetime: float = SLOT_SECONDS) -> None:
+        self.client = client
+        self.key = keys.rate_limit(connection) + ":inflight"
+        self.capacity = capacity
+        self.lifetime_ms = max(1, int(lifetime * 1000))
+        self._take = client.register_script(_TAKE_SLOT)
+        self._renew = client.register_script(_RENEW_SLOTS)
+        self._held: set[str] = set()
+        self._lock = threading.Lock()
+        self._renewer: threading.Thread | None = None
+
+    def try_take(self) -> str | None:
+        """A slot's token, or None when all are taken."""
+        token = uuid.uuid4().hex
+        if not self._take(keys=[self.key], args=[self.capacity, self.lifetime_ms, token]):
+            return None
+        with self._lock:
+            self._held.add(token)
+        self._keep_renewing()
+        return token
+
+    def take(self, step: str, max_wait: float) -> str:
+        """Wait up to ``max_wait`` seconds for a slot; past that, park the step (``Throttled``)."""
+        deadline = time.monotonic() + max_wait
+        pause = 0.02
+        while (token := self.try_take()) is None:
+            if time.monotonic() + pause > deadline:
+                raise Throttled(f"connection at its limit of {self.capacity} requests in flight",
+                                step=step, retry_after=1.0 + random.random() * 2)
+            time.sleep(pause * (0.5 + random.random()))
+            pause = min(pause * 2, 0.25)
+        return token
+
+    def give_back(self, token: str) -> None:
+        with self._lock:
+            self._held.discard(token)
+        self.client.zrem(self.key, token)
+
+    def _keep_renewing(self) -> None:
+        # Started on first use, i.e. in the process that holds the slots (after a prefork fork).
+        if self._renewer is None or not self._renewer.is_alive():
+            self._renewer = threading.Thread(target=self._renew_loop, name="ferry-slots", daemon=True)
+            self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        while True:
+            time.sleep(self.lifetime_ms / 3000)
+            with self._lock:
+                held = list(self._held)
+            if not held:
+                continue
+            # A failed round is tried again next time; a lapsed slot only lets one more request in.
+            with contextlib.suppress(redis.RedisError):
+                self._renew(keys=[self.key], args=[self.lifetime_ms, *held])
+
+
 class ConnectionLimiter:
-    def __init__(self, client: redis.Redis, connection: str, per_second: float | None) -> None:
+    def __init__(self, client: redis.Redis, connection: str, per_second: float | None,
+                 max_in_flight: int | None = None) -> None:
         self.client = client
         self.bucket = keys.rate_limit(connection)
         self.pause_key = keys.rate_limit(connection) + ":pause"
         self.per_second = per_second
         self._script = client.register_script(_GCRA) if per_second else None
+        self.slots = InFlightSlots(client, connection, max_in_flight) if max_in_flight else None
 
-    def acquire(self, step: str) -> None:
-        """Return when this connection may send one more request; raise to park the step if the
-        wait is long."""
+    def acquire(self, step: str) -> str | None:
+        """Return when this connection may send one more request (with the in-flight slot to
+        ``release`` after it, if the connection has a cap); raise to park the step if the wait
+        is long."""
+        slot = self.slots.take(step, MAX_INLINE_WAIT) if self.slots is not None else None
+        try:
+            self._wait_for_budget(step)
+        except BaseException:
+            self.release(slot)
+            raise
+        return slot
+
+    def release(self, slot: str | None) -> None:
+        """The request ended (answered or failed): its in-flight slot is free again."""
+        if slot is not None and self.slots is not None:
+            self.slots.give_back(slot)
+
+    def _wait_for_budget(self, step: str) -> None:
         waited = 0.0
         while True:
             wait = max(self._paused_for(), self._bucket_wait())

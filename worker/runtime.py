@@ -75,7 +75,8 @@ class Runtime:
         conn = self.config.connection(connection)
         if connection not in self._sessions:
             self._sessions[connection] = new_session()
-            self._limiters[connection] = ConnectionLimiter(self.redis, connection, conn.rate_limit)
+            self._limiters[connection] = ConnectionLimiter(self.redis, connection, conn.rate_limit,
+                                                           conn.max_in_flight)
         return Clients(conn, self._sessions[connection], self._limiters[connection])
 
 

@@ -8,6 +8,7 @@ kind brings its command and options with it.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -183,12 +184,19 @@ WORKER_SLOTS = 32
 Default: --pool {WORKER_POOL} --concurrency {WORKER_SLOTS}: uploads spend their time waiting on
 the destination, so one process keeps {WORKER_SLOTS} of them in flight for little CPU and memory
 (bench/README.md, "Default pool"). -c/--concurrency and -P/--pool override it; --pool prefork
-suits steps that compute (several processes, no shared GIL).""")
+suits steps that compute (several processes, no shared GIL).
+
+It serves every configured queue; -Q ferry.atlassian,ferry.awork serves only those.""")
 @click.pass_context
 def worker(ctx: click.Context) -> None:
     with needs_extra("worker", "the worker"):
         from worker.celery_app import app
-    app.worker_main(["worker", *worker_args(list(ctx.args))])
+    args = list(ctx.args)
+    known = list(app.amqp.queues)
+    unknown = [q for q in _queue_options(args) if q not in known]
+    if unknown:  # Celery would create it, and wait on a queue nobody publishes to
+        fail(f"unknown queue {', '.join(unknown)} (configured: {', '.join(known)})")
+    app.worker_main(["worker", *worker_args(args)])
 
 
 def worker_args(args: list[str]) -> list[str]:
@@ -200,7 +208,26 @@ def worker_args(args: list[str]) -> list[str]:
         args.append(f"--concurrency={WORKER_SLOTS}")
     if not any(a.startswith(("-l", "--loglevel")) for a in args):
         args.append("--loglevel=INFO")
+    if not any(a.startswith(("-n", "--hostname")) for a in args):
+        # Celery's default node name is one per host; two workers on a host (one per queue, say)
+        # would share it, and on RabbitMQ the second could not declare its control queue.
+        args.append(f"--hostname=ferry-{os.getpid()}@%h")
     return args
+
+
+def _queue_options(args: list[str]) -> list[str]:
+    """The queue names in celery worker's ``-Q``/``--queues``/``-X``/``--exclude-queues`` options."""
+    names: list[str] = []
+    for i, arg in enumerate(args):
+        flag, _, value = arg.partition("=")
+        if flag in ("-Q", "--queues", "-X", "--exclude-queues"):
+            value = value or (args[i + 1] if i + 1 < len(args) else "")
+        elif arg.startswith(("-Q", "-X")):
+            value = arg[2:]
+        else:
+            continue
+        names += [n for n in value.split(",") if n]
+    return names
 
 
 @cli.command()

@@ -96,7 +96,7 @@ def test_a_producer_only_environment_submits_without_the_worker_extras(
     batch = run(ferry_cmd, "submit-batch", tmp_path / "jobs.jsonl", env=env, cwd=tmp_path)
     assert batch.returncode == 0, batch.stderr
     assert store.zcard("ferry:idx:all") == 3
-    assert store.llen("ferry") == 3  # each job's chain was published to the broker queue
+    assert store.llen("ferry.atlassian") == 3  # each chain went to its destination's queue
 
     # Serving the HTTP API is the api extra's business: a clear message, not a traceback.
     serve = run(ferry_cmd, "api", env=env)

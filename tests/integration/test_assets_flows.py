@@ -7,9 +7,11 @@ import re
 import time
 from typing import Any
 
+from tests.fixtures.broker import both_brokers
 from tests.integration.helpers import job_json, png, sha256, uploads_with
 
 
+@both_brokers
 def test_avatar_lands_on_existing_object_with_the_servers_uuid(ferry_env, ferry, sandbox, tmp_path):
     seed = sandbox.seed()
     image = png(tmp_path / "logo.png")
@@ -34,6 +36,7 @@ def test_avatar_creates_an_object_from_attributes(ferry_env, ferry, sandbox, tmp
     assert job["result"]["object_id"] not in (None, "None", seed["object_id"])
 
 
+@both_brokers
 def test_attachment_three_steps_land_the_exact_bytes(ferry_env, ferry, sandbox, tmp_path):
     seed = sandbox.seed()
     doc = tmp_path / "report.pdf"
@@ -61,6 +64,7 @@ def test_permanent_error_fails_at_its_step_with_the_destinations_message(ferry_e
     assert job["error"]["message"]
 
 
+@both_brokers
 def test_429_with_retry_after_is_retried_no_sooner_than_asked(ferry_env, ferry, sandbox, tmp_path):
     seed = sandbox.seed()
     sandbox.add_fault(path="/attachments/object/.*/credentials", status=429, times=1, retry_after=2)

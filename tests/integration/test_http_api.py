@@ -25,7 +25,6 @@ import requests
 from producers.client import Ferry
 from producers.config import load_config
 from producers.embedded import RedisLocation
-from producers.queue import QUEUE
 from sandbox.testing import free_port
 from tests.fixtures.api import LiveApi
 from tests.fixtures.worker import FerryEnv, write_config
@@ -102,7 +101,8 @@ def job_count(store: redis.Redis) -> int:
 
 
 def queued_messages(store: redis.Redis) -> int:
-    return int(store.llen(QUEUE))
+    """Messages waiting in any queue (a Redis broker keeps each queue as a list named after it)."""
+    return sum(int(store.llen(k)) for k in store.scan_iter("ferry*") if store.type(k) == "list")
 
 
 def fields(response: requests.Response) -> set[str]:

@@ -24,6 +24,7 @@ from producers.kinds import KINDS
 from producers.records import FileInfo, JobRecord, StepError
 from producers.selection import Filters
 from tests.fixtures.api import LiveApi
+from tests.fixtures.broker import both_brokers
 from tests.integration.helpers import png, sha256, uploads_with
 
 LINK_FAULT = {"path": "/attachments/object/[^/]+$", "method": "POST", "status": 400}
@@ -66,6 +67,7 @@ def stored_failed_copy(ferry: Ferry, template: JobRecord) -> str:
 
 
 # ---- one job -------------------------------------------------------------------------------------
+@both_brokers
 def test_replay_from_the_failed_step_does_not_upload_again(ferry_env, ferry, sandbox, tmp_path):
     seed = sandbox.seed()
     sandbox.add_fault(**LINK_FAULT, times=1)

@@ -8,22 +8,16 @@ import pytest
 
 from producers.client import Ferry
 from producers.config import load_config
-from producers.embedded import RedisLocation
 from producers.records import StepStatus
+from tests.fixtures.broker import both_brokers
 from tests.fixtures.worker import FerryEnv, WorkerProcess
 
 
 @pytest.fixture
-def isolated(ferry_env: FerryEnv, redis_location: RedisLocation, tmp_path) -> FerryEnv:
-    """The same setup on Redis database 3, so only this test's workers see these jobs."""
-    socket = redis_location.url.split("://", 1)[1].split("?", 1)[0]
-    location = RedisLocation.from_socket(__import__("pathlib").Path(socket), db=3)
-    env = {**ferry_env.env, "REDIS_URL": location.url}
-    isolated = FerryEnv(ferry_env.config_path, env, location)
-    client = isolated.ferry()
-    client.redis.flushdb()
-    client.close()
-    return isolated
+def isolated(ferry_env: FerryEnv, tmp_path) -> FerryEnv:
+    """The same setup on Redis database 3 (and queues of its own on RabbitMQ), so only this
+    test's workers see these jobs."""
+    return ferry_env.isolated(tmp_path, db=3)
 
 
 def wait_for_step(ferry: Ferry, job_id: str, step: str, status: StepStatus, timeout: float = 30) -> None:
@@ -35,6 +29,7 @@ def wait_for_step(ferry: Ferry, job_id: str, step: str, status: StepStatus, time
     raise AssertionError(f"{step} never became {status}: {ferry.status(job_id)}")
 
 
+@both_brokers
 def test_sigkilled_worker_mid_upload_is_recovered_by_another_without_duplicate(isolated, sandbox, tmp_path):
     seed = sandbox.seed()
     sandbox.add_fault(path="^/media/file", latency_ms=3000, times=1)
