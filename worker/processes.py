@@ -55,9 +55,11 @@ class WorkerProcess:
         self.proc.wait(timeout=30)
 
     def stop(self, grace: float = 20) -> None:
-        """Warm shutdown (running steps finish), then SIGKILL after ``grace`` seconds."""
+        """Warm shutdown (running steps finish), then SIGKILL after ``grace`` seconds. SIGTERM goes
+        to the main process only: Celery's warm shutdown lets the pool's children end their tasks
+        (publishing a retry or the next step), where a SIGTERM to the whole group killed them mid-step."""
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:

@@ -58,9 +58,12 @@ def attachment(tmp_path: Path, obj: str, key: str | None = None) -> JobRequest:
                       params={"object": obj}, idempotency_key=key)
 
 
+ATLASSIAN_QUEUE = "ferry.atlassian"  # acme's queue (queue_of: ferry.<service>)
+
+
 def queued_messages(db: redis.Redis) -> list[dict[str, Any]]:
     """The queue list, oldest first (kombu LPUSHes, the worker BRPOPs), bodies decoded."""
-    messages = [json.loads(raw) for raw in reversed(db.lrange(queue.QUEUE, 0, -1))]
+    messages = [json.loads(raw) for raw in reversed(db.lrange(ATLASSIAN_QUEUE, 0, -1))]
     for message in messages:
         message["body"] = json.loads(base64.b64decode(message["body"]))
     return messages
@@ -90,9 +93,11 @@ def test_each_job_is_stored_indexed_and_queued_in_order(ferry, db, tmp_path):
 def test_the_message_is_the_one_enqueue_publishes(ferry, db, kind):
     """Same queue, headers, properties and chain as ``chain.apply_async``; only the ids differ."""
     spec = get_kind(kind)
+    # The router reads the job's connection from its record; this one names acme (atlassian).
+    db.hset(keys.job("job-1"), "meta", json.dumps({"connection": "acme"}))
     queue.enqueue(ferry.celery, "job-1", spec)
-    [(command, (key, payload))] = queue.ChainMessages(ferry.celery).commands("job-1", spec)
-    assert (command, key) == ("lpush", queue.QUEUE)
+    [(command, (key, payload))] = queue.ChainMessages(ferry.celery).commands("job-1", spec, ATLASSIAN_QUEUE)
+    assert (command, key) == ("lpush", ATLASSIAN_QUEUE)
     db.lpush(key, payload)
     by_enqueue, by_bulk = (_without_ids(m) for m in queued_messages(db))
     assert by_bulk == by_enqueue
