@@ -4,12 +4,9 @@ in one MULTI per chunk) are consumed by the real worker exactly as one-by-one su
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from producers.client import Ferry, JobRequest
-from producers.embedded import RedisLocation
 from producers.records import JobRecord, JobStatus
-from tests.fixtures.worker import FerryEnv
 from tests.integration.helpers import sha256
 from worker.processes import WorkerProcess
 
@@ -52,11 +49,8 @@ def test_a_bulk_submission_runs_every_job_through_its_whole_chain(ferry, sandbox
 
 def test_the_default_worker_runs_many_jobs_at_once(ferry_env, redis_location, sandbox, tmp_path):
     """``ferry worker`` with no options: the threads pool with many slots, on its own database."""
-    socket = Path(redis_location.url.split("://", 1)[1].split("?", 1)[0])
-    location = RedisLocation.from_socket(socket, DEFAULT_WORKER_DB)
-    own = FerryEnv(ferry_env.config_path, {**ferry_env.env, "REDIS_URL": location.url}, location)
+    own = ferry_env.isolated(tmp_path, DEFAULT_WORKER_DB)
     ferry = own.ferry()
-    ferry.redis.flushdb()
     sandbox.add_fault(path="/media/file", latency_ms=300)  # every upload waits: slots must overlap
     seed = sandbox.seed()
     doc = tmp_path / "doc.pdf"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from producers.client import Ferry
+from producers.config import FerryConfig
 from producers.embedded import RedisLocation
 from producers.kinds import all_step_names
 from producers.queue import make_celery, task_name
@@ -77,7 +78,7 @@ def test_a_step_answered_503_six_times_succeeds_on_attempt_7_each_wait_within_it
 def test_celery_sets_no_retry_limit_of_its_own(redis_location: RedisLocation) -> None:
     """Celery's default (3 retries) would end a step at its fourth attempt, whatever
     max_attempts says; the lease-busy wait must not run out either."""
-    app = make_celery(redis_location)
+    app = make_celery(redis_location, FerryConfig())
     register_tasks(app)
     for step in all_step_names():
         assert app.tasks[task_name(step)].max_retries is None, step
