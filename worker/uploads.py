@@ -80,13 +80,12 @@ def open_local(path: str, roots: tuple[str, ...]) -> IO[bytes]:
             raise PermanentError(f"{path}: file is a symbolic link, which the worker does not "
                                  "follow") from None
         raise PermanentError(f"cannot open {path}: {exc.strerror}") from None
-    fh = os.fdopen(fd, "rb")
     try:
-        _check_opened(fh.fileno(), path, roots)
+        _check_opened(fd, path, roots)
     except BaseException:
-        fh.close()
+        os.close(fd)
         raise
-    return fh
+    return os.fdopen(fd, "rb")
 
 
 def _check_opened(fd: int, path: str, roots: tuple[str, ...]) -> None:
