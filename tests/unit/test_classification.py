@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+from collections.abc import Iterator
 
 import pytest
 import requests
 
+from producers.config import FerryConfig
+from producers.records import FileInfo
 from worker.errors import OutcomeUnknown, PermanentError, RetryableError
 from worker.http import Destination, classify, destination_message
+from worker.uploads import open_file
 
 
 def response(status: int, body: object = None, headers: dict[str, str] | None = None) -> requests.Response:
@@ -103,3 +109,64 @@ def test_a_reply_lost_after_sending_a_create_is_outcome_unknown():
     with pytest.raises(OutcomeUnknown, match="outcome unknown"):
         dest.call("POST", "/x", data=b"abc", repeatable=False, check="the assets")
     listener.close()
+
+
+# ---- a job's file fetched from a URL: the same classifier, no connection's credentials ----------
+class FileHost(http.server.BaseHTTPRequestHandler):
+    """/file.jar: the bytes; /moved: a redirect to it; /gone: 404; /busy: 503 with Retry-After."""
+
+    seen: list[dict[str, str]] = []
+
+    def do_GET(self) -> None:  # http.server's name for it
+        FileHost.seen.append(dict(self.headers))
+        answers = {"/file.jar": (200, {}, b"PK\x03\x04 jar bytes"), "/moved": (302, {"Location": "/file.jar"}, b""),
+                   "/gone": (404, {}, b'{"message": "no such file"}'), "/busy": (503, {"Retry-After": "7"}, b"")}
+        status, headers, body = answers.get(self.path, (404, {}, b""))
+        self.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(body))}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def file_host() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FileHost)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+LOCAL_URLS = FerryConfig(allow_http_uris=True, allow_private_uris=True)
+
+
+def fetched(uri: str, config: FerryConfig = LOCAL_URLS) -> bytes:
+    with open_file(FileInfo(uri=uri, name="file.jar"), config) as file:
+        return file.stream.read()
+
+
+def test_a_download_follows_redirects_and_sends_no_credentials(file_host):
+    FileHost.seen.clear()
+    assert fetched(f"{file_host}/moved") == b"PK\x03\x04 jar bytes"
+    assert len(FileHost.seen) == 2 and not any("Authorization" in h for h in FileHost.seen)
+
+
+def test_a_download_is_classified_like_every_destination_answer(file_host):
+    with pytest.raises(PermanentError) as gone:
+        fetched(f"{file_host}/gone")
+    assert gone.value.status == 404 and gone.value.message == f"fetching {file_host}/gone: no such file"
+    with pytest.raises(RetryableError) as busy:
+        fetched(f"{file_host}/busy")
+    assert busy.value.status == 503 and busy.value.retry_after == 7
+
+
+def test_the_worker_refuses_a_url_its_own_config_does_not_allow_before_connecting(file_host):
+    FileHost.seen.clear()
+    with pytest.raises(PermanentError, match="allow_http_uris"):
+        fetched(f"{file_host}/file.jar", FerryConfig())
+    with pytest.raises(PermanentError, match="a loopback address"):
+        fetched(f"{file_host}/file.jar", FerryConfig(allow_http_uris=True))
+    assert FileHost.seen == []
