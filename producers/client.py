@@ -160,7 +160,7 @@ class Ferry:
         if file and uri:
             return None, [Problem("file", "give a file or a uri, not both")]
         if uri:
-            return inspect_uri(uri, rule)
+            return inspect_uri(uri, rule, self.config)
         if file:
             return inspect_path(file, rule, self.config.file_roots)
         if rule.required:

@@ -80,6 +80,10 @@ class FerryConfig(BaseModel):
     connections: dict[str, ConnectionConfig] = Field(default_factory=dict)
     # Files a job may name must resolve (symlinks followed) under one of these. Empty: any path.
     file_roots: tuple[str, ...] = ()
+    # A job's ``uri`` must be https:// and name a public host unless these say otherwise (the
+    # sandbox, in tests and the demo, is plain http on loopback). ``[files]`` keys, like roots.
+    allow_http_uris: bool = False
+    allow_private_uris: bool = False
     # Succeeded jobs are forgotten after this; failed ones stay until replayed or purged.
     retention_seconds: int = 7 * 24 * 3600
     idempotency_seconds: int = 24 * 3600
@@ -121,12 +125,13 @@ def parse_config(raw: dict[str, object], path: str | None = None) -> FerryConfig
     where = path or "config"
     problems = unknown_keys(raw, toml_keys())
     data = dict(raw)
-    for (table, key), field in _MOVED.items():
+    for table in dict.fromkeys(table for table, _ in _MOVED):
         section = data.pop(table, None)
         if section is not None and not isinstance(section, dict):
             problems.append(f"{table}: should be a table ([{table}]), not {_type_name(section)}")
-        elif section is not None and key in section:
-            data[field] = section[key]
+        elif section is not None:
+            data.update({field: section[key] for (t, key), field in _MOVED.items()
+                         if t == table and key in section})
     conns = data.get("connections")
     if isinstance(conns, dict):
         # Each connection knows its own name; a non-table value is left for pydantic to refuse.
@@ -146,10 +151,13 @@ def parse_config(raw: dict[str, object], path: str | None = None) -> FerryConfig
 # models is a table of named tables (``[connections.<name>]``). The known keys are read from the
 # models each time, so a field added to a model is a key of the file with nothing else to change.
 # What the file spells differently is declared here: ``[files] roots`` is FerryConfig.file_roots,
-# and ``name`` (a connection's) and ``path`` (the file's) are filled in by the loader.
+# ``[files] allow_http_uris`` is FerryConfig.allow_http_uris (likewise allow_private_uris), and
+# ``name`` (a connection's) and ``path`` (the file's) are filled in by the loader.
 Keys = dict[str, "Keys | None"]  # key -> the keys of its table, or None for a plain value
 ANY_NAME = "*"  # in a table of named tables: the keys every named table takes
-_MOVED: dict[tuple[str, str], str] = {("files", "roots"): "file_roots"}
+_MOVED: dict[tuple[str, str], str] = {("files", "roots"): "file_roots",
+                                      ("files", "allow_http_uris"): "allow_http_uris",
+                                      ("files", "allow_private_uris"): "allow_private_uris"}
 _SET_BY_LOADER = frozenset({"name", "path"})
 
 

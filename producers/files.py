@@ -1,12 +1,15 @@
 """File references, checked at submit time: exists, inside a configured root, type sniffed from
 content (never trusted from the name), size within the kind's cap. Reads the first 8 KB, and
-an image's headers for its dimensions; never the whole file."""
+an image's headers for its dimensions; never the whole file. A URL must be https:// and name a
+public host (``uri_problem``), which the worker checks again before it uses one."""
 
 from __future__ import annotations
 
 import io
+import ipaddress
 import mimetypes
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -14,6 +17,7 @@ from urllib.parse import urlsplit
 import filetype
 from PIL import Image
 
+from producers.config import FerryConfig
 from producers.errors import Problem
 from producers.records import FileInfo
 
@@ -25,7 +29,7 @@ class FileRule:
     """What a kind accepts as its file."""
 
     required: bool = True
-    uri_allowed: bool = False  # an https:// (or, for tests, loopback http://) URL instead of a path
+    uri_allowed: bool = False  # a URL instead of a path (https://, public hosts: see uri_problem)
     mime_types: tuple[str, ...] = ()  # sniffed types accepted; empty: any
     extensions: tuple[str, ...] = ()  # accepted name endings (".jar"); empty: any
     max_bytes: int | None = None
@@ -34,7 +38,7 @@ class FileRule:
 
 def inspect_path(path: str, rule: FileRule, roots: tuple[str, ...]) -> tuple[FileInfo | None, list[Problem]]:
     resolved = Path(path).expanduser().resolve()
-    if roots and not any(_is_within(resolved, Path(r).expanduser().resolve()) for r in roots):
+    if roots and not is_within_roots(resolved, roots):
         return None, [Problem("file", f"{path} is outside the allowed roots ({', '.join(roots)})")]
     if not resolved.is_file():
         return None, [Problem("file", f"no such file: {path}")]
@@ -51,14 +55,16 @@ def inspect_path(path: str, rule: FileRule, roots: tuple[str, ...]) -> tuple[Fil
     return info, check_rule(info, rule)
 
 
-def inspect_uri(uri: str, rule: FileRule) -> tuple[FileInfo | None, list[Problem]]:
+def inspect_uri(uri: str, rule: FileRule, config: FerryConfig) -> tuple[FileInfo | None, list[Problem]]:
     if not rule.uri_allowed:
         return None, [Problem("uri", "this kind takes a file, not a URL")]
-    parts = urlsplit(uri)
-    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
-    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
-        return None, [Problem("uri", "must be an https:// URL")]
-    name = Path(parts.path).name or "download"
+    try:
+        refused = uri_problem(uri, config)
+    except OSError:
+        refused = None  # the host does not resolve from here: the worker checks again before use
+    if refused:
+        return None, [Problem("uri", refused)]
+    name = Path(urlsplit(uri).path).name or "download"
     info = FileInfo(uri=uri, name=name)
     problems = []
     if rule.extensions and not name.lower().endswith(rule.extensions):
@@ -116,5 +122,79 @@ def image_size(source: Path | bytes) -> tuple[int, int] | None:
     return int(width), int(height)
 
 
+def is_within_roots(resolved: Path, roots: tuple[str, ...]) -> bool:
+    """Whether an already resolved path lies in (or is) one of ``roots`` (resolved here)."""
+    return any(_is_within(resolved, Path(r).expanduser().resolve()) for r in roots)
+
+
 def _is_within(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
+
+
+# ---- URLs --------------------------------------------------------------------------------------
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Cloud instance metadata services answer a request from the instance with its credentials:
+# AWS, GCP, Azure, OpenStack (169.254.169.254), AWS over IPv6 (fd00:ec2::254), Alibaba Cloud
+# (100.100.100.200). Named apart so a refusal says what the address is.
+METADATA_ADDRESSES = frozenset(map(ipaddress.ip_address, ("169.254.169.254", "fd00:ec2::254",
+                                                          "100.100.100.200")))
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # an IPv4 address reached through a NAT64 gateway
+
+
+def uri_problem(uri: str, config: FerryConfig) -> str | None:
+    """Why a job may not take its file from ``uri`` under ``config``, or None if it may.
+
+    https:// only, unless ``[files] allow_http_uris``; a host that is, or resolves to, any
+    loopback, private, link-local or metadata address is refused unless ``[files]
+    allow_private_uris`` (every address of the name counts: one private among public ones is
+    enough to refuse). Raises ``OSError`` when the host does not resolve: the caller decides
+    (submit lets it pass, since the worker checks again; the worker waits and tries again).
+    """
+    parts = urlsplit(uri)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        return "must be an https:// URL"
+    if parts.scheme == "http" and not config.allow_http_uris:
+        return "must be an https:// URL (plain http:// needs [files] allow_http_uris = true)"
+    if config.allow_private_uris:
+        return None
+    for address in resolve_host(parts.hostname):
+        kind = address_kind(address)
+        if kind is not None:
+            shown = parts.hostname if parts.hostname == str(address) else f"{parts.hostname} ({address})"
+            return (f"{shown} is a {kind} address; such hosts need [files] "
+                    "allow_private_uris = true")
+    return None
+
+
+def resolve_host(host: str) -> list[IPAddress]:
+    """The addresses a URL's host names: itself if it is a literal, else what DNS answers."""
+    try:
+        return [ipaddress.ip_address(host.split("%")[0])]
+    except ValueError:
+        pass
+    answers = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    return [ipaddress.ip_address(str(sockaddr[0]).split("%")[0]) for *_, sockaddr in answers]
+
+
+def address_kind(address: IPAddress) -> str | None:
+    """What puts ``address`` off limits for a job's URL ("metadata", "loopback", "link-local",
+    "private"), or None for a public address. An IPv4 address carried in IPv6 (mapped
+    ``::ffff:``, NAT64 ``64:ff9b::``, 6to4 ``2002::``) is judged as the IPv4 address it reaches."""
+    address = _carried_ipv4(address) or address
+    if address in METADATA_ADDRESSES:
+        return "metadata"
+    if address.is_loopback or address.is_unspecified:  # 0.0.0.0 and :: reach this host
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    if address.is_multicast or not address.is_global:  # RFC 1918, fc00::/7, CGNAT, reserved…
+        return "private"
+    return None
+
+
+def _carried_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    if isinstance(address, ipaddress.IPv4Address):
+        return None
+    if address in NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address.ipv4_mapped or address.sixtofour

@@ -9,6 +9,7 @@ where each one landed. Exit code 0 only if every sample job succeeded.
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import zipfile
@@ -112,9 +113,13 @@ def landed(record: JobRecord) -> str:
     return ", ".join(f"{k}={v}" for k, v in shown.items())
 
 
-def write_config(path: Path, url: str) -> None:
+def write_config(path: Path, url: str, files: Path) -> None:
+    """Connections to the sandbox; job files only from the demo's folder, and URLs allowed to
+    be what the sandbox is (plain http on this machine), which production configs refuse."""
     body = ferry_connections(url, token_env="FERRY_DEMO_ATLASSIAN_TOKEN", bearer_env="FERRY_DEMO_AWORK_TOKEN")
-    path.write_text("# written by `ferry demo`: every connection points at the local sandbox\n" + body)
+    path.write_text("# written by `ferry demo`: every connection points at the local sandbox\n"
+                    f"[files]\nroots = [{json.dumps(str(files))}]\n"
+                    "allow_http_uris = true\nallow_private_uris = true\n" + body)
 
 
 def run_demo(keep: bool = False, sandbox_url: str | None = None) -> int:
@@ -128,7 +133,7 @@ def run_demo(keep: bool = False, sandbox_url: str | None = None) -> int:
     sandbox = None if sandbox_url else SandboxProcess(data_dir=home / "sandbox")
     url = sandbox.url if sandbox else str(sandbox_url).rstrip("/")
     config_path = home / "ferry.toml"
-    write_config(config_path, url)
+    write_config(config_path, url, home / "files")
     env = {**os.environ, **TOKENS, "FERRY_CONFIG": str(config_path), "REDIS_URL": location.url}
     worker: WorkerProcess | None = None
     try:

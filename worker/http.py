@@ -5,7 +5,7 @@ Clients above it never see a ``requests`` exception or an unchecked status."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 import requests
 from requests.auth import AuthBase
@@ -24,7 +24,7 @@ Auth = AuthBase | tuple[str, str] | None
 class Limiter(Protocol):
     """What a Destination asks before each request (see worker.rate_limit)."""
 
-    def acquire(self, step: str) -> str | None: ...
+    def acquire(self) -> str | None: ...
 
     def release(self, slot: str | None) -> None: ...
 
@@ -66,7 +66,6 @@ class Destination:
 
     def call(
         self,
-        step: str,
         method: str,
         path: str,
         *,
@@ -81,42 +80,42 @@ class Destination:
         ``repeatable=False``: the request creates something visible, so an answer that may
         follow its success (500/502/504, a timeout or a cut after sending) is ``OutcomeUnknown``
         rather than a blind retry that could duplicate it; ``check`` tells the human where to
-        look. Only 429, 503 and connect errors before any byte was sent are retried for it."""
+        look. Only 429, 503 and connect errors before any byte was sent are retried for it.
+        Errors name no step: the task running the step names it where it catches them."""
         timeout = (CONNECT_TIMEOUT, None if upload else READ_TIMEOUT)
-        slot = self.limiter.acquire(step) if self.limiter is not None else None
+        slot = self.limiter.acquire() if self.limiter is not None else None
         try:
             response = self.session.request(
                 method, self.url(path), auth=self.auth, headers={**self.headers, **(headers or {})},
                 timeout=timeout, **kwargs)
         except (requests.ConnectTimeout, requests.ConnectionError, requests.Timeout) as exc:
-            raise _transport_error(exc, step, repeatable, check) from None
+            raise _transport_error(exc, repeatable, check) from None
         except requests.RequestException as exc:
-            raise RetryableError(f"request failed: {exc}", step=step) from None
+            raise RetryableError(f"request failed: {exc}") from None
         finally:
             if self.limiter is not None:
                 self.limiter.release(slot)
         if response.status_code in set(ok):
             return response
-        error = classify(response, step, repeatable=repeatable, check=check)
+        error = classify(response, repeatable=repeatable, check=check)
         if self.limiter is not None and isinstance(error, RetryableError) and response.status_code == 429:
             self.limiter.pause(error.retry_after or 0.0)
         raise error
 
 
-def _transport_error(exc: requests.RequestException, step: str, repeatable: bool,
-                     check: str) -> Exception:
+def _transport_error(exc: requests.RequestException, repeatable: bool, check: str) -> Exception:
     if _never_sent(exc):
-        return RetryableError(f"cannot connect: {_reason(exc)}", step=step)
+        return RetryableError(f"cannot connect: {_reason(exc)}")
     if repeatable:
-        return RetryableError(f"connection lost: {_reason(exc)}", step=step)
-    return outcome_unknown(f"connection lost after the request was sent ({_reason(exc)})", step, check)
+        return RetryableError(f"connection lost: {_reason(exc)}")
+    return outcome_unknown(f"connection lost after the request was sent ({_reason(exc)})", check)
 
 
-def outcome_unknown(what: str, step: str, check: str, status: int | None = None) -> OutcomeUnknown:
+def outcome_unknown(what: str, check: str, status: int | None = None) -> OutcomeUnknown:
     """The one wording of "it may have landed": what happened, and where a human looks first."""
     return OutcomeUnknown(
         f"outcome unknown: {what}, so the request may have taken effect; check {check} before "
-        "`ferry replay --force`", step=step, status=status)
+        "`ferry replay --force`", status=status)
 
 
 def _never_sent(exc: requests.RequestException) -> bool:
@@ -138,19 +137,17 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) < 200 else text[:200] + "…"
 
 
-def classify(response: requests.Response, step: str, *, repeatable: bool = True,
+def classify(response: requests.Response, *, repeatable: bool = True,
              check: str = "the destination") -> Exception:
     """The one place a status code becomes retryable, permanent or (for a request that must not
     be repeated) outcome unknown."""
     message = destination_message(response)
     status = response.status_code
     if not repeatable and status in RETRYABLE_STATUSES - NOT_PROCESSED_STATUSES:
-        return outcome_unknown(f"HTTP {status} ({message}) after the request was sent", step, check,
-                               status)
+        return outcome_unknown(f"HTTP {status} ({message}) after the request was sent", check, status)
     if status in RETRYABLE_STATUSES:
-        return RetryableError(message, step=step, status=status,
-                              retry_after=server_retry_delay(response.headers))
-    return PermanentError(message, step=step, status=status)
+        return RetryableError(message, status=status, retry_after=server_retry_delay(response.headers))
+    return PermanentError(message, status=status)
 
 
 def destination_message(response: requests.Response) -> str:
@@ -186,9 +183,6 @@ def _message_parts(body: dict[str, Any]) -> list[str]:
     return parts
 
 
-READ_STEP = "read"  # the step named by errors of synchronous reads (no job step behind them)
-
-
 class Download:
     """A response body to stream (``Destination.call(..., stream=True)``): ``save`` writes it to
     a file chunk by chunk, so an image of any size never sits in memory. Use it as a context
@@ -196,9 +190,8 @@ class Download:
 
     CHUNK = 64 * 1024
 
-    def __init__(self, response: requests.Response, step: str) -> None:
+    def __init__(self, response: requests.Response) -> None:
         self.response = response
-        self.step = step
 
     @property
     def content_type(self) -> str:
@@ -206,15 +199,18 @@ class Download:
 
     def save(self, path: str) -> int:
         """Write the body to ``path``; returns the number of bytes written."""
+        with open(path, "wb") as fh:
+            return self.copy_to(fh)
+
+    def copy_to(self, fh: IO[bytes]) -> int:
+        """Write the body to an open binary file; returns the number of bytes written."""
         written = 0
         try:
-            with open(path, "wb") as fh:
-                for chunk in self.response.iter_content(self.CHUNK):
-                    fh.write(chunk)
-                    written += len(chunk)
+            for chunk in self.response.iter_content(self.CHUNK):
+                fh.write(chunk)
+                written += len(chunk)
         except requests.RequestException as exc:
-            raise RetryableError(f"connection lost while reading the body: {_reason(exc)}",
-                                 step=self.step) from None
+            raise RetryableError(f"connection lost while reading the body: {_reason(exc)}") from None
         return written
 
     def close(self) -> None:

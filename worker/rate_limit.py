@@ -93,14 +93,14 @@ class InFlightSlots:
         self._keep_renewing()
         return token
 
-    def take(self, step: str, max_wait: float) -> str:
+    def take(self, max_wait: float) -> str:
         """Wait up to ``max_wait`` seconds for a slot; past that, park the step (``Throttled``)."""
         deadline = time.monotonic() + max_wait
         pause = 0.02
         while (token := self.try_take()) is None:
             if time.monotonic() + pause > deadline:
                 raise Throttled(f"connection at its limit of {self.capacity} requests in flight",
-                                step=step, retry_after=1.0 + random.random() * 2)
+                                retry_after=1.0 + random.random() * 2)
             time.sleep(pause * (0.5 + random.random()))
             pause = min(pause * 2, 0.25)
         return token
@@ -138,13 +138,13 @@ class ConnectionLimiter:
         self._script = client.register_script(_GCRA) if per_second else None
         self.slots = InFlightSlots(client, connection, max_in_flight) if max_in_flight else None
 
-    def acquire(self, step: str) -> str | None:
+    def acquire(self) -> str | None:
         """Return when this connection may send one more request (with the in-flight slot to
         ``release`` after it, if the connection has a cap); raise to park the step if the wait
-        is long."""
-        slot = self.slots.take(step, MAX_INLINE_WAIT) if self.slots is not None else None
+        is long (``Throttled``, which the task running the step records under its name)."""
+        slot = self.slots.take(MAX_INLINE_WAIT) if self.slots is not None else None
         try:
-            self._wait_for_budget(step)
+            self._wait_for_budget()
         except BaseException:
             self.release(slot)
             raise
@@ -155,15 +155,14 @@ class ConnectionLimiter:
         if slot is not None and self.slots is not None:
             self.slots.give_back(slot)
 
-    def _wait_for_budget(self, step: str) -> None:
+    def _wait_for_budget(self) -> None:
         waited = 0.0
         while True:
             wait = max(self._paused_for(), self._bucket_wait())
             if wait <= 0:
                 return
             if waited + wait > MAX_INLINE_WAIT:
-                raise Throttled(f"connection rate limit: next slot in {wait:.1f}s", step=step,
-                                     retry_after=wait)
+                raise Throttled(f"connection rate limit: next slot in {wait:.1f}s", retry_after=wait)
             time.sleep(wait)
             waited += wait
 

@@ -11,13 +11,14 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 from PIL import Image, UnidentifiedImageError
 
 from producers import keys
+from producers.config import FerryConfig
 from producers.params import (
     AworkImageParams,
     JiraAvatarDeleteParams,
@@ -33,8 +34,8 @@ from worker.clients.jira_avatars import Avatar
 from worker.clients.media import GONE, VerifiedUpload, form_order
 from worker.errors import OutcomeUnknown, PermanentError
 from worker.http import outcome_unknown
-from worker.runtime import Clients
-from worker.uploads import OpenFile, open_file
+from worker.runtime import Clients, runtime
+from worker.uploads import OpenFile, checked_uri, open_file
 
 WORKSPACE_CACHE_SECONDS = 24 * 3600
 # Assets attachment credentials: how long to trust a JWT whose expiry we cannot read. Shorter
@@ -56,6 +57,8 @@ class StepContext:
     clients: Clients
     # The workspace id workspace() took from the cache, if it did: a 404 may mean it went stale.
     cached_workspace: str | None = None
+    # This worker's ferry.toml: its own [files] rules decide which files and URLs a step may use.
+    config: FerryConfig = field(default_factory=lambda: runtime().config)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -85,7 +88,7 @@ class StepContext:
         return self._discover_workspace() != stale
 
     def _discover_workspace(self) -> str:
-        found = self.clients.assets.discover_workspace(self.step)
+        found = self.clients.assets.discover_workspace()
         self.store.redis.set(self._workspace_key(), found, ex=WORKSPACE_CACHE_SECONDS)
         return found
 
@@ -110,9 +113,9 @@ def upload_avatar(ctx: StepContext) -> dict[str, Any]:
     workspace = ctx.workspace()
     # Stable per job, so every retry of this step presents the same client UUID.
     client_uuid = str(uuid.uuid5(AVATAR_NAMESPACE, ctx.job.id))
-    with open_file(ctx.job.file, ctx.step) as file:
-        uploaded = ctx.clients.assets.upload_avatar(
-            ctx.step, workspace, int(ctx.params["object_type"]), file, client_uuid)
+    with open_file(ctx.job.file, ctx.config) as file:
+        uploaded = ctx.clients.assets.upload_avatar(workspace, int(ctx.params["object_type"]), file,
+                                                    client_uuid)
     return {"workspace_id": workspace, "client_uuid": client_uuid,
             "avatar_uuid": uploaded.avatar_uuid, "urls": uploaded.urls}
 
@@ -123,11 +126,11 @@ def set_object_avatar(ctx: StepContext) -> dict[str, Any]:
     avatar_uuid = ctx.outputs["upload_avatar"]["avatar_uuid"]
     object_type = int(ctx.params["object_type"])
     if ctx.params.get("object"):
-        obj = ctx.clients.assets.update_object(ctx.step, workspace, str(ctx.params["object"]),
-                                               object_type, avatar_uuid)
+        obj = ctx.clients.assets.update_object(workspace, str(ctx.params["object"]), object_type,
+                                               avatar_uuid)
     else:
-        obj = ctx.clients.assets.create_object(ctx.step, workspace, object_type,
-                                               ctx.params["attributes"], avatar_uuid)
+        obj = ctx.clients.assets.create_object(workspace, object_type, ctx.params["attributes"],
+                                               avatar_uuid)
     return {"object_id": str(obj.get("id")), "object_key": obj.get("objectKey"),
             "avatar_uuid": avatar_uuid, "created": not ctx.params.get("object")}
 
@@ -168,8 +171,7 @@ def _upload(ctx: StepContext, creds: MediaCredentials) -> VerifiedUpload:
     remembered = str(stored) if stored is not None else None
     forms = form_order(ctx.clients.conn.media_upload, remembered)
     try:
-        uploaded = ctx.clients.media.upload_verified(
-            ctx.step, creds, lambda: open_file(ctx.job.file, ctx.step), forms)
+        uploaded = ctx.clients.media.upload_verified(creds, lambda: open_file(ctx.job.file, ctx.config), forms)
     except PermanentError as exc:
         if exc.status in GONE and remembered is not None:
             ctx.store.redis.delete(memory)  # the form we remembered is gone, and so is the other
@@ -194,7 +196,7 @@ def link_attachment(ctx: StepContext) -> dict[str, Any]:
         if existing is not None:
             return _attachment_result(existing, object_id, wanted.media_id, reused=True)
     linked = ctx.clients.assets.link_attachment(
-        ctx.step, workspace, object_id, media_id=wanted.media_id, filename=file.name,
+        workspace, object_id, media_id=wanted.media_id, filename=file.name,
         content_type=file.mime_type or "application/octet-stream", size=wanted.size,
         comment=wanted.comment)
     bean = wanted.find(linked) or (linked[0] if linked else None)
@@ -218,13 +220,13 @@ def _attachments(ctx: StepContext, workspace: str, object_id: str, *, must: bool
     """The object's attachment records. ``must``: we are about to repeat a link, and without the
     list we cannot tell whether the earlier one landed, so a human checks (never a duplicate)."""
     try:
-        return ctx.clients.assets.list_attachments(ctx.step, workspace, object_id)
+        return ctx.clients.assets.list_attachments(workspace, object_id)
     except PermanentError as exc:
         if not must:
             return []
         raise outcome_unknown(
             f"an earlier link attempt lost its answer and the object's attachments cannot be listed "
-            f"({exc.message})", ctx.step, f"the attachments of object {object_id}", exc.status) from None
+            f"({exc.message})", f"the attachments of object {object_id}", exc.status) from None
 
 
 def _attachment_result(bean: dict[str, Any], object_id: str, media_id: str,
@@ -235,7 +237,7 @@ def _attachment_result(bean: dict[str, Any], object_id: str, media_id: str,
 
 # ---- short-lived media credentials -----------------------------------------------------------
 def _fresh_credentials(ctx: StepContext, workspace: str, producer: str) -> MediaCredentials:
-    creds = ctx.clients.assets.get_attachment_credentials(ctx.step, workspace, str(ctx.params["object"]))
+    creds = ctx.clients.assets.get_attachment_credentials(workspace, str(ctx.params["object"]))
     ttl = _jwt_seconds_left(creds.jwt) - JWT_MARGIN
     ctx.store.put_secret(ctx.job.id, producer, {"jwt": creds.jwt, "client_id": creds.client_id,
                                                 "media_base_url": creds.media_base_url}, ttl)
@@ -294,19 +296,19 @@ def delete_once(ctx: StepContext, delete: Callable[[], None]) -> bool:
 @step("load_avatar")
 def load_avatar(ctx: StepContext) -> dict[str, Any]:
     params = typed(ctx, JiraAvatarParams)
-    with open_file(ctx.job.file, ctx.step) as file:
-        crop = params.crop(*_pixel_size(ctx.job.file, file, ctx.step))
+    with open_file(ctx.job.file, ctx.config) as file:
+        crop = params.crop(*_pixel_size(ctx.job.file, file))
         avatar = _earlier_avatar(ctx, params)
         adopted = avatar is not None
         if avatar is None:
             avatar = ctx.clients.jira_avatars.load_avatar(
-                ctx.step, params.type, params.owner, file, crop.x, crop.y, crop.size)
-    owner_id = ctx.clients.jira_avatars.owner_id(params.type, params.owner, step=ctx.step)
+                params.type, params.owner, file, crop.x, crop.y, crop.size)
+    owner_id = ctx.clients.jira_avatars.owner_id(params.type, params.owner)
     return {"avatar_id": avatar.id, "type": params.type, "owner": params.owner, "owner_id": owner_id,
             "crop": crop._asdict(), "urls": avatar.urls, "adopted": adopted}
 
 
-def _pixel_size(info: FileInfo | None, file: OpenFile, step: str) -> tuple[int, int]:
+def _pixel_size(info: FileInfo | None, file: OpenFile) -> tuple[int, int]:
     """Width and height: from submit time's sniffing, else from the image header (a JPEG whose
     size marker sits past the sniffed head). Pillow reads the header only, not the pixels."""
     if info is not None and info.width and info.height:
@@ -315,7 +317,7 @@ def _pixel_size(info: FileInfo | None, file: OpenFile, step: str) -> tuple[int, 
         with Image.open(file.stream) as image:
             width, height = image.size
     except (UnidentifiedImageError, OSError) as exc:
-        raise PermanentError(f"cannot read the image's size: {exc}", step=step) from None
+        raise PermanentError(f"cannot read the image's size: {exc}") from None
     finally:
         file.stream.seek(0)
     return int(width), int(height)
@@ -332,7 +334,7 @@ def _earlier_avatar(ctx: StepContext, params: JiraAvatarParams) -> Avatar | None
     which is ours, so a human decides (OutcomeUnknown). Known limit: if ours never landed and
     exactly one foreign avatar appeared meanwhile, we adopt that one."""
     key = keys.step_memo(ctx.job.id, ctx.step)
-    custom = ctx.clients.jira_avatars.list_avatars(params.type, params.owner, step=ctx.step).custom
+    custom = ctx.clients.jira_avatars.list_avatars(params.type, params.owner).custom
     seen = ctx.store.redis.get(key)
     if seen is None:
         ctx.store.redis.set(key, json.dumps([a.id for a in custom]), nx=True,
@@ -343,8 +345,7 @@ def _earlier_avatar(ctx: StepContext, params: JiraAvatarParams) -> Avatar | None
     if len(new) > 1:
         raise OutcomeUnknown(
             f"{len(new)} custom avatars appeared on {params.type} {params.owner} since the first "
-            f"attempt ({', '.join(a.id for a in new)}); cannot tell which one is this job's",
-            step=ctx.step)
+            f"attempt ({', '.join(a.id for a in new)}); cannot tell which one is this job's")
     return new[0] if new else None
 
 
@@ -354,7 +355,7 @@ def set_current_avatar(ctx: StepContext) -> dict[str, Any]:
     if not params.set_current:
         return {"set_current": False}
     avatar_id = str(ctx.outputs["load_avatar"]["avatar_id"])
-    ctx.clients.jira_avatars.set_current(ctx.step, params.type, params.owner, avatar_id)
+    ctx.clients.jira_avatars.set_current(params.type, params.owner, avatar_id)
     return {"set_current": True, "current_avatar_id": avatar_id}
 
 
@@ -362,7 +363,7 @@ def set_current_avatar(ctx: StepContext) -> dict[str, Any]:
 def delete_avatar(ctx: StepContext) -> dict[str, Any]:
     params = typed(ctx, JiraAvatarDeleteParams)
     gone = delete_once(ctx, lambda: ctx.clients.jira_avatars.delete_avatar(
-        ctx.step, params.type, params.owner, params.avatar))
+        params.type, params.owner, params.avatar))
     return {"deleted_avatar_id": params.avatar, "type": params.type, "owner": params.owner,
             "already_gone": gone}
 
@@ -372,26 +373,27 @@ def delete_avatar(ctx: StepContext) -> dict[str, Any]:
 def upload_artifact(ctx: StepContext) -> dict[str, Any]:
     info = ctx.job.file
     if info is not None and info.uri:
-        # Marketplace fetches the URL itself: the bytes never pass through this worker.
-        asset = ctx.clients.marketplace.fetch_artifact(ctx.step, info.uri)
+        # Marketplace fetches the URL itself: the bytes never pass through this worker, but the
+        # worker's own URL rules still decide whether it hands the URL over.
+        asset = ctx.clients.marketplace.fetch_artifact(checked_uri(info.uri, ctx.config))
     else:
-        with open_file(info, ctx.step) as file:
-            asset = ctx.clients.marketplace.upload_artifact(ctx.step, file)
+        with open_file(info, ctx.config) as file:
+            asset = ctx.clients.marketplace.upload_artifact(file)
     return {**asset.to_json(), "fetched_from": info.uri if info else None}
 
 
 @step("upload_image")
 def upload_image(ctx: StepContext) -> dict[str, Any]:
     params = typed(ctx, MarketplaceImageParams)
-    with open_file(ctx.job.file, ctx.step) as file:
-        asset = ctx.clients.marketplace.upload_image(ctx.step, params.image_type, file)
+    with open_file(ctx.job.file, ctx.config) as file:
+        asset = ctx.clients.marketplace.upload_image(params.image_type, file)
     return {**asset.to_json(), "image_type": params.image_type}
 
 
 @step("delete_asset")
 def delete_asset(ctx: StepContext) -> dict[str, Any]:
     params = typed(ctx, MarketplaceAssetDeleteParams)
-    gone = delete_once(ctx, lambda: ctx.clients.marketplace.delete_asset(ctx.step, params.asset))
+    gone = delete_once(ctx, lambda: ctx.clients.marketplace.delete_asset(params.asset))
     return {"deleted_asset": params.asset, "already_gone": gone}
 
 
@@ -399,14 +401,14 @@ def delete_asset(ctx: StepContext) -> dict[str, Any]:
 @step("upload_profile_image")
 def upload_profile_image(ctx: StepContext) -> dict[str, Any]:
     params = typed(ctx, AworkImageParams)
-    with open_file(ctx.job.file, ctx.step) as file:
-        image = ctx.clients.awork.upload_image(ctx.step, params.entity, params.id, file)
+    with open_file(ctx.job.file, ctx.config) as file:
+        image = ctx.clients.awork.upload_image(params.entity, params.id, file)
     return {"entity": params.entity, "id": params.id, **image.to_json()}
 
 
 @step("delete_profile_image")
 def delete_profile_image(ctx: StepContext) -> dict[str, Any]:
     params = typed(ctx, AworkImageParams)
-    gone = delete_once(ctx, lambda: ctx.clients.awork.delete_image(ctx.step, params.entity, params.id))
+    gone = delete_once(ctx, lambda: ctx.clients.awork.delete_image(params.entity, params.id))
     return {"entity": params.entity, "id": params.id, "deleted": True, "already_gone": gone}
 

@@ -3,24 +3,36 @@
 Every attempt opens the file afresh, so a retried upload starts at byte 0 (a reused, already
 read stream would send nothing). Multipart goes through requests-toolbelt's encoder, which also
 sets the ``Content-Type`` with its boundary: never set a multipart Content-Type by hand.
+
+The worker does not trust the producer's checks: a file is opened only if it is a regular file
+inside the worker's own ``[files] roots``, and a URL is used only if the worker's own rules
+allow it (hostile input, issue 15).
 """
 
 from __future__ import annotations
 
 import contextlib
-import shutil
+import errno
+import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
+from urllib.parse import urljoin
 
 import requests
 from requests_toolbelt import MultipartEncoder
 
+from producers.config import FerryConfig
+from producers.files import is_within_roots, uri_problem
 from producers.records import FileInfo
-from worker.errors import PermanentError, RetryableError
+from worker.errors import DestinationError, PermanentError, RetryableError
+from worker.http import Destination, Download, new_session
 
-CHUNK = 1024 * 1024
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5
 
 
 @dataclass
@@ -32,49 +44,116 @@ class OpenFile:
 
 
 @contextlib.contextmanager
-def open_file(info: FileInfo | None, step: str) -> Iterator[OpenFile]:
-    """The job's file at byte 0. A URL is downloaded (streamed) to a temporary file first, because
-    the destinations want a length and the link steps want the exact size."""
+def open_file(info: FileInfo | None, config: FerryConfig) -> Iterator[OpenFile]:
+    """The job's file at byte 0, checked against this worker's own ``config`` (its roots, its
+    URL rules), whatever the producer's said. A URL is downloaded (streamed) to a temporary file
+    first, because the destinations want a length and the link steps want the exact size."""
     if info is None:
-        raise PermanentError("this job has no file", step=step)
+        raise PermanentError("this job has no file")
     mime = info.mime_type or "application/octet-stream"
     if info.path:
-        try:
-            fh: IO[bytes] = open(info.path, "rb")  # noqa: SIM115 - closed below
-        except OSError as exc:
-            raise PermanentError(f"cannot open {info.path}: {exc.strerror}", step=step) from None
-        with fh:
-            size = _size_of(fh)
-            yield OpenFile(fh, info.name, size, mime)
+        with open_local(info.path, config.file_roots) as fh:
+            yield OpenFile(fh, info.name, os.fstat(fh.fileno()).st_size, mime)
         return
     if info.uri:
-        with _download(info.uri, step) as (fh, size):
+        with _download(info.uri, config) as (fh, size):
             yield OpenFile(fh, info.name, size, mime)
         return
-    raise PermanentError("the job's file has neither path nor uri", step=step)
+    raise PermanentError("the job's file has neither path nor uri")
 
 
-def _size_of(fh: IO[bytes]) -> int:
-    fh.seek(0, 2)
-    size = fh.tell()
-    fh.seek(0)
-    return size
+# ---- a local file ------------------------------------------------------------------------------
+def open_local(path: str, roots: tuple[str, ...]) -> IO[bytes]:
+    """Open a job's file for reading, or refuse it (``PermanentError``) unless it is a regular
+    file, not a symbolic link, lying inside one of ``roots`` (none configured: anywhere).
+
+    The checks are made on what was opened, not on the name beforehand, so a file swapped after
+    submit (or after a check) cannot slip through: ``O_NOFOLLOW`` refuses a link as the last
+    component, ``fstat`` of the open descriptor says what it is (``O_NONBLOCK``, so opening a
+    FIFO does not hang the worker), and the name resolved afterwards must lead to that same
+    file inside a root (a directory swapped for a link moves it elsewhere)."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PermanentError(f"{path}: file is a symbolic link, which the worker does not "
+                                 "follow") from None
+        raise PermanentError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        _check_opened(fd, path, roots)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def _check_opened(fd: int, path: str, roots: tuple[str, ...]) -> None:
+    opened = os.fstat(fd)
+    if not stat.S_ISREG(opened.st_mode):
+        raise PermanentError(f"{path}: not a regular file")
+    os.set_blocking(fd, True)
+    if roots and not _resolves_inside(path, opened, roots):
+        raise PermanentError(f"{path}: file is outside the worker's roots ({', '.join(roots)})")
+
+
+def _resolves_inside(path: str, opened: os.stat_result, roots: tuple[str, ...]) -> bool:
+    resolved = Path(os.path.realpath(path))
+    try:
+        named = os.stat(resolved)
+    except OSError:
+        return False
+    same_file = (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+    return same_file and is_within_roots(resolved, roots)
+
+
+# ---- a URL -------------------------------------------------------------------------------------
+def checked_uri(uri: str, config: FerryConfig) -> str:
+    """``uri``, if this worker's ``[files]`` rules let a job use it (``producers.files.
+    uri_problem``: https only, public hosts only, unless allowed): checked again here because the
+    producer's config may be looser and a name may resolve elsewhere by now. A host that does
+    not resolve is retryable (DNS may answer later); a refused one is permanent."""
+    try:
+        problem = uri_problem(uri, config)
+    except OSError as exc:
+        raise RetryableError(f"cannot resolve the host of {uri}: {exc.strerror or exc}") from None
+    if problem is not None:
+        raise PermanentError(f"{uri}: {problem}")
+    return uri
 
 
 @contextlib.contextmanager
-def _download(uri: str, step: str) -> Iterator[tuple[IO[bytes], int]]:
-    with tempfile.TemporaryFile() as tmp:
+def _download(uri: str, config: FerryConfig) -> Iterator[tuple[IO[bytes], int]]:
+    """Fetch ``uri`` to a temporary file. An anonymous ``Destination`` on a session of its own
+    classifies the answers as every destination call is classified, and no connection's
+    credentials, cookies or pooled connections ever meet the foreign host. It is not a
+    connection's destination, so no connection's rate limit applies."""
+    with tempfile.TemporaryFile() as tmp, new_session() as session:
         try:
-            with requests.get(uri, stream=True, timeout=(10, 60)) as resp:
-                if resp.status_code >= 400:
-                    cls = RetryableError if resp.status_code >= 500 or resp.status_code == 429 else PermanentError
-                    raise cls(f"fetching {uri}: HTTP {resp.status_code}", step=step, status=resp.status_code)
-                shutil.copyfileobj(resp.raw, tmp, CHUNK)
-        except requests.RequestException as exc:
-            raise RetryableError(f"fetching {uri}: {exc}", step=step) from None
-        size = tmp.tell()
+            with Download(_get(session, uri, config)) as body:
+                size = body.copy_to(tmp)
+        except DestinationError as exc:
+            exc.message = f"fetching {uri}: {exc.message}"
+            raise
         tmp.seek(0)
         yield tmp, size
+
+
+def _get(session: requests.Session, uri: str, config: FerryConfig) -> requests.Response:
+    """GET ``uri`` and follow its redirects by hand, each target checked like the first (a
+    public URL must not redirect the worker to a private one)."""
+    for _ in range(MAX_REDIRECTS + 1):
+        response = Destination(session, checked_uri(uri, config)).call(
+            "GET", uri, ok={200, *REDIRECTS}, stream=True, allow_redirects=False,
+            headers={"Accept": "*/*"})
+        if response.status_code not in REDIRECTS:
+            return response
+        response.close()
+        location = response.headers.get("Location")
+        if not location:
+            raise PermanentError(f"HTTP {response.status_code} without a Location")
+        uri = urljoin(uri, location)
+    raise PermanentError(f"more than {MAX_REDIRECTS} redirects")
 
 
 def multipart(file_field: str, source: OpenFile, fields: dict[str, str] | None = None) -> MultipartEncoder:

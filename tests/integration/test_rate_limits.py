@@ -15,7 +15,7 @@ def test_the_budget_allows_a_one_second_burst_then_spaces_requests(redis_client)
     limiter = ConnectionLimiter(redis_client, "acme", per_second=20)
     started = time.monotonic()
     for _ in range(30):
-        limiter.acquire("step")
+        limiter.acquire()
     assert time.monotonic() - started >= 0.45  # 20 at once, the next 10 at 50 ms each
 
 
@@ -24,8 +24,8 @@ def test_two_limiters_share_one_budget(redis_client):
     b = ConnectionLimiter(redis_client, "acme", per_second=10)
     started = time.monotonic()
     for _ in range(10):
-        a.acquire("s")
-        b.acquire("s")
+        a.acquire()
+        b.acquire()
     assert time.monotonic() - started >= 0.9
 
 
@@ -33,14 +33,14 @@ def test_a_429_pauses_the_whole_connection(redis_client):
     ConnectionLimiter(redis_client, "acme", per_second=None).pause(1.0)
     other_worker = ConnectionLimiter(redis_client, "acme", per_second=None)
     started = time.monotonic()
-    other_worker.acquire("s")
+    other_worker.acquire()
     assert time.monotonic() - started >= 0.9
 
 
 def test_a_long_wait_parks_the_step_instead_of_blocking_the_worker(redis_client):
     ConnectionLimiter(redis_client, "acme", per_second=None).pause(30)
     with pytest.raises(Throttled) as exc:
-        ConnectionLimiter(redis_client, "acme", per_second=None).acquire("media_upload")
+        ConnectionLimiter(redis_client, "acme", per_second=None).acquire()
     assert 25 < exc.value.retry_after <= 30
 
 

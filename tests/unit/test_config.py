@@ -78,8 +78,9 @@ def test_the_known_keys_are_the_model_fields() -> None:
     keys = toml_keys()
     assert set(keys["connections"]["*"]) == set(ConnectionConfig.model_fields) - {"name"}
     assert set(keys["api"]) == set(ApiConfig.model_fields)
-    assert set(keys) == (set(FerryConfig.model_fields) - {"path", "file_roots"}) | {"files"}
-    assert keys["files"] == {"roots": None}
+    moved = {"path", "file_roots", "allow_http_uris", "allow_private_uris"}
+    assert set(keys) == (set(FerryConfig.model_fields) - moved) | {"files"}
+    assert keys["files"] == {"roots": None, "allow_http_uris": None, "allow_private_uris": None}
 
 
 # ---- wrong types -------------------------------------------------------------------------------

@@ -43,59 +43,59 @@ class AssetsClient:
     def _ws(self, workspace: str, path: str) -> str:
         return f"/jsm/assets/workspace/{workspace}/v1/{path.lstrip('/')}"
 
-    def discover_workspace(self, step: str) -> str:
-        body = self.site.call(step, "GET", "/rest/servicedeskapi/assets/workspace").json()
+    def discover_workspace(self) -> str:
+        body = self.site.call("GET", "/rest/servicedeskapi/assets/workspace").json()
         values = body.get("values") or []
         if not values or not values[0].get("workspaceId"):
-            raise PermanentError("the site has no Assets workspace", step=step)
+            raise PermanentError("the site has no Assets workspace")
         return str(values[0]["workspaceId"])
 
-    def upload_avatar(self, step: str, workspace: str, object_type_id: int, file: OpenFile,
+    def upload_avatar(self, workspace: str, object_type_id: int, file: OpenFile,
                       client_uuid: str) -> AvatarUpload:
         body = multipart(AVATAR_FIELD, file, {"avatarUUID": client_uuid, "objectTypeId": str(object_type_id)})
         data = self.gateway.call(
-            step, "POST", self._ws(workspace, "avatar/upload"), upload=True, data=body,
+            "POST", self._ws(workspace, "avatar/upload"), upload=True, data=body,
             headers={**NO_CHECK, "Content-Type": body.content_type}).json()
         server_uuid = data.get("avatarUUID")
         if not server_uuid:
-            raise PermanentError("avatar upload answered without an avatarUUID", step=step)
+            raise PermanentError("avatar upload answered without an avatarUUID")
         return AvatarUpload(str(server_uuid), {k: v for k, v in data.items() if k.startswith("url")})
 
-    def create_object(self, step: str, workspace: str, object_type_id: int,
+    def create_object(self, workspace: str, object_type_id: int,
                       attributes: list[dict[str, Any]], avatar_uuid: str) -> dict[str, Any]:
         body = {"objectTypeId": str(object_type_id), "attributes": attributes,
                 "avatarUUID": avatar_uuid, "hasAvatar": True}
         # Creating is not repeatable: a reply lost after sending must not become a second object.
         check = f"workspace {workspace} for a new object of type {object_type_id}"
-        return dict(self.gateway.call(step, "POST", self._ws(workspace, "object/create"),
+        return dict(self.gateway.call("POST", self._ws(workspace, "object/create"),
                                       json=body, repeatable=False, check=check).json())
 
-    def update_object(self, step: str, workspace: str, object_id: str, object_type_id: int,
+    def update_object(self, workspace: str, object_id: str, object_type_id: int,
                       avatar_uuid: str) -> dict[str, Any]:
         body = {"objectTypeId": str(object_type_id), "attributes": [],
                 "avatarUUID": avatar_uuid, "hasAvatar": True}
-        return dict(self.gateway.call(step, "PUT", self._ws(workspace, f"object/{object_id}"),
+        return dict(self.gateway.call("PUT", self._ws(workspace, f"object/{object_id}"),
                                       json=body).json())
 
-    def get_object(self, step: str, workspace: str, object_id: str) -> dict[str, Any]:
-        return dict(self.gateway.call(step, "GET", self._ws(workspace, f"object/{object_id}")).json())
+    def get_object(self, workspace: str, object_id: str) -> dict[str, Any]:
+        return dict(self.gateway.call("GET", self._ws(workspace, f"object/{object_id}")).json())
 
-    def get_attachment_credentials(self, step: str, workspace: str, object_id: str) -> MediaCredentials:
+    def get_attachment_credentials(self, workspace: str, object_id: str) -> MediaCredentials:
         data = self.gateway.call(
-            step, "GET", self._ws(workspace, f"attachments/object/{object_id}/credentials")).json()
+            "GET", self._ws(workspace, f"attachments/object/{object_id}/credentials")).json()
         try:
             return MediaCredentials(str(data["clientId"]), str(data["mediaBaseUrl"]), str(data["mediaJwtToken"]))
         except KeyError as exc:
-            raise PermanentError(f"credentials answer lacks {exc.args[0]}", step=step) from None
+            raise PermanentError(f"credentials answer lacks {exc.args[0]}") from None
 
-    def link_attachment(self, step: str, workspace: str, object_id: str, *, media_id: str,
+    def link_attachment(self, workspace: str, object_id: str, *, media_id: str,
                         filename: str, content_type: str, size: int, comment: str) -> list[dict[str, Any]]:
         """Link an uploaded media file to the object. Returns the attachment records the answer
         carries, possibly none: some versions answer an empty 2xx body (open-readings §2).
         Repeating it links twice (no server-side dedup), so the step lists before any repeat."""
         body = {"attachments": [{"contentType": content_type, "filename": filename,
                                  "mediaId": media_id, "size": size, "comment": comment}]}
-        response = self.gateway.call(step, "POST", self._ws(workspace, f"attachments/object/{object_id}"),
+        response = self.gateway.call("POST", self._ws(workspace, f"attachments/object/{object_id}"),
                                      json=body)
         if not response.content.strip():
             return []
@@ -103,9 +103,9 @@ class AssetsClient:
         items = data if isinstance(data, list) else [data]
         return [dict(a) for a in items if isinstance(a, dict)]
 
-    def list_attachments(self, step: str, workspace: str, object_id: str) -> list[dict[str, Any]]:
+    def list_attachments(self, workspace: str, object_id: str) -> list[dict[str, Any]]:
         # UNCONFIRMED on cloud (inferred from Data Center); used only to avoid a duplicate link.
-        data = self.gateway.call(step, "GET", self._ws(workspace, f"attachments/object/{object_id}")).json()
+        data = self.gateway.call("GET", self._ws(workspace, f"attachments/object/{object_id}")).json()
         return list(data) if isinstance(data, list) else list(data.get("values", []))
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from worker.http import READ_STEP, Destination, Download
+from worker.http import Destination, Download
 from worker.uploads import OpenFile, multipart
 
 Entity = Literal["companies", "contactpersons", "projects", "projecttemplates", "users", "workspaces"]
@@ -52,19 +52,19 @@ class AworkClient:
     def _path(self, entity: Entity, entity_id: str) -> str:
         return api_path(self.api.base_url, f"files/images/{entity}/{entity_id}")
 
-    def upload_image(self, step: str, entity: Entity, entity_id: str, file: OpenFile) -> ProfileImage:
+    def upload_image(self, entity: Entity, entity_id: str, file: OpenFile) -> ProfileImage:
         # An entity has one profile image and an upload replaces it, so repeating this request
         # after a lost reply lands the same image again: nothing visible is duplicated.
         body = multipart(FILE_FIELD, file)
-        data = self.api.call(step, "POST", self._path(entity, entity_id), upload=True, data=body,
+        data = self.api.call("POST", self._path(entity, entity_id), upload=True, data=body,
                              headers={"Content-Type": body.content_type}).json()
         return ProfileImage.from_json(data if isinstance(data, dict) else {})
 
-    def image(self, entity: Entity, entity_id: str, *, step: str = READ_STEP) -> Download:
+    def image(self, entity: Entity, entity_id: str) -> Download:
         """The profile image's bytes, streamed."""
-        response = self.api.call(step, "GET", self._path(entity, entity_id), stream=True,
+        response = self.api.call("GET", self._path(entity, entity_id), stream=True,
                                  headers={"Accept": "*/*"})
-        return Download(response, step)
+        return Download(response)
 
-    def delete_image(self, step: str, entity: Entity, entity_id: str) -> None:
-        self.api.call(step, "DELETE", self._path(entity, entity_id))
+    def delete_image(self, entity: Entity, entity_id: str) -> None:
+        self.api.call("DELETE", self._path(entity, entity_id))

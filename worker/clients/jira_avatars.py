@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from worker.clients.assets import NO_CHECK
 from worker.errors import PermanentError
-from worker.http import READ_STEP, Destination, Download
+from worker.http import Destination, Download
 from worker.uploads import OpenFile
 
 AvatarType = Literal["project", "issuetype", "priority"]
@@ -50,7 +50,7 @@ class JiraAvatarsClient:
         self.site = site  # https://<site>.atlassian.net
         self._project_ids: dict[str, str] = {}
 
-    def owner_id(self, avatar_type: str, owner: str, *, step: str = READ_STEP) -> str:
+    def owner_id(self, avatar_type: str, owner: str) -> str:
         """The numeric id ``universal_avatar/type/{type}/owner/{entityId}`` documents. A project
         may be named by its key (what people type): resolved with ``GET /project/{key}``, once
         per client, since a service that takes only ids answers a key with 404
@@ -58,54 +58,53 @@ class JiraAvatarsClient:
         if avatar_type != "project" or owner.isdigit():
             return owner
         if owner not in self._project_ids:
-            data = self.site.call(step, "GET", f"{API}/project/{quote(owner, safe='')}").json()
+            data = self.site.call("GET", f"{API}/project/{quote(owner, safe='')}").json()
             if not isinstance(data, dict) or not str(data.get("id") or "").isdigit():
-                raise PermanentError(f"project {owner} answered without a numeric id", step=step)
+                raise PermanentError(f"project {owner} answered without a numeric id")
             self._project_ids[owner] = str(data["id"])
         return self._project_ids[owner]
 
-    def _owner_path(self, step: str, avatar_type: str, owner: str) -> str:
-        return f"{API}/universal_avatar/type/{avatar_type}/owner/{self.owner_id(avatar_type, owner, step=step)}"
+    def _owner_path(self, avatar_type: str, owner: str) -> str:
+        return f"{API}/universal_avatar/type/{avatar_type}/owner/{self.owner_id(avatar_type, owner)}"
 
-    def load_avatar(self, step: str, avatar_type: AvatarType, owner: str, file: OpenFile,
+    def load_avatar(self, avatar_type: AvatarType, owner: str, file: OpenFile,
                     x: int, y: int, size: int) -> Avatar:
         """Upload the image and crop it to the square (x, y, size). Repeating it would create a
         second avatar: the caller (the step) makes retries safe, see ``worker.steps``."""
         data = self.site.call(
-            step, "POST", self._owner_path(step, avatar_type, owner),
+            "POST", self._owner_path(avatar_type, owner),
             params={"x": x, "y": y, "size": size}, upload=True, data=file.stream,
             headers={**NO_CHECK, "Content-Type": file.mime_type}).json()
         if not isinstance(data, dict) or data.get("id") is None:
-            raise PermanentError("load avatar answered without an avatar id", step=step)
+            raise PermanentError("load avatar answered without an avatar id")
         return Avatar.from_json(data)
 
-    def set_current(self, step: str, avatar_type: AvatarType, owner: str, avatar_id: str) -> None:
+    def set_current(self, avatar_type: AvatarType, owner: str, avatar_id: str) -> None:
         """Make ``avatar_id`` the avatar of the project / issue type / priority (idempotent PUTs)."""
         if avatar_type == "project":
-            project = self.owner_id(avatar_type, owner, step=step)
-            self.site.call(step, "PUT", f"{API}/project/{project}/avatar", json={"id": avatar_id})
+            project = self.owner_id(avatar_type, owner)
+            self.site.call("PUT", f"{API}/project/{project}/avatar", json={"id": avatar_id})
         elif avatar_type == "issuetype":
-            self.site.call(step, "PUT", f"{API}/issuetype/{owner}", json={"avatarId": int(avatar_id)})
+            self.site.call("PUT", f"{API}/issuetype/{owner}", json={"avatarId": int(avatar_id)})
         else:
             # UNCONFIRMED: "update priority" taking {"avatarId"} is not in the public pages we
             # have (older APIs set priorities by iconUrl). We send only avatarId, the field the
             # issue-type update documents, so a service that refuses it says so and changes nothing.
-            self.site.call(step, "PUT", f"{API}/priority/{owner}", json={"avatarId": int(avatar_id)})
+            self.site.call("PUT", f"{API}/priority/{owner}", json={"avatarId": int(avatar_id)})
 
-    def list_avatars(self, avatar_type: AvatarType, owner: str, *, step: str = READ_STEP) -> Avatars:
+    def list_avatars(self, avatar_type: AvatarType, owner: str) -> Avatars:
         """System and custom avatars available to one owner."""
-        data = self.site.call(step, "GET", self._owner_path(step, avatar_type, owner)).json()
+        data = self.site.call("GET", self._owner_path(avatar_type, owner)).json()
         return Avatars(system=[Avatar.from_json(a) for a in data.get("system") or []],
                        custom=[Avatar.from_json(a) for a in data.get("custom") or []])
 
-    def system_avatars(self, avatar_type: str, *, step: str = READ_STEP) -> list[Avatar]:
+    def system_avatars(self, avatar_type: str) -> list[Avatar]:
         """System avatars of a type (``user`` is accepted here too)."""
-        data = self.site.call(step, "GET", f"{API}/avatar/{avatar_type}/system").json()
+        data = self.site.call("GET", f"{API}/avatar/{avatar_type}/system").json()
         return [Avatar.from_json(a) for a in data.get("system") or []]
 
     def avatar_image(self, avatar_type: str, avatar_id: str | None = None, owner: str | None = None,
-                     size: str | None = None, format: str | None = None, *,
-                     step: str = READ_STEP) -> Download:
+                     size: str | None = None, format: str | None = None) -> Download:
         """Image bytes, streamed: by avatar id, by owner (its current avatar), or the type's default."""
         if avatar_id is not None and owner is not None:
             raise ValueError("give avatar_id or owner, not both")
@@ -113,11 +112,11 @@ class JiraAvatarsClient:
         if avatar_id is not None:
             path += f"/avatar/{avatar_id}"
         elif owner is not None:
-            path += f"/owner/{self.owner_id(avatar_type, owner, step=step)}"
+            path += f"/owner/{self.owner_id(avatar_type, owner)}"
         query = {k: v for k, v in (("size", size), ("format", format)) if v is not None}
-        response = self.site.call(step, "GET", path, params=query, stream=True,
+        response = self.site.call("GET", path, params=query, stream=True,
                                   headers={"Accept": "*/*"})
-        return Download(response, step)
+        return Download(response)
 
-    def delete_avatar(self, step: str, avatar_type: AvatarType, owner: str, avatar_id: str) -> None:
-        self.site.call(step, "DELETE", f"{self._owner_path(step, avatar_type, owner)}/avatar/{avatar_id}")
+    def delete_avatar(self, avatar_type: AvatarType, owner: str, avatar_id: str) -> None:
+        self.site.call("DELETE", f"{self._owner_path(avatar_type, owner)}/avatar/{avatar_id}")

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from worker.errors import PermanentError
-from worker.http import READ_STEP, Destination
+from worker.http import Destination
 from worker.uploads import OpenFile, multipart
 
 ASSETS = "/rest/2/assets"
@@ -30,11 +30,11 @@ class Asset:
     links: dict[str, str]
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], step: str) -> Asset:
+    def from_json(cls, data: dict[str, Any]) -> Asset:
         links = {k: str(v.get("href")) for k, v in (data.get("_links") or {}).items()
                  if isinstance(v, dict) and v.get("href")}
         if "self" not in links:
-            raise PermanentError("Marketplace answered without _links.self", step=step)
+            raise PermanentError("Marketplace answered without _links.self")
         info = data.get("fileInfo") or {}
         size = info.get("size")
         return cls(link=links["self"], name=asset_name(links["self"]),
@@ -64,35 +64,35 @@ class MarketplaceClient:
     def __init__(self, api: Destination) -> None:
         self.api = api  # https://marketplace.atlassian.com
 
-    def asset_links(self, *, step: str = READ_STEP) -> dict[str, Any]:
+    def asset_links(self) -> dict[str, Any]:
         """The HAL links to the asset resources (``artifact``, ``fetchArtifact``, ``imageByType``)."""
-        return dict(self.api.call(step, "GET", ASSETS).json().get("_links") or {})
+        return dict(self.api.call("GET", ASSETS).json().get("_links") or {})
 
     # Uploads create a new stored asset each time and there is no listing to find an earlier
     # one, so a reply lost after sending is OutcomeUnknown (repeatable=False), never a blind retry.
     CHECK = "the app's Marketplace assets for one uploaded just now (Marketplace has no asset listing)"
 
-    def upload_artifact(self, step: str, file: OpenFile) -> Asset:
+    def upload_artifact(self, file: OpenFile) -> Asset:
         body = multipart("file", file)
-        data = self.api.call(step, "POST", f"{ASSETS}/artifact", upload=True, repeatable=False,
+        data = self.api.call("POST", f"{ASSETS}/artifact", upload=True, repeatable=False,
                              check=self.CHECK, data=body, headers={"Content-Type": body.content_type}).json()
-        return Asset.from_json(data, step)
+        return Asset.from_json(data)
 
-    def fetch_artifact(self, step: str, uri: str) -> Asset:
+    def fetch_artifact(self, uri: str) -> Asset:
         """Marketplace downloads ``uri`` itself: the bytes never pass through Ferry."""
-        data = self.api.call(step, "POST", f"{ASSETS}/artifact/fetch", params={"uri": uri},
+        data = self.api.call("POST", f"{ASSETS}/artifact/fetch", params={"uri": uri},
                              upload=True, repeatable=False, check=self.CHECK).json()
-        return Asset.from_json(data, step)
+        return Asset.from_json(data)
 
-    def upload_image(self, step: str, image_type: str, file: OpenFile) -> Asset:
+    def upload_image(self, image_type: str, file: OpenFile) -> Asset:
         # Raw image body with the image's Content-Type and ?file=<logical name> (sources/003).
-        data = self.api.call(step, "POST", f"{ASSETS}/image/{quote(image_type, safe='')}",
+        data = self.api.call("POST", f"{ASSETS}/image/{quote(image_type, safe='')}",
                              params={"file": file.name}, upload=True, repeatable=False, check=self.CHECK,
                              data=file.stream, headers={"Content-Type": file.mime_type}).json()
-        return Asset.from_json(data, step)
+        return Asset.from_json(data)
 
-    def asset(self, name: str, *, step: str = READ_STEP) -> dict[str, Any]:
-        return dict(self.api.call(step, "GET", asset_path(name)).json())
+    def asset(self, name: str) -> dict[str, Any]:
+        return dict(self.api.call("GET", asset_path(name)).json())
 
-    def delete_asset(self, step: str, name: str) -> None:
-        self.api.call(step, "DELETE", asset_path(name))
+    def delete_asset(self, name: str) -> None:
+        self.api.call("DELETE", asset_path(name))

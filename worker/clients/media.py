@@ -78,33 +78,33 @@ class MediaClient:
         return Destination(self.session, credentials.media_base_url, auth=BearerAuth(credentials.jwt),
                            headers={"X-Client-Id": credentials.client_id}, limiter=self.limiter)
 
-    def upload(self, step: str, credentials: MediaCredentials, file: OpenFile,
+    def upload(self, credentials: MediaCredentials, file: OpenFile,
                form: UploadForm = DEFAULT_FORM) -> MediaFile:
         """One upload in one form, streamed. The answer's size is reported, never assumed."""
         media = self._media(credentials)
         if form == "multipart":
             body = multipart("file", file)
-            response = media.call(step, "POST", f"/file?{name_query(file.name)}", upload=True,
+            response = media.call("POST", f"/file?{name_query(file.name)}", upload=True,
                                   data=body, headers={"Content-Type": body.content_type})
         else:
-            response = media.call(step, "POST", f"/file/binary?{name_query(file.name)}", upload=True,
+            response = media.call("POST", f"/file/binary?{name_query(file.name)}", upload=True,
                                   data=file.stream, headers={"Content-Type": file.mime_type})
         data = _data(response)
         if not data.get("id"):
-            raise PermanentError("media service answered without a file id", step=step)
+            raise PermanentError("media service answered without a file id")
         return MediaFile(str(data["id"]), _size(data), data.get("mimeType"))
 
-    def stored_size(self, step: str, credentials: MediaCredentials, media_id: str) -> int | None:
+    def stored_size(self, credentials: MediaCredentials, media_id: str) -> int | None:
         """What the service holds for ``media_id`` (``GET /file/{id}``); None if it will not say."""
         try:
-            response = self._media(credentials).call(step, "GET", f"/file/{quote(media_id, safe='')}")
+            response = self._media(credentials).call("GET", f"/file/{quote(media_id, safe='')}")
         except PermanentError as exc:
             if exc.status in GONE:
                 return None
             raise
         return _size(_data(response))
 
-    def upload_verified(self, step: str, credentials: MediaCredentials, open_source: OpenSource,
+    def upload_verified(self, credentials: MediaCredentials, open_source: OpenSource,
                         forms: Sequence[UploadForm]) -> VerifiedUpload:
         """Upload in the first form; if the service stored another size, once more in the next.
         A form answering 404/405 is gone: the next one is used. Neither storing the whole file
@@ -116,13 +116,13 @@ class MediaClient:
             with open_source() as file:
                 tried.append(form)
                 try:
-                    media = self.upload(step, credentials, file, form)
+                    media = self.upload(credentials, file, form)
                 except PermanentError as exc:
                     if exc.status not in GONE or len(forms) == 1:
                         raise
                     gone.append(form)
                     continue
-                stored = media.size if media.size is not None else self.stored_size(step, credentials, media.id)
+                stored = media.size if media.size is not None else self.stored_size(credentials, media.id)
                 if stored == file.size:
                     verified = MediaFile(media.id, stored, media.mime_type)
                     return VerifiedUpload(verified, form, tuple(tried), tuple(gone))
@@ -130,8 +130,8 @@ class MediaClient:
                 shortfalls.append(f"media service stored {shown} of {file.size} bytes ({form} upload)")
         if not shortfalls:
             raise PermanentError(f"media service has no upload form left: {', '.join(gone)} "
-                                 "answered 404/405", step=step, status=404)
-        raise PermanentError("; ".join(shortfalls), step=step)
+                                 "answered 404/405", status=404)
+        raise PermanentError("; ".join(shortfalls))
 
 
 def _data(response: requests.Response) -> dict[str, Any]:
