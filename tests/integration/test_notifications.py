@@ -268,3 +268,18 @@ def test_ferry_events_prints_a_jobs_events_as_json_lines(
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [e["event"] for e in lines] == ["job.queued", "step.started", "step.succeeded", "job.succeeded"]
     assert {e["job"] for e in lines} == {job.id}
+
+
+def test_the_stream_wants_auth_a_valid_id_and_beats_while_quiet(
+        ferry: Ferry, monkeypatch: pytest.MonkeyPatch) -> None:
+    from producers.web import events as web_events
+
+    monkeypatch.setattr(web_events, "HEARTBEAT_SECONDS", 0.2)
+    auth = {"Authorization": f"Bearer {API_TOKEN}"}
+    with LiveApi(ferry, tokens=[API_TOKEN]) as api, httpx.Client(base_url=api.url, timeout=30) as http:
+        assert http.get("/events").status_code == 401
+        assert http.get("/events?last_event_id=yesterday", headers=auth).status_code == 422
+        with http.stream("GET", "/events?job=no-such-job", headers=auth) as quiet:
+            lines = quiet.iter_lines()
+            assert next(lines) == "retry: 2000"
+            assert ": heartbeat" in [next(lines) for _ in range(3)]
