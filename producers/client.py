@@ -13,7 +13,7 @@ holds the secret.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -22,14 +22,15 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from producers import queue
+from producers import events, queue
 from producers.config import FerryConfig, load_config
 from producers.embedded import RedisLocation, resolve_redis
 from producers.errors import ConfigError, Problem, SubmitError
 from producers.files import inspect_path, inspect_uri
 from producers.kinds import Kind, get_kind
+from producers.notifications import CallbackRefused, check_url
 from producers.params import Params
-from producers.records import FileInfo, JobRecord, StepError
+from producers.records import DeliveryRecord, FileInfo, JobRecord, StepError
 from producers.store import Created, JobStore, NewJob, Page
 
 # A batch with this many file paths inspects them on FILE_THREADS threads, this many per task.
@@ -61,6 +62,10 @@ class JobRequest(BaseModel):
     idempotency_key: str | None = Field(
         default=None, min_length=1, max_length=200,
         description="the same key returns the existing job instead of creating another")
+    callback_url: str | None = Field(
+        default=None, min_length=1, max_length=2000,
+        description="POSTed a signed JSON webhook each time a run of the job ends "
+                    "(https://, a public host; see [notifications])")
 
 
 def request_field(field: str) -> str:
@@ -91,6 +96,7 @@ class Ferry:
             self.redis,
             retention_seconds=self.config.retention_seconds,
             idempotency_seconds=self.config.idempotency_seconds,
+            events_max_length=self.config.events.max_length,
         )
         self._celery: Celery | None = None
         self._chain_messages: queue.ChainMessages | None = None
@@ -119,6 +125,7 @@ class Ferry:
         uri: str | None = None,
         params: dict[str, Any] | None = None,
         require_file_roots: bool = False,
+        callback_url: str | None = None,
     ) -> tuple[Kind, Params, FileInfo | None]:
         """Check everything a job needs before it is stored; raise SubmitError listing every
         problem.
@@ -135,6 +142,7 @@ class Ferry:
         else:
             info, file_problems = self._check_file(spec, file, uri)
         problems += file_problems
+        problems += self._check_callback(callback_url)
         if not problems and spec.check is not None and parsed is not None:
             problems += spec.check(parsed, info)
         if problems or parsed is None:
@@ -149,6 +157,15 @@ class Ferry:
         if conn.service != spec.service:
             return [Problem("connection", f"{connection!r} is a {conn.service} connection; "
                                           f"{spec.name} needs {spec.service}")]
+        return []
+
+    def _check_callback(self, url: str | None) -> list[Problem]:
+        if url is None:
+            return []
+        try:
+            check_url(url, self.config.notifications)
+        except CallbackRefused as exc:
+            return [Problem("callback_url", str(exc))]
         return []
 
     def _check_file(self, spec: Kind, file: str | None, uri: str | None) -> tuple[FileInfo | None, list[Problem]]:
@@ -169,19 +186,22 @@ class Ferry:
 
     # ---- submission ----------------------------------------------------------------------
     def submit(self, kind: str, *, connection: str, file: str | None = None, uri: str | None = None,
-               params: dict[str, Any] | None = None, idempotency_key: str | None = None) -> JobRecord:
+               params: dict[str, Any] | None = None, idempotency_key: str | None = None,
+               callback_url: str | None = None) -> JobRecord:
         record, _ = self.submit_checked(kind, connection=connection, file=file, uri=uri,
-                                        params=params, idempotency_key=idempotency_key)
+                                        params=params, idempotency_key=idempotency_key,
+                                        callback_url=callback_url)
         return record
 
     def submit_checked(self, kind: str, *, connection: str, file: str | None = None,
                        uri: str | None = None, params: dict[str, Any] | None = None,
                        idempotency_key: str | None = None,
-                       require_file_roots: bool = False) -> tuple[JobRecord, bool]:
+                       require_file_roots: bool = False,
+                       callback_url: str | None = None) -> tuple[JobRecord, bool]:
         """Validate, store, enqueue. Returns (record, created); created is False when the
         idempotency key named an existing job, which is then returned untouched."""
         request = JobRequest(kind=kind, connection=connection, file=file, uri=uri, params=params or {},
-                             idempotency_key=idempotency_key)
+                             idempotency_key=idempotency_key, callback_url=callback_url)
         [outcome] = self.submit_many([request], require_file_roots=require_file_roots)
         if isinstance(outcome, Exception):
             raise outcome
@@ -229,12 +249,13 @@ class Ferry:
             try:
                 spec, parsed, info = self.validate(
                     request.kind, connection=request.connection, file=request.file, uri=request.uri,
-                    params=request.params, require_file_roots=require_file_roots)
+                    params=request.params, require_file_roots=require_file_roots,
+                    callback_url=request.callback_url)
             except SubmitError as exc:
                 return exc
             return NewJob(kind=spec.name, connection=request.connection, steps=spec.step_names,
                           params=parsed.model_dump(mode="json", exclude_none=True), file=info,
-                          idempotency_key=request.idempotency_key)
+                          idempotency_key=request.idempotency_key, callback_url=request.callback_url)
 
         if sum(1 for r in requests if r.file) < FILE_THREADS_FROM:
             return [check(r) for r in requests]
@@ -301,6 +322,26 @@ class Ferry:
     def jobs(self, *, status: str | None = None, kind: str | None = None,
              connection: str | None = None, limit: int = 50, cursor: str | None = None) -> Page:
         return self.store.list(status=status, kind=kind, connection=connection, limit=limit, cursor=cursor)
+
+    def notify(self, job_id: str) -> DeliveryRecord:
+        """Deliver an ended job's webhook again (a new delivery, due now; a worker sends it)."""
+        return self.store.redeliver(job_id)
+
+    def events(self, after_id: str = events.START, *, job: str | None = None, kind: str | None = None,
+               connection: str | None = None, follow: bool = False) -> Iterator[events.Event]:
+        """The job events after ``after_id`` (default: the oldest kept), filtered; with
+        ``follow``, then each new one as it happens, without end."""
+        filters = events.EventFilters(job=job, kind=kind, connection=connection)
+        if follow:
+            yield from events.follow(self.redis, after_id, filters)
+            return
+        position = after_id
+        while True:
+            batch = events.read(self.redis, position, filters)
+            yield from batch.events
+            if batch.position == position:
+                return
+            position = batch.position
 
     def close(self) -> None:
         if self._chain_messages is not None:

@@ -71,6 +71,33 @@ class ApiConfig(BaseModel):
     max_body_bytes: int = 1_000_000
 
 
+class NotificationsConfig(BaseModel):
+    """``[notifications]``: signed completion webhooks (``callback_url``). The secret is named
+    here (an environment variable of the worker), never written here or stored with a job."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    secret_env: str = "FERRY_WEBHOOK_SECRET"
+    # A delivery is retried (connect errors, timeouts, 408, 429, 5xx) for this long after the job ended.
+    retry_window_seconds: int = Field(default=24 * 3600, gt=0)
+    # Delay before the first retry when the receiver names none; doubles per attempt (jittered).
+    backoff_seconds: float = Field(default=10.0, gt=0)
+    max_backoff_seconds: float = Field(default=3600.0, gt=0)
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    # Callback URLs must be https:// and resolve to public addresses unless these say otherwise.
+    allow_http: bool = False
+    allow_private: bool = False
+
+
+class EventsConfig(BaseModel):
+    """``[events]``: the stream of job state changes (``ferry events``, ``GET /events``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Roughly how many events the stream keeps (XADD MAXLEN ~): older ones are trimmed.
+    max_length: int = Field(default=100_000, ge=100)
+
+
 class FerryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -91,6 +118,8 @@ class FerryConfig(BaseModel):
     # Nominal delay before the first retry when the server names none; doubles per attempt (jittered).
     retry_backoff_seconds: float = Field(default=1.0, gt=0)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
     path: str | None = None
 
     def connection(self, name: str) -> ConnectionConfig:

@@ -7,6 +7,7 @@
     ├── JobNotFound            no job with that id (never existed, purged, past retention)
     ├── ReplayRefused          the job cannot be replayed in its state (running, succeeded…)
     ├── ActiveJob              a queued or running job cannot be deleted
+    ├── NotifyRefused          a job with no callback_url, or not ended, cannot be notified
     ├── ManifestError          a batch manifest as a whole is unusable
     └── DestinationError       what a destination did to a step (worker.errors, drawn there)
         ├── RetryableError
@@ -66,6 +67,10 @@ class ReplayRefused(FerryError):
 
 class ActiveJob(FerryError):
     """A queued or running job cannot be deleted: its worker would write to a deleted record."""
+
+
+class NotifyRefused(FerryError):
+    """A webhook cannot be (re)delivered: the job has no callback_url, or has not ended."""
 
 
 class ManifestError(FerryError):

@@ -99,3 +99,20 @@ def bulk_replay() -> str:
 def session(digest: str) -> str:
     """A dashboard session, by the hash of its id (the id itself is only in the browser cookie)."""
     return f"{PREFIX}:session:{digest}"
+
+
+def events() -> str:
+    """Stream of every job's state changes (``producers.events``), capped with ``MAXLEN ~``."""
+    return f"{PREFIX}:events"
+
+
+def notify_due() -> str:
+    """Sorted set of webhook deliveries to attempt, ``"<job id> <delivery id>"`` scored by when
+    (epoch seconds); a delivery being attempted is scored at the end of its lease."""
+    return f"{PREFIX}:notify:due"
+
+
+def notify_body(delivery_id: str) -> str:
+    """The exact JSON body of a webhook delivery, fixed at its first attempt so every retry
+    sends the same bytes; expires after the retry window."""
+    return f"{PREFIX}:notify:body:{delivery_id}"

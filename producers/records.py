@@ -129,6 +129,36 @@ class RunRecord(BaseModel):
     error: StepError | None = None  # why it failed: kept when a later run succeeds
 
 
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # waiting for its first attempt
+    DELIVERING = "delivering"  # an attempt is under way
+    RETRYING = "retrying"  # an attempt failed in a way that may pass; the next is at next_attempt_at
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # refused (4xx other than 408/429, a redirect) or out of retry window
+
+
+class DeliveryRecord(BaseModel):
+    """One webhook delivery of a job's end (``callback_url``): one per run that ended, plus one
+    per redeliver. ``last_status`` is the receiver's HTTP status, ``last_error`` what went wrong."""
+
+    id: str
+    event: str  # job.succeeded | job.failed | job.cancelled
+    run: int
+    trigger: str = "end"  # end: the run ended; redeliver: asked for again
+    created_at: str
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+    last_attempt_at: str | None = None
+    next_attempt_at: str | None = None
+    delivered_at: str | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.status not in (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED)
+
+
 class JobRecord(BaseModel):
     id: str
     kind: str
@@ -144,6 +174,8 @@ class JobRecord(BaseModel):
     result: dict[str, Any] | None = None
     error: StepError | None = None
     runs: list[RunRecord] = Field(default_factory=list)
+    callback_url: str | None = None
+    notifications: list[DeliveryRecord] = Field(default_factory=list)  # oldest first
 
     def step(self, name: str) -> StepRecord:
         for s in self.steps:

@@ -25,14 +25,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any, cast
 
 import redis
 
-from producers import keys
-from producers.errors import IdempotencyConflict, JobNotFound, Problem
+from producers import events, keys
+from producers.errors import IdempotencyConflict, JobNotFound, NotifyRefused, Problem
 from producers.records import (
     AttemptStatus,
+    DeliveryRecord,
+    DeliveryStatus,
     FileInfo,
     JobRecord,
     JobStatus,
@@ -46,6 +49,7 @@ from producers.records import (
 from producers.selection import BATCH, Filters, Selection, count_indexed, select_page
 
 _STEP = "step:"
+_NOTIFY = "notify:"  # one field per webhook delivery (JSON DeliveryRecord)
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class _JobState:
     score: float
     runs: list[dict[str, Any]]
     step_record: StepRecord | None = None  # when the read named a step
+    meta: dict[str, Any] = dataclass_field(default_factory=dict)
 
     @property
     def step(self) -> StepRecord:
@@ -99,10 +104,12 @@ class JobStore:
         *,
         retention_seconds: int = 7 * 24 * 3600,
         idempotency_seconds: int = 24 * 3600,
+        events_max_length: int = events.DEFAULT_MAX_LENGTH,
     ) -> None:
         self.redis = redis_client
         self.retention_seconds = retention_seconds
         self.idempotency_seconds = idempotency_seconds
+        self.events_max_length = events_max_length
 
     # ---- producer side -------------------------------------------------------------------
     def create(
@@ -115,6 +122,7 @@ class JobStore:
         file: FileInfo | None,
         idempotency_key: str | None = None,
         trigger: str = "submit",
+        callback_url: str | None = None,
     ) -> tuple[JobRecord, bool]:
         """Store a new queued job. With an idempotency key already seen, return that job and False.
 
@@ -133,6 +141,7 @@ class JobStore:
             "file": file.model_dump(exclude_none=True) if file else None,
             "idempotency_key": idempotency_key,
             "steps": step_names,
+            "callback_url": callback_url,
         }
         first_run = RunRecord(number=1, trigger=trigger, from_step=step_names[0], started_at=now)
         fields: dict[str, str] = {
@@ -169,6 +178,7 @@ class JobStore:
                     pipe.zadd(keys.index_status(JobStatus.QUEUED.value), {job_id: score})
                     pipe.sadd(keys.index_names("kind"), kind)
                     pipe.sadd(keys.index_names("conn"), connection)
+                    self._event(pipe, events.QUEUED, job_id, meta, JobStatus.QUEUED)
                     pipe.execute()
                     break
                 except redis.WatchError:
@@ -364,6 +374,9 @@ class JobStore:
             }))
             self._set_status(pipe, state, JobStatus.FAILED)
             pipe.persist(keys.job(job_id))
+            self._event(pipe, events.FAILED, job_id, state.meta, JobStatus.FAILED, step=step,
+                        run=state.run_number)
+            self._queue_delivery(pipe, state, events.FAILED)
             pipe.execute()
 
     def mark_succeeded(self, job_id: str, result: dict[str, Any]) -> None:
@@ -377,6 +390,8 @@ class JobStore:
             pipe.hdel(keys.job(job_id), "error")
             self._set_status(pipe, state, JobStatus.SUCCEEDED)
             pipe.expire(keys.job(job_id), self.retention_seconds)
+            self._event(pipe, events.SUCCEEDED, job_id, state.meta, JobStatus.SUCCEEDED, run=state.run_number)
+            self._queue_delivery(pipe, state, events.SUCCEEDED)
             pipe.execute()
 
     def outputs(self, job_id: str) -> dict[str, dict[str, Any]]:
@@ -425,6 +440,8 @@ class JobStore:
             pipe.hdel(keys.job(job_id), "error", "result", "finished_at")
             self._set_status(pipe, self._state(job_id), JobStatus.QUEUED)
             pipe.persist(keys.job(job_id))
+            self._event(pipe, events.REPLAYED, job_id, record.model_dump(include={"kind", "connection"}),
+                        JobStatus.QUEUED, step=from_step, run=len(runs))
             pipe.execute()
         return self.get(job_id)
 
@@ -461,14 +478,14 @@ class JobStore:
 
     # ---- internals -----------------------------------------------------------------------
     def _state(self, job_id: str, step: str | None = None) -> _JobState:
-        fields = ["status", "score", "runs"] + ([_STEP + step] if step else [])
+        fields = ["status", "score", "runs", "meta"] + ([_STEP + step] if step else [])
         values = cast(builtins.list[str | None], self.redis.hmget(keys.job(job_id), fields))
-        if values[0] is None or (step and values[3] is None):
+        if values[0] is None or (step and values[4] is None):
             raise JobNotFound(job_id, f"step {step}" if step else None)
         score = float(values[1]) if values[1] else self.redis.zscore(keys.index_all(), job_id)
         return _JobState(job_id=job_id, status=JobStatus(values[0]), score=score or self._next_score(),
-                         runs=json.loads(values[2] or "[]"),
-                         step_record=StepRecord.model_validate_json(values[3]) if step and values[3] else None)
+                         runs=json.loads(values[2] or "[]"), meta=json.loads(values[3] or "{}"),
+                         step_record=StepRecord.model_validate_json(values[4]) if step and values[4] else None)
 
     def _save_step(self, state: _JobState, record: StepRecord, job_status: JobStatus | None = None) -> None:
         with self.redis.pipeline() as pipe:
@@ -477,6 +494,7 @@ class JobStore:
             }))
             if job_status is not None and job_status != state.status:
                 self._set_status(pipe, state, job_status)
+            self._step_event(pipe, state, record, job_status or state.status)
             pipe.execute()
 
     def _set_status(self, pipe: Any, state: _JobState, status: JobStatus) -> None:
@@ -519,6 +537,108 @@ class JobStore:
         job and its message are stored together or not at all). One result per job, in order: the
         record and whether it is new, or the conflict for a key reused for a different job."""
         return _create_many(self, jobs, also=also, trigger=trigger, chunk_size=chunk_size)
+
+    # ---- the event stream (producers.events) --------------------------------------------------
+    def _event(self, pipe: Any, type_: str, job_id: str, meta: Mapping[str, Any], status: JobStatus,
+               **extra: Any) -> None:
+        """Append a state change to the event stream, in the transition's own MULTI."""
+        events.append(pipe, events.new(type_, job=job_id, kind=str(meta.get("kind", "")),
+                                       connection=str(meta.get("connection", "")), status=status.value,
+                                       **extra), self.events_max_length)
+
+    def _step_event(self, pipe: Any, state: _JobState, record: StepRecord, status: JobStatus) -> None:
+        """The event of a step's transition (started, succeeded or retrying, with its delay)."""
+        if record.status == StepStatus.RETRYING:
+            delay = record.history[-1].retry_delay if record.history else None
+            self._event(pipe, events.STEP_RETRYING, state.job_id, state.meta, status, step=record.name,
+                        attempt=record.attempts, delay=delay, next_attempt_at=record.next_attempt_at)
+        else:
+            kind = events.STEP_STARTED if record.status == StepStatus.RUNNING else events.STEP_SUCCEEDED
+            self._event(pipe, kind, state.job_id, state.meta, status, step=record.name, attempt=record.attempts)
+
+    # ---- webhook deliveries (producers.notifications, worker.notify) ------------------------------
+    # A delivery is a field ``notify:<id>`` of the job's hash (its record, shown with the job) and
+    # a member ``"<job> <id>"`` of ``keys.notify_due()`` scored by when to try it. The transition
+    # that ends a run writes both in its own MULTI, so a job never ends without its delivery
+    # being due; the worker's dispatcher claims due members and publishes ``ferry.notify``.
+    def _queue_delivery(self, pipe: Any, state: _JobState, event: str, trigger: str = "end") -> None:
+        """A new delivery of ``event``, due now, when the job has a callback URL."""
+        if state.meta.get("callback_url"):
+            self._add_delivery(pipe, state.job_id, event, state.run_number, trigger)
+
+    def _add_delivery(self, pipe: Any, job_id: str, event: str, run: int, trigger: str) -> DeliveryRecord:
+        now = utcnow()
+        delivery = DeliveryRecord(id=uuid.uuid4().hex, event=event, run=run, trigger=trigger,
+                                  created_at=now, next_attempt_at=now)
+        pipe.hset(keys.job(job_id), _NOTIFY + delivery.id, delivery.model_dump_json())
+        pipe.zadd(keys.notify_due(), {_due_member(job_id, delivery.id): time.time()})
+        return delivery
+
+    def redeliver(self, job_id: str) -> DeliveryRecord:
+        """Deliver the ended job's webhook again (a new delivery id), due now."""
+        record = self.get(job_id)
+        event = {JobStatus.SUCCEEDED: events.SUCCEEDED, JobStatus.FAILED: events.FAILED}.get(record.status)
+        if not record.callback_url:
+            raise NotifyRefused(f"job {job_id} has no callback_url")
+        if event is None:
+            raise NotifyRefused(f"job {job_id} is {record.status.value}; it is notified when it ends")
+        with self.redis.pipeline() as pipe:
+            delivery = self._add_delivery(pipe, job_id, event, len(record.runs) or 1, "redeliver")
+            pipe.execute()
+        return delivery
+
+    def claim_due_deliveries(self, lease_seconds: float, limit: int = 100) -> builtins.list[DueDelivery]:
+        """Up to ``limit`` deliveries due now, each rescheduled to ``lease_seconds`` from now in
+        the same script: of several dispatchers one claims it, and a claim whose message is lost
+        comes due again. A claim's ``token`` (its new score) lets ``begin_delivery`` tell the
+        current claim's message from a stale copy."""
+        now = time.time()
+        until = repr(now + lease_seconds)
+        members = cast(builtins.list[str], self.redis.eval(
+            _CLAIM_DUE, 1, keys.notify_due(), repr(now), until, limit))
+        return [DueDelivery(*_split_due(m), until) for m in members]
+
+    def begin_delivery(self, due: DueDelivery, lease_seconds: float) -> tuple[JobRecord, DeliveryRecord] | None:
+        """Start the next attempt of a claimed delivery: the job and the delivery, now
+        delivering and leased for ``lease_seconds``; or None when there is nothing to do (a
+        stale claim, the job is gone, or the delivery has ended)."""
+        member = _due_member(due.job_id, due.delivery_id)
+        if not self.redis.eval(_TAKE_CLAIM, 1, keys.notify_due(), member, due.token,
+                               repr(time.time() + lease_seconds)):
+            return None
+        record = self.find(due.job_id)
+        delivery = _find_delivery(record, due.delivery_id)
+        if record is None or delivery is None or not delivery.open:
+            self.redis.zrem(keys.notify_due(), member)
+            return None
+        delivery.attempts += 1
+        delivery.status = DeliveryStatus.DELIVERING
+        delivery.last_attempt_at, delivery.next_attempt_at = utcnow(), None
+        self.redis.eval(_HSET_IF_EXISTS, 1, keys.job(due.job_id), _NOTIFY + delivery.id,
+                        delivery.model_dump_json())
+        return record, delivery
+
+    def end_delivery_attempt(self, job_id: str, delivery: DeliveryRecord, retry_at: float | None) -> None:
+        """Record how an attempt ended; ``retry_at`` (epoch seconds): when to try again, or None
+        when the delivery is over. A job deleted meanwhile is not brought back."""
+        with self.redis.pipeline() as pipe:
+            pipe.eval(_HSET_IF_EXISTS, 1, keys.job(job_id), _NOTIFY + delivery.id, delivery.model_dump_json())
+            if retry_at is None:
+                pipe.zrem(keys.notify_due(), _due_member(job_id, delivery.id))
+            else:
+                pipe.zadd(keys.notify_due(), {_due_member(job_id, delivery.id): retry_at})
+            pipe.execute()
+
+    def delivery_body(self, delivery_id: str, body: bytes, ttl_seconds: int) -> bytes:
+        """The body of a delivery: ``body`` if this is its first attempt, else the body the first
+        attempt sent (every retry sends the same bytes)."""
+        key = keys.notify_body(delivery_id)
+        self.redis.set(key, body.decode(), nx=True, ex=max(1, ttl_seconds))
+        stored = self.redis.get(key)
+        return str(stored).encode() if stored is not None else body
+
+    def due_deliveries(self) -> int:
+        return int(self.redis.zcard(keys.notify_due()))
 
 
 @dataclass(frozen=True)
@@ -594,7 +714,54 @@ def _decode(raw: dict[str, str]) -> JobRecord:
         result=json.loads(raw["result"]) if raw.get("result") else None,
         error=StepError.model_validate_json(raw["error"]) if raw.get("error") else None,
         runs=[RunRecord.model_validate(r) for r in json.loads(raw.get("runs") or "[]")],
+        callback_url=meta.get("callback_url"),
+        notifications=_deliveries(raw),
     )
+
+
+def _deliveries(raw: Mapping[str, str]) -> builtins.list[DeliveryRecord]:
+    found = [DeliveryRecord.model_validate_json(v) for k, v in raw.items() if k.startswith(_NOTIFY)]
+    return sorted(found, key=lambda d: d.created_at)
+
+
+def _find_delivery(record: JobRecord | None, delivery_id: str) -> DeliveryRecord | None:
+    return next((d for d in record.notifications if d.id == delivery_id), None) if record else None
+
+
+@dataclass(frozen=True)
+class DueDelivery:
+    """A claimed delivery: which, and the claim's token (see ``claim_due_deliveries``)."""
+
+    job_id: str
+    delivery_id: str
+    token: str
+
+
+def _due_member(job_id: str, delivery_id: str) -> str:
+    return f"{job_id} {delivery_id}"
+
+
+def _split_due(member: str) -> tuple[str, str]:
+    job_id, _, delivery_id = member.partition(" ")
+    return job_id, delivery_id
+
+
+# Due members (score <= now), rescheduled to the lease's end: claimed by exactly one caller.
+_CLAIM_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, member in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], member) end
+return due
+"""
+# The claim still stands (its score is the token) and becomes the attempt's lease.
+_TAKE_CLAIM = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if score and tonumber(score) == tonumber(ARGV[2]) then return redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1]) + 1 end
+return 0
+"""
+_HSET_IF_EXISTS = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 0
+"""
 
 
 # ---- many jobs at once (Ferry.submit_many) ---------------------------------------------------------
@@ -608,6 +775,7 @@ class NewJob:
     params: dict[str, Any]
     file: FileInfo | None = None
     idempotency_key: str | None = None
+    callback_url: str | None = None
 
 
 Created = tuple[JobRecord, bool]  # the record, and False when an idempotency key named an old job
@@ -618,7 +786,8 @@ def _new_job_fields(job: NewJob, job_id: str, score: float, now: str, trigger: s
     """The hash of a new queued job: what ``JobStore.create`` writes."""
     meta = {"id": job_id, "kind": job.kind, "connection": job.connection, "created_at": now,
             "params": job.params, "file": job.file.model_dump(exclude_none=True) if job.file else None,
-            "idempotency_key": job.idempotency_key, "steps": list(job.steps)}
+            "idempotency_key": job.idempotency_key, "steps": list(job.steps),
+            "callback_url": job.callback_url}
     first_run = RunRecord(number=1, trigger=trigger, from_step=job.steps[0], started_at=now)
     fields = {"meta": _dump(meta), "status": JobStatus.QUEUED.value, "updated_at": now,
               "runs": _dump([first_run.model_dump()]), "score": f"{score:.0f}"}
@@ -638,6 +807,7 @@ def _new_record(job: NewJob, job_id: str, now: str, trigger: str) -> JobRecord:
     return JobRecord(id=job_id, kind=job.kind, connection=job.connection, status=JobStatus.QUEUED,
                      created_at=now, updated_at=now, params=job.params, file=job.file,
                      idempotency_key=job.idempotency_key, steps=[StepRecord(name=n) for n in job.steps],
+                     callback_url=job.callback_url,
                      runs=[RunRecord(number=1, trigger=trigger, from_step=job.steps[0], started_at=now)])
 
 
@@ -758,6 +928,7 @@ def _write_new(store: JobStore, pipe: Any, chunk: _Chunk, also: AlsoWrite | None
                       keys.index_status(JobStatus.QUEUED.value)):
             indexes.setdefault(index, {})[job_id] = score
         created[i] = _new_record(job, job_id, now, trigger)
+        store._event(pipe, events.QUEUED, job_id, {"kind": job.kind, "connection": job.connection}, JobStatus.QUEUED)
         if also is not None:
             also(pipe, created[i])
     for index, members in indexes.items():

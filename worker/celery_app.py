@@ -14,6 +14,7 @@ from producers.config import load_config
 from producers.embedded import resolve_redis
 from producers.queue import make_celery
 from worker.log import configure_logging
+from worker.notify import register_notify, start_dispatcher
 from worker.recovery import start_reaper
 from worker.runtime import runtime
 from worker.tasks import register_tasks
@@ -22,6 +23,7 @@ configure_logging()
 _config = load_config()
 app = make_celery(resolve_redis(_config.redis_url), _config)
 register_tasks(app)
+register_notify(app)
 
 
 @setup_logging.connect  # type: ignore[untyped-decorator]
@@ -34,3 +36,4 @@ def _json_lines(loglevel: int | None = None, logfile: str | None = None, **_: ob
 @worker_ready.connect  # type: ignore[untyped-decorator]
 def _recover_orphans(**_: object) -> None:
     start_reaper(app, runtime().store)
+    start_dispatcher(app, runtime().store)  # webhook deliveries that are due

@@ -67,7 +67,8 @@ class Runtime:
         self.location = resolve_redis(self.config.redis_url)
         self.redis = redis.Redis.from_url(self.location.url, decode_responses=True)
         self.store = JobStore(self.redis, retention_seconds=self.config.retention_seconds,
-                              idempotency_seconds=self.config.idempotency_seconds)
+                              idempotency_seconds=self.config.idempotency_seconds,
+                              events_max_length=self.config.events.max_length)
         self._sessions: dict[str, requests.Session] = {}
         self._limiters: dict[str, ConnectionLimiter] = {}
 

@@ -60,6 +60,8 @@ def _submit_command(kind: Kind) -> click.Command:
             params.append(click.Option(["--uri"], help="a URL to take the file from instead"))
     params += [
         click.Option(["--idempotency-key"], help="the same key returns the existing job"),
+        click.Option(["--callback", "callback_url"], metavar="URL",
+                     help="POST a signed webhook to URL each time the job ends ([notifications])"),
         click.Option(["--wait"], is_flag=True, help="block until the job ends; exit 1 if it failed"),
         click.Option(["--timeout"], type=float, default=None, help="with --wait: give up after N s"),
         click.Option(["--json", "as_json"], is_flag=True, help="print the job record as JSON"),
@@ -72,16 +74,22 @@ def _submit_command(kind: Kind) -> click.Command:
     return click.Command(kind.name, params=params, callback=run, help=kind.summary)
 
 
+def _option_name(kind: Kind, field: str) -> str:
+    """A problem's field as the command line spells it (``--object-type``, ``--callback``)."""
+    if field in kind.params.model_fields:
+        return _flag(field)
+    return {"callback_url": "--callback"}.get(field, field)
+
+
 def _submit(ctx: click.Context, kind: Kind, kw: dict[str, Any]) -> None:
     ferry = connect(ctx)
     values = {n: kw[n] for n in kind.params.model_fields if kw.get(n) is not None}
     try:
         record, _ = ferry.submit_checked(
             kind.name, connection=kw["connection"], file=kw.get("file"), uri=kw.get("uri"),
-            params=values, idempotency_key=kw.get("idempotency_key"))
+            params=values, idempotency_key=kw.get("idempotency_key"), callback_url=kw.get("callback_url"))
     except SubmitError as exc:
-        fail("; ".join(f"{_flag(p.field) if p.field in kind.params.model_fields else p.field}: "
-                       f"{p.message}" for p in exc.problems))
+        fail("; ".join(f"{_option_name(kind, p.field)}: {p.message}" for p in exc.problems))
     finish(ferry, record, wait=kw["wait"], timeout=kw.get("timeout"), as_json=kw["as_json"])
 
 
@@ -285,6 +293,15 @@ def _register_replay() -> None:
 
 
 _register_replay()
+
+
+def _register_notify() -> None:
+    from producers.cli.notify import register  # `ferry notify`, `ferry events`
+
+    register(cli)
+
+
+_register_notify()
 
 
 def main() -> None:

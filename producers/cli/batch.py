@@ -3,10 +3,11 @@
 Formats (chosen by the name: ``.csv`` is CSV, anything else is JSONL):
 
 * JSONL: one JSON object per line, the same body as ``POST /jobs``:
-  ``{"kind": …, "connection": …, "file" | "uri": …, "params": {…}, "idempotency_key": …}``.
+  ``{"kind": …, "connection": …, "file" | "uri": …, "params": {…}, "idempotency_key": …,
+  "callback_url": …}``.
   Blank lines are skipped.
 * CSV: a header row naming the columns ``kind``, ``connection``, ``file``, ``uri``,
-  ``idempotency_key``, and parameters either as one ``params.<name>`` column per parameter
+  ``idempotency_key``, ``callback_url``, and parameters either as one ``params.<name>`` column per parameter
   (``params.object``, ``params.comment``) or as one ``params`` column holding a JSON object; both
   may be used together as long as they don't name the same parameter. Empty cells are absent.
 

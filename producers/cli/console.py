@@ -59,7 +59,8 @@ def finish(ferry: Ferry, record: JobRecord, *, wait: bool, timeout: float | None
 
 
 def styled(status: str) -> str:
-    colour = {"succeeded": "green", "failed": "red", "running": "yellow", "retried": "yellow"}.get(status, "cyan")
+    colour = {"succeeded": "green", "delivered": "green", "failed": "red", "running": "yellow",
+              "retried": "yellow", "retrying": "yellow"}.get(status, "cyan")
     return f"[{colour}]{status}[/{colour}]"
 
 
@@ -104,6 +105,7 @@ def show_record(j: JobRecord) -> None:
     out.print(table)
     _show_attempts(j)
     _show_runs(j)
+    _show_notifications(j)
     if j.error:
         out.print(f"[red]failed at {j.error.step}{_http(j.error.status, ' (HTTP ', ')')}:[/red] "
                   f"{j.error.message}")
@@ -138,6 +140,19 @@ def _show_runs(j: JobRecord) -> None:
         why = f"{r.error.step}{_http(r.error.status, ' HTTP ')}: {r.error.message}" if r.error else ""
         table.add_row(str(r.number), r.trigger, r.from_step, _clock(r.started_at),
                       styled(r.outcome or "running"), "; ".join(filter(None, [why, r.note])))
+    out.print(table)
+
+
+def _show_notifications(j: JobRecord) -> None:
+    """The webhook deliveries to the job's callback_url: attempts, last answer, next try."""
+    if not j.callback_url:
+        return
+    table = Table("delivery", "event", "run", "status", "attempts", "last answer", "last try", "next try",
+                  title=f"notifications → {escape(j.callback_url)}")
+    for d in j.notifications:
+        answer = "; ".join(filter(None, [_http(d.last_status), d.last_error or ""]))
+        table.add_row(d.id[:12], d.event, str(d.run), styled(d.status), str(d.attempts), escape(answer),
+                      _clock(d.last_attempt_at), _clock(d.next_attempt_at))
     out.print(table)
 
 

@@ -3,8 +3,8 @@
 buttons, which call the JSON routes in ``producers.web.actions``.
 
 Pages are rendered on the server; ``/static/ferry.js`` re-fetches the changing parts as HTML
-fragments every two seconds. A page never loads more than one page of jobs: the list reads one
-``ZREVRANGEBYSCORE`` window and one pipelined ``HMGET`` per shown job.
+fragments when the job event stream (``GET /events``) reports a change. A page never loads more
+than one page of jobs: the list reads one ``ZREVRANGEBYSCORE`` window and one pipelined ``HMGET`` per shown job.
 """
 
 import json
@@ -184,7 +184,8 @@ def job_fragment(job_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
     except JobNotFound:
         raise HTTPException(404, f"no job {job_id}") from None
     return JSONResponse({"job": render.html("job_view.html", **render.job_view(record, KINDS.get(record.kind))),
-                         "status": record.status.value},
+                         "status": record.status.value,
+                         "open_deliveries": any(d.open for d in record.notifications)},
                         headers={"Cache-Control": "no-store"})
 
 

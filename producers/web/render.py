@@ -193,6 +193,7 @@ def job_view(record: JobRecord, kind: Kind | None) -> dict[str, Any]:
         "landed": ({k: v for k, v in record.result.items() if v not in (None, "")}
                    if record.result else None),
         "file_info": file_info,
+        "notifications": list(reversed(record.notifications)),  # newest first
     }
 
 

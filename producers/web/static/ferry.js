@@ -1,8 +1,12 @@
-// Ferry dashboard: poll the server-rendered fragments every 2 s, and send the replay/purge
-// actions with the session's CSRF token. No framework, no build.
+// Ferry dashboard: re-fetch the server-rendered fragments when the job event stream (GET /events)
+// says something changed, and send the replay/purge/redeliver actions with the session's CSRF
+// token. No framework, no build.
 "use strict";
 
-const POLL_MS = 2000;
+const POLL_MS = 2000; // only while the event stream is down, and while a webhook delivery is open
+const REFRESH_MS = 1000; // at most one re-fetch a second, however many events arrive
+const EVENT_TYPES = ["job.queued", "step.started", "step.succeeded", "step.retrying", "job.succeeded",
+  "job.failed", "job.cancelled", "job.replayed"];
 const meta = document.querySelector('meta[name="csrf-token"]');
 const csrf = meta ? meta.content : "";
 const page = document.body.dataset.page;
@@ -57,6 +61,7 @@ async function refresh() {
       if (el && typeof html === "string" && el.innerHTML !== html) el.innerHTML = html;
     }
     if (regions.status) document.body.dataset.status = regions.status;
+    if (regions.open_deliveries) setTimeout(refresh, POLL_MS); // deliveries are not job events
     restoreSelection();
     if (live) { live.classList.remove("stale"); live.textContent = "live"; }
   } catch (err) {
@@ -65,7 +70,36 @@ async function refresh() {
     busy = false;
   }
 }
-setInterval(refresh, POLL_MS);
+
+// The stream names what changed; the page re-fetches its fragments (one per REFRESH_MS at most).
+// While the stream is down the page polls, and the browser reconnects on its own, sending
+// Last-Event-ID; on (re)opening, one re-fetch catches up with whatever happened meanwhile.
+let scheduled = null;
+function soon() {
+  if (scheduled) return;
+  scheduled = setTimeout(() => { scheduled = null; refresh(); }, REFRESH_MS);
+}
+
+let polling = null;
+function poll(on) {
+  if (on && !polling) polling = setInterval(refresh, POLL_MS);
+  if (!on && polling) { clearInterval(polling); polling = null; }
+}
+
+function listen() {
+  if (!document.body.dataset.fragment) return;
+  if (!window.EventSource) { poll(true); return; }
+  const job = document.body.dataset.job;
+  const source = new EventSource("/events" + (job ? "?job=" + encodeURIComponent(job) : ""));
+  source.addEventListener("open", () => { poll(false); soon(); });
+  source.addEventListener("error", () => {
+    poll(true);
+    const live = document.getElementById("live");
+    if (live) { live.classList.add("stale"); live.textContent = "reconnecting"; }
+  });
+  for (const type of EVENT_TYPES) source.addEventListener(type, soon);
+}
+listen();
 document.addEventListener("visibilitychange", refresh);
 
 // ---- the list -----------------------------------------------------------------------------
@@ -162,6 +196,11 @@ document.addEventListener("click", async (event) => {
       await call("POST", `/jobs/${encodeURIComponent(jobId)}/replay`,
         { restart, force: restart && target.dataset.force === "true" });
       say("job-message", restart ? "Restarted from the first step." : "Replaying from the failed step.", "ok");
+      refresh();
+    } else if (action === "notify-job") {
+      target.disabled = true;
+      await call("POST", `/jobs/${encodeURIComponent(jobId)}/notify`);
+      say("job-message", "Webhook redelivery queued.", "ok");
       refresh();
     } else if (action === "delete-job") {
       const really = button("Yes, delete this job", async () => {
