@@ -27,7 +27,7 @@ from producers.config import FerryConfig
 from producers.errors import ConfigError, IdempotencyConflict, JobNotFound, Problem, SubmitError
 from producers.kinds import KINDS
 from producers.records import JobRecord, JobStatus
-from producers.web import actions, dashboard
+from producers.web import actions, dashboard, ops
 from producers.web.auth import Guard
 from producers.web.deps import FerryDep, bearer
 
@@ -310,6 +310,10 @@ def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
     app.include_router(router)
     # Replay/purge and the dashboard at `/`: the same tokens, or a browser session opened with one.
     app.include_router(actions.router)
+    # Cancel, pause/resume, connections, workers, /readyz, /metrics (the operator's controls).
+    app.include_router(ops.router)
+    app.include_router(ops.jobs_router, responses={404: {"model": ProblemsOut}, 409: {"model": ProblemsOut}})
+    app.include_router(ops.connections_router, responses={404: {"model": ProblemsOut}})
     app.include_router(dashboard.router)
     return app
 
