@@ -317,11 +317,12 @@ class Ferry:
               outcome=outcome.outcome)
         return outcome
 
-    def cancel_many(self, filters: Filters, *, by: str = "python", dry_run: bool = False,
-                    limit: int | None = None) -> CancelSummary:
-        """Cancel every job matching ``filters`` (``dry_run``: only count them)."""
-        ids = self.store.select(filters, limit=limit).ids
-        summary = CancelSummary(matched=len(ids), dry_run=dry_run, filters=filters.as_query())
+    def cancel_many(self, filters: Filters, *, ids: Sequence[str] | None = None, by: str = "python",
+                    dry_run: bool = False, limit: int | None = None) -> CancelSummary:
+        """Cancel ``ids``, or every job matching ``filters`` (``dry_run``: only count them)."""
+        target: dict[str, Any] = filters.as_query() if ids is None else {"ids": len(ids)}
+        ids = self.store.select(filters, limit=limit).ids if ids is None else list(ids)
+        summary = CancelSummary(matched=len(ids), dry_run=dry_run, filters=target)
         if dry_run:
             return summary
         for job_id in ids:
@@ -329,7 +330,7 @@ class Ferry:
                 summary.add(self.store.cancel(job_id, by).outcome)
             except JobNotFound:
                 summary.add(FINISHED_ALREADY)  # purged or expired meanwhile: nothing to stop
-        audit("cancel", by, target=filters.as_query(), jobs=summary.cancelled + summary.cancelling,
+        audit("cancel", by, target=target, jobs=summary.cancelled + summary.cancelling,
               matched=summary.matched)
         return summary
 
@@ -390,7 +391,7 @@ class Ferry:
 class CancelSummary:
     matched: int
     dry_run: bool = False
-    filters: dict[str, str] = field(default_factory=dict)
+    filters: dict[str, Any] = field(default_factory=dict)
     cancelled: int = 0
     cancelling: int = 0  # a step ran: cancelled once it ends
     finished: int = 0  # had ended already

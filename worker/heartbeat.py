@@ -23,7 +23,7 @@ from producers.records import utc_at, utcnow
 from producers.store import JobStore
 from worker.log import get_logger
 
-BEAT_SECONDS = 10.0
+BEAT_SECONDS = 5.0
 TTL_SECONDS = 30  # a worker silent this long is gone (readiness uses the same window)
 
 

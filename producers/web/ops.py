@@ -62,22 +62,9 @@ def cancel_job(job_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
 @router.post("/jobs:cancel")
 def cancel_jobs(request: CancelRequest, who: Auth, ferry: FerryDep) -> JSONResponse:
     """Cancel ``ids`` or every job matching the filters; ``dry_run`` only counts."""
-    if request.ids is not None:
-        if request.dry_run:
-            return JSONResponse({"dry_run": True, "matched": len(request.ids), "filters": {}})
-        outcomes = [_cancel_quietly(ferry, job_id, who.label) for job_id in request.ids]
-        counts = {o: outcomes.count(o) for o in ("cancelled", "cancelling", FINISHED_ALREADY)}
-        return JSONResponse({"matched": len(request.ids), "dry_run": False, "filters": {}, **counts})
-    summary = ferry.cancel_many(request.chosen(), by=who.label, dry_run=request.dry_run,
-                                limit=request.limit)
+    summary = ferry.cancel_many(request.chosen(), ids=request.ids, by=who.label,
+                                dry_run=request.dry_run, limit=request.limit)
     return JSONResponse(summary.as_json())
-
-
-def _cancel_quietly(ferry: FerryDep, job_id: str, by: str) -> str:
-    try:
-        return ferry.cancel(job_id, by=by).outcome
-    except JobNotFound:
-        return FINISHED_ALREADY
 
 
 @router.get("/connections")
