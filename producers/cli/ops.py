@@ -146,7 +146,7 @@ def flower(ctx: click.Context) -> None:
     options go to ``celery flower`` (e.g. --port=5555)."""
     with needs_extra("flower", "Flower"):
         import flower as _flower  # noqa: F401  (its `celery flower` command)
-    connect(ctx).celery.start(["celery", "flower", *ctx.args])
+    connect(ctx).celery.start(["flower", *ctx.args])
 
 
 def metrics_args(args: list[str]) -> list[str]:
