@@ -654,6 +654,17 @@ class JobStore:
             replies = pipe.execute()
         return [int(n) for n in replies[0::2]]
 
+    def lookup(self, text: str) -> builtins.list[str]:
+        """The job ``text`` names exactly: by its id, or by its idempotency key (the dashboard's
+        search; a file name is matched by ``Filters.file_name``)."""
+        text = text.strip()
+        if not text:
+            return []
+        if self.redis.exists(keys.job(text)):
+            return [text]
+        found = self.redis.get(keys.idempotency(text))
+        return [str(found)] if found and self.redis.exists(keys.job(str(found))) else []
+
     def beat(self, node: str, data: dict[str, Any], ttl: int) -> None:
         """One worker process says it is alive (and what it runs); forgotten ``ttl`` s after its last beat."""
         with self.redis.pipeline(transaction=False) as pipe:
