@@ -8,6 +8,7 @@ ends), 1 when it had ended already, 2 for an unknown job. Every change logs an a
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -172,7 +173,9 @@ def metrics_args(args: list[str]) -> list[str]:
         shutil.rmtree(directory, ignore_errors=True)  # the documented "wipe it between runs"
         Path(directory).mkdir(parents=True, exist_ok=True)
     else:
-        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="ferry-metrics-")
+        created = tempfile.mkdtemp(prefix="ferry-metrics-")
+        os.environ[MULTIPROC_ENV] = created
+        atexit.register(shutil.rmtree, created, ignore_errors=True)
     return rest
 
 
