@@ -69,6 +69,8 @@ class ApiConfig(BaseModel):
 
     tokens_env: str = "FERRY_API_TOKENS"
     max_body_bytes: int = 1_000_000
+    # The variable holding the bearer token GET /metrics wants; unset: /metrics needs none.
+    metrics_token_env: str | None = None
 
 
 class NotificationsConfig(BaseModel):

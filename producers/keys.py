@@ -56,6 +56,31 @@ def rate_limit(connection: str) -> str:
     return f"{PREFIX}:rl:{connection}"
 
 
+def rate_limit_pause(connection: str) -> str:
+    """Set while a destination's 429 asked every worker to wait: the time (epoch s) it ends."""
+    return rate_limit(connection) + ":pause"
+
+
+def connection_paused(connection: str) -> str:
+    """Set while an operator has paused a connection (JSON: who, when); no expiry."""
+    return f"{PREFIX}:paused:{connection}"
+
+
+def parked(connection: str) -> str:
+    """Set of ``job_id step`` steps parked while their connection is paused; resume re-publishes them."""
+    return f"{PREFIX}:parked:{connection}"
+
+
+def heartbeat(node: str) -> str:
+    """One worker process's heartbeat (JSON), expiring when it stops beating."""
+    return f"{PREFIX}:hb:{node}"
+
+
+def heartbeats() -> str:
+    """Sorted set of the worker processes that beat, scored by their last beat (epoch s)."""
+    return f"{PREFIX}:hb"
+
+
 def throughput(minute: int) -> str:
     """Counter of jobs finished in one wall-clock minute (dashboard chart)."""
     return f"{PREFIX}:tp:{minute}"

@@ -139,6 +139,10 @@ def celery_settings(location: RedisLocation, config: FerryConfig) -> dict[str, A
         # proxy and logging handlers again costs CPU on every step and mangles the lines.
         "worker_redirect_stdouts": False,
         "enable_utc": True,
+        # Task events, so Flower (``ferry flower``) shows every step as it is sent, started and
+        # ended: a step that failed its job ends its task as a failure (worker.controls.StepFailed).
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
     }
     settings.update(_rabbitmq_settings() if rabbitmq else _redis_settings())
     return settings

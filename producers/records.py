@@ -19,11 +19,20 @@ def utc_in(seconds: float) -> str:
     return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def utc_at(epoch: float) -> str:
+    """An epoch time (seconds) as ``utc_in`` writes times."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # an operator stopped it; it ran no step after that (replayable)
+
+
+FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 
 class StepStatus(StrEnum):
@@ -185,4 +194,4 @@ class JobRecord(BaseModel):
 
     @property
     def done(self) -> bool:
-        return self.status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+        return self.status in FINISHED

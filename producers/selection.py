@@ -8,6 +8,7 @@ others with ZMSCORE (and, when the filter names a failed step or an HTTP status,
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -37,6 +38,7 @@ class Filters:
     http_status: int | None = None
     since: datetime | None = None
     until: datetime | None = None
+    file_name: str | None = None  # part of the job's file name, any case
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Filters:
@@ -57,11 +59,16 @@ class Filters:
             raise ValueError(f"http_status: not a number: {http!r}")
         return cls(status=status, kind=kind, connection=text("connection"),
                    error_step=text("error_step"), http_status=int(http) if http else None,
-                   since=parse_time(text("since"), "since"), until=parse_time(text("until"), "until"))
+                   since=parse_time(text("since"), "since"), until=parse_time(text("until"), "until"),
+                   file_name=text("file_name"))
 
     @property
     def reads_records(self) -> bool:
-        """True when matching needs each candidate's error, not just the indexes."""
+        """True when matching needs each candidate's error or file, not just the indexes."""
+        return self.reads_errors or self.file_name is not None
+
+    @property
+    def reads_errors(self) -> bool:
         return self.error_step is not None or self.http_status is not None
 
     def as_query(self) -> dict[str, str]:
@@ -195,17 +202,29 @@ def _narrow(client: redis.Redis, ids: list[str], others: list[str],
     with client.pipeline(transaction=False) as pipe:
         for index in others:
             pipe.zmscore(index, ids)
-        if filters.reads_records:
+        if filters.reads_errors:
             for job_id in ids:
                 pipe.hget(keys.job(job_id), "error")
+        if filters.file_name is not None:
+            for job_id in ids:
+                pipe.hget(keys.job(job_id), "meta")
         replies = pipe.execute()
     keep = [True] * len(ids)
     for scores in replies[: len(others)]:
         keep = [k and s is not None for k, s in zip(keep, scores, strict=True)]
-    if filters.reads_records:
-        errors = replies[len(others):]
+    rest = replies[len(others):]
+    if filters.reads_errors:
+        errors, rest = rest[: len(ids)], rest[len(ids):]
         keep = [k and _error_matches(e, filters) for k, e in zip(keep, errors, strict=True)]
+    if filters.file_name is not None:
+        wanted = filters.file_name.lower()
+        keep = [k and wanted in _file_name(m).lower() for k, m in zip(keep, rest, strict=True)]
     return keep
+
+
+def _file_name(meta: str | None) -> str:
+    file = json.loads(meta).get("file") if meta else None
+    return str(file.get("name") or "") if isinstance(file, dict) else ""
 
 
 def count_indexed(client: redis.Redis, filters: Filters) -> int:

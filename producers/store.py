@@ -43,6 +43,7 @@ from producers.records import (
     StepError,
     StepRecord,
     StepStatus,
+    utc_at,
     utc_in,
     utcnow,
 )
@@ -50,6 +51,30 @@ from producers.selection import BATCH, Filters, Selection, count_indexed, select
 
 _STEP = "step:"
 _NOTIFY = "notify:"  # one field per webhook delivery (JSON DeliveryRecord)
+_CANCEL = "cancel_requested"  # JSON {by, at}: set by ``cancel``; a replay clears it
+
+# What ``cancel`` did: the job is cancelled, or a step runs now and it is cancelled after that
+# step, or it had ended already (nothing changed).
+CANCELLED, CANCELLING, FINISHED_ALREADY = "cancelled", "cancelling", "finished"
+
+# KEYS: job hash, the connection's pause flag, its parked set; ARGV[1]: "job_id step".
+_GATE = """
+if redis.call('HEXISTS', KEYS[1], 'cancel_requested') == 1 then return 'cancel' end
+if redis.call('EXISTS', KEYS[2]) == 1 then
+  redis.call('SADD', KEYS[3], ARGV[1])
+  return 'parked'
+end
+return 'go'
+"""
+
+# KEYS: the pause flag, the parked set. Lifting the pause and taking the parked steps is one
+# atomic step, so a worker parks a step either before it (handed back here) or not at all.
+_RESUME = """
+local was = redis.call('DEL', KEYS[1])
+local parked = redis.call('SMEMBERS', KEYS[2])
+redis.call('DEL', KEYS[2])
+return {was, parked}
+"""
 
 
 @dataclass(frozen=True)
@@ -437,7 +462,7 @@ class JobStore:
             fields[_STEP + s.name] = s.model_dump_json()
         with self.redis.pipeline() as pipe:
             pipe.hset(keys.job(job_id), mapping=_fields(fields))
-            pipe.hdel(keys.job(job_id), "error", "result", "finished_at")
+            pipe.hdel(keys.job(job_id), "error", "result", "finished_at", _CANCEL)
             self._set_status(pipe, self._state(job_id), JobStatus.QUEUED)
             pipe.persist(keys.job(job_id))
             self._event(pipe, events.REPLAYED, job_id, record.model_dump(include={"kind", "connection"}),
@@ -577,7 +602,8 @@ class JobStore:
     def redeliver(self, job_id: str) -> DeliveryRecord:
         """Deliver the ended job's webhook again (a new delivery id), due now."""
         record = self.get(job_id)
-        event = {JobStatus.SUCCEEDED: events.SUCCEEDED, JobStatus.FAILED: events.FAILED}.get(record.status)
+        event = {JobStatus.SUCCEEDED: events.SUCCEEDED, JobStatus.FAILED: events.FAILED,
+                 JobStatus.CANCELLED: events.CANCELLED}.get(record.status)
         if not record.callback_url:
             raise NotifyRefused(f"job {job_id} has no callback_url")
         if event is None:
@@ -639,6 +665,188 @@ class JobStore:
 
     def due_deliveries(self) -> int:
         return int(self.redis.zcard(keys.notify_due()))
+    # ---- operator controls: cancel, pause, heartbeats ------------------------------------------
+    def cancel(self, job_id: str, by: str) -> CancelOutcome:
+        """Stop a job. Queued, or between steps (a step waiting to retry): cancelled now, and a
+        message still on its way finds it ended. A step running now finishes; the job is
+        cancelled when its next step would start (``step_gate``). Ended: nothing changes."""
+        return self._cancel(job_id, by, wait_for_running_step=True)
+
+    def settle_cancel(self, job_id: str) -> CancelOutcome:
+        """The worker, at the start of a step of a job whose cancel was requested: cancel it now."""
+        return self._cancel(job_id, None, wait_for_running_step=False)
+
+    def _cancel(self, job_id: str, by: str | None, *, wait_for_running_step: bool) -> CancelOutcome:
+        key = keys.job(job_id)
+        while True:
+            with self.redis.pipeline() as pipe:
+                try:
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    raw = cast(dict[str, str], pipe.hgetall(key))
+                    if not raw:
+                        raise JobNotFound(job_id)
+                    record = _decode(raw)
+                    if record.done:
+                        pipe.unwatch()
+                        return CancelOutcome(job_id, FINISHED_ALREADY, record.status.value)
+                    asked = json.loads(raw.get(_CANCEL) or "null") or {"by": by, "at": utcnow()}
+                    running = wait_for_running_step and any(
+                        s.status == StepStatus.RUNNING for s in record.steps)
+                    pipe.multi()
+                    pipe.hset(key, _CANCEL, _dump(asked))
+                    if not running:
+                        self._write_cancelled(pipe, raw, record, str(asked.get("by") or "unknown"))
+                    pipe.execute()
+                except redis.WatchError:
+                    continue  # a worker wrote the job meanwhile: look again
+            status = JobStatus.RUNNING if running else JobStatus.CANCELLED
+            return CancelOutcome(job_id, CANCELLING if running else CANCELLED, status.value)
+
+    def _write_cancelled(self, pipe: Any, raw: dict[str, str], record: JobRecord, by: str) -> None:
+        now = utcnow()
+        state = _JobState(job_id=record.id, status=record.status,
+                          score=float(raw.get("score") or self._next_score()),
+                          runs=json.loads(raw.get("runs") or "[]"), meta=json.loads(raw.get("meta") or "{}"))
+        runs = json.loads(state.finished_runs(CANCELLED, now))
+        if runs:
+            runs[-1]["note"] = "; ".join(filter(None, [runs[-1].get("note"), f"cancelled by {by}"]))
+        pipe.hset(keys.job(record.id), mapping=_fields({
+            "finished_at": now, "updated_at": now, "runs": _dump(runs)}))
+        self._set_status(pipe, state, JobStatus.CANCELLED)
+        pipe.persist(keys.job(record.id))  # kept, like a failed job, until replayed or purged
+        self._event(pipe, events.CANCELLED, record.id, state.meta, JobStatus.CANCELLED)
+        self._queue_delivery(pipe, state, events.CANCELLED)
+
+    def step_gate(self, job_id: str, connection: str, step: str) -> str:
+        """What a worker about to start ``step`` must do, in one round trip: ``cancel`` (a cancel
+        was requested), ``parked`` (its connection is paused: the step is now in the connection's
+        parked set, which ``resume_connection`` hands back), or ``go``."""
+        return str(self.redis.eval(_GATE, 3, keys.job(job_id), keys.connection_paused(connection),
+                                   keys.parked(connection), f"{job_id} {step}"))
+
+    def pause_connection(self, connection: str, by: str) -> bool:
+        """Hold every step on ``connection`` until ``resume_connection``. False if already paused."""
+        return bool(self.redis.set(keys.connection_paused(connection),
+                                   _dump({"by": by, "at": utcnow()}), nx=True))
+
+    def resume_connection(self, connection: str) -> tuple[bool, builtins.list[tuple[str, str]]]:
+        """Lift the pause. Returns whether it was paused, and the (job id, step) pairs parked
+        meanwhile, taken out of the parked set in the same atomic step (the caller re-publishes
+        them; ``park_again`` puts back what it could not)."""
+        was, members = cast(tuple[int, builtins.list[str]], self.redis.eval(
+            _RESUME, 2, keys.connection_paused(connection), keys.parked(connection)))
+        return bool(was), [cast(tuple[str, str], tuple(m.split(" ", 1))) for m in members]
+
+    def park_again(self, connection: str, parked: Iterable[tuple[str, str]]) -> None:
+        members = [f"{job_id} {step}" for job_id, step in parked]
+        if members:
+            self.redis.sadd(keys.parked(connection), *members)
+
+    def connection_states(self, connections: Sequence[str]) -> dict[str, ConnectionState]:
+        """Each connection's pause, the destination's 429 pause, parked steps and job counts."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for name in connections:
+                pipe.get(keys.connection_paused(name))
+                pipe.get(keys.rate_limit_pause(name))
+                pipe.scard(keys.parked(name))
+            replies = pipe.execute()
+        active = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.FAILED)
+        counts = self.intersection_counts([[keys.index_connection(name), keys.index_status(s.value)]
+                                           for name in connections for s in active])
+        states = {}
+        for i, name in enumerate(connections):
+            paused, throttled, parked = replies[3 * i: 3 * i + 3]
+            until = float(throttled) if throttled and float(throttled) > time.time() else None
+            states[name] = ConnectionState(
+                name=name, paused=json.loads(paused) if paused else None, parked=int(parked),
+                throttled_until=utc_at(until) if until else None,
+                jobs={s.value: counts[len(active) * i + j] for j, s in enumerate(active)})
+        return states
+
+    def intersection_counts(self, combos: Sequence[Sequence[str]]) -> builtins.list[int]:
+        """How many jobs are in every index of each combination, in one round trip (ZINTERSTORE
+        answers the size; its scratch key is dropped at once)."""
+        if not combos:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for combo in combos:
+                scratch = keys.intersection(builtins.list(combo))
+                pipe.zinterstore(scratch, builtins.list(combo))
+                pipe.delete(scratch)
+            replies = pipe.execute()
+        return [int(n) for n in replies[0::2]]
+
+    def lookup(self, text: str) -> builtins.list[str]:
+        """The job ``text`` names exactly: by its id, or by its idempotency key (the dashboard's
+        search; a file name is matched by ``Filters.file_name``)."""
+        text = text.strip()
+        if not text:
+            return []
+        if self.redis.exists(keys.job(text)):
+            return [text]
+        found = self.redis.get(keys.idempotency(text))
+        return [str(found)] if found and self.redis.exists(keys.job(str(found))) else []
+
+    def beat(self, node: str, data: dict[str, Any], ttl: int) -> None:
+        """One worker process says it is alive (and what it runs); forgotten ``ttl`` s after its last beat."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(keys.heartbeat(node), _dump(data), ex=ttl)
+            pipe.zadd(keys.heartbeats(), {node: time.time()})
+            pipe.execute()
+
+    def end_beat(self, node: str) -> None:
+        """A worker process stopping cleanly takes itself off the list at once."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.delete(keys.heartbeat(node))
+            pipe.zrem(keys.heartbeats(), node)
+            pipe.execute()
+
+    def heartbeats(self) -> builtins.list[dict[str, Any]]:
+        """The live worker processes' heartbeats (expired ones leave the list)."""
+        nodes = [str(n) for n in self.redis.zrange(keys.heartbeats(), 0, -1)]
+        if not nodes:
+            return []
+        raws = self.redis.mget([keys.heartbeat(n) for n in nodes])
+        gone = [n for n, raw in zip(nodes, raws, strict=True) if raw is None]
+        if gone:
+            self.redis.zrem(keys.heartbeats(), *gone)
+        return [json.loads(raw) for raw in raws if raw is not None]
+
+    def workers(self) -> builtins.list[dict[str, Any]]:
+        """One entry per worker (its main process), with the steps its pool's processes run now."""
+        beats = self.heartbeats()
+        mains = {(b["hostname"], b["pid"]): {**b, "running": builtins.list(b.get("running", []))}
+                 for b in beats if not b.get("parent")}
+        orphans = []
+        for b in beats:
+            if b.get("parent"):
+                main = mains.get((b["hostname"], b["parent"]))
+                if main is None:
+                    orphans.append(b)
+                else:
+                    main["running"] += b.get("running", [])
+        return sorted([*mains.values(), *orphans], key=lambda w: (w["hostname"], w["pid"]))
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    job_id: str
+    outcome: str  # CANCELLED, CANCELLING or FINISHED_ALREADY
+    status: str  # the job's status now
+
+    def as_json(self) -> dict[str, str]:
+        return {"id": self.job_id, "outcome": self.outcome, "status": self.status}
+
+
+@dataclass(frozen=True)
+class ConnectionState:
+    """What an operator sees of one connection (``ferry connections``, ``GET /connections``)."""
+
+    name: str
+    paused: dict[str, Any] | None  # {by, at} while an operator holds it
+    parked: int  # steps waiting for a resume
+    throttled_until: str | None  # the destination's 429 pause, while it lasts
+    jobs: dict[str, int]  # queued / running / failed
 
 
 @dataclass(frozen=True)

@@ -1,18 +1,33 @@
 """The worker's Celery app: ``celery -A worker.celery_app worker`` (or ``ferry worker``).
 
 Settings come from ``producers.queue.celery_settings`` so producers and workers cannot disagree:
-JSON only, acks late, reject on worker loss, prefetch 1, no result backend.
+JSON only, acks late, reject on worker loss, prefetch 1, no result backend, task events on (Flower).
+
+The signals below start what runs beside the tasks: the reaper, the heartbeats (the main process
+and, under prefork, each pool process) and, with ``$FERRY_METRICS_PORT`` (``ferry worker
+--metrics-port``), the Prometheus endpoint.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from typing import Any
 
-from celery.signals import setup_logging, worker_ready
+from celery.signals import (
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
 from producers.config import load_config
 from producers.embedded import resolve_redis
-from producers.queue import make_celery
+from producers.queue import TASK_PREFIX, make_celery
+from worker import heartbeat, metrics
 from worker.log import configure_logging
 from worker.notify import register_notify, start_dispatcher
 from worker.recovery import start_reaper
@@ -34,6 +49,44 @@ def _json_lines(loglevel: int | None = None, logfile: str | None = None, **_: ob
 
 
 @worker_ready.connect  # type: ignore[untyped-decorator]
-def _recover_orphans(**_: object) -> None:
+def _recover_orphans(sender: Any = None, **_: object) -> None:
     start_reaper(app, runtime().store)
     start_dispatcher(app, runtime().store)  # webhook deliveries that are due
+    controller = getattr(sender, "controller", None)
+    pool = getattr(getattr(controller, "pool_cls", None), "__module__", "").rsplit(".", 1)[-1]
+    heartbeat.start(runtime().store, name=getattr(sender, "hostname", None), parent=None,
+                    pool=pool or "unknown", slots=getattr(controller, "concurrency", None),
+                    queues=sorted(q.name for q in app.amqp.queues.consume_from.values())
+                    if app.amqp.queues.consume_from else [])
+    port = os.environ.get(metrics.PORT_ENV)
+    if port:
+        metrics.serve(int(port))
+
+
+@worker_process_init.connect  # type: ignore[untyped-decorator]
+def _child_heartbeat(**_: object) -> None:
+    """A prefork pool process: beats for itself, so the steps it runs show under its worker."""
+    heartbeat.start(runtime().store, parent=os.getppid(), pool="prefork-child")
+
+
+@worker_shutdown.connect  # type: ignore[untyped-decorator]
+@worker_process_shutdown.connect  # type: ignore[untyped-decorator]
+def _last_beat(**_: object) -> None:
+    beat = heartbeat.current()
+    if beat is not None:
+        beat.stop()
+
+
+@task_prerun.connect  # type: ignore[untyped-decorator]
+def _step_began(task_id: str = "", task: Any = None, args: Any = None, **_: object) -> None:
+    beat = heartbeat.current()
+    if beat is not None and task is not None and task.name.startswith(TASK_PREFIX) and args:
+        beat.step_started(task_id, str(args[0]), task.name.removeprefix(TASK_PREFIX))
+
+
+@task_postrun.connect  # type: ignore[untyped-decorator]
+def _step_ended(task_id: str = "", state: str | None = None, **_: object) -> None:
+    metrics.end_step(state)
+    beat = heartbeat.current()
+    if beat is not None:
+        beat.step_ended(task_id)

@@ -11,6 +11,7 @@ import requests
 from requests.auth import AuthBase
 from urllib3.exceptions import NewConnectionError
 
+from worker import metrics
 from worker.errors import OutcomeUnknown, PermanentError, RetryableError
 from worker.retry import NOT_PROCESSED_STATUSES, RETRYABLE_STATUSES, server_retry_delay
 
@@ -84,6 +85,7 @@ class Destination:
         Errors name no step: the task running the step names it where it catches them."""
         timeout = (CONNECT_TIMEOUT, None if upload else READ_TIMEOUT)
         slot = self.limiter.acquire() if self.limiter is not None else None
+        response: requests.Response | None = None
         try:
             response = self.session.request(
                 method, self.url(path), auth=self.auth, headers={**self.headers, **(headers or {})},
@@ -95,12 +97,19 @@ class Destination:
         finally:
             if self.limiter is not None:
                 self.limiter.release(slot)
+            metrics.http_answer(response.status_code if response is not None else None,
+                                _body_size(response) if upload else None)
         if response.status_code in set(ok):
             return response
         error = classify(response, repeatable=repeatable, check=check)
         if self.limiter is not None and isinstance(error, RetryableError) and response.status_code == 429:
             self.limiter.pause(error.retry_after or 0.0)
         raise error
+
+
+def _body_size(response: requests.Response | None) -> int | None:
+    length = response.request.headers.get("Content-Length") if response is not None else None
+    return int(length) if length and length.isdigit() else None
 
 
 def _transport_error(exc: requests.RequestException, repeatable: bool, check: str) -> Exception:

@@ -24,9 +24,11 @@ import uuid
 import redis
 
 from producers import keys
+from worker import metrics
 from worker.errors import Throttled
 
 MAX_INLINE_WAIT = 5.0
+PAUSED_RECHECK = 2.0  # a step meeting an operator's pause mid-way comes back this soon (and is parked)
 
 # KEYS[1] = bucket; ARGV = interval ms, burst ms. Returns 0 (go) or the ms to wait.
 _GCRA = """
@@ -74,6 +76,7 @@ class InFlightSlots:
     def __init__(self, client: redis.Redis, connection: str, capacity: int,
                  lifetime: float = SLOT_SECONDS) -> None:
         self.client = client
+        self.connection = connection
         self.key = keys.rate_limit(connection) + ":inflight"
         self.capacity = capacity
         self.lifetime_ms = max(1, int(lifetime * 1000))
@@ -95,14 +98,17 @@ class InFlightSlots:
 
     def take(self, max_wait: float) -> str:
         """Wait up to ``max_wait`` seconds for a slot; past that, park the step (``Throttled``)."""
-        deadline = time.monotonic() + max_wait
+        began = time.monotonic()
+        deadline = began + max_wait
         pause = 0.02
         while (token := self.try_take()) is None:
             if time.monotonic() + pause > deadline:
+                metrics.waited(self.connection, time.monotonic() - began)
                 raise Throttled(f"connection at its limit of {self.capacity} requests in flight",
                                 retry_after=1.0 + random.random() * 2)
             time.sleep(pause * (0.5 + random.random()))
             pause = min(pause * 2, 0.25)
+        metrics.waited(self.connection, time.monotonic() - began)
         return token
 
     def give_back(self, token: str) -> None:
@@ -132,8 +138,10 @@ class ConnectionLimiter:
     def __init__(self, client: redis.Redis, connection: str, per_second: float | None,
                  max_in_flight: int | None = None) -> None:
         self.client = client
+        self.connection = connection
         self.bucket = keys.rate_limit(connection)
-        self.pause_key = keys.rate_limit(connection) + ":pause"
+        self.pause_key = keys.rate_limit_pause(connection)
+        self.operator_pause_key = keys.connection_paused(connection)
         self.per_second = per_second
         self._script = client.register_script(_GCRA) if per_second else None
         self.slots = InFlightSlots(client, connection, max_in_flight) if max_in_flight else None
@@ -164,6 +172,7 @@ class ConnectionLimiter:
             if waited + wait > MAX_INLINE_WAIT:
                 raise Throttled(f"connection rate limit: next slot in {wait:.1f}s", retry_after=wait)
             time.sleep(wait)
+            metrics.waited(self.connection, wait)
             waited += wait
 
     def pause(self, seconds: float) -> None:
@@ -173,7 +182,12 @@ class ConnectionLimiter:
             self.client.set(self.pause_key, f"{until:.3f}", px=int(seconds * 1000) + 1)
 
     def _paused_for(self) -> float:
-        until = self.client.get(self.pause_key)
+        """Seconds the destination's 429 pause has left (one read, which also sees an operator's
+        pause: then nothing is sent, and the step comes back soon to be parked)."""
+        until, paused = self.client.mget([self.pause_key, self.operator_pause_key])
+        if paused:
+            raise Throttled(f"connection {self.connection} is paused by an operator",
+                            retry_after=PAUSED_RECHECK)
         return max(0.0, float(str(until)) - time.time()) if until else 0.0
 
     def _bucket_wait(self) -> float:

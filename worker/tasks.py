@@ -25,6 +25,7 @@ from producers import keys
 from producers.kinds import KINDS, all_step_names
 from producers.queue import TASK_PREFIX, task_name
 from producers.records import JobRecord, StepError, StepStatus
+from worker import controls
 from worker.errors import DestinationError, PermanentError, RetryableError, Throttled
 from worker.log import get_logger, redact_text
 from worker.recovery import lease_seconds
@@ -45,7 +46,7 @@ def register_tasks(app: Celery) -> None:
         # task's default", not "unlimited"); _retry_or_fail enforces max_attempts, and a
         # lease-busy wait ends when the lease's holder finishes or its lease lapses.
         app.task(name=task_name(name), bind=True, acks_late=True, reject_on_worker_lost=True,
-                 ignore_result=True, max_retries=None)(run_step)
+                 ignore_result=True, max_retries=None, throws=(controls.StepFailed,))(run_step)
 
 
 def run_step(task: Task, job_id: str) -> None:
@@ -59,6 +60,7 @@ def run_step(task: Task, job_id: str) -> None:
         return  # a redelivered message: this step's work is done, let the chain go on
     if job.done:
         raise Ignore()
+    controls.gate(rt, job, step)  # cancelled: stop; connection paused: park the step
     with lease(rt.redis, job_id) as held:
         if not held:
             raise task.retry(countdown=LEASE_BUSY_RETRY)
@@ -130,7 +132,8 @@ def _fail(rt: Runtime, job: JobRecord, step: str, exc: DestinationError, log: An
     error.message += note
     rt.store.mark_failed(job.id, step, error)
     log.error("job failed", status=exc.status, error=error.message)
-    raise Ignore()  # stops the chain; the message is acknowledged, the record keeps the failure
+    # A task failure stops the chain, acknowledges the message and shows as FAILURE in Flower.
+    raise controls.StepFailed(error.message)
 
 
 def _step_error(exc: DestinationError, step: str, retryable: bool) -> StepError:

@@ -194,12 +194,16 @@ the destination, so one process keeps {WORKER_SLOTS} of them in flight for littl
 (bench/README.md, "Default pool"). -c/--concurrency and -P/--pool override it; --pool prefork
 suits steps that compute (several processes, no shared GIL).
 
-It serves every configured queue; -Q ferry.atlassian,ferry.awork serves only those.""")
+It serves every configured queue; -Q ferry.atlassian,ferry.awork serves only those.
+
+--metrics-port N serves Prometheus metrics at :N/metrics (every pool process added up).""")
 @click.pass_context
 def worker(ctx: click.Context) -> None:
+    from producers.cli.ops import metrics_args
+
+    args = metrics_args(list(ctx.args))  # before the worker (and prometheus-client) is imported
     with needs_extra("worker", "the worker"):
         from worker.celery_app import app
-    args = list(ctx.args)
     known = list(app.amqp.queues)
     unknown = [q for q in _queue_options(args) if q not in known]
     if unknown:  # Celery would create it, and wait on a queue nobody publishes to
@@ -301,7 +305,14 @@ def _register_notify() -> None:
     register(cli)
 
 
+def _register_ops() -> None:
+    from producers.cli.ops import register  # `ferry cancel|pause|resume|connections|workers|flower`
+
+    register(cli)
+
+
 _register_notify()
+_register_ops()
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ from rich.table import Table
 from producers.cli.console import outcome_text
 from producers.client import Ferry, JobRequest, request_field
 from producers.errors import ManifestError, Problem, SubmitError
-from producers.records import JobRecord, JobStatus
+from producers.records import FINISHED, JobRecord, JobStatus
 
 CSV_COLUMNS = frozenset(JobRequest.model_fields) - {"params"}
 POLL_SECONDS = 0.25
@@ -222,7 +222,7 @@ def wait(ferry: Ferry, submitted: list[Submitted], console: Console,
                 break
             ids = sorted(pending)
             for job_id, status in zip(ids, ferry.store.statuses(ids), strict=True):
-                if status in (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value, None):
+                if status is None or JobStatus(status) in FINISHED:
                     pending.discard(job_id)
                     done += status == JobStatus.SUCCEEDED.value
                     failed += status != JobStatus.SUCCEEDED.value

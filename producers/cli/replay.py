@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from producers import replay as ops
+from producers.audit import audit
 from producers.cli.console import connect, err, fail, finish, out
 from producers.errors import JobNotFound, ReplayRefused
 from producers.kinds import KINDS, all_step_names
@@ -60,7 +61,7 @@ def filter_options(default_status: str | None) -> Callable[[Any], Any]:
     return apply
 
 
-def _filters(kw: dict[str, Any]) -> Filters:
+def filters_from(kw: dict[str, Any]) -> Filters:
     try:
         return Filters.parse({"status": kw.get("status_"), "kind": kw.get("kind"),
                                   "connection": kw.get("connection"),
@@ -101,11 +102,12 @@ def replay(ctx: click.Context, /, job_id: str | None, restart: bool, force: bool
             fail(f"no job {job_id}")
         except ReplayRefused as exc:
             fail(str(exc))
+        audit("replay", who(), target=job_id, jobs=1, restart=restart, force=force)
         finish(ferry, record, wait=wait, timeout=timeout, as_json=as_json)
         return
     if rate <= 0:
         fail("--rate must be above 0")
-    filters = _filters(kw)
+    filters = filters_from(kw)
     ids = ops.select(ferry, filters, limit=limit)
     if dry_run:
         _say(as_json, {"dry_run": True, "matched": len(ids), "filters": filters.as_query()},
@@ -115,6 +117,7 @@ def replay(ctx: click.Context, /, job_id: str | None, restart: bool, force: bool
         err.print(f"replaying {len(ids)} job(s) ({filters}) at {rate:g}/s …")
     outcome = ops.replay_many(ferry, ids, restart=restart, force=force, trigger=who() + " bulk",
                               rate=rate)
+    audit("replay", who(), target=filters.as_query(), jobs=outcome.replayed, matched=outcome.matched)
     _say(as_json, outcome.as_json(),
          f"replayed {outcome.replayed} of {outcome.matched} in {outcome.seconds:.1f}s"
          + (f"; refused {len(outcome.refused)}" if outcome.refused else ""))
@@ -133,7 +136,7 @@ def purge(ctx: click.Context, /, dry_run: bool, yes: bool, as_json: bool, **kw: 
     """Delete the jobs matching the filters (failed ones by default). Queued and running jobs
     are never deleted."""
     ferry = connect(ctx)
-    filters = _filters(kw)
+    filters = filters_from(kw)
     ids = ops.select(ferry, filters)
     if dry_run or not ids:
         _say(as_json, {"dry_run": True, "matched": len(ids), "filters": filters.as_query()},
@@ -142,6 +145,7 @@ def purge(ctx: click.Context, /, dry_run: bool, yes: bool, as_json: bool, **kw: 
     if not yes and not click.confirm(f"delete {len(ids)} job(s) ({filters})?", err=True):
         fail("nothing deleted", code=1)
     outcome = ops.purge(ferry, filters, ids=ids)
+    audit("purge", who(), target=filters.as_query(), jobs=outcome.deleted, matched=outcome.matched)
     _say(as_json, outcome.as_json(), f"deleted {outcome.deleted} of {outcome.matched}"
          + (f"; {outcome.skipped} still active, kept" if outcome.skipped else ""))
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from producers import replay as ops
+from producers.audit import audit
 from producers.client import Ferry
 from producers.errors import ActiveJob, JobNotFound, ReplayRefused
 from producers.records import JobRecord, JobStatus, utcnow
@@ -90,6 +91,7 @@ def replay_job(job_id: str, who: Auth, ferry: FerryDep,
         raise HTTPException(404, f"no job {job_id}") from None
     except ReplayRefused as exc:
         raise HTTPException(409, str(exc)) from None
+    audit("replay", who.label, target=job_id, jobs=1, restart=chosen.restart, force=chosen.force)
     return JSONResponse(record.model_dump(mode="json"), status_code=202)
 
 
@@ -106,6 +108,8 @@ def replay_jobs(request: BulkReplayRequest, who: Auth, ferry: FerryDep) -> JSONR
     if request.dry_run:
         return JSONResponse({"dry_run": True, "matched": len(ids), "filters": {}})
     bulk = _start_bulk(ferry, ids, request, who)
+    audit("replay", who.label, target=filters.as_query() if request.ids is None else {"ids": len(ids)},
+          jobs=len(ids), rate=request.rate)
     return JSONResponse(bulk, status_code=202)
 
 
@@ -124,7 +128,7 @@ def delete_job(job_id: str, who: Auth, ferry: FerryDep) -> Response:
         raise HTTPException(404, f"no job {job_id}") from None
     except ActiveJob as exc:
         raise HTTPException(409, str(exc)) from None
-    log.info("job %s deleted by %s", job_id, who.trigger())
+    audit("delete", who.label, target=job_id, jobs=1)
     return Response(status_code=204)
 
 
@@ -138,7 +142,8 @@ def purge_jobs(request: PurgeRequest, who: Auth, ferry: FerryDep) -> JSONRespons
         return JSONResponse({"dry_run": True, "matched": matched,
                              "filters": filters.as_query()})
     outcome = ops.purge(ferry, filters, ids=request.ids)
-    log.info("purge (%s) by %s: %s", filters, who.trigger(), outcome.as_json())
+    audit("purge", who.label, target=filters.as_query() if request.ids is None else {"ids": len(request.ids)},
+          jobs=outcome.deleted, matched=outcome.matched)
     return JSONResponse(outcome.as_json())
 
 

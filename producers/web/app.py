@@ -27,7 +27,7 @@ from producers.config import FerryConfig
 from producers.errors import ConfigError, IdempotencyConflict, JobNotFound, Problem, SubmitError
 from producers.kinds import KINDS
 from producers.records import JobRecord, JobStatus
-from producers.web import actions, dashboard, events
+from producers.web import actions, dashboard, events, ops
 from producers.web.auth import Guard
 from producers.web.deps import FerryDep, bearer
 
@@ -311,6 +311,10 @@ def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
     # Replay/purge and the dashboard at `/`: the same tokens, or a browser session opened with one.
     app.include_router(actions.router)
     app.include_router(events.router)  # GET /events (server-sent events), POST /jobs/{id}/notify
+    # Cancel, pause/resume, connections, workers, /readyz, /metrics (the operator's controls).
+    app.include_router(ops.router)
+    app.include_router(ops.jobs_router, responses={404: {"model": ProblemsOut}, 409: {"model": ProblemsOut}})
+    app.include_router(ops.connections_router, responses={404: {"model": ProblemsOut}})
     app.include_router(dashboard.router)
     return app
 

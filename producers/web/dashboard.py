@@ -27,7 +27,7 @@ from producers.web.deps import Auth, FerryDep, GuardDep, Viewer
 
 PAGE_SIZE = 50
 LIST_FIELDS = ("meta", "status", "updated_at", "finished_at", "error", "runs")
-FILTER_NAMES = ("status", "kind", "connection", "error_step", "http_status", "since", "until")
+FILTER_NAMES = ("status", "kind", "connection", "error_step", "http_status", "since", "until", "q")
 # No inline script or style anywhere: the policy can forbid both, and framing (clickjacking).
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
@@ -64,7 +64,7 @@ def _safe_next(value: str | None) -> str:
 router = APIRouter(include_in_schema=False)
 
 
-FRAGMENTS = ("counters", "rows", "pager")
+FRAGMENTS = ("counters", "fleet", "rows", "pager")
 
 
 def summary(ferry: Ferry) -> render.Summary:
@@ -77,8 +77,14 @@ def summary(ferry: Ferry) -> render.Summary:
 
 
 def listing(ferry: Ferry, query: dict[str, str]) -> dict[str, Any]:
+    """One page of the list. ``q`` (the search box) names a job by its id or idempotency key,
+    or else matches part of its file name, within the other filters."""
+    search = query.get("q")
+    exact = ferry.store.lookup(search) if search else []
+    if exact:
+        return render.listing(ferry.store.rows(exact), render.pager(None, query, len(exact), newest=True))
     try:
-        filters = Filters.parse(query)
+        filters = Filters.parse({**query, "file_name": search})
     except ValueError as exc:
         return render.listing([], None, error=str(exc))
     cursor = query.get("cursor")
@@ -91,7 +97,8 @@ def listing(ferry: Ferry, query: dict[str, str]) -> dict[str, Any]:
 
 def regions(ferry: Ferry, query: dict[str, str]) -> dict[str, Any]:
     """What the list page shows and polls: counters, rows and pager, as template data."""
-    return {"counters": render.counters(summary(ferry), query), "query": query, **listing(ferry, query)}
+    return {"counters": render.counters(summary(ferry), query), "query": query,
+            "fleet": render.fleet(ferry.connections(), ferry.workers()), **listing(ferry, query)}
 
 
 def fragments(context: dict[str, Any]) -> dict[str, str]:

@@ -145,6 +145,16 @@ def counters(summary: Summary, query: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def fleet(connections: list[dict[str, Any]], workers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Workers and Connections panels: who runs what now, and each connection's state."""
+    return {
+        "workers": [{**w, "shown_name": w.get("name") or f"{w['hostname']}:{w['pid']}",
+                     "running": [{**r, "short": r["job_id"][:12]} for r in w.get("running", [])]}
+                    for w in workers],
+        "connections": connections,
+    }
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 

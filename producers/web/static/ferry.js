@@ -120,35 +120,44 @@ function currentFilters() {
   return raw;
 }
 
-function describe(filters) {
+function describe(filters, defaultStatus) {
   const parts = Object.entries(filters).map(([k, v]) => `${k}=${v}`);
-  if (!filters.status) parts.unshift("status=failed");
+  if (!filters.status) parts.unshift(`status=${defaultStatus}`);
   return parts.join(", ");
+}
+
+const BULK = {
+  replay: { url: "/jobs:replay", verb: "Replay", status: "failed", cls: "primary" },
+  purge: { url: "/jobs:purge", verb: "Delete", status: "failed", cls: "danger" },
+  cancel: { url: "/jobs:cancel", verb: "Cancel", status: "queued", cls: "danger" },
+};
+
+function bulkDone(kind, done) {
+  if (kind === "replay") return `Replaying ${done.matched} job(s) at ${done.rate}/s (about ${done.estimated_seconds} s).`;
+  if (kind === "cancel") return `Cancelled ${done.cancelled} job(s)` + (done.cancelling ? `; ${done.cancelling} stop after their running step.` : ".");
+  return `Deleted ${done.deleted} job(s)` + (done.skipped ? `, kept ${done.skipped} still running.` : ".");
 }
 
 async function bulk(kind) {
   const filters = currentFilters();
-  const url = kind === "replay" ? "/jobs:replay" : "/jobs:purge";
+  delete filters.q;
+  const spec = BULK[kind];
+  const url = spec.url;
   say("bulk-message", "Counting…");
   try {
     const dry = await call("POST", url, { ...filters, dry_run: true });
-    if (!dry.matched) { say("bulk-message", `No jobs match (${describe(filters)}).`); return; }
-    const verb = kind === "replay" ? `Replay ${dry.matched}` : `Delete ${dry.matched}`;
-    const go = button(verb, async () => {
-      say("bulk-message", kind === "replay" ? "Starting…" : "Deleting…");
+    if (!dry.matched) { say("bulk-message", `No jobs match (${describe(filters, spec.status)}).`); return; }
+    const go = button(`${spec.verb} ${dry.matched}`, async () => {
+      say("bulk-message", "Working…");
       try {
         const done = await call("POST", url, { ...filters, dry_run: false });
-        if (kind === "replay") {
-          say("bulk-message", `Replaying ${done.matched} job(s) at ${done.rate}/s (about ${done.estimated_seconds} s).`, "ok");
-        } else {
-          say("bulk-message", `Deleted ${done.deleted} job(s)` + (done.skipped ? `, kept ${done.skipped} still running.` : "."), "ok");
-        }
+        say("bulk-message", bulkDone(kind, done), "ok");
         refresh();
       } catch (err) { say("bulk-message", err.message, "bad"); }
-    }, kind === "replay" ? "primary" : "danger");
+    }, spec.cls);
     go.id = "bulk-confirm";
-    const cancel = button("Cancel", () => say("bulk-message", ""));
-    say("bulk-message", `${dry.matched} job(s) match (${describe(filters)}). `, "", [go, cancel]);
+    const never = button("Never mind", () => say("bulk-message", ""));
+    say("bulk-message", `${dry.matched} job(s) match (${describe(filters, spec.status)}). `, "", [go, never]);
   } catch (err) { say("bulk-message", err.message, "bad"); }
 }
 
@@ -190,6 +199,20 @@ document.addEventListener("click", async (event) => {
       await bulk("replay");
     } else if (action === "purge-matching") {
       await bulk("purge");
+    } else if (action === "cancel-matching") {
+      await bulk("cancel");
+    } else if (action === "cancel" || action === "cancel-job") {
+      target.disabled = true;
+      const done = await call("POST", `/jobs/${encodeURIComponent(jobId)}/cancel`, {});
+      const text = done.outcome === "cancelling" ? "Cancelling: it stops after the step it runs now." : `Cancelled ${jobId.slice(0, 12)}.`;
+      say(action === "cancel" ? "bulk-message" : "job-message", text, "ok");
+      refresh();
+    } else if (action === "pause" || action === "resume") {
+      target.disabled = true;
+      const name = target.dataset.connection;
+      const done = await call("POST", `/connections/${encodeURIComponent(name)}/${action}`, {});
+      say("bulk-message", action === "pause" ? `${name} paused: its jobs wait.` : `${name} resumed; ${done.republished} waiting step(s) sent on.`, "ok");
+      refresh();
     } else if (action === "replay-job" || action === "restart-job") {
       target.disabled = true;
       const restart = action === "restart-job";

@@ -1,0 +1,125 @@
+"""The operator's routes: cancel (``POST /jobs/{id}/cancel``, ``POST /jobs:cancel``), pause and
+resume (``POST /connections/{name}/pause|resume``), ``GET /connections``, ``GET /workers``,
+``GET /readyz`` and ``GET /metrics``.
+
+Changes want a bearer token or a dashboard session with its CSRF token, like replay; each logs an
+audit line naming the token. ``/readyz`` wants nothing (load balancers, orchestrators);
+``/metrics`` wants the token in ``[api] metrics_token_env``'s variable when that is set.
+Refusals answer the API's problem shape (``detail`` and ``problems``).
+"""
+
+import hmac
+import os
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import Field
+
+from producers.errors import ConfigError, JobNotFound
+from producers.records import JobStatus
+from producers.selection import Filters
+from producers.store import FINISHED_ALREADY
+from producers.web import metrics
+from producers.web.actions import MAX_IDS, JobFilters
+from producers.web.deps import Auth, FerryDep
+
+jobs_router = APIRouter(tags=["operate"])  # may answer 404 and 409
+connections_router = APIRouter(tags=["operate"])  # may answer 404
+router = APIRouter(tags=["operate"])
+
+
+def problem(status: int, field: str, message: str) -> JSONResponse:
+    return JSONResponse({"detail": message, "problems": [{"field": field, "message": message}]},
+                        status_code=status)
+
+
+class CancelRequest(JobFilters):
+    """Which jobs to cancel: ``ids``, or every job matching the filters (status: queued unless given)."""
+
+    ids: list[str] | None = Field(None, max_length=MAX_IDS, description="exactly these jobs")
+    dry_run: bool = Field(False, description="only count the matching jobs")
+    limit: int | None = Field(None, ge=1, description="at most this many (newest first)")
+
+    def chosen(self) -> Filters:
+        if self.status is None:
+            return self.model_copy(update={"status": JobStatus.QUEUED}).parsed()
+        return self.parsed()
+
+
+@jobs_router.post("/jobs/{job_id}/cancel")
+def cancel_job(job_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
+    """Cancel one job: 200 ``cancelled`` (queued or between steps), or ``cancelling`` (a step
+    runs now; the job is cancelled when it ends); 409 when it had ended already."""
+    try:
+        outcome = ferry.cancel(job_id, by=who.label)
+    except JobNotFound:
+        return problem(404, "job_id", f"no job {job_id}")
+    if outcome.outcome == FINISHED_ALREADY:
+        return problem(409, "job_id", f"job {job_id} had ended already ({outcome.status})")
+    return JSONResponse(outcome.as_json())
+
+
+@router.post("/jobs:cancel")
+def cancel_jobs(request: CancelRequest, who: Auth, ferry: FerryDep) -> JSONResponse:
+    """Cancel ``ids`` or every job matching the filters; ``dry_run`` only counts."""
+    summary = ferry.cancel_many(request.chosen(), ids=request.ids, by=who.label,
+                                dry_run=request.dry_run, limit=request.limit)
+    return JSONResponse(summary.as_json())
+
+
+@router.get("/connections")
+def list_connections(who: Auth, ferry: FerryDep) -> JSONResponse:
+    """Every connection: service, queue, paused, rate limit, in-flight cap, the destination's 429
+    pause (until when), steps waiting for a resume, and jobs queued / running / failed."""
+    return JSONResponse({"connections": ferry.connections()})
+
+
+@connections_router.post("/connections/{name}/pause")
+def pause_connection(name: str, who: Auth, ferry: FerryDep) -> JSONResponse:
+    """Hold every request on the connection until it is resumed (jobs wait, spending no attempt)."""
+    try:
+        changed = ferry.pause(name, by=who.label)
+    except ConfigError as exc:
+        return problem(404, "name", str(exc))
+    return JSONResponse({"connection": name, "paused": True, "changed": changed})
+
+
+@connections_router.post("/connections/{name}/resume")
+def resume_connection(name: str, who: Auth, ferry: FerryDep) -> JSONResponse:
+    """Lift the pause; the steps that waited are sent on at once."""
+    try:
+        outcome = ferry.resume(name, by=who.label)
+    except ConfigError as exc:
+        return problem(404, "name", str(exc))
+    return JSONResponse({**outcome.as_json(), "paused": False})
+
+
+@router.get("/workers")
+def list_workers(who: Auth, ferry: FerryDep) -> JSONResponse:
+    """The live workers (heartbeat in the last 30 s): host, pid, pool, slots, steps running now."""
+    return JSONResponse({"workers": ferry.workers()})
+
+
+@router.get("/readyz", responses={503: {"description": "no worker heartbeat is fresh (30 s)"}})
+def readyz(ferry: FerryDep) -> JSONResponse:
+    """No auth. 200 while some worker's heartbeat is fresh, else 503 with the reason; ``/healthz``
+    says only that the API and Redis answer."""
+    ready, reason = ferry.readiness()
+    return JSONResponse({"status": "ready" if ready else "unavailable", "reason": reason},
+                        status_code=200 if ready else 503)
+
+
+@router.get("/metrics", responses={200: {"content": {"text/plain": {}}}, 401: {}, 403: {}})
+def prometheus_metrics(request: Request, ferry: FerryDep) -> Response:
+    """Prometheus text exposition of what the store knows (jobs, workers, pauses). No auth
+    unless ``[api] metrics_token_env`` names a variable holding the token it then wants."""
+    wanted_env = ferry.config.api.metrics_token_env
+    if wanted_env:
+        wanted = os.environ.get(wanted_env, "")
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not given:
+            return Response("a bearer token is required\n", status_code=401,
+                            headers={"WWW-Authenticate": 'Bearer realm="ferry-metrics"'})
+        if not wanted or not hmac.compare_digest(given.encode(), wanted.encode()):
+            return Response("this token is not allowed\n", status_code=403)
+    return Response(metrics.exposition(ferry), media_type=metrics.CONTENT_TYPE)

@@ -1,0 +1,105 @@
+"""A worker's Prometheus metrics: steps, their durations, HTTP answers, retries, rate-limit waits
+and bytes uploaded, served by ``ferry worker --metrics-port N`` (``serve``).
+
+Multi-process safe: with ``PROMETHEUS_MULTIPROC_DIR`` set before this module is imported (the
+``ferry worker`` command sets it to a fresh directory when given ``--metrics-port``), every
+process of a prefork pool writes its counters to its own files there, and the main process's
+endpoint adds them up (prometheus-client's documented multiprocess mode). Without it the metrics
+live in the process (the threads pool) and the endpoint serves them directly.
+
+What a step is doing is kept per thread (``begin_step`` at the start of a step, ``end_step`` when
+Celery reports how its task ended), so the HTTP hook knows which connection a request was for.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
+from prometheus_client.registry import REGISTRY
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+PORT_ENV = "FERRY_METRICS_PORT"
+
+STEPS = Counter("ferry_steps", "Step runs that ended, by outcome (succeeded, failed, retried, stopped)",
+                ["kind", "step", "outcome"])
+STEP_SECONDS = Histogram("ferry_step_duration_seconds", "How long a step run took, whatever its outcome",
+                         ["kind", "step"],
+                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900))
+HTTP_RESPONSES = Counter("ferry_http_responses", "Destination answers by status class (error: no answer)",
+                         ["connection", "status_class"])
+RETRIES = Counter("ferry_retries", "Steps scheduled to run again (a retryable error or a wait)",
+                  ["kind", "step"])
+RATE_LIMIT_WAIT = Counter("ferry_rate_limit_wait_seconds",
+                          "Seconds requests waited for their connection's budget, in-flight slot or 429 pause",
+                          ["connection"])
+BYTES_UPLOADED = Counter("ferry_bytes_uploaded", "Request body bytes of uploads the destination accepted",
+                         ["connection"])
+
+# Celery's task states as step outcomes (Ignore/Reject: cancelled, parked or nothing to do).
+_OUTCOMES = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried"}
+
+
+@dataclass
+class _Step:
+    kind: str
+    step: str
+    connection: str
+    started: float
+
+
+_current = threading.local()
+
+
+def begin_step(kind: str, step: str, connection: str) -> None:
+    """This thread now runs ``step`` of a ``kind`` job on ``connection``."""
+    _current.step = _Step(kind, step, connection, time.monotonic())
+
+
+def end_step(state: str | None) -> None:
+    """The task this thread ran ended in Celery state ``state``; a task that never began a step
+    (cancelled, parked, redelivered after success) counts nothing."""
+    step: _Step | None = getattr(_current, "step", None)
+    _current.step = None
+    if step is None:
+        return
+    outcome = _OUTCOMES.get(state or "", "stopped")
+    STEPS.labels(step.kind, step.step, outcome).inc()
+    STEP_SECONDS.labels(step.kind, step.step).observe(time.monotonic() - step.started)
+    if outcome == "retried":
+        RETRIES.labels(step.kind, step.step).inc()
+
+
+def current_connection() -> str:
+    step: _Step | None = getattr(_current, "step", None)
+    return step.connection if step is not None else ""
+
+
+def http_answer(status: int | None, uploaded: int | None = None) -> None:
+    """A destination answered ``status`` (None: no answer), and accepted ``uploaded`` bytes."""
+    connection = current_connection()
+    HTTP_RESPONSES.labels(connection, f"{status // 100}xx" if status else "error").inc()
+    if uploaded and status is not None and 200 <= status < 300:
+        BYTES_UPLOADED.labels(connection).inc(uploaded)
+
+
+def waited(connection: str, seconds: float) -> None:
+    if seconds > 0:
+        RATE_LIMIT_WAIT.labels(connection).inc(seconds)
+
+
+def registry() -> CollectorRegistry:
+    """What the endpoint serves: every process's metrics (multiprocess mode) or this one's."""
+    if not os.environ.get(MULTIPROC_ENV):
+        return REGISTRY
+    combined = CollectorRegistry()
+    multiprocess.MultiProcessCollector(combined)  # type: ignore[no-untyped-call]
+    return combined
+
+
+def serve(port: int, host: str = "0.0.0.0") -> None:
+    """Serve ``/metrics`` on ``port`` from this (the main) process, in a background thread."""
+    start_http_server(port, addr=host, registry=registry())
