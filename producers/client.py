@@ -159,10 +159,16 @@ class Ferry:
             return None, []
         if file and uri:
             return None, [Problem("file", "give a file or a uri, not both")]
-        if uri:
-            return inspect_uri(uri, rule)
-        if file:
-            return inspect_path(file, rule, self.config.file_roots)
+        try:
+            if uri:
+                return inspect_uri(uri, rule)
+            if file:
+                return inspect_path(file, rule, self.config.file_roots)
+        except (OSError, ValueError, RuntimeError) as exc:
+            # The OS or the URL parser refused the text itself: a NUL byte, a name too long,
+            # ~nobody's home, [not-an-ip]. Bad input like any other, not a server error.
+            field, what = ("uri", "URL") if uri else ("file", "path")
+            return None, [Problem(field, f"not a usable {what}: {exc}")]
         if rule.required:
             return None, [Problem("file", "a file is required" + (" (or uri)" if rule.uri_allowed else ""))]
         return None, []
