@@ -40,6 +40,10 @@ FILE_THREADS = 8
 # kept it from being stored.
 Outcome = Created | Exception
 
+# Parameters nest a few levels at most (Assets attributes: 5). Deeper is hostile input, and past
+# pydantic's serialization depth it would fail only when the job is stored.
+MAX_PARAMS_DEPTH = 16
+
 NO_ROOTS_MESSAGE = (
     "this server has no [files] roots configured, so it accepts no file paths: set "
     "[files] roots = [...] in ferry.toml, or give an https:// uri"
@@ -128,7 +132,10 @@ class Ferry:
         """
         spec = get_kind(kind)
         problems = self._check_connection(spec, connection)
-        parsed, param_problems = _parse_params(spec, params or {})
+        if _nests_deeper(params or {}, MAX_PARAMS_DEPTH):
+            parsed, param_problems = None, [Problem("params", f"nested more than {MAX_PARAMS_DEPTH} levels deep")]
+        else:
+            parsed, param_problems = _parse_params(spec, params or {})
         problems += param_problems
         if file and require_file_roots and not self.config.file_roots:
             info, file_problems = None, [Problem("file", NO_ROOTS_MESSAGE)]
@@ -312,6 +319,19 @@ class Ferry:
         if self._chain_messages is not None:
             self._chain_messages.close()
         self.redis.close()
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether lists and dicts in ``value`` nest more than ``limit`` levels (no recursion: the
+    input may be deeper than Python's stack)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list | tuple) else ()
+        if children and depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _parse_params(spec: Kind, params: dict[str, Any]) -> tuple[Params | None, list[Problem]]:

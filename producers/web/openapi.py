@@ -8,7 +8,7 @@ what the API answers (``tests/e2e/test_api_contract.py`` fuzzes the live API aga
   and Starlette's own errors (a malformed body, an unknown path, a refused token) answer with it.
 - What every route can answer is added by rule, so a new route cannot forget it (:func:`document`):
   401 and 403 on each route behind the bearer token (FastAPI marks them with ``security``), 422
-  on each route that validates a parameter or a body, 400 (not text) and 413 (over
+  on each route that validates a parameter or a body, 400 (unparsable) and 413 (over
   ``[api] max_body_bytes``) on each route that takes a body, 503 on all (the job store or the
   broker unreachable).
 - A route declares the rest itself: ``responses=answers(404, 409)``.
@@ -43,7 +43,7 @@ SUBMISSION = "JobSubmission"
 
 # What each status means wherever it is answered; a route may say more with ``answers(why=...)``.
 MEANINGS: dict[int, str] = {
-    400: "the body could not be read as text (it is not UTF-8)",
+    400: "the body could not be parsed: not UTF-8, or JSON nested too deep",
     401: "no bearer token (or dashboard session) was given",
     403: "the token is not allowed, or a dashboard action came without its CSRF token",
     404: "no such job (it never existed, was purged, or expired)",
