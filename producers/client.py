@@ -46,6 +46,9 @@ FILE_THREADS = 8
 Outcome = Created | Exception
 
 READY_SECONDS = 30.0  # a worker whose last heartbeat is older is not counted as alive
+# Parameters nest a few levels at most (Assets attributes: 5). Deeper is hostile input, and past
+# pydantic's serialization depth it would fail only when the job is stored.
+MAX_PARAMS_DEPTH = 16
 
 NO_ROOTS_MESSAGE = (
     "this server has no [files] roots configured, so it accepts no file paths: set "
@@ -141,7 +144,10 @@ class Ferry:
         """
         spec = get_kind(kind)
         problems = self._check_connection(spec, connection)
-        parsed, param_problems = _parse_params(spec, params or {})
+        if _nests_deeper(params or {}, MAX_PARAMS_DEPTH):
+            parsed, param_problems = None, [Problem("params", f"nested more than {MAX_PARAMS_DEPTH} levels deep")]
+        else:
+            parsed, param_problems = _parse_params(spec, params or {})
         problems += param_problems
         if file and require_file_roots and not self.config.file_roots:
             info, file_problems = None, [Problem("file", NO_ROOTS_MESSAGE)]
@@ -182,10 +188,16 @@ class Ferry:
             return None, []
         if file and uri:
             return None, [Problem("file", "give a file or a uri, not both")]
-        if uri:
-            return inspect_uri(uri, rule, self.config)
-        if file:
-            return inspect_path(file, rule, self.config.file_roots)
+        try:
+            if uri:
+                return inspect_uri(uri, rule, self.config)
+            if file:
+                return inspect_path(file, rule, self.config.file_roots)
+        except (OSError, ValueError, RuntimeError) as exc:
+            # The OS or the URL parser refused the text itself: a NUL byte, a name too long,
+            # ~nobody's home, [not-an-ip]. Bad input like any other, not a server error.
+            field, what = ("uri", "URL") if uri else ("file", "path")
+            return None, [Problem(field, f"not a usable {what}: {exc}")]
         if rule.required:
             return None, [Problem("file", "a file is required" + (" (or uri)" if rule.uri_allowed else ""))]
         return None, []
@@ -466,6 +478,17 @@ def _age(at: str | None) -> float:
     if not at:
         return float("inf")
     return (datetime.now(UTC) - datetime.fromisoformat(at.replace("Z", "+00:00"))).total_seconds()
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether lists and dicts in ``value`` nest more than ``limit`` levels (no recursion: the
+    input may be deeper than Python's stack)."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list | tuple) else ()
+        if children and depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _parse_params(spec: Kind, params: dict[str, Any]) -> tuple[Params | None, list[Problem]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from producers.errors import Problem, SubmitError
 from producers.files import FileRule
@@ -187,6 +187,13 @@ KINDS: dict[str, Kind] = {
         ),
     )
 }
+
+
+# A kind's name as a type: validated, and an enum in the HTTP API's document.
+if TYPE_CHECKING:
+    KindName = str
+else:
+    KindName = Literal[tuple(KINDS)]
 
 
 def get_kind(name: str) -> Kind:

@@ -9,7 +9,7 @@ requested rate; its progress is kept in Redis for the dashboard (``keys.bulk_rep
 import logging
 import threading
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse, Response
@@ -24,6 +24,7 @@ from producers.records import JobRecord, JobStatus, utcnow
 from producers.selection import Filters
 from producers.web.auth import Principal
 from producers.web.deps import Auth, FerryDep
+from producers.web.openapi import answers
 
 log = logging.getLogger("ferry.api")
 
@@ -66,7 +67,8 @@ class BulkReplayRequest(JobFilters):
     dry_run: bool = Field(False, description="only count the matching jobs")
     restart: bool = False
     force: bool = False
-    rate: float = Field(ops.DEFAULT_RATE, gt=0, le=1000, description="jobs replayed per second")
+    # At least one job per 100 s: a rate near zero made the estimate infinite (not JSON).
+    rate: float = Field(ops.DEFAULT_RATE, ge=0.01, le=1000, description="jobs replayed per second")
 
 
 class PurgeRequest(JobFilters):
@@ -74,11 +76,40 @@ class PurgeRequest(JobFilters):
     dry_run: bool = False
 
 
+class DryRun(BaseModel):
+    dry_run: Literal[True]
+    matched: int = Field(description="how many jobs the request would act on")
+    filters: dict[str, str] = Field(description="the filters applied (empty: the ids given)")
+
+
+class BulkReplay(BaseModel):
+    """A bulk replay's progress (``GET /jobs:replay``; kept for a day)."""
+
+    id: str
+    by: str = Field(description="who started it: api (token #…) or dashboard (token #…)")
+    matched: int
+    done: int
+    replayed: int
+    refused: int
+    rate: float = Field(description="jobs replayed per second")
+    started_at: str
+    finished_at: str | None
+    estimated_seconds: float
+    error: str | None = Field(None, description="set when it stopped early")
+
+
+class Purged(BaseModel):
+    matched: int
+    deleted: int
+    skipped: int = Field(description="queued or running: kept")
+
+
 router = APIRouter(tags=["replay"])
+STATE_CONFLICT = {409: "the job is queued or running, or succeeded (replay it with force)"}
 
 
 @router.post("/jobs/{job_id}/replay", status_code=202, response_model=JobRecord,
-             responses={404: {}, 409: {"description": "queued, running, or succeeded"}})
+             responses=answers(404, 409, why=STATE_CONFLICT))
 def replay_job(job_id: str, who: Auth, ferry: FerryDep,
                options: Annotated[ReplayOptions | None, Body()] = None) -> JSONResponse:
     """Replay one job from its failed step (``restart``: from the first). 202 with the
@@ -95,7 +126,8 @@ def replay_job(job_id: str, who: Auth, ferry: FerryDep,
     return JSONResponse(record.model_dump(mode="json"), status_code=202)
 
 
-@router.post("/jobs:replay", responses={202: {"description": "replaying in the background"}})
+@router.post("/jobs:replay", response_model=DryRun, response_description="dry run: the count",
+             responses={202: {"model": BulkReplay, "description": "replaying in the background"}})
 def replay_jobs(request: BulkReplayRequest, who: Auth, ferry: FerryDep) -> JSONResponse:
     """Replay many jobs: ``ids``, or every job matching the filters (status defaults to
     failed). ``dry_run`` only counts. Otherwise 202 at once; the replays go out at ``rate``
@@ -113,13 +145,14 @@ def replay_jobs(request: BulkReplayRequest, who: Auth, ferry: FerryDep) -> JSONR
     return JSONResponse(bulk, status_code=202)
 
 
-@router.get("/jobs:replay")
+@router.get("/jobs:replay", response_model=BulkReplay | None)
 def last_bulk(who: Auth, ferry: FerryDep) -> JSONResponse:
     """The latest bulk replay's progress (null when none in the last day)."""
     return JSONResponse(ferry.store.last_bulk_replay())
 
 
-@router.delete("/jobs/{job_id}", status_code=204, responses={404: {}, 409: {}})
+@router.delete("/jobs/{job_id}", status_code=204,
+               responses=answers(404, 409, why={409: "the job is queued or running"}))
 def delete_job(job_id: str, who: Auth, ferry: FerryDep) -> Response:
     """Forget one job that has ended (409 while it is queued or running)."""
     try:
@@ -132,7 +165,7 @@ def delete_job(job_id: str, who: Auth, ferry: FerryDep) -> Response:
     return Response(status_code=204)
 
 
-@router.post("/jobs:purge")
+@router.post("/jobs:purge", response_model=Purged | DryRun)
 def purge_jobs(request: PurgeRequest, who: Auth, ferry: FerryDep) -> JSONResponse:
     """Delete the ended jobs among ``ids`` or matching the filters (status defaults to
     failed); queued and running jobs are kept. ``dry_run`` only counts."""

@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, cast
 
 import redis
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Query, Request
@@ -22,14 +22,25 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException
 
+from producers import errors
 from producers.client import Ferry, JobRequest, Outcome, request_field
 from producers.config import FerryConfig
-from producers.errors import ConfigError, IdempotencyConflict, JobNotFound, Problem, SubmitError
-from producers.kinds import KINDS
+from producers.errors import ConfigError, IdempotencyConflict, JobNotFound, SubmitError
+from producers.kinds import KindName
 from producers.records import JobRecord, JobStatus
 from producers.web import actions, dashboard, events, ops
 from producers.web.auth import Guard
 from producers.web.deps import FerryDep, bearer
+from producers.web.openapi import (
+    SUBMISSION_BODY,
+    SUBMISSION_REF,
+    DocumentedApp,
+    FieldProblem,
+    answers,
+    operation_id,
+    problem,
+    problem_handlers,
+)
 
 log = logging.getLogger("ferry.api")
 
@@ -43,16 +54,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 # ---- response shapes (for the OpenAPI document) ------------------------------------------------
-class ProblemOut(BaseModel):
-    field: str = Field(description="the bad field: kind, connection, file, uri, params.<name>")
-    message: str
-
-
-class ProblemsOut(BaseModel):
-    detail: str
-    problems: list[ProblemOut]
-
-
 class JobPage(BaseModel):
     jobs: list[JobRecord]
     next_cursor: str | None = Field(description="?cursor= for the next page; null: the last page")
@@ -61,7 +62,7 @@ class JobPage(BaseModel):
 class BatchRequest(BaseModel):
     # Items are checked one by one (not by this model) so one bad item cannot sink the others.
     jobs: list[dict[str, Any]] = Field(
-        min_length=1, max_length=MAX_BATCH_ITEMS,
+        min_length=1, max_length=MAX_BATCH_ITEMS, json_schema_extra={"items": SUBMISSION_REF},
         description="each item is a POST /jobs body (kind, connection, file | uri, params, "
                     "idempotency_key)")
 
@@ -72,7 +73,7 @@ class BatchItemResult(BaseModel):
                                     "another job, 422 refused, "
                                     "503 the job store or broker was unreachable (nothing of the job was kept)")
     job: JobRecord | None = None
-    problems: list[ProblemOut] = Field(default_factory=list)
+    problems: list[FieldProblem] = Field(default_factory=list)
 
 
 class BatchResult(BaseModel):
@@ -80,6 +81,15 @@ class BatchResult(BaseModel):
     created: int
     existing: int
     refused: int
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    redis: str = Field(description='"ok", or why Redis did not answer')
+
+
+LOCATION = {"Location": {"description": "/jobs/{id} of the job", "required": True,
+                         "schema": {"type": "string"}}}
 
 
 # ---- body size -----------------------------------------------------------------------------------
@@ -97,8 +107,7 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            response = JSONResponse({"detail": self._message()}, status_code=413)
-            await response(scope, receive, send)
+            await problem(413, self._message())(scope, receive, send)
             return
         received = 0
 
@@ -139,21 +148,20 @@ def read_tokens_file(path: str) -> list[str]:
     return tokens
 
 
-def _problems(problems: list[Problem]) -> list[ProblemOut]:
-    return [ProblemOut(field=request_field(p.field), message=p.message) for p in problems]
+def _problems(problems: list[errors.Problem]) -> list[FieldProblem]:
+    return [FieldProblem(field=request_field(p.field), message=p.message) for p in problems]
 
 
-def _validation_problems(errors: list[Any], *, strip: int) -> list[ProblemOut]:
+def _validation_problems(found: list[Any], *, strip: int) -> list[FieldProblem]:
     out = []
-    for e in errors:
+    for e in found:
         loc = [str(x) for x in e["loc"][strip:]]
-        out.append(ProblemOut(field=".".join(loc) or "body", message=str(e["msg"])))
+        out.append(FieldProblem(field=".".join(loc) or "body", message=str(e["msg"])))
     return out
 
 
-def _refused(problems: list[ProblemOut]) -> JSONResponse:
-    body = ProblemsOut(detail="invalid request; nothing was enqueued", problems=problems)
-    return JSONResponse(body.model_dump(), status_code=422)
+def _refused(problems: list[FieldProblem]) -> JSONResponse:
+    return problem(422, "invalid request; nothing was enqueued", problems)
 
 
 def _record(record: JobRecord, status: int) -> JSONResponse:
@@ -163,11 +171,11 @@ def _record(record: JobRecord, status: int) -> JSONResponse:
 
 
 # ---- the routes ----------------------------------------------------------------------------------
-router = APIRouter()
+router = APIRouter(tags=["jobs"])
 Bearer = [Depends(bearer)]
 
 
-def submit_one(ferry: Ferry, request: JobRequest) -> tuple[int, JobRecord | None, list[ProblemOut]]:
+def submit_one(ferry: Ferry, request: JobRequest) -> tuple[int, JobRecord | None, list[FieldProblem]]:
     """One job of ``POST /jobs``: (HTTP status, record, problems)."""
     try:
         outcome: Outcome = ferry.submit_request(request, require_file_roots=True)
@@ -176,7 +184,7 @@ def submit_one(ferry: Ferry, request: JobRequest) -> tuple[int, JobRecord | None
     return _outcome(request, outcome)
 
 
-def _outcome(request: JobRequest, outcome: Outcome) -> tuple[int, JobRecord | None, list[ProblemOut]]:
+def _outcome(request: JobRequest, outcome: Outcome) -> tuple[int, JobRecord | None, list[FieldProblem]]:
     """An item's HTTP status, record and problems."""
     if isinstance(outcome, IdempotencyConflict):
         return 409, None, _problems(outcome.problems)
@@ -184,15 +192,17 @@ def _outcome(request: JobRequest, outcome: Outcome) -> tuple[int, JobRecord | No
         return 422, None, _problems(outcome.problems)
     if isinstance(outcome, Exception):  # store or broker down: nothing of the job was stored
         log.error("submitting a %s job failed", request.kind, exc_info=outcome)
-        return 503, None, [ProblemOut(field="", message=f"could not store or enqueue: {outcome}")]
+        return 503, None, [FieldProblem(field="", message=f"could not store or enqueue: {outcome}")]
     record, created = outcome
     return (202 if created else 200), record, []
 
 
 @router.post("/jobs", status_code=202, dependencies=Bearer, response_model=JobRecord,
-             responses={200: {"model": JobRecord, "description": "existing job (idempotency key)"},
-                        409: {"model": ProblemsOut, "description": "idempotency key reused for another job"},
-                        422: {"model": ProblemsOut}, 413: {}, 503: {"model": ProblemsOut}})
+             response_description="created and enqueued", openapi_extra=SUBMISSION_BODY,
+             responses={202: {"headers": LOCATION},
+                        200: {"model": JobRecord, "headers": LOCATION,
+                              "description": "an existing job (its idempotency key was seen)"},
+                        **answers(409, why={409: "the idempotency key was used for another job"})})
 def post_job(
     job: Annotated[JobRequest, Body()],
     ferry: FerryDep,
@@ -201,7 +211,7 @@ def post_job(
     """Validate and enqueue one job: 202 with its record, or 200 with the existing one when
     the idempotency key (header or field) was seen within the retention window."""
     if idempotency_key and job.idempotency_key and idempotency_key != job.idempotency_key:
-        return _refused([ProblemOut(field="idempotency_key",
+        return _refused([FieldProblem(field="idempotency_key",
                                     message="the Idempotency-Key header and the "
                                             "idempotency_key field differ")])
     if idempotency_key:
@@ -209,13 +219,11 @@ def post_job(
     status, record, problems = submit_one(ferry, job)
     if record is not None and status in (200, 202):
         return _record(record, status)
-    body = ProblemsOut(detail="the job was refused; nothing was enqueued" if status in (409, 422)
-                       else "the job store or the broker is unavailable", problems=problems)
-    return JSONResponse(body.model_dump(), status_code=status)
+    return problem(status, "the job was refused; nothing was enqueued" if status in (409, 422)
+                   else "the job store or the broker is unavailable", problems)
 
 
-@router.post("/jobs:batch", dependencies=Bearer, response_model=BatchResult,
-             responses={422: {"model": ProblemsOut}, 413: {}})
+@router.post("/jobs:batch", dependencies=Bearer, response_model=BatchResult)
 def post_batch(batch: BatchRequest, ferry: FerryDep) -> BatchResult:
     """Submit many jobs; each item succeeds or fails on its own (partial success). The
     answer is 200 with one result per item, in order. Valid items are stored and enqueued
@@ -241,7 +249,7 @@ def post_batch(batch: BatchRequest, ferry: FerryDep) -> BatchResult:
 
 
 @router.get("/jobs/{job_id}", dependencies=Bearer, response_model=JobRecord,
-            responses={404: {"description": "no such job (never existed, purged or expired)"}})
+            responses=answers(404))
 def get_job(job_id: str, ferry: FerryDep) -> JSONResponse:
     """One job: status, each step with attempts, what landed or why it failed."""
     try:
@@ -254,7 +262,7 @@ def get_job(job_id: str, ferry: FerryDep) -> JSONResponse:
 def list_jobs(
     ferry: FerryDep,
     status: JobStatus | None = None,
-    kind: Annotated[str | None, Query(description=", ".join(KINDS))] = None,
+    kind: KindName | None = None,
     connection: str | None = None,
     cursor: Annotated[str | None, Query(pattern=r"^\d+$",
                                         description="next_cursor of the page before")] = None,
@@ -267,7 +275,8 @@ def list_jobs(
                          "next_cursor": page.next_cursor})
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Health,
+            responses={503: {"model": Health, "description": "Redis does not answer"}})
 def healthz(ferry: FerryDep) -> JSONResponse:
     """No auth: for load balancers. 200 when Redis answers, else 503."""
     try:
@@ -278,7 +287,7 @@ def healthz(ferry: FerryDep) -> JSONResponse:
 
 
 @router.get("/openapi.json", dependencies=Bearer, include_in_schema=False)
-def openapi(request: Request) -> dict[str, Any]:
+def openapi_document(request: Request) -> dict[str, Any]:
     return cast(dict[str, Any], request.app.openapi())
 
 
@@ -301,11 +310,12 @@ def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
             "tokens ([api] tokens_env in ferry.toml names the variable)")
     _ = ferry.celery  # built once here, not raced by the first concurrent requests
 
-    app = FastAPI(title="Ferry", version="1", openapi_url=None, docs_url=None, redoc_url=None,
-                  description=__doc__)
+    app = DocumentedApp(title="Ferry", version="1", openapi_url=None, docs_url=None, redoc_url=None,
+                        description=__doc__, generate_unique_id_function=operation_id)
     app.state.ferry = ferry
     app.state.guard = Guard(ferry.redis, allowed)
     app.add_middleware(BodyLimit, max_bytes=ferry.config.api.max_body_bytes)
+    problem_handlers(app)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.include_router(router)
     # Replay/purge and the dashboard at `/`: the same tokens, or a browser session opened with one.
