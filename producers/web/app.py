@@ -323,8 +323,8 @@ def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
     app.include_router(events.router)  # GET /events (server-sent events), POST /jobs/{id}/notify
     # Cancel, pause/resume, connections, workers, /readyz, /metrics (the operator's controls).
     app.include_router(ops.router)
-    app.include_router(ops.jobs_router, responses={404: {"model": ProblemsOut}, 409: {"model": ProblemsOut}})
-    app.include_router(ops.connections_router, responses={404: {"model": ProblemsOut}})
+    app.include_router(ops.jobs_router, responses=answers(404, 409))
+    app.include_router(ops.connections_router, responses=answers(404))
     app.include_router(dashboard.router)
     return app
 

@@ -28,6 +28,7 @@ from producers.client import Ferry
 from producers.errors import JobNotFound, NotifyRefused
 from producers.records import DeliveryRecord
 from producers.web.deps import Auth, FerryDep
+from producers.web.openapi import answers
 
 HEARTBEAT_SECONDS = 15.0
 READ_BLOCK_MS = 1000  # how long one read waits for a new event (and a gone client holds a thread)
@@ -46,7 +47,7 @@ def _limiter() -> anyio.CapacityLimiter:
 
 @router.get("/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},
-                       422: {"description": "last_event_id is not a stream id"}})
+                       **answers(422, why={422: "last_event_id is not a stream id"})})
 async def stream_events(
     who: Auth,
     ferry: FerryDep,
@@ -85,8 +86,8 @@ async def _frames(ferry: Ferry, position: str, filters: events.EventFilters) -> 
 
 
 @router.post("/jobs/{job_id}/notify", status_code=202, response_model=DeliveryRecord,
-             responses={404: {"description": "no such job"},
-                        409: {"description": "no callback_url, or the job has not ended"}})
+             responses=answers(404, 409, why={404: "no such job",
+                                              409: "no callback_url, or the job has not ended"}))
 def redeliver(job_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
     """Deliver the ended job's webhook again: a new delivery (new id), due now."""
     try:

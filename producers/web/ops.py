@@ -10,10 +10,11 @@ Refusals answer the API's problem shape (``detail`` and ``problems``).
 
 import hmac
 import os
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from producers.errors import ConfigError, JobNotFound
 from producers.records import JobStatus
@@ -22,15 +23,15 @@ from producers.store import FINISHED_ALREADY
 from producers.web import metrics
 from producers.web.actions import MAX_IDS, JobFilters
 from producers.web.deps import Auth, FerryDep
+from producers.web.openapi import FieldProblem, answers, problem
 
 jobs_router = APIRouter(tags=["operate"])  # may answer 404 and 409
 connections_router = APIRouter(tags=["operate"])  # may answer 404
 router = APIRouter(tags=["operate"])
 
 
-def problem(status: int, field: str, message: str) -> JSONResponse:
-    return JSONResponse({"detail": message, "problems": [{"field": field, "message": message}]},
-                        status_code=status)
+def field_problem(status: int, field: str, message: str) -> JSONResponse:
+    return problem(status, message, [FieldProblem(field=field, message=message)])
 
 
 class CancelRequest(JobFilters):
@@ -53,9 +54,9 @@ def cancel_job(job_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
     try:
         outcome = ferry.cancel(job_id, by=who.label)
     except JobNotFound:
-        return problem(404, "job_id", f"no job {job_id}")
+        return field_problem(404, "job_id", f"no job {job_id}")
     if outcome.outcome == FINISHED_ALREADY:
-        return problem(409, "job_id", f"job {job_id} had ended already ({outcome.status})")
+        return field_problem(409, "job_id", f"job {job_id} had ended already ({outcome.status})")
     return JSONResponse(outcome.as_json())
 
 
@@ -80,7 +81,7 @@ def pause_connection(name: str, who: Auth, ferry: FerryDep) -> JSONResponse:
     try:
         changed = ferry.pause(name, by=who.label)
     except ConfigError as exc:
-        return problem(404, "name", str(exc))
+        return field_problem(404, "name", str(exc))
     return JSONResponse({"connection": name, "paused": True, "changed": changed})
 
 
@@ -90,7 +91,7 @@ def resume_connection(name: str, who: Auth, ferry: FerryDep) -> JSONResponse:
     try:
         outcome = ferry.resume(name, by=who.label)
     except ConfigError as exc:
-        return problem(404, "name", str(exc))
+        return field_problem(404, "name", str(exc))
     return JSONResponse({**outcome.as_json(), "paused": False})
 
 
@@ -100,7 +101,13 @@ def list_workers(who: Auth, ferry: FerryDep) -> JSONResponse:
     return JSONResponse({"workers": ferry.workers()})
 
 
-@router.get("/readyz", responses={503: {"description": "no worker heartbeat is fresh (30 s)"}})
+class Readiness(BaseModel):
+    status: Literal["ready", "unavailable"]
+    reason: str | None = Field(default=None, description="why no worker counts as alive")
+
+
+@router.get("/readyz", response_model=Readiness,
+            responses={503: {"model": Readiness, "description": "no worker heartbeat is fresh (30 s)"}})
 def readyz(ferry: FerryDep) -> JSONResponse:
     """No auth. 200 while some worker's heartbeat is fresh, else 503 with the reason; ``/healthz``
     says only that the API and Redis answer."""
@@ -109,7 +116,9 @@ def readyz(ferry: FerryDep) -> JSONResponse:
                         status_code=200 if ready else 503)
 
 
-@router.get("/metrics", responses={200: {"content": {"text/plain": {}}}, 401: {}, 403: {}})
+@router.get("/metrics", responses={200: {"content": {"text/plain": {}}},
+                                   **answers(401, 403, why={401: "[api] metrics_token_env is set: a token is required",
+                                                            403: "this token is not allowed"})})
 def prometheus_metrics(request: Request, ferry: FerryDep) -> Response:
     """Prometheus text exposition of what the store knows (jobs, workers, pauses). No auth
     unless ``[api] metrics_token_env`` names a variable holding the token it then wants."""
@@ -118,8 +127,8 @@ def prometheus_metrics(request: Request, ferry: FerryDep) -> Response:
         wanted = os.environ.get(wanted_env, "")
         given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
         if not given:
-            return Response("a bearer token is required\n", status_code=401,
-                            headers={"WWW-Authenticate": 'Bearer realm="ferry-metrics"'})
+            return problem(401, "a bearer token is required",
+                           headers={"WWW-Authenticate": 'Bearer realm="ferry-metrics"'})
         if not wanted or not hmac.compare_digest(given.encode(), wanted.encode()):
-            return Response("this token is not allowed\n", status_code=403)
+            return problem(403, "this token is not allowed")
     return Response(metrics.exposition(ferry), media_type=metrics.CONTENT_TYPE)
