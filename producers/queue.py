@@ -182,8 +182,11 @@ def enqueue(app: Celery, job_id: str, kind: Kind, from_step: str | None = None) 
     names = kind.step_names
     start = names.index(from_step) if from_step else 0
     signatures = [app.signature(task_name(n), args=(job_id,), immutable=True) for n in names[start:]]
+    # ignore_result stated, not left to whether this process happens to have the step tasks
+    # registered (a worker has; a producer has not): the first message is the same either way.
     chain(*signatures).apply_async(
-        retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5}
+        ignore_result=True,
+        retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
     )
 
 
@@ -236,7 +239,7 @@ class ChainMessages:
         task_id, name = uuid(), task_name(names[0])
         headers, properties, body, _ = self.app.amqp.as_task_v2(
             task_id, name, (job_id,), {}, chain=self._rest_of_chain(job_id, names), root_id=task_id,
-            reply_to=self.app.thread_oid, ignore_result=None)
+            reply_to=self.app.thread_oid, ignore_result=True)
         exchange, routing_key, delivery_mode = self._route(queue)
         priority = None
         content_type, content_encoding, data = dumps(  # type: ignore[no-untyped-call]
