@@ -15,11 +15,6 @@ def job_secret(job_id: str, step: str) -> str:
     return f"{PREFIX}:secret:{job_id}:{step}"
 
 
-def lease(job_id: str) -> str:
-    """Held while a worker runs a step of the job, so a redelivered message cannot run it twice."""
-    return f"{PREFIX}:lease:{job_id}"
-
-
 def index_all() -> str:
     return f"{PREFIX}:idx:all"
 
@@ -99,3 +94,9 @@ def bulk_replay() -> str:
 def session(digest: str) -> str:
     """A dashboard session, by the hash of its id (the id itself is only in the browser cookie)."""
     return f"{PREFIX}:session:{digest}"
+
+
+def outbox() -> str:
+    """Sorted set of step messages recorded for a broker other than the store's Redis and not
+    yet published, scored by when they were recorded (ms): the reaper publishes stale ones."""
+    return f"{PREFIX}:outbox"

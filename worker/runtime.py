@@ -9,9 +9,11 @@ from functools import cached_property
 
 import redis
 import requests
+from celery import Celery
 
 from producers.config import ConnectionConfig, FerryConfig, load_config
 from producers.embedded import resolve_redis
+from producers.queue import StepPublisher
 from producers.store import JobStore
 from worker.clients.assets import AssetsClient
 from worker.clients.awork import AworkClient
@@ -70,6 +72,13 @@ class Runtime:
                               idempotency_seconds=self.config.idempotency_seconds)
         self._sessions: dict[str, requests.Session] = {}
         self._limiters: dict[str, ConnectionLimiter] = {}
+        self._publisher: StepPublisher | None = None
+
+    def publisher(self, app: Celery) -> StepPublisher:
+        """How this process publishes step messages (built on first use, after the fork)."""
+        if self._publisher is None or self._publisher.app is not app:
+            self._publisher = StepPublisher(app, self.config, self.location)
+        return self._publisher
 
     def clients(self, connection: str) -> Clients:
         conn = self.config.connection(connection)
