@@ -51,6 +51,11 @@ def rate_limit(connection: str) -> str:
     return f"{PREFIX}:rl:{connection}"
 
 
+def rate_limit_pause(connection: str) -> str:
+    """When a destination's 429 lets the connection send again (epoch seconds), for every worker."""
+    return f"{PREFIX}:rl:{connection}:pause"
+
+
 def throughput(minute: int) -> str:
     """Counter of jobs finished in one wall-clock minute (dashboard chart)."""
     return f"{PREFIX}:tp:{minute}"

@@ -106,6 +106,7 @@ class Begun:
     outcome: str
     job: JobRecord | None = None
     state: JobState | None = None
+    paused_until: str | None = None  # the connection's 429 pause as read (``keys.rate_limit_pause``)
 
 
 RedisCommand = tuple[str, tuple[Any, ...]]
@@ -153,7 +154,8 @@ def _lease_until(value: str | None) -> float:
 # (StepRecord.begin_attempt): compact (no nulls), so cjson's one ambiguity, an empty array read
 # back as {}, cannot arise: a running step has no result, and its history is never empty.
 # KEYS[1] job. ARGV: step field, lease token ('' = no lease), now ms, lease ms, now ISO,
-# status index prefix, history kept, job id. Returns {outcome, the job's hash as read, the step's new JSON}.
+# status index prefix, history kept, job id, the connection's pause key around its name.
+# Returns {outcome, the job's hash as read, the step's new JSON, the connection's pause}.
 _BEGIN = """
 local flat = redis.call('HGETALL', KEYS[1])
 if #flat == 0 then return {'missing', {}} end
@@ -201,7 +203,9 @@ if f.status ~= 'running' then
   redis.call('ZREM', before, ARGV[8])
   redis.call('ZADD', ARGV[6] .. 'running', score, ARGV[8])
 end
-return {'started', flat, json}
+local meta = cjson.decode(f.meta)
+local paused = redis.call('GET', ARGV[9] .. meta.connection .. ARGV[10])
+return {'started', flat, json, paused}
 """
 
 # KEYS[1] job. ARGV: job id, lease token ('' = none to check), status now, new status ('' = unchanged),
@@ -471,9 +475,11 @@ class JobStore:
         Outcomes other than ``started`` change nothing: the job is gone, the step already
         succeeded (a redelivered message), the job ended, or another worker holds the lease."""
         now = utcnow()
+        pause_prefix, _, pause_suffix = keys.rate_limit_pause("\0").partition("\0")
         reply = self._scripts.begin(keys=[keys.job(job_id)], args=[
             _STEP + step, lease.token if lease else "", int(time.time() * 1000),
-            int(lease.seconds * 1000) if lease else 0, now, keys.index_status(""), MAX_ATTEMPT_HISTORY, job_id])
+            int(lease.seconds * 1000) if lease else 0, now, keys.index_status(""), MAX_ATTEMPT_HISTORY, job_id,
+            pause_prefix, pause_suffix])
         outcome, flat = str(reply[0]), reply[1]
         if outcome == "missing":
             return Begun(outcome)
@@ -485,7 +491,7 @@ class JobStore:
         job = _decode(raw)
         state = JobState(job_id=job_id, status=JobStatus.RUNNING, score=self._score(job_id, raw.get("score")),
                          runs=json.loads(raw.get("runs") or "[]"), step_record=record)
-        return Begun(outcome, job=job, state=state)
+        return Begun(outcome, job=job, state=state, paused_until=reply[3] or None)
 
     def start_step(self, job_id: str, step: str) -> StepRecord:
         """``begin_step`` without a lease (tests, tools): the step's record once running."""

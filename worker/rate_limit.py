@@ -27,6 +27,7 @@ from producers import keys
 from worker.errors import Throttled
 
 MAX_INLINE_WAIT = 5.0
+KNOWN_PAUSE_SECONDS = 1.0  # how long a pause read with the step's start stands for a request
 
 # KEYS[1] = bucket; ARGV = interval ms, burst ms. Returns 0 (go) or the ms to wait.
 _GCRA = """
@@ -133,7 +134,8 @@ class ConnectionLimiter:
                  max_in_flight: int | None = None) -> None:
         self.client = client
         self.bucket = keys.rate_limit(connection)
-        self.pause_key = keys.rate_limit(connection) + ":pause"
+        self.pause_key = keys.rate_limit_pause(connection)
+        self._known = threading.local()
         self.per_second = per_second
         self._script = client.register_script(_GCRA) if per_second else None
         self.slots = InFlightSlots(client, connection, max_in_flight) if max_in_flight else None
@@ -173,8 +175,16 @@ class ConnectionLimiter:
             until = time.time() + seconds
             self.client.set(self.pause_key, f"{until:.3f}", px=int(seconds * 1000) + 1)
 
+    def known_pause(self, until: str | None) -> None:
+        """The pause as the step's start has just read it (``JobStore.begin_step``): this
+        thread's next request goes by it instead of reading it again."""
+        self._known.reading = (until or "", time.monotonic())
+
     def _paused_for(self) -> float:
-        until = self.client.get(self.pause_key)
+        known, read_at = getattr(self._known, "reading", (None, 0.0))
+        self._known.reading = None, 0.0
+        fresh = known is not None and time.monotonic() - read_at < KNOWN_PAUSE_SECONDS
+        until = known if fresh else self.client.get(self.pause_key)
         return max(0.0, float(str(until)) - time.time()) if until else 0.0
 
     def _bucket_wait(self) -> float:

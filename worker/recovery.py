@@ -16,16 +16,21 @@ and the reaper publishes it.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import os
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Any
 
+import redis
 from celery import Celery
+from kombu.transport import redis as kombu_redis
 
 from producers import keys
 from producers.kinds import KINDS
-from producers.queue import StepPublisher, enqueue, queue_for_connection
+from producers.queue import StepPublisher, enqueue, queue_for_connection, queue_names
 from producers.records import JobRecord, JobStatus, StepStatus
 from producers.store import JobStore
 from worker.log import get_logger
@@ -66,28 +71,70 @@ def orphaned_step(job: JobRecord, lease_until: float, now: datetime) -> str | No
     return None
 
 
+def stalled_step(job: JobRecord, lease_until: float, now: datetime, queue_empty: bool) -> str | None:
+    """The step to restart ``job`` from if its next message was lost on its way to a worker: a
+    Redis broker's consumer pops a message (BRPOP) before it records the delivery, so a Redis
+    crash between the two loses it. Such a job is queued or between two steps, quiet for
+    ``stall_grace()``, nobody holds its lease, and its queue is empty: the message is not
+    waiting in a backlog. (A message a busy worker prefetched fits that too; its second copy
+    finds the step leased or done and does nothing.)"""
+    if not queue_empty or lease_until > now.timestamp() or _age(job.updated_at, now) <= stall_grace():
+        return None
+    if job.status not in (JobStatus.QUEUED, JobStatus.RUNNING):
+        return None
+    for step in job.steps:
+        if step.status in (StepStatus.RUNNING, StepStatus.RETRYING):
+            return None
+        if step.status == StepStatus.PENDING:
+            return step.name
+    return None
+
+
+def stall_grace() -> float:
+    return 2.0 * lease_seconds()
+
+
 def reap(app: Celery, store: JobStore, publisher: StepPublisher) -> list[str]:
-    """Publish stale outbox entries and re-enqueue every orphaned running job once. Returns the
-    ids of the jobs revived."""
+    """Publish stale outbox entries and re-enqueue every orphaned or stalled job once. Returns
+    the ids of the jobs revived."""
     if not store.redis.set(f"{keys.PREFIX}:reaper", os.getpid(), nx=True, ex=max(1, int(REAP_INTERVAL))):
         return []  # another worker's reaper has this round
     reap_outbox(store, publisher)
     now = datetime.now(UTC)
+    empty = _empty_queues(store, publisher)
+    candidates = store.iter_ids(status=JobStatus.RUNNING.value)
+    if empty:  # a job queued while its queue is empty lost its first message (or is just in)
+        candidates = itertools.chain(candidates, store.iter_ids(status=JobStatus.QUEUED.value))
     revived = []
-    for job_id in store.iter_ids(status=JobStatus.RUNNING.value):
+    for job_id in candidates:
         job = store.find(job_id)
-        step = orphaned_step(job, store.lease_expiry(job_id), now) if job else None
-        if job is None or step is None:
+        if job is None:
+            continue
+        lease_until = store.lease_expiry(job_id)
+        queue = queue_for_connection(publisher.config, job.connection)
+        step = orphaned_step(job, lease_until, now) or stalled_step(job, lease_until, now, queue in empty)
+        if step is None:
             continue
         # Once per step per window: a revived step that is merely slow to start (a busy pool
         # holding its delayed retry) must not gain another copy every round.
         if not store.redis.set(f"{keys.PREFIX}:revived:{job.id}:{step}", 1, nx=True, ex=REVIVE_WINDOW):
             continue
         get_logger(job_id=job.id, kind=job.kind, step=step).warning("re-enqueueing orphaned step")
-        enqueue(app, job.id, KINDS[job.kind], from_step=step,
-                queue=queue_for_connection(publisher.config, job.connection))
+        enqueue(app, job.id, KINDS[job.kind], from_step=step, queue=queue)
         revived.append(job.id)
     return revived
+
+
+def _empty_queues(store: JobStore, publisher: StepPublisher) -> set[str]:
+    """The queues with no message waiting, on a Redis broker that is the store's Redis (a
+    queue is a list named after it). Elsewhere none: RabbitMQ loses no delivered message."""
+    if not publisher.same_redis:
+        return set()
+    names = queue_names(publisher.config)
+    with store.redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.llen(name)
+        return {name for name, length in zip(names, pipe.execute(), strict=True) if not length}
 
 
 def reap_outbox(store: JobStore, publisher: StepPublisher, grace: float | None = None) -> int:
@@ -100,7 +147,38 @@ def reap_outbox(store: JobStore, publisher: StepPublisher, grace: float | None =
     return len(entries)
 
 
+def survive_broker_restarts() -> None:
+    """Keep the worker alive when its Redis broker dies (kombu 5.7). After the consumer loses
+    its connection, the old channel still hands back its unacknowledged messages on close, and
+    steps that were running when Redis died still acknowledge theirs on it when they end: both
+    go through a connection that is gone, raise AttributeError (or RedisError), and Celery calls
+    that an "Unrecoverable error": the worker exits instead of reconnecting. Caught here, those
+    messages stay in the broker's unacked set: their steps are recorded as done, or the reaper
+    revives their jobs (``orphaned_step``, ``stalled_step``), and when the broker restores them
+    after the visibility timeout they find their steps done."""
+    qos: Any = kombu_redis.QoS
+    for name in ("ack", "reject", "restore_unacked"):
+        method = getattr(qos, name)
+        if not getattr(method, "ferry_guarded", False):
+            setattr(qos, name, _tolerating_a_lost_broker(method))
+
+
+def _tolerating_a_lost_broker(method: Any) -> Any:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except (AttributeError, redis.RedisError) as exc:
+            get_logger().warning("a message stays unacknowledged: its broker connection is gone",
+                                 action=method.__name__, error=f"{type(exc).__name__}: {exc}")
+            return None
+
+    call.ferry_guarded = True  # type: ignore[attr-defined]
+    return call
+
+
 def start_reaper(app: Celery, store: JobStore) -> threading.Thread:
+    survive_broker_restarts()
     publisher = runtime().publisher(app)
 
     def loop() -> None:

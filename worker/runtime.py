@@ -10,6 +10,9 @@ from functools import cached_property
 import redis
 import requests
 from celery import Celery
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError
+from redis.retry import Retry
 
 from producers.config import ConnectionConfig, FerryConfig, load_config
 from producers.embedded import resolve_redis
@@ -63,11 +66,22 @@ class Clients:
                                        limiter=self.limiter))
 
 
+REDIS_RETRIES = 20
+
+
+def redis_retry() -> Retry:
+    """How a worker's Redis calls ride out a Redis restart (kill, failover, an AOF being loaded):
+    retried for ~30 s before a step gives up, so a restart costs time, not a failed or lost step.
+    Retrying a transition is safe: its Lua script checks the lease it holds (``producers.store``)."""
+    return Retry(ExponentialBackoff(cap=2.0, base=0.05), REDIS_RETRIES)
+
+
 class Runtime:
     def __init__(self, config: FerryConfig | None = None) -> None:
         self.config = config or load_config()
         self.location = resolve_redis(self.config.redis_url)
-        self.redis = redis.Redis.from_url(self.location.url, decode_responses=True)
+        self.redis = redis.Redis.from_url(self.location.url, decode_responses=True, retry=redis_retry(),
+                                          retry_on_error=[BusyLoadingError])
         self.store = JobStore(self.redis, retention_seconds=self.config.retention_seconds,
                               idempotency_seconds=self.config.idempotency_seconds)
         self._sessions: dict[str, requests.Session] = {}
@@ -79,6 +93,11 @@ class Runtime:
         if self._publisher is None or self._publisher.app is not app:
             self._publisher = StepPublisher(app, self.config, self.location)
         return self._publisher
+
+    def note_pause(self, connection: str, until: str | None) -> None:
+        """The connection's pause, as the step's start read it (the limiter need not read it)."""
+        self.clients(connection)
+        self._limiters[connection].known_pause(until)
 
     def clients(self, connection: str) -> Clients:
         conn = self.config.connection(connection)

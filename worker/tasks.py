@@ -69,6 +69,7 @@ def run_step(task: Task, job_id: str) -> None:
         raise task.retry(countdown=LEASE_BUSY_RETRY, queue=queue_for_connection(rt.config, begun.job.connection))
     if begun.state is None or begun.job is None:
         return  # done (a redelivered message: the next one was written with this step's end) or ended
+    rt.note_pause(begun.job.connection, begun.paused_until)
     with LEASES.held(rt.store, job_id, lease):
         Attempt(task, rt, begun.job, begun.state, lease).run()
 
@@ -104,6 +105,12 @@ class Attempt:
             self._retry_or_fail(exc)
         except DestinationError as exc:
             self._fail(exc)
+        except redis.RedisError:
+            # The store is unreachable past the client's retries: nothing can be recorded, so the
+            # job is not failed for it. It stays running; the reaper re-runs the step once its
+            # lease lapses.
+            self._timed().exception("job store unreachable; the step will be run again")
+            raise
         except Exception as exc:  # a bug or an unexpected answer: keep the job, failed, for replay
             self._timed().exception("step crashed")
             self._fail(PermanentError(f"internal error: {type(exc).__name__}: {exc}", step=self.step))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from producers.records import JobRecord, JobStatus, StepRecord, StepStatus
-from worker.recovery import RETRY_GRACE, lease_seconds, orphaned_step
+from worker.recovery import RETRY_GRACE, lease_seconds, orphaned_step, stall_grace, stalled_step
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -57,3 +57,25 @@ def test_a_job_between_steps_is_taken_for_a_backlog_not_an_orphan():
 def test_jobs_that_are_not_running_are_left_alone():
     queued = job(StepRecord(name="get_credentials"), quiet_for=3600).model_copy(update={"status": JobStatus.QUEUED})
     assert orphaned_step(queued, NO_LEASE, NOW) is None
+
+
+# ---- a message lost between Redis and a worker (BRPOP's reply cut off by a Redis crash) -----------
+def between_steps(quiet_for: float) -> JobRecord:
+    return job(done("get_credentials"), StepRecord(name="media_upload"), StepRecord(name="link_attachment"),
+               quiet_for=quiet_for)
+
+
+def test_a_quiet_job_between_steps_with_an_empty_queue_lost_its_message():
+    assert stalled_step(between_steps(stall_grace() + 1), NO_LEASE, NOW, queue_empty=True) == "media_upload"
+    queued = job(StepRecord(name="get_credentials"), quiet_for=stall_grace() + 1)
+    queued = queued.model_copy(update={"status": JobStatus.QUEUED})
+    assert stalled_step(queued, NO_LEASE, NOW, queue_empty=True) == "get_credentials"
+
+
+def test_a_job_waiting_behind_a_backlog_or_just_recorded_is_not_stalled():
+    assert stalled_step(between_steps(stall_grace() + 1), NO_LEASE, NOW, queue_empty=False) is None
+    assert stalled_step(between_steps(1), NO_LEASE, NOW, queue_empty=True) is None
+    held = (NOW + timedelta(seconds=20)).timestamp()
+    assert stalled_step(between_steps(stall_grace() + 1), held, NOW, queue_empty=True) is None
+    retrying = StepRecord(name="get_credentials", status=StepStatus.RETRYING, attempts=1, next_attempt_at=iso(-30))
+    assert stalled_step(job(retrying, quiet_for=3600), NO_LEASE, NOW, queue_empty=True) is None
