@@ -48,6 +48,15 @@ def stored_without_a_message(ferry: Ferry, kind: str, connection: str, file: Pat
     return record
 
 
+def run_a_worker_until_done(env: FerryEnv, ferry: Ferry, job: JobRecord, tmp_path: Path) -> tuple[JobRecord, str]:
+    """A worker (whose reaper runs every second) until ``job`` ends: the record, and its log."""
+    worker = WorkerProcess(env.env, tmp_path / "worker.log").wait_ready()
+    try:
+        return ferry.wait(job.id, timeout=60), worker.log()
+    finally:
+        worker.stop()
+
+
 def test_a_next_step_left_in_the_outbox_is_published_and_the_job_finishes(rabbit_env, ferry, sandbox, tmp_path):
     seed = sandbox.seed()
     doc = tmp_path / "outbox.txt"
@@ -62,14 +71,10 @@ def test_a_next_step_left_in_the_outbox_is_published_and_the_job_finishes(rabbit
                             state=begun.state, lease=lease, then=then)
     # ... and the worker dies here, before publishing: nothing is queued for media_upload.
 
-    worker = WorkerProcess(rabbit_env.env, tmp_path / "worker.log").wait_ready()
-    try:
-        done = ferry.wait(job.id, timeout=60)
-    finally:
-        worker.stop()
+    done, log = run_a_worker_until_done(rabbit_env, ferry, job, tmp_path)
 
     assert done.status == JobStatus.SUCCEEDED, done
-    assert "publishing a step message left in the outbox" in worker.log()
+    assert "publishing a step message left in the outbox" in log
     assert ferry.store.outbox_due(older_than=0) == []
     assert len([a for a in sandbox.attachments() if a.get("filename") == "outbox.txt"]) == 1
 
@@ -87,11 +92,7 @@ def test_a_retry_left_in_the_outbox_is_published_and_the_job_finishes(rabbit_env
                            1, state=begun.state, lease=lease, then=then)
     # ... and the worker dies here, before publishing the delayed retry.
 
-    worker = WorkerProcess(rabbit_env.env, tmp_path / "worker.log").wait_ready()
-    try:
-        done = ferry.wait(job.id, timeout=60)
-    finally:
-        worker.stop()
+    done, _ = run_a_worker_until_done(rabbit_env, ferry, job, tmp_path)
 
     assert done.status == JobStatus.SUCCEEDED, done
     step = done.step("upload_profile_image")
