@@ -15,11 +15,6 @@ def job_secret(job_id: str, step: str) -> str:
     return f"{PREFIX}:secret:{job_id}:{step}"
 
 
-def lease(job_id: str) -> str:
-    """Held while a worker runs a step of the job, so a redelivered message cannot run it twice."""
-    return f"{PREFIX}:lease:{job_id}"
-
-
 def index_all() -> str:
     return f"{PREFIX}:idx:all"
 
@@ -141,3 +136,9 @@ def notify_body(delivery_id: str) -> str:
     """The exact JSON body of a webhook delivery, fixed at its first attempt so every retry
     sends the same bytes; expires after the retry window."""
     return f"{PREFIX}:notify:body:{delivery_id}"
+
+
+def outbox() -> str:
+    """Sorted set of step messages recorded for a broker other than the store's Redis and not
+    yet published, scored by when they were recorded (ms): the reaper publishes stale ones."""
+    return f"{PREFIX}:outbox"

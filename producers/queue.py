@@ -1,14 +1,16 @@
-"""The Celery side of a producer: the app settings shared with the worker, the queues, and the
-chain of a job.
+"""The Celery side of a producer and a worker: the app settings they share, the queues, and a
+job's step messages.
 
 A message carries the job id and nothing else; the step is the task's name. Inputs and outputs
-live in the job store, so no payload and no secret ever travels through the broker.
+live in the job store, so no payload and no secret ever travels through the broker. A job's steps
+are a chain of Celery tasks, one per step, but no message carries the rest of the chain: a
+producer publishes the first step, and the worker that ends a step publishes the next from the
+kind's declaration (``StepPublisher``), in the same store call that records the step's end.
 
 Queues per destination: a job's steps go to its connection's queue (``ferry.<service>``, or the
 ``queue`` its table names), so a worker can serve some destinations only and a slow or paused
-one cannot hold up the others. ``JobRouter`` makes that decision at every publish — a producer's
-submit or replay, the reaper, a worker passing the chain on or retrying a step — from the job's
-connection in the store, so no message carries it.
+one cannot hold up the others. A publisher that knows the job's connection (a worker, the reaper,
+a bulk submission) names the queue; else ``JobRouter`` reads the job's connection in the store.
 
 Broker: the job store's Redis, unless ``broker_url`` (ferry.toml) or ``$FERRY_BROKER_URL`` names
 another. On RabbitMQ (``amqp://``) the queues are quorum queues (replicated, and they never hand
@@ -21,11 +23,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterable
 from typing import Any
 
 import redis
-from celery import Celery, Signature, Task, chain
+from celery import Celery, Task
 from celery.utils import uuid
 from kombu.common import maybe_declare
 from kombu.entity import Exchange, Queue, maybe_delivery_mode
@@ -35,6 +38,7 @@ from producers import keys
 from producers.config import ConnectionConfig, FerryConfig
 from producers.embedded import RedisLocation
 from producers.kinds import Kind
+from producers.store import JobStore, OutboxEntry, Outgoing, RedisCommand
 
 TASK_PREFIX = "ferry.step."
 # Where a step goes when the store no longer knows its job (purged meanwhile): default workers
@@ -90,13 +94,12 @@ class JobRouter:
     def queue_for(self, job_id: str) -> str:
         meta = self.redis.hget(keys.job(job_id), "meta")
         name = json.loads(meta).get("connection") if meta else None
-        conn = self.config.connections.get(name) if isinstance(name, str) else None
-        return queue_of(conn) if conn is not None else DEFAULT_QUEUE
+        return queue_for_connection(self.config, name if isinstance(name, str) else None)
 
     def __call__(self, name: str, args: Any, kwargs: Any, options: Any, task: Any = None,
                  **_: Any) -> dict[str, str] | None:
-        if not name.startswith(TASK_PREFIX) or not args:
-            return None
+        if not name.startswith(TASK_PREFIX) or not args or (options or {}).get("queue"):
+            return None  # a publisher that knows the job's queue said it: no read
         return {"queue": self.queue_for(str(args[0]))}
 
 
@@ -177,32 +180,51 @@ def task_name(step: str) -> str:
     return TASK_PREFIX + step
 
 
-def enqueue(app: Celery, job_id: str, kind: Kind, from_step: str | None = None) -> None:
-    """Publish the chain of ``kind``'s steps for ``job_id``, starting at ``from_step``."""
-    names = kind.step_names
-    start = names.index(from_step) if from_step else 0
-    signatures = [app.signature(task_name(n), args=(job_id,), immutable=True) for n in names[start:]]
+PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5}
+
+
+def queue_for_connection(config: FerryConfig, name: str | None) -> str:
+    """The queue of a job on connection ``name`` (``DEFAULT_QUEUE`` for a connection the
+    configuration no longer has: a default worker takes the message and drops it)."""
+    conn = config.connections.get(name) if name is not None else None
+    return queue_of(conn) if conn is not None else DEFAULT_QUEUE
+
+
+def broker_is_store(config: FerryConfig, location: RedisLocation) -> bool:
+    """Whether the broker is the job store's own Redis: a step message can then be written by
+    the same Redis call as the record that leads to it."""
+    return broker_url(config, location) == location.broker_url
+
+
+def publish_step(app: Celery, job_id: str, step: str, *, queue: str | None = None,
+                 countdown: float | None = None, retries: int = 0) -> None:
+    """Publish one step's message (``queue`` None: ``JobRouter`` reads the job's connection).
+    The same message ``StepMessages`` builds for a pipeline or a store transition."""
+    task_id = uuid()
     # ignore_result stated, not left to whether this process happens to have the step tasks
-    # registered (a worker has; a producer has not): the first message is the same either way.
-    chain(*signatures).apply_async(
-        ignore_result=True,
-        retry=True, retry_policy={"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
-    )
+    # registered (a worker has; a producer has not): the message is the same either way.
+    app.send_task(task_name(step), args=(job_id,), task_id=task_id, root_id=task_id, queue=queue,
+                  countdown=countdown, retries=retries, ignore_result=True, retry=True,
+                  retry_policy=PUBLISH_RETRY)
 
 
-# ---- many jobs at once ---------------------------------------------------------------------------
-# `enqueue` publishes through `chain.apply_async`, one Redis round trip and ~1 ms of Celery per job,
-# and Celery's chain drops any `producer=` it is given, so kombu's publish batch cannot group those.
-# A bulk submission instead builds each job's first message with Celery's own task-message builder
-# (`app.amqp.as_task_v2`, what `send_task` uses) carrying the rest of the chain exactly as `chain`
-# does, and lets kombu's Redis channel turn it into its final Redis commands (LPUSH of the JSON
-# envelope onto the queue's list, PEXPIRE for expiring queues). The caller runs those commands in
-# its own pipeline, in the same MULTI as the job records. tests/unit/test_submit_many.py checks that
-# the result is the message `enqueue` publishes, field by field. Only for a Redis broker that is the
-# job store's own Redis (``same_redis``); elsewhere jobs are stored, then published one by one.
-RedisCommand = tuple[str, tuple[Any, ...]]
+def enqueue(app: Celery, job_id: str, kind: Kind, from_step: str | None = None,
+            queue: str | None = None) -> None:
+    """Publish the message of ``kind``'s first step (or ``from_step``) for ``job_id``. Each
+    later step is published by the worker as the step before it ends (``StepPublisher``), from
+    the kind's declaration: no message carries the rest of the chain."""
+    publish_step(app, job_id, from_step or kind.step_names[0], queue=queue)
 
 
+# ---- messages written by other Redis calls ---------------------------------------------------
+# `publish_step` costs a Redis round trip and ~1 ms of Celery per message. A bulk submission and
+# a worker ending a step instead build the message with Celery's own task-message builder
+# (`app.amqp.as_task_v2`, what `send_task` uses) and let kombu's Redis channel turn it into its
+# final Redis commands (LPUSH of the JSON envelope onto the queue's list, PEXPIRE for expiring
+# queues). The caller runs those commands in its own pipeline or Lua script: the same MULTI as a
+# new job's record, the same script as the step's end. tests/unit/test_submit_many.py checks the
+# result is the message `enqueue` publishes, field by field. Only for a Redis broker that is the
+# job store's own Redis (``broker_is_store``); elsewhere the message goes through an outbox.
 class _Collected:
     """kombu's Redis publish-batch protocol (``Channel._put(..., _publish_batch=...)``): the
     transport hands over the Redis commands of one message instead of running them."""
@@ -214,14 +236,13 @@ class _Collected:
         self.commands.append((name, args))
 
 
-class ChainMessages:
-    """The Redis commands that publish a job's chain, as ``enqueue`` would, for another pipeline."""
+class StepMessages:
+    """The Redis commands that publish one step's message, as ``publish_step`` would."""
 
     def __init__(self, app: Celery) -> None:
         self.app = app
         self._connection: Any = None
         self._routes: dict[str, tuple[str, str, int]] = {}
-        self._templates: dict[str, Signature] = {}
 
     @property
     def channel(self) -> Any:
@@ -232,38 +253,25 @@ class ChainMessages:
         return self._connection.default_channel
 
     def commands(self, job_id: str, kind: Kind, queue: str, from_step: str | None = None) -> list[RedisCommand]:
-        """``queue``: the job's connection's queue (``queue_of``), which ``JobRouter`` would pick
-        (it reads the job's record, which is not stored yet when the message is built)."""
-        names = kind.step_names
-        names = names[names.index(from_step):] if from_step else names
-        task_id, name = uuid(), task_name(names[0])
+        """The first message of a job (``enqueue``'s). ``queue``: the job's connection's queue
+        (``queue_of``), which ``JobRouter`` would pick from the record (not stored yet)."""
+        return self.step(job_id, from_step or kind.step_names[0], queue)
+
+    def step(self, job_id: str, step: str, queue: str, countdown: float | None = None,
+             retries: int = 0) -> list[RedisCommand]:
+        task_id = uuid()
         headers, properties, body, _ = self.app.amqp.as_task_v2(
-            task_id, name, (job_id,), {}, chain=self._rest_of_chain(job_id, names), root_id=task_id,
+            task_id, task_name(step), (job_id,), {}, countdown=countdown, retries=retries, root_id=task_id,
             reply_to=self.app.thread_oid, ignore_result=True)
         exchange, routing_key, delivery_mode = self._route(queue)
-        priority = None
         content_type, content_encoding, data = dumps(  # type: ignore[no-untyped-call]
             body, serializer=self.app.conf.task_serializer)
         channel = self.channel
-        message = channel.prepare_message(data, priority, content_type, content_encoding, headers,
+        message = channel.prepare_message(data, None, content_type, content_encoding, headers,
                                           {**properties, "delivery_mode": delivery_mode})
         collected = _Collected()
         channel.basic_publish(message, exchange, routing_key, _publish_batch=collected)
         return collected.commands
-
-    def _rest_of_chain(self, job_id: str, names: tuple[str, ...]) -> list[dict[str, Any]]:
-        """The steps after the first, last first, as ``chain`` puts them in the first message:
-        frozen signatures (a task id and reply_to each). Celery builds and freezes one template
-        per step; each job gets a copy with its own id and task id (a signature is a dict)."""
-        rest = []
-        for step in reversed(names[1:]):
-            template = self._templates.get(step)
-            if template is None:
-                template = self.app.signature(task_name(step), args=("",), immutable=True)
-                template.freeze()
-                self._templates[step] = template
-            rest.append({**template, "args": [job_id], "options": {**template["options"], "task_id": uuid()}})
-        return rest
 
     def _route(self, queue_name: str) -> tuple[str, str, int]:
         """Exchange, routing key and delivery mode of a queue, as ``send_task_message`` derives
@@ -283,3 +291,46 @@ class ChainMessages:
         if self._connection is not None:
             self._connection.release()
             self._connection = None
+
+
+ChainMessages = StepMessages  # the name Ferry.submit_many knows it by
+
+
+class StepPublisher:
+    """A worker's step messages (the next step, a delayed retry), routed by the job's
+    connection, which the worker has already read: no ``JobRouter`` read per publish.
+
+    ``outgoing`` says what the store transition writes along with the record: on the store's
+    own Redis the message itself, so the record and the message exist together or not at all;
+    on another broker an outbox entry, which ``deliver`` publishes and then deletes (if the
+    worker or the broker dies in between, the reaper publishes it: worker.recovery)."""
+
+    def __init__(self, app: Celery, config: FerryConfig, location: RedisLocation) -> None:
+        self.app = app
+        self.config = config
+        self.same_redis = broker_is_store(config, location)
+        self._messages: StepMessages | None = None
+
+    def outgoing(self, job_id: str, connection: str, step: str, countdown: float | None = None,
+                 retries: int = 0) -> Outgoing:
+        """The message of ``step`` (after ``countdown`` seconds; ``retries``: Celery's header)."""
+        queue = queue_for_connection(self.config, connection)
+        if self.same_redis:
+            if self._messages is None:
+                self._messages = StepMessages(self.app)
+            return Outgoing(commands=tuple(self._messages.step(job_id, step, queue, countdown, retries)))
+        eta = time.time() + countdown if countdown else None
+        return Outgoing(outbox=OutboxEntry(job_id, step, queue, eta, retries))
+
+    def deliver(self, outgoing: Outgoing, store: JobStore) -> None:
+        """After the transition: publish its outbox entry, if it wrote one."""
+        if outgoing.outbox is not None:
+            self.deliver_entry(outgoing.outbox, store)
+
+    def deliver_entry(self, entry: OutboxEntry, store: JobStore) -> None:
+        """Publish an outbox entry's message, then delete the entry (a crash in between
+        publishes it twice, which the store makes harmless: the step runs once)."""
+        countdown = max(0.0, entry.eta - time.time()) if entry.eta else None
+        publish_step(self.app, entry.job_id, entry.step, queue=entry.queue, countdown=countdown or None,
+                     retries=entry.retries)
+        store.outbox_done(entry)

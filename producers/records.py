@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -89,6 +90,17 @@ class StepRecord(BaseModel):
     error: StepError | None = None
     history: list[AttemptRecord] = Field(default_factory=list)  # the last MAX_ATTEMPT_HISTORY
 
+    def stored(self) -> str:
+        """The record as the job store keeps it: no null fields, and none of a step's defaults
+        (pending, 0 attempts, no history), so a step that has not run is just its name.
+        ``model_validate_json`` fills them back in. Not ``exclude_defaults``: that would also
+        drop a timestamp its default factory made in the same millisecond."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        for name, default in _STEP_DEFAULTS.items():
+            if data.get(name) == default:
+                del data[name]
+        return json.dumps(data, separators=(",", ":"))
+
     @property
     def eventful(self) -> bool:
         """The attempts tell more than one clean success: a retry, a failure, a lost attempt or
@@ -111,6 +123,9 @@ class StepRecord(BaseModel):
         attempt.status, attempt.finished_at, attempt.retry_delay = status, at, retry_delay
         if error is not None:
             attempt.http_status, attempt.message = error.status, error.message
+
+
+_STEP_DEFAULTS: dict[str, Any] = {"status": StepStatus.PENDING.value, "attempts": 0, "history": []}
 
 
 class FileInfo(BaseModel):

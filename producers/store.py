@@ -33,6 +33,7 @@ import redis
 from producers import events, keys
 from producers.errors import IdempotencyConflict, JobNotFound, NotifyRefused, Problem
 from producers.records import (
+    MAX_ATTEMPT_HISTORY,
     AttemptStatus,
     DeliveryRecord,
     DeliveryStatus,
@@ -84,8 +85,9 @@ class Page:
 
 
 @dataclass
-class _JobState:
-    """What a transition needs to know about a job, read in one HMGET."""
+class JobState:
+    """What a transition needs to know about a job: read in one HMGET, or handed back by
+    ``begin_step`` so the step's end needs no read at all."""
 
     job_id: str
     status: JobStatus
@@ -107,8 +109,194 @@ class _JobState:
         """The runs, the current one ended with ``outcome`` (and, when it failed, why)."""
         if self.runs:
             self.runs[-1].update(finished_at=now, outcome=outcome,
-                                 error=error.model_dump() if error else None)
-        return _dump(self.runs)
+                                 error=error.model_dump(exclude_none=True) if error else None)
+        return _dump([{k: v for k, v in run.items() if v is not None} for run in self.runs])
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's hold on a job while one of its steps runs (the ``lease`` field of the job's
+    hash: ``token:until-ms``): a second copy of the step's message waits instead of running
+    the step twice at once, and the reaper knows a step whose lease lapsed lost its worker."""
+
+    token: str
+    seconds: float
+
+    @classmethod
+    def new(cls, seconds: float) -> Lease:
+        return cls(uuid.uuid4().hex, seconds)
+
+
+@dataclass(frozen=True)
+class Begun:
+    """What ``begin_step`` found: ``started`` (``state`` to end the step with), ``done`` (the
+    step already succeeded or was reused), ``ended`` (the job succeeded or failed), ``busy``
+    (another worker holds the lease) or ``missing`` (no such job or step)."""
+
+    outcome: str
+    job: JobRecord | None = None
+    state: JobState | None = None
+    paused_until: str | None = None  # the connection's 429 pause as read (``keys.rate_limit_pause``)
+
+
+RedisCommand = tuple[str, tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A step message a transition recorded for a broker other than the store's Redis: the
+    worker publishes it right after, then deletes it; the reaper publishes what stays."""
+
+    job_id: str
+    step: str
+    queue: str
+    eta: float | None = None  # epoch seconds: a delayed retry
+    retries: int = 0  # Celery's ``retries`` header: how many retries of this step came before
+
+    def encode(self) -> str:
+        return _dump([self.job_id, self.step, self.queue, self.eta, self.retries])
+
+    @classmethod
+    def decode(cls, text: str) -> OutboxEntry:
+        job_id, step, queue, eta, retries = json.loads(text)
+        return cls(job_id, step, queue, eta, retries)
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """The next message of a job, written by the same call as the transition that leads to it:
+    the Redis commands that publish it (the broker is the store's own Redis), or an outbox
+    entry (another broker)."""
+
+    commands: tuple[RedisCommand, ...] = ()
+    outbox: OutboxEntry | None = None
+
+
+PERSIST = -1  # ``_settle(expire=...)``: the record never expires (a failed job)
+
+
+def _lease_until(value: str | None) -> float:
+    _, _, until = (value or "").partition(":")
+    return int(until) / 1000 if until else 0.0
+
+
+# A step's record is JSON in the job's hash; _BEGIN edits it as the Python code would
+# (StepRecord.begin_attempt): compact (no nulls), so cjson's one ambiguity, an empty array read
+# back as {}, cannot arise: a running step has no result, and its history is never empty.
+# The operator's gate is part of the start: a job whose cancel was requested answers 'cancel'
+# and a step on a paused connection is parked ('parked': added to the connection's parked set),
+# both changing nothing else, so neither spends an attempt. A step that starts appends its
+# step.started event (``producers.events``) in the same call.
+# KEYS[1] job. ARGV: step field, lease token ('' = no lease), now ms, lease ms, now ISO,
+# status index prefix, history kept, job id, the connection's 429 pause key around its name,
+# the operator pause key's prefix, the parked set's prefix, the step's name, the event stream,
+# its MAXLEN ~. Returns {outcome, the job's hash as read, the step's new JSON, the 429 pause}.
+_BEGIN = """
+local flat = redis.call('HGETALL', KEYS[1])
+if #flat == 0 then return {'missing', {}} end
+local f = {}
+for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end
+local raw = f[ARGV[1]]
+if not raw then return {'missing', {}} end
+local function given(x) if x == cjson.null then return nil end return x end
+local step = cjson.decode(raw)
+local was = given(step.status) or 'pending'
+if was == 'succeeded' or was == 'reused' then return {'done', flat} end
+if f.status == 'succeeded' or f.status == 'failed' or f.status == 'cancelled' then return {'ended', flat} end
+local meta = cjson.decode(f.meta)
+if f.cancel_requested then return {'cancel', flat} end
+if redis.call('EXISTS', ARGV[11] .. meta.connection) == 1 then
+  redis.call('SADD', ARGV[12] .. meta.connection, ARGV[8] .. ' ' .. ARGV[13])
+  return {'parked', flat}
+end
+local now_ms = tonumber(ARGV[3])
+if ARGV[2] ~= '' and f.lease and f.lease ~= '' then
+  local holder, untl = string.match(f.lease, '^(.*):(%d+)$')
+  if holder ~= ARGV[2] and tonumber(untl) > now_ms then return {'busy', flat} end
+end
+local runs = cjson.decode(f.runs or '[]')
+step.status = 'running'
+step.attempts = (given(step.attempts) or 0) + 1
+step.started_at = given(step.started_at) or ARGV[5]
+step.next_attempt_at = nil
+step.error = nil
+local history = given(step.history) or {}
+local last = history[#history]
+if last and (given(last.status) or 'running') == 'running' then
+  last.status = 'lost'
+  last.finished_at = nil
+  last.retry_delay = nil
+end
+history[#history + 1] = {run = math.max(#runs, 1), number = step.attempts, started_at = ARGV[5]}
+local keep = tonumber(ARGV[7])
+while #history > keep do table.remove(history, 1) end
+step.history = history
+local json = cjson.encode(step)
+local write = {KEYS[1], ARGV[1], json, 'updated_at', ARGV[5], 'status', 'running'}
+if ARGV[2] ~= '' then
+  write[#write + 1] = 'lease'
+  write[#write + 1] = ARGV[2] .. ':' .. (now_ms + tonumber(ARGV[4]))
+end
+redis.call('HSET', unpack(write))
+if f.status ~= 'running' then
+  local before = ARGV[6] .. (f.status or 'queued')
+  local score = f.score or redis.call('ZSCORE', before, ARGV[8]) or 0
+  redis.call('ZREM', before, ARGV[8])
+  redis.call('ZADD', ARGV[6] .. 'running', score, ARGV[8])
+end
+redis.call('XADD', ARGV[14], 'MAXLEN', '~', ARGV[15], '*', 'type', 'step.started', 'data', cjson.encode({
+  job = ARGV[8], kind = meta.kind, connection = meta.connection, step = ARGV[13], status = 'running',
+  time = ARGV[5], attempt = step.attempts}))
+local paused = redis.call('GET', ARGV[9] .. meta.connection .. ARGV[10])
+return {'started', flat, json, paused}
+"""
+
+# KEYS[1] job. ARGV: job id, lease token ('' = none to check), status now, new status ('' = unchanged),
+# score, status index prefix, throughput key ('' = none), expire (seconds; -1 persist; 0 keep),
+# outbox key, outbox entry ('' = none), now ms, the next message's commands (JSON), number of
+# field pairs, the pairs. Returns 1, or 0 when the lease is another holder's or the job is gone.
+_SETTLE = """
+local job = ARGV[1]
+if ARGV[2] ~= '' then
+  local lease = redis.call('HGET', KEYS[1], 'lease')
+  if not lease or string.sub(lease, 1, #ARGV[2] + 1) ~= ARGV[2] .. ':' then return 0 end
+end
+local n = tonumber(ARGV[13])
+local write = {}
+for i = 14, 13 + 2 * n do write[#write + 1] = ARGV[i] end
+if ARGV[2] ~= '' then
+  write[#write + 1] = 'lease'
+  write[#write + 1] = ''
+end
+redis.call('HSET', KEYS[1], unpack(write))
+if ARGV[4] ~= '' then
+  redis.call('ZREM', ARGV[6] .. ARGV[3], job)
+  redis.call('ZADD', ARGV[6] .. ARGV[4], ARGV[5], job)
+end
+if ARGV[7] ~= '' and redis.call('INCR', ARGV[7]) == 1 then redis.call('EXPIRE', ARGV[7], 7200) end
+local expire = tonumber(ARGV[8])
+if expire > 0 then redis.call('EXPIRE', KEYS[1], expire) elseif expire < 0 then redis.call('PERSIST', KEYS[1]) end
+if ARGV[10] ~= '' then redis.call('ZADD', ARGV[9], ARGV[11], ARGV[10]) end
+for _, command in ipairs(cjson.decode(ARGV[12])) do redis.call(unpack(command)) end
+return 1
+"""
+
+# KEYS[1] job. ARGV: token, new expiry ms. Extends the lease only while it is this holder's.
+_RENEW = """
+local lease = redis.call('HGET', KEYS[1], 'lease')
+if not lease or string.sub(lease, 1, #ARGV[1] + 1) ~= ARGV[1] .. ':' then return 0 end
+redis.call('HSET', KEYS[1], 'lease', ARGV[1] .. ':' .. ARGV[2])
+return 1
+"""
+
+
+class _Scripts:
+    """The transitions' Lua scripts, loaded once per client (EVALSHA; reloaded after a restart)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.begin = client.register_script(_BEGIN)
+        self.settle = client.register_script(_SETTLE)
+        self.renew = client.register_script(_RENEW)
 
 
 def _fields(values: dict[str, str]) -> Mapping[Any, Any]:
@@ -155,30 +343,10 @@ class JobStore:
         exactly one creates the job and the others read it back.
         """
         job_id = uuid.uuid4().hex
-        step_names = list(steps)
-        now = utcnow()
-        meta = {
-            "id": job_id,
-            "kind": kind,
-            "connection": connection,
-            "created_at": now,
-            "params": params,
-            "file": file.model_dump(exclude_none=True) if file else None,
-            "idempotency_key": idempotency_key,
-            "steps": step_names,
-            "callback_url": callback_url,
-        }
-        first_run = RunRecord(number=1, trigger=trigger, from_step=step_names[0], started_at=now)
-        fields: dict[str, str] = {
-            "meta": _dump(meta),
-            "status": JobStatus.QUEUED.value,
-            "updated_at": now,
-            "runs": _dump([first_run.model_dump()]),
-        }
-        for name in step_names:
-            fields[_STEP + name] = StepRecord(name=name).model_dump_json()
-        score = self._next_score()
-        fields["score"] = f"{score:.0f}"
+        new = NewJob(kind=kind, connection=connection, steps=tuple(steps), params=params, file=file,
+                     idempotency_key=idempotency_key, callback_url=callback_url)
+        fields = _new_job_fields(new, job_id, self._next_score(), utcnow(), trigger)
+        score = float(fields["score"])
         while True:
             with self.redis.pipeline() as pipe:
                 try:
@@ -203,7 +371,7 @@ class JobStore:
                     pipe.zadd(keys.index_status(JobStatus.QUEUED.value), {job_id: score})
                     pipe.sadd(keys.index_names("kind"), kind)
                     pipe.sadd(keys.index_names("conn"), connection)
-                    self._event(pipe, events.QUEUED, job_id, meta, JobStatus.QUEUED)
+                    self._event(pipe, events.QUEUED, job_id, {"kind": kind, "connection": connection}, JobStatus.QUEUED)
                     pipe.execute()
                     break
                 except redis.WatchError:
@@ -343,45 +511,89 @@ class JobStore:
         return 0
 
     # ---- worker side ---------------------------------------------------------------------
-    # Each transition is one read (HMGET of the step, status, score and runs it needs) and one
-    # MULTI: a step costs few round trips, and the status index moves only when status changes.
-    # The step's record carries its attempt history, so keeping it costs no extra command.
+    # Each transition is ONE Redis call (a Lua script, EVALSHA) and the one place to add a write
+    # to it: ``begin_step`` runs _BEGIN (lease + read the job + mark the step running), the others
+    # run _SETTLE through ``_settle`` (record + release the lease + status move + the next step's
+    # message or outbox entry). The worker passes back the ``JobState`` that ``begin_step``
+    # returned, so ending a step needs no read; called without it (tests, replay) they read first.
+    def begin_step(self, job_id: str, step: str, lease: Lease | None = None) -> Begun:
+        """Take the job's lease and mark ``step`` running, in one call: a new attempt starts
+        (the one still open, if any, was lost with its worker) and the job is ``running``.
+        Outcomes other than ``started`` change nothing: the job is gone, the step already
+        succeeded (a redelivered message), the job ended, or another worker holds the lease."""
+        now = utcnow()
+        pause_prefix, _, pause_suffix = keys.rate_limit_pause("\0").partition("\0")
+        reply = self._scripts.begin(keys=[keys.job(job_id)], args=[
+            _STEP + step, lease.token if lease else "", int(time.time() * 1000),
+            int(lease.seconds * 1000) if lease else 0, now, keys.index_status(""), MAX_ATTEMPT_HISTORY, job_id,
+            pause_prefix, pause_suffix, keys.connection_paused(""), keys.parked(""), step, keys.events(),
+            self.events_max_length])
+        outcome, flat = str(reply[0]), reply[1]
+        if outcome == "missing":
+            return Begun(outcome)
+        raw = dict(zip(flat[::2], flat[1::2], strict=True))
+        if outcome != "started":
+            return Begun(outcome, job=_decode(raw))
+        record = StepRecord.model_validate_json(reply[2])
+        raw.update({_STEP + step: reply[2], "status": JobStatus.RUNNING.value, "updated_at": now})
+        job = _decode(raw)
+        state = JobState(job_id=job_id, status=JobStatus.RUNNING, score=self._score(job_id, raw.get("score")),
+                         runs=json.loads(raw.get("runs") or "[]"), step_record=record,
+                         meta=json.loads(raw.get("meta") or "{}"))
+        return Begun(outcome, job=job, state=state, paused_until=reply[3] or None)
+
     def start_step(self, job_id: str, step: str) -> StepRecord:
-        state = self._state(job_id, step)
+        """``begin_step`` without a lease (tests, tools): the step's record once running."""
+        begun = self.begin_step(job_id, step)
+        if begun.state is None:
+            raise JobNotFound(job_id, f"step {step} ({begun.outcome})")
+        return begun.state.step
+
+    def finish_step(self, job_id: str, step: str, result: dict[str, Any], *, state: JobState | None = None,
+                    lease: Lease | None = None, job_result: dict[str, Any] | None = None,
+                    then: Outgoing | None = None) -> bool:
+        """Record the step's output; with ``job_result`` (its last step) the job succeeds in the
+        same call. ``then``: the next step's message, written with the record. False when the
+        lease was lost meanwhile (another worker has the step; nothing was written)."""
+        state = state or self._state(job_id, step)
         record = state.step
         now = utcnow()
-        record.status = StepStatus.RUNNING
-        record.attempts += 1
-        record.started_at = record.started_at or now
-        record.next_attempt_at = None
-        record.error = None
-        record.begin_attempt(state.run_number, now)
-        self._save_step(state, record, job_status=JobStatus.RUNNING)
-        return record
-
-    def finish_step(self, job_id: str, step: str, result: dict[str, Any]) -> StepRecord:
-        state = self._state(job_id, step)
-        record = state.step
         record.status = StepStatus.SUCCEEDED
-        record.finished_at = utcnow()
+        record.finished_at = now
         record.result = result
         record.error = None
-        record.end_attempt(AttemptStatus.SUCCEEDED, record.finished_at)
-        self._save_step(state, record)
-        return record
+        record.end_attempt(AttemptStatus.SUCCEEDED, now)
+        fields = {_STEP + step: record.stored(), "updated_at": now}
+        succeeded = self._job_event(events.STEP_SUCCEEDED, state, state.status, step=step,
+                                    attempt=record.attempts)
+        if job_result is None:
+            return self._settle(state, fields, lease=lease, then=then, events_=[succeeded])
+        fields.update(result=_dump(job_result), finished_at=now, runs=state.finished_runs("succeeded", now))
+        ended = self._job_event(events.SUCCEEDED, state, JobStatus.SUCCEEDED, run=state.run_number)
+        return self._settle(state, fields, lease=lease, status=JobStatus.SUCCEEDED,
+                            expire=self.retention_seconds, then=then, events_=[succeeded, ended],
+                            delivery=events.SUCCEEDED)
 
-    def retry_step(self, job_id: str, step: str, error: StepError, delay: float) -> StepRecord:
-        state = self._state(job_id, step)
+    def retry_step(self, job_id: str, step: str, error: StepError, delay: float, *,
+                   state: JobState | None = None, lease: Lease | None = None,
+                   then: Outgoing | None = None) -> bool:
+        """The step waits ``delay`` seconds for its next attempt; ``then`` is that attempt's
+        (delayed) message, written with the record."""
+        state = state or self._state(job_id, step)
         record = state.step
         record.status = StepStatus.RETRYING
         record.error = error
         record.next_attempt_at = utc_in(delay)
         record.end_attempt(AttemptStatus.RETRIED, utcnow(), error, retry_delay=round(delay, 3))
-        self._save_step(state, record)
-        return record
+        retrying = self._job_event(events.STEP_RETRYING, state, state.status, step=step,
+                                   attempt=record.attempts, delay=round(delay, 3),
+                                   next_attempt_at=record.next_attempt_at)
+        return self._settle(state, {_STEP + step: record.stored(), "updated_at": utcnow()}, lease=lease,
+                            then=then, events_=[retrying])
 
-    def mark_failed(self, job_id: str, step: str, error: StepError) -> None:
-        state = self._state(job_id, step)
+    def mark_failed(self, job_id: str, step: str, error: StepError, *, state: JobState | None = None,
+                    lease: Lease | None = None) -> bool:
+        state = state or self._state(job_id, step)
         record = state.step
         now = utcnow()
         record.status = StepStatus.FAILED
@@ -389,35 +601,44 @@ class JobStore:
         record.next_attempt_at = None
         record.error = error
         record.end_attempt(AttemptStatus.FAILED, now, error)
-        with self.redis.pipeline() as pipe:
-            pipe.hset(keys.job(job_id), mapping=_fields({
-                _STEP + step: record.model_dump_json(),
-                "error": error.model_dump_json(),
-                "finished_at": now,
-                "updated_at": now,
-                "runs": state.finished_runs("failed", now, error),
-            }))
-            self._set_status(pipe, state, JobStatus.FAILED)
-            pipe.persist(keys.job(job_id))
-            self._event(pipe, events.FAILED, job_id, state.meta, JobStatus.FAILED, step=step,
-                        run=state.run_number)
-            self._queue_delivery(pipe, state, events.FAILED)
-            pipe.execute()
+        return self._settle(state, {
+            _STEP + step: record.stored(), "error": error.model_dump_json(), "finished_at": now,
+            "updated_at": now, "runs": state.finished_runs("failed", now, error),
+        }, lease=lease, status=JobStatus.FAILED, expire=PERSIST,
+            events_=[self._job_event(events.FAILED, state, JobStatus.FAILED, step=step, run=state.run_number)],
+            delivery=events.FAILED)
 
     def mark_succeeded(self, job_id: str, result: dict[str, Any]) -> None:
+        """The job succeeded (its last step already recorded): ``finish_step(job_result=…)``
+        does both in one call."""
         state = self._state(job_id)
         now = utcnow()
-        with self.redis.pipeline() as pipe:
-            pipe.hset(keys.job(job_id), mapping=_fields({
-                "result": _dump(result), "finished_at": now, "updated_at": now,
-                "runs": state.finished_runs("succeeded", now),
-            }))
-            pipe.hdel(keys.job(job_id), "error")
-            self._set_status(pipe, state, JobStatus.SUCCEEDED)
-            pipe.expire(keys.job(job_id), self.retention_seconds)
-            self._event(pipe, events.SUCCEEDED, job_id, state.meta, JobStatus.SUCCEEDED, run=state.run_number)
-            self._queue_delivery(pipe, state, events.SUCCEEDED)
-            pipe.execute()
+        self.redis.hdel(keys.job(job_id), "error")
+        self._settle(state, {"result": _dump(result), "finished_at": now, "updated_at": now,
+                             "runs": state.finished_runs("succeeded", now)},
+                     status=JobStatus.SUCCEEDED, expire=self.retention_seconds,
+                     events_=[self._job_event(events.SUCCEEDED, state, JobStatus.SUCCEEDED, run=state.run_number)],
+                     delivery=events.SUCCEEDED)
+
+    def renew_lease(self, job_id: str, lease: Lease) -> bool:
+        """Extend ``lease`` by its length if it is still this holder's."""
+        return bool(self._scripts.renew(keys=[keys.job(job_id)], args=[
+            lease.token, int((time.time() + lease.seconds) * 1000)]))
+
+    def lease_expiry(self, job_id: str) -> float:
+        """When the job's lease lapses (epoch seconds; 0: nobody holds it)."""
+        return _lease_until(cast(str | None, self.redis.hget(keys.job(job_id), "lease")))
+
+    # ---- the outbox: step messages for a broker other than the store's Redis -----------------
+    def outbox_due(self, older_than: float, limit: int = 1000) -> builtins.list[OutboxEntry]:
+        """Entries written over ``older_than`` seconds ago and still there: their worker did
+        not get to publish them (it or the broker died in between)."""
+        members = self.redis.zrangebyscore(keys.outbox(), "-inf", (time.time() - older_than) * 1000,
+                                           start=0, num=limit)
+        return [OutboxEntry.decode(str(m)) for m in members]
+
+    def outbox_done(self, entry: OutboxEntry) -> None:
+        self.redis.zrem(keys.outbox(), entry.encode())
 
     def outputs(self, job_id: str) -> dict[str, dict[str, Any]]:
         """Results of the steps that have succeeded (or were reused), by step name."""
@@ -452,14 +673,14 @@ class JobStore:
         start = names.index(from_step)
         runs = [*record.runs, RunRecord(number=len(record.runs) + 1, trigger=trigger,
                                         from_step=from_step, note=note)]
-        fields: dict[str, str] = {"runs": _dump([r.model_dump() for r in runs]),
+        fields: dict[str, str] = {"runs": _dump([r.model_dump(exclude_none=True) for r in runs]),
                                   "updated_at": utcnow()}
         for i, s in enumerate(record.steps):
             if i < start:
                 s.status = StepStatus.REUSED
             else:
                 s = StepRecord(name=s.name, history=s.history)
-            fields[_STEP + s.name] = s.model_dump_json()
+            fields[_STEP + s.name] = s.stored()
         with self.redis.pipeline() as pipe:
             pipe.hset(keys.job(job_id), mapping=_fields(fields))
             pipe.hdel(keys.job(job_id), "error", "result", "finished_at", _CANCEL)
@@ -502,37 +723,75 @@ class JobStore:
         return [(m, int(v or 0)) for m, v in zip(span, values, strict=True)]
 
     # ---- internals -----------------------------------------------------------------------
-    def _state(self, job_id: str, step: str | None = None) -> _JobState:
+    @functools.cached_property
+    def _scripts(self) -> _Scripts:
+        return _Scripts(self.redis)
+
+    def _state(self, job_id: str, step: str | None = None) -> JobState:
         fields = ["status", "score", "runs", "meta"] + ([_STEP + step] if step else [])
         values = cast(builtins.list[str | None], self.redis.hmget(keys.job(job_id), fields))
         if values[0] is None or (step and values[4] is None):
             raise JobNotFound(job_id, f"step {step}" if step else None)
-        score = float(values[1]) if values[1] else self.redis.zscore(keys.index_all(), job_id)
-        return _JobState(job_id=job_id, status=JobStatus(values[0]), score=score or self._next_score(),
-                         runs=json.loads(values[2] or "[]"), meta=json.loads(values[3] or "{}"),
-                         step_record=StepRecord.model_validate_json(values[4]) if step and values[4] else None)
+        return JobState(job_id=job_id, status=JobStatus(values[0]), score=self._score(job_id, values[1]),
+                        runs=json.loads(values[2] or "[]"), meta=json.loads(values[3] or "{}"),
+                        step_record=StepRecord.model_validate_json(values[4]) if step and values[4] else None)
 
-    def _save_step(self, state: _JobState, record: StepRecord, job_status: JobStatus | None = None) -> None:
-        with self.redis.pipeline() as pipe:
-            pipe.hset(keys.job(state.job_id), mapping=_fields({
-                _STEP + record.name: record.model_dump_json(), "updated_at": utcnow(),
-            }))
-            if job_status is not None and job_status != state.status:
-                self._set_status(pipe, state, job_status)
-            self._step_event(pipe, state, record, job_status or state.status)
-            pipe.execute()
+    def _score(self, job_id: str, stored: str | None) -> float:
+        # Records written before the score was a field of the hash find it in the index.
+        score = float(stored) if stored else self.redis.zscore(keys.index_all(), job_id)
+        return score or self._next_score()
 
-    def _set_status(self, pipe: Any, state: _JobState, status: JobStatus) -> None:
+    def _settle(self, state: JobState, fields: dict[str, str], *, lease: Lease | None = None,
+                status: JobStatus | None = None, expire: int = 0, then: Outgoing | None = None,
+                events_: Sequence[events.Event] = (), delivery: str | None = None) -> bool:
+        """Write a transition in one call of _SETTLE: ``fields``, the status (and its index
+        entry) when it changes, the expiry, the lease released, ``then``'s message or outbox
+        entry, the transition's ``events_`` and, for a job with a callback URL, the webhook
+        ``delivery`` of that ending event. False (nothing written) when ``lease`` is no longer
+        this holder's."""
+        moves = status is not None and status != state.status
+        if moves:
+            assert status is not None
+            fields = {**fields, "status": status.value}
+        finished = moves and status in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+        then = then or Outgoing()
+        pairs = [x for item in fields.items() for x in item]
+        reply = self._scripts.settle(keys=[keys.job(state.job_id)], args=[
+            state.job_id, lease.token if lease else "", state.status.value, status.value if moves and status else "",
+            f"{state.score:.0f}", keys.index_status(""),
+            keys.throughput(int(time.time() // 60)) if finished else "", expire,
+            keys.outbox(), then.outbox.encode() if then.outbox else "", int(time.time() * 1000),
+            json.dumps([[name, *args] for name, args in then.commands]
+                       + self._also_written(state, events_, delivery)), len(pairs) // 2, *pairs])
+        if reply == 1 and moves and status is not None:
+            state.status = status
+        return bool(reply == 1)
+
+    def _also_written(self, state: JobState, events_: Sequence[events.Event],
+                      delivery: str | None) -> builtins.list[builtins.list[Any]]:
+        """The Redis commands _SETTLE runs after the transition's own writes: its events'
+        XADDs and its webhook delivery (the same commands ``_event`` and ``_queue_delivery``
+        put in a MULTI)."""
+        commands: builtins.list[builtins.list[Any]] = [
+            ["XADD", keys.events(), "MAXLEN", "~", self.events_max_length, "*", "type", e.type,
+             "data", json.dumps(e.data, separators=(",", ":"))] for e in events_]
+        if delivery and state.meta.get("callback_url"):
+            record = self._new_delivery(delivery, state.run_number, "end")
+            commands.append(["HSET", keys.job(state.job_id), _NOTIFY + record.id, record.model_dump_json()])
+            commands.append(["ZADD", keys.notify_due(), repr(time.time()), _due_member(state.job_id, record.id)])
+        return commands
+
+    def _job_event(self, type_: str, state: JobState, status: JobStatus, **extra: Any) -> events.Event:
+        return events.new(type_, job=state.job_id, kind=str(state.meta.get("kind", "")),
+                          connection=str(state.meta.get("connection", "")), status=status.value, **extra)
+
+    def _set_status(self, pipe: Any, state: JobState, status: JobStatus) -> None:
         job_id = state.job_id
         pipe.hset(keys.job(job_id), "status", status.value)
         for s in JobStatus:
             if s is not status:
                 pipe.zrem(keys.index_status(s.value), job_id)
         pipe.zadd(keys.index_status(status.value), {job_id: state.score})
-        if status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
-            minute = keys.throughput(int(time.time() // 60))
-            pipe.incr(minute)
-            pipe.expire(minute, 2 * 3600)
 
     def _forget(self, job_id: str, kind: str | None = None, connection: str | None = None) -> None:
         with self.redis.pipeline(transaction=False) as pipe:
@@ -571,33 +830,27 @@ class JobStore:
                                        connection=str(meta.get("connection", "")), status=status.value,
                                        **extra), self.events_max_length)
 
-    def _step_event(self, pipe: Any, state: _JobState, record: StepRecord, status: JobStatus) -> None:
-        """The event of a step's transition (started, succeeded or retrying, with its delay)."""
-        if record.status == StepStatus.RETRYING:
-            delay = record.history[-1].retry_delay if record.history else None
-            self._event(pipe, events.STEP_RETRYING, state.job_id, state.meta, status, step=record.name,
-                        attempt=record.attempts, delay=delay, next_attempt_at=record.next_attempt_at)
-        else:
-            kind = events.STEP_STARTED if record.status == StepStatus.RUNNING else events.STEP_SUCCEEDED
-            self._event(pipe, kind, state.job_id, state.meta, status, step=record.name, attempt=record.attempts)
-
     # ---- webhook deliveries (producers.notifications, worker.notify) ------------------------------
     # A delivery is a field ``notify:<id>`` of the job's hash (its record, shown with the job) and
     # a member ``"<job> <id>"`` of ``keys.notify_due()`` scored by when to try it. The transition
     # that ends a run writes both in its own MULTI, so a job never ends without its delivery
     # being due; the worker's dispatcher claims due members and publishes ``ferry.notify``.
-    def _queue_delivery(self, pipe: Any, state: _JobState, event: str, trigger: str = "end") -> None:
+    def _queue_delivery(self, pipe: Any, state: JobState, event: str, trigger: str = "end") -> None:
         """A new delivery of ``event``, due now, when the job has a callback URL."""
         if state.meta.get("callback_url"):
             self._add_delivery(pipe, state.job_id, event, state.run_number, trigger)
 
     def _add_delivery(self, pipe: Any, job_id: str, event: str, run: int, trigger: str) -> DeliveryRecord:
-        now = utcnow()
-        delivery = DeliveryRecord(id=uuid.uuid4().hex, event=event, run=run, trigger=trigger,
-                                  created_at=now, next_attempt_at=now)
+        delivery = self._new_delivery(event, run, trigger)
         pipe.hset(keys.job(job_id), _NOTIFY + delivery.id, delivery.model_dump_json())
         pipe.zadd(keys.notify_due(), {_due_member(job_id, delivery.id): time.time()})
         return delivery
+
+    @staticmethod
+    def _new_delivery(event: str, run: int, trigger: str) -> DeliveryRecord:
+        now = utcnow()
+        return DeliveryRecord(id=uuid.uuid4().hex, event=event, run=run, trigger=trigger,
+                              created_at=now, next_attempt_at=now)
 
     def redeliver(self, job_id: str) -> DeliveryRecord:
         """Deliver the ended job's webhook again (a new delivery id), due now."""
@@ -704,7 +957,7 @@ class JobStore:
 
     def _write_cancelled(self, pipe: Any, raw: dict[str, str], record: JobRecord, by: str) -> None:
         now = utcnow()
-        state = _JobState(job_id=record.id, status=record.status,
+        state = JobState(job_id=record.id, status=record.status,
                           score=float(raw.get("score") or self._next_score()),
                           runs=json.loads(raw.get("runs") or "[]"), meta=json.loads(raw.get("meta") or "{}"))
         runs = json.loads(state.finished_runs(CANCELLED, now))
@@ -997,8 +1250,10 @@ def _new_job_fields(job: NewJob, job_id: str, score: float, now: str, trigger: s
             "idempotency_key": job.idempotency_key, "steps": list(job.steps),
             "callback_url": job.callback_url}
     first_run = RunRecord(number=1, trigger=trigger, from_step=job.steps[0], started_at=now)
-    fields = {"meta": _dump(meta), "status": JobStatus.QUEUED.value, "updated_at": now,
-              "runs": _dump([first_run.model_dump()]), "score": f"{score:.0f}"}
+    # No null fields (``_decode`` reads them back as None): bytes in every queued job's hash.
+    fields = {"meta": _dump({k: v for k, v in meta.items() if v is not None}),
+              "status": JobStatus.QUEUED.value, "updated_at": now,
+              "runs": _dump([first_run.model_dump(exclude_none=True)]), "score": f"{score:.0f}"}
     for name in job.steps:
         fields[_STEP + name] = _pending_step(name)
     return fields
@@ -1007,7 +1262,7 @@ def _new_job_fields(job: NewJob, job_id: str, score: float, now: str, trigger: s
 @functools.cache
 def _pending_step(name: str) -> str:
     """A step that has not run yet, as stored (the same few bytes for every new job)."""
-    return StepRecord(name=name).model_dump_json()
+    return StepRecord(name=name).stored()
 
 
 def _new_record(job: NewJob, job_id: str, now: str, trigger: str) -> JobRecord:

@@ -20,6 +20,7 @@ import random
 import threading
 import time
 import uuid
+from typing import cast
 
 import redis
 
@@ -29,6 +30,7 @@ from worker.errors import Throttled
 
 MAX_INLINE_WAIT = 5.0
 PAUSED_RECHECK = 2.0  # a step meeting an operator's pause mid-way comes back this soon (and is parked)
+KNOWN_PAUSE_SECONDS = 1.0  # how long a pause read with the step's start stands for a request
 
 # KEYS[1] = bucket; ARGV = interval ms, burst ms. Returns 0 (go) or the ms to wait.
 _GCRA = """
@@ -142,6 +144,7 @@ class ConnectionLimiter:
         self.bucket = keys.rate_limit(connection)
         self.pause_key = keys.rate_limit_pause(connection)
         self.operator_pause_key = keys.connection_paused(connection)
+        self._known = threading.local()
         self.per_second = per_second
         self._script = client.register_script(_GCRA) if per_second else None
         self.slots = InFlightSlots(client, connection, max_in_flight) if max_in_flight else None
@@ -181,13 +184,25 @@ class ConnectionLimiter:
             until = time.time() + seconds
             self.client.set(self.pause_key, f"{until:.3f}", px=int(seconds * 1000) + 1)
 
+    def known_pause(self, until: str | None) -> None:
+        """The 429 pause as the step's start has just read it (``JobStore.begin_step``, which
+        also found no operator's pause, or the step would not have started): this thread's next
+        request goes by it instead of reading both again."""
+        self._known.reading = (until or "", time.monotonic())
+
     def _paused_for(self) -> float:
-        """Seconds the destination's 429 pause has left (one read, which also sees an operator's
-        pause: then nothing is sent, and the step comes back soon to be parked)."""
-        until, paused = self.client.mget([self.pause_key, self.operator_pause_key])
-        if paused:
-            raise Throttled(f"connection {self.connection} is paused by an operator",
-                            retry_after=PAUSED_RECHECK)
+        """Seconds the destination's 429 pause has left. Read with an operator's pause (then
+        nothing is sent, and the step comes back soon to be parked), except for the first request
+        after the step's start, which read both a moment ago (``known_pause``)."""
+        known, read_at = getattr(self._known, "reading", (None, 0.0))
+        self._known.reading = None, 0.0
+        if known is not None and time.monotonic() - read_at < KNOWN_PAUSE_SECONDS:
+            until: str | None = known
+        else:
+            until, paused = cast(list[str | None], self.client.mget([self.pause_key, self.operator_pause_key]))
+            if paused:
+                raise Throttled(f"connection {self.connection} is paused by an operator",
+                                retry_after=PAUSED_RECHECK)
         return max(0.0, float(str(until)) - time.time()) if until else 0.0
 
     def _bucket_wait(self) -> float:

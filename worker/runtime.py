@@ -9,9 +9,14 @@ from functools import cached_property
 
 import redis
 import requests
+from celery import Celery
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import BusyLoadingError
+from redis.retry import Retry
 
 from producers.config import ConnectionConfig, FerryConfig, load_config
 from producers.embedded import resolve_redis
+from producers.queue import StepPublisher
 from producers.store import JobStore
 from worker.clients.assets import AssetsClient
 from worker.clients.awork import AworkClient
@@ -61,16 +66,39 @@ class Clients:
                                        limiter=self.limiter))
 
 
+REDIS_RETRIES = 20
+
+
+def redis_retry() -> Retry:
+    """How a worker's Redis calls ride out a Redis restart (kill, failover, an AOF being loaded):
+    retried for ~30 s before a step gives up, so a restart costs time, not a failed or lost step.
+    Retrying a transition is safe: its Lua script checks the lease it holds (``producers.store``)."""
+    return Retry(ExponentialBackoff(cap=2.0, base=0.05), REDIS_RETRIES)
+
+
 class Runtime:
     def __init__(self, config: FerryConfig | None = None) -> None:
         self.config = config or load_config()
         self.location = resolve_redis(self.config.redis_url)
-        self.redis = redis.Redis.from_url(self.location.url, decode_responses=True)
+        self.redis = redis.Redis.from_url(self.location.url, decode_responses=True, retry=redis_retry(),
+                                          retry_on_error=[BusyLoadingError])
         self.store = JobStore(self.redis, retention_seconds=self.config.retention_seconds,
                               idempotency_seconds=self.config.idempotency_seconds,
                               events_max_length=self.config.events.max_length)
         self._sessions: dict[str, requests.Session] = {}
         self._limiters: dict[str, ConnectionLimiter] = {}
+        self._publisher: StepPublisher | None = None
+
+    def publisher(self, app: Celery) -> StepPublisher:
+        """How this process publishes step messages (built on first use, after the fork)."""
+        if self._publisher is None or self._publisher.app is not app:
+            self._publisher = StepPublisher(app, self.config, self.location)
+        return self._publisher
+
+    def note_pause(self, connection: str, until: str | None) -> None:
+        """The connection's pause, as the step's start read it (the limiter need not read it)."""
+        self.clients(connection)
+        self._limiters[connection].known_pause(until)
 
     def clients(self, connection: str) -> Clients:
         conn = self.config.connection(connection)

@@ -1,18 +1,23 @@
 """One Celery task per declared step name (``ferry.step.<name>``), all running ``run_step``.
 
-The message carries only the job id; the step is the task's name. Before running, a step checks
-the store (a redelivered message for a step that already succeeded does nothing and lets the chain
-go on) and takes the job's lease (a second copy of the message waits instead of running the step
-twice at once). Outcomes: the step's output is recorded and the chain continues; a retryable error
-is retried after the server's delay or a backoff, until the attempt budget is spent; anything else
-fails the job at this step, with the destination's message, and stops the chain.
+The message carries only the job id; the step is the task's name. A step costs two Redis calls
+of Ferry's own, each one Lua script (``producers.store``): ``begin_step`` takes the job's lease,
+reads the job and marks the step running (a redelivered message for a step that already
+succeeded, or a job that ended, does nothing; a second copy of the message while the lease is
+held waits instead of running the step twice at once); the step's end (``finish_step``,
+``retry_step``, ``mark_failed``) records the outcome, releases the lease and writes the next
+message, the next step's or the delayed retry's (``producers.queue.StepPublisher``), so a step
+recorded as ended always has its next message. Outcomes: the step's output is recorded and the
+next step published; a retryable error is retried after the server's delay or a backoff, until
+the attempt budget is spent; anything else fails the job at this step, with the destination's
+message, and publishes nothing more.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
@@ -21,11 +26,11 @@ import redis
 from celery import Celery, Task
 from celery.exceptions import Ignore
 
-from producers import keys
 from producers.kinds import KINDS, all_step_names
-from producers.queue import TASK_PREFIX, task_name
+from producers.queue import TASK_PREFIX, StepPublisher, queue_for_connection, task_name
 from producers.records import JobRecord, StepError, StepStatus
-from worker import controls
+from producers.store import JobState, JobStore, Lease, Outgoing
+from worker import controls, metrics
 from worker.errors import DestinationError, PermanentError, RetryableError, Throttled
 from worker.log import get_logger, redact_text
 from worker.recovery import lease_seconds
@@ -51,54 +56,116 @@ def register_tasks(app: Celery) -> None:
 
 def run_step(task: Task, job_id: str) -> None:
     step = task.name.removeprefix(TASK_PREFIX)
+    # A message published before steps published their successors carries the rest of the chain;
+    # Celery would publish that after this task too, next to the store's own publish.
+    task.request.chain = None
     rt = runtime()
-    job = rt.store.find(job_id)
-    if job is None:
+    lease = Lease.new(lease_seconds())
+    begun = rt.store.begin_step(job_id, step, lease)
+    if begun.outcome == "missing":
         get_logger(job_id=job_id, step=step).warning("job not found (purged or expired); skipping")
         raise Ignore()
-    if job.step(step).status in (StepStatus.SUCCEEDED, StepStatus.REUSED):
-        return  # a redelivered message: this step's work is done, let the chain go on
-    if job.done:
-        raise Ignore()
-    controls.gate(rt, job, step)  # cancelled: stop; connection paused: park the step
-    with lease(rt.redis, job_id) as held:
-        if not held:
-            raise task.retry(countdown=LEASE_BUSY_RETRY)
-        _attempt(task, rt, job, step)
+    if begun.outcome == "busy":
+        assert begun.job is not None
+        raise task.retry(countdown=LEASE_BUSY_RETRY, queue=queue_for_connection(rt.config, begun.job.connection))
+    if begun.outcome in ("cancel", "parked"):
+        assert begun.job is not None
+        controls.stopped(rt, begun.job, step, begun.outcome)
+    if begun.state is None or begun.job is None:
+        return  # done (a redelivered message: the next one was written with this step's end) or ended
+    rt.note_pause(begun.job.connection, begun.paused_until)
+    metrics.begin_step(begun.job.kind, step, begun.job.connection)
+    with LEASES.held(rt.store, job_id, lease):
+        Attempt(task, rt, begun.job, begun.state, lease).run()
 
 
-def _attempt(task: Task, rt: Runtime, job: JobRecord, step: str) -> None:
-    record = rt.store.start_step(job.id, step)
-    log = get_logger(job_id=job.id, kind=job.kind, step=step, connection=job.connection,
-                     attempt=record.attempts)
-    outputs = {s.name: dict(s.result or {}) for s in job.steps
-               if s.status in (StepStatus.SUCCEEDED, StepStatus.REUSED)}
-    log.info("step started")
-    started = time.monotonic()
-    try:
-        ctx = StepContext(job=job, step=step, attempt=record.attempts, outputs=outputs,
-                          store=rt.store, clients=rt.clients(job.connection))
-        result = _run(ctx, log)
-    except RetryableError as exc:
-        _retry_or_fail(task, rt, job, step, record.attempts, exc, _timed(log, started))
-    except DestinationError as exc:
-        _fail(rt, job, step, exc, _timed(log, started))
-    except Exception as exc:  # a bug or an unexpected answer: keep the job, failed, for replay
-        log = _timed(log, started)
-        log.exception("step crashed")
-        _fail(rt, job, step, PermanentError(f"internal error: {type(exc).__name__}: {exc}", step=step), log)
-    log = _timed(log, started)
-    rt.store.finish_step(job.id, step, result)
-    log.info("step succeeded")
-    kind = KINDS[job.kind]
-    if step == kind.step_names[-1]:
-        rt.store.mark_succeeded(job.id, kind.result_of({**outputs, step: result}))
-        log.info("job succeeded")
+class Attempt:
+    """One attempt at one step of one job, from the moment its start is recorded."""
 
+    def __init__(self, task: Task, rt: Runtime, job: JobRecord, state: JobState, lease: Lease) -> None:
+        self.task, self.rt, self.job, self.state, self.lease = task, rt, job, state, lease
+        self.step = state.step.name
+        self.attempts = state.step.attempts
+        self.log = get_logger(job_id=job.id, kind=job.kind, step=self.step, connection=job.connection,
+                              attempt=self.attempts)
+        self.started = time.monotonic()
 
-def _timed(log: Any, started: float) -> Any:
-    """``log`` with how long the attempt took: every event that ends an attempt carries it."""
-    return log.bind(duration_ms=round((time.monotonic() - started) * 1000, 1))
+    @property
+    def store(self) -> JobStore:
+        return self.rt.store
+
+    @property
+    def publisher(self) -> StepPublisher:
+        return self.rt.publisher(self.task.app)
+
+    def run(self) -> None:
+        outputs = {s.name: dict(s.result or {}) for s in self.job.steps
+                   if s.status in (StepStatus.SUCCEEDED, StepStatus.REUSED)}
+        self.log.info("step started")
+        try:
+            ctx = StepContext(job=self.job, step=self.step, attempt=self.attempts, outputs=outputs,
+                              store=self.store, clients=self.rt.clients(self.job.connection))
+            result = _run(ctx, self.log)
+        except RetryableError as exc:
+            self._retry_or_fail(exc)
+        except DestinationError as exc:
+            self._fail(exc)
+        except redis.RedisError:
+            # The store is unreachable past the client's retries: nothing can be recorded, so the
+            # job is not failed for it. It stays running; the reaper re-runs the step once its
+            # lease lapses.
+            self._timed().exception("job store unreachable; the step will be run again")
+            raise
+        except Exception as exc:  # a bug or an unexpected answer: keep the job, failed, for replay
+            self._timed().exception("step crashed")
+            self._fail(PermanentError(f"internal error: {type(exc).__name__}: {exc}", step=self.step))
+        self._succeed(outputs, result)
+
+    def _succeed(self, outputs: dict[str, dict[str, Any]], result: dict[str, Any]) -> None:
+        kind = KINDS[self.job.kind]
+        names = kind.step_names
+        last = self.step == names[-1]
+        then = Outgoing() if last else self._next(names[names.index(self.step) + 1])
+        job_result = kind.result_of({**outputs, self.step: result}) if last else None
+        log = self._timed()
+        if not self.store.finish_step(self.job.id, self.step, result, state=self.state, lease=self.lease,
+                                      job_result=job_result, then=then):
+            log.warning("lease lost while the step ran; another worker has the step")
+            return
+        self.publisher.deliver(then, self.store)
+        log.info("step succeeded")
+        if last:
+            log.info("job succeeded")
+
+    def _retry_or_fail(self, exc: RetryableError) -> NoReturn:
+        if self.attempts >= self.rt.config.max_attempts and not isinstance(exc, Throttled):
+            self._fail(exc, note=f" (gave up after {self.attempts} attempts)")
+        delay = exc.retry_after if exc.retry_after is not None else backoff_delay(
+            self.attempts, base=self.rt.config.retry_backoff_seconds)
+        then = self.publisher.outgoing(self.job.id, self.job.connection, self.step, countdown=delay,
+                                       retries=(self.task.request.retries or 0) + 1)
+        if self.store.retry_step(self.job.id, self.step, _step_error(exc, self.step, retryable=True), delay,
+                                 state=self.state, lease=self.lease, then=then):
+            self.publisher.deliver(then, self.store)
+        self._timed().warning("step will be retried", status=exc.status, delay=round(delay, 2),
+                              error=redact_text(exc.message), server_delay=exc.retry_after is not None)
+        raise Ignore()  # this message is done: the retry is its own message, delayed
+
+    def _fail(self, exc: DestinationError, note: str = "") -> NoReturn:
+        error = _step_error(exc, self.step, retryable=isinstance(exc, RetryableError))
+        error.message += note
+        self.store.mark_failed(self.job.id, self.step, error, state=self.state, lease=self.lease)
+        self._timed().error("job failed", status=exc.status, error=error.message)
+        # A task failure acknowledges the message and shows as FAILURE in Flower; no next step
+        # was published, so the job stops here (the record keeps the failure).
+        raise controls.StepFailed(error.message)
+
+    def _next(self, step: str) -> Outgoing:
+        return self.publisher.outgoing(self.job.id, self.job.connection, step)
+
+    def _timed(self) -> Any:
+        """The log with how long the attempt took: every event that ends an attempt carries it."""
+        return self.log.bind(duration_ms=round((time.monotonic() - self.started) * 1000, 1))
 
 
 def _run(ctx: StepContext, log: Any) -> dict[str, Any]:
@@ -115,62 +182,43 @@ def _run(ctx: StepContext, log: Any) -> dict[str, Any]:
     return STEPS[ctx.step](ctx)
 
 
-def _retry_or_fail(task: Task, rt: Runtime, job: JobRecord, step: str, attempts: int,
-                   exc: RetryableError, log: Any) -> NoReturn:
-    if attempts >= rt.config.max_attempts and not isinstance(exc, Throttled):
-        _fail(rt, job, step, exc, log, note=f" (gave up after {attempts} attempts)")
-    delay = exc.retry_after if exc.retry_after is not None else backoff_delay(
-        attempts, base=rt.config.retry_backoff_seconds)
-    rt.store.retry_step(job.id, step, _step_error(exc, step, retryable=True), delay)
-    log.warning("step will be retried", status=exc.status, delay=round(delay, 2),
-                error=redact_text(exc.message), server_delay=exc.retry_after is not None)
-    raise task.retry(countdown=delay)
-
-
-def _fail(rt: Runtime, job: JobRecord, step: str, exc: DestinationError, log: Any, note: str = "") -> NoReturn:
-    error = _step_error(exc, step, retryable=isinstance(exc, RetryableError))
-    error.message += note
-    rt.store.mark_failed(job.id, step, error)
-    log.error("job failed", status=exc.status, error=error.message)
-    # A task failure stops the chain, acknowledges the message and shows as FAILURE in Flower.
-    raise controls.StepFailed(error.message)
-
-
 def _step_error(exc: DestinationError, step: str, retryable: bool) -> StepError:
     return StepError(step=exc.step or step, status=exc.status, message=redact_text(exc.message),
                      retryable=retryable)
 
 
-@contextmanager
-def lease(client: redis.Redis, job_id: str) -> Iterator[bool]:
-    """Hold ``ferry:lease:{job}`` while a step runs, renewed in the background, released after."""
-    key, token, ttl = keys.lease(job_id), uuid.uuid4().hex, lease_seconds()
-    if not client.set(key, token, nx=True, ex=ttl):
-        yield False
-        return
-    stop = threading.Event()
-    renewer = threading.Thread(target=_renew, args=(client, key, token, ttl, stop), daemon=True)
-    renewer.start()
-    try:
-        yield True
-    finally:
-        stop.set()
-        renewer.join()
-        _release(client, key, token)
+class LeaseKeeper:
+    """Renews the leases this process holds, every third of their length, on one thread for all
+    of them (not a thread per step: starting and joining one cost more than the step's Redis)."""
 
+    def __init__(self) -> None:
+        self._held: dict[str, tuple[JobStore, str, Lease]] = {}  # by token
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
-def _renew(client: redis.Redis, key: str, token: str, ttl: int, stop: threading.Event) -> None:
-    while not stop.wait(ttl / 3):
+    @contextmanager
+    def held(self, store: JobStore, job_id: str, lease: Lease) -> Iterator[None]:
+        with self._lock:
+            self._held[lease.token] = (store, job_id, lease)
+            if self._thread is None or not self._thread.is_alive():  # first use in this process
+                self._thread = threading.Thread(target=self._renew, args=(lease.seconds / 3,),
+                                                name="ferry-leases", daemon=True)
+                self._thread.start()
         try:
-            if client.get(key) == token:
-                client.expire(key, ttl)
-        except redis.RedisError:
-            pass  # the next tick tries again; the lease lapsing is the safe failure
+            yield
+        finally:
+            with self._lock:
+                del self._held[lease.token]
+
+    def _renew(self, every: float) -> None:
+        while True:
+            time.sleep(every)
+            with self._lock:
+                held = list(self._held.values())
+            for store, job_id, lease in held:
+                # A failed round is tried again next time; the lease lapsing is the safe failure.
+                with contextlib.suppress(redis.RedisError):
+                    store.renew_lease(job_id, lease)
 
 
-# Delete the lease only if it is still ours (it may have lapsed and been taken by another worker).
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-
-
-def _release(client: redis.Redis, key: str, token: str) -> None:
-    client.eval(_RELEASE, 1, key, token)
+LEASES = LeaseKeeper()

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import fakeredis
-import pytest
-
 from producers.records import JobRecord, JobStatus, StepRecord, StepStatus
-from worker.recovery import RETRY_GRACE, lease_seconds, orphaned_step
+from worker.recovery import RETRY_GRACE, lease_seconds, orphaned_step, stall_grace, stalled_step
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -22,41 +19,63 @@ def job(*steps: StepRecord, quiet_for: float) -> JobRecord:
                      created_at=iso(600), updated_at=iso(quiet_for), steps=list(steps))
 
 
-@pytest.fixture
-def client() -> fakeredis.FakeRedis:
-    return fakeredis.FakeRedis(decode_responses=True)
+NO_LEASE = 0.0
 
 
 def done(name: str) -> StepRecord:
     return StepRecord(name=name, status=StepStatus.SUCCEEDED, attempts=1)
 
 
-def test_a_running_step_without_a_lease_is_orphaned_once_quiet_for_a_lease(client):
+def test_a_running_step_without_a_lease_is_orphaned_once_quiet_for_a_lease():
     running = StepRecord(name="media_upload", status=StepStatus.RUNNING, attempts=1)
-    assert orphaned_step(job(done("get_credentials"), running, quiet_for=lease_seconds() + 1), client, NOW) \
+    assert orphaned_step(job(done("get_credentials"), running, quiet_for=lease_seconds() + 1), NO_LEASE, NOW) \
         == "media_upload"
-    assert orphaned_step(job(done("get_credentials"), running, quiet_for=1), client, NOW) is None
+    assert orphaned_step(job(done("get_credentials"), running, quiet_for=1), NO_LEASE, NOW) is None
 
 
-def test_a_held_lease_means_a_live_worker(client):
-    client.set("ferry:lease:j1", "token")
+def test_a_held_lease_means_a_live_worker():
     running = StepRecord(name="media_upload", status=StepStatus.RUNNING, attempts=1)
-    assert orphaned_step(job(running, quiet_for=3600), client, NOW) is None
+    lease_until = (NOW + timedelta(seconds=20)).timestamp()
+    assert orphaned_step(job(running, quiet_for=3600), lease_until, NOW) is None
+    lapsed = (NOW - timedelta(seconds=1)).timestamp()
+    assert orphaned_step(job(running, quiet_for=3600), lapsed, NOW) == "media_upload"
 
 
-def test_an_overdue_retry_is_orphaned_a_pending_one_is_not(client):
+def test_an_overdue_retry_is_orphaned_a_pending_one_is_not():
     overdue = StepRecord(name="get_credentials", status=StepStatus.RETRYING, attempts=1,
                          next_attempt_at=iso(RETRY_GRACE + 5))
     waiting = overdue.model_copy(update={"next_attempt_at": iso(-30)})
-    assert orphaned_step(job(overdue, quiet_for=3600), client, NOW) == "get_credentials"
-    assert orphaned_step(job(waiting, quiet_for=3600), client, NOW) is None
+    assert orphaned_step(job(overdue, quiet_for=3600), NO_LEASE, NOW) == "get_credentials"
+    assert orphaned_step(job(waiting, quiet_for=3600), NO_LEASE, NOW) is None
 
 
-def test_a_job_between_steps_is_taken_for_a_backlog_not_an_orphan(client):
+def test_a_job_between_steps_is_taken_for_a_backlog_not_an_orphan():
     steps = (done("get_credentials"), done("media_upload"), StepRecord(name="link_attachment"))
-    assert orphaned_step(job(*steps, quiet_for=3600), client, NOW) is None
+    assert orphaned_step(job(*steps, quiet_for=3600), NO_LEASE, NOW) is None
 
 
-def test_jobs_that_are_not_running_are_left_alone(client):
+def test_jobs_that_are_not_running_are_left_alone():
     queued = job(StepRecord(name="get_credentials"), quiet_for=3600).model_copy(update={"status": JobStatus.QUEUED})
-    assert orphaned_step(queued, client, NOW) is None
+    assert orphaned_step(queued, NO_LEASE, NOW) is None
+
+
+# ---- a message lost between Redis and a worker (BRPOP's reply cut off by a Redis crash) -----------
+def between_steps(quiet_for: float) -> JobRecord:
+    return job(done("get_credentials"), StepRecord(name="media_upload"), StepRecord(name="link_attachment"),
+               quiet_for=quiet_for)
+
+
+def test_a_quiet_job_between_steps_with_an_empty_queue_lost_its_message():
+    assert stalled_step(between_steps(stall_grace() + 1), NO_LEASE, NOW, queue_empty=True) == "media_upload"
+    queued = job(StepRecord(name="get_credentials"), quiet_for=stall_grace() + 1)
+    queued = queued.model_copy(update={"status": JobStatus.QUEUED})
+    assert stalled_step(queued, NO_LEASE, NOW, queue_empty=True) == "get_credentials"
+
+
+def test_a_job_waiting_behind_a_backlog_or_just_recorded_is_not_stalled():
+    assert stalled_step(between_steps(stall_grace() + 1), NO_LEASE, NOW, queue_empty=False) is None
+    assert stalled_step(between_steps(1), NO_LEASE, NOW, queue_empty=True) is None
+    held = (NOW + timedelta(seconds=20)).timestamp()
+    assert stalled_step(between_steps(stall_grace() + 1), held, NOW, queue_empty=True) is None
+    retrying = StepRecord(name="get_credentials", status=StepStatus.RETRYING, attempts=1, next_attempt_at=iso(-30))
+    assert stalled_step(job(retrying, quiet_for=3600), NO_LEASE, NOW, queue_empty=True) is None

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import fakeredis
 import pytest
 
 from producers.errors import IdempotencyConflict, JobNotFound
 from producers.records import MAX_ATTEMPT_HISTORY, AttemptStatus, FileInfo, JobStatus, StepError, StepStatus
 from producers.selection import Filters
-from producers.store import JobStore
+from producers.store import JobStore, Lease, OutboxEntry, Outgoing
 
 
 @pytest.fixture
@@ -222,3 +224,94 @@ def test_a_job_failed_before_any_attempt_records_no_attempt(store):
     record = store.get(job.id)
     assert record.step("get_credentials").history == []
     assert record.runs[-1].error is not None and record.runs[-1].error.message == "broker down"
+
+
+# ---- the worker's transitions: one Lua call each ---------------------------------------------------
+def test_a_pending_step_is_stored_as_its_name_alone_and_read_back_whole(store):
+    job, _ = new_job(store)
+    assert store.redis.hget(f"ferry:job:{job.id}", "step:get_credentials") == '{"name":"get_credentials"}'
+    step = store.get(job.id).step("get_credentials")
+    assert (step.status, step.attempts, step.history, step.result) == (StepStatus.PENDING, 0, [], None)
+    assert "null" not in store.redis.hget(f"ferry:job:{job.id}", "meta")
+
+
+def test_begin_takes_the_lease_reads_the_job_and_marks_the_step_running(store):
+    job, _ = new_job(store)
+    store.redis.set("ferry:rl:acme:pause", "1234.5")
+    lease = Lease.new(60)
+
+    begun = store.begin_step(job.id, "get_credentials", lease)
+
+    assert begun.outcome == "started" and begun.paused_until == "1234.5"
+    assert begun.job.status == JobStatus.RUNNING and begun.job.params == {"object": "88"}
+    assert begun.state.step.status == StepStatus.RUNNING and begun.state.step.attempts == 1
+    assert store.get(job.id).step("get_credentials") == begun.state.step
+    assert [j.id for j in store.list(status="running").jobs] == [job.id]
+    assert store.lease_expiry(job.id) > time.time() + 59
+    assert store.begin_step(job.id, "get_credentials", Lease.new(60)).outcome == "busy"
+
+
+def test_ending_a_step_needs_no_read_releases_the_lease_and_writes_the_next_message(store):
+    job, _ = new_job(store)
+    lease = Lease.new(60)
+    begun = store.begin_step(job.id, "get_credentials", lease)
+    then = Outgoing(commands=(("lpush", ("queue", "next-message")),))
+
+    assert store.finish_step(job.id, "get_credentials", {"client_id": "c"}, state=begun.state, lease=lease, then=then)
+
+    assert store.redis.lrange("queue", 0, -1) == ["next-message"]
+    assert store.lease_expiry(job.id) == 0
+    assert store.get(job.id).step("get_credentials").status == StepStatus.SUCCEEDED
+    assert store.begin_step(job.id, "get_credentials", Lease.new(60)).outcome == "done"
+
+
+def test_the_last_step_ends_the_job_in_the_same_call(store):
+    job, _ = new_job(store)
+    for name in ("get_credentials", "media_upload", "link_attachment"):
+        lease = Lease.new(60)
+        begun = store.begin_step(job.id, name, lease)
+        last = name == "link_attachment"
+        store.finish_step(job.id, name, {"id": name}, state=begun.state, lease=lease,
+                          job_result={"attachment_id": "7"} if last else None)
+    done = store.get(job.id)
+    assert done.status == JobStatus.SUCCEEDED and done.result == {"attachment_id": "7"}
+    assert done.runs[-1].outcome == "succeeded" and done.finished_at
+    assert store.counts() == {"queued": 0, "running": 0, "succeeded": 1, "failed": 0}
+    assert 0 < store.redis.ttl(f"ferry:job:{job.id}") <= 60
+    assert store.begin_step(job.id, "link_attachment", Lease.new(60)).outcome == "done"
+
+
+def test_a_worker_whose_lease_was_taken_over_writes_nothing(store):
+    job, _ = new_job(store)
+    slow = Lease.new(0.001)
+    begun = store.begin_step(job.id, "get_credentials", slow)
+    time.sleep(0.01)  # its lease lapses; another worker takes the step
+    other = Lease.new(60)
+    assert store.begin_step(job.id, "get_credentials", other).outcome == "started"
+
+    assert not store.finish_step(job.id, "get_credentials", {"client_id": "late"}, state=begun.state, lease=slow,
+                                 then=Outgoing(commands=(("lpush", ("queue", "next")),)))
+    assert not store.renew_lease(job.id, slow)
+
+    assert store.get(job.id).step("get_credentials").status == StepStatus.RUNNING
+    assert store.redis.llen("queue") == 0 and store.lease_expiry(job.id) > time.time()
+
+
+def test_a_failed_or_purged_job_begins_nothing(store):
+    job, _ = new_job(store)
+    store.mark_failed(job.id, "get_credentials", StepError(step="get_credentials", message="no"))
+    assert store.begin_step(job.id, "media_upload", Lease.new(60)).outcome == "ended"
+    assert store.begin_step("gone", "get_credentials", Lease.new(60)).outcome == "missing"
+
+
+def test_an_outbox_entry_is_due_once_stale_and_gone_once_done(store):
+    job, _ = new_job(store)
+    lease = Lease.new(60)
+    begun = store.begin_step(job.id, "get_credentials", lease)
+    entry = OutboxEntry(job.id, "media_upload", "ferry.atlassian")
+    store.finish_step(job.id, "get_credentials", {}, state=begun.state, lease=lease, then=Outgoing(outbox=entry))
+
+    assert store.outbox_due(older_than=60) == []
+    assert store.outbox_due(older_than=0) == [entry]
+    store.outbox_done(entry)
+    assert store.outbox_due(older_than=0) == []

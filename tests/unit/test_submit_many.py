@@ -91,7 +91,9 @@ def test_each_job_is_stored_indexed_and_queued_in_order(ferry, db, tmp_path):
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_the_message_is_the_one_enqueue_publishes(ferry, db, kind):
-    """Same queue, headers, properties and chain as ``chain.apply_async``; only the ids differ."""
+    """Same queue, headers, properties and body as ``enqueue``'s ``send_task``; only the ids
+    differ. One step per message: the next is published as the step ends, so no message
+    carries the rest of the chain."""
     spec = get_kind(kind)
     # The router reads the job's connection from its record; this one names acme (atlassian).
     db.hset(keys.job("job-1"), "meta", json.dumps({"connection": "acme"}))
@@ -101,16 +103,15 @@ def test_the_message_is_the_one_enqueue_publishes(ferry, db, kind):
     db.lpush(key, payload)
     by_enqueue, by_bulk = (_without_ids(m) for m in queued_messages(db))
     assert by_bulk == by_enqueue
+    assert by_bulk["headers"]["task"] == queue.task_name(spec.step_names[0])
+    assert by_bulk["body"][2]["chain"] is None
 
 
 def _without_ids(message: dict[str, Any]) -> dict[str, Any]:
     headers = {k: v for k, v in message["headers"].items() if k not in ("id", "root_id")}
     assert message["headers"]["root_id"] == message["headers"]["id"]
     properties = {k: v for k, v in message["properties"].items() if k not in ("correlation_id", "delivery_tag")}
-    args, kwargs, embed = message["body"]
-    chain = [{**s, "options": sorted(s["options"])} for s in embed["chain"] or []]
-    return {**message, "headers": headers, "properties": properties,
-            "body": [args, kwargs, {**embed, "chain": chain}]}
+    return {**message, "headers": headers, "properties": properties}
 
 
 def test_a_reused_idempotency_key_returns_the_job_or_refuses_a_different_one(ferry, db, tmp_path):
