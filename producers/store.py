@@ -58,16 +58,6 @@ _CANCEL = "cancel_requested"  # JSON {by, at}: set by ``cancel``; a replay clear
 # step, or it had ended already (nothing changed).
 CANCELLED, CANCELLING, FINISHED_ALREADY = "cancelled", "cancelling", "finished"
 
-# KEYS: job hash, the connection's pause flag, its parked set; ARGV[1]: "job_id step".
-_GATE = """
-if redis.call('HEXISTS', KEYS[1], 'cancel_requested') == 1 then return 'cancel' end
-if redis.call('EXISTS', KEYS[2]) == 1 then
-  redis.call('SADD', KEYS[3], ARGV[1])
-  return 'parked'
-end
-return 'go'
-"""
-
 # KEYS: the pause flag, the parked set. Lifting the pause and taking the parked steps is one
 # atomic step, so a worker parks a step either before it (handed back here) or not at all.
 _RESUME = """
@@ -922,7 +912,7 @@ class JobStore:
     def cancel(self, job_id: str, by: str) -> CancelOutcome:
         """Stop a job. Queued, or between steps (a step waiting to retry): cancelled now, and a
         message still on its way finds it ended. A step running now finishes; the job is
-        cancelled when its next step would start (``step_gate``). Ended: nothing changes."""
+        cancelled when its next step would start (``begin_step``). Ended: nothing changes."""
         return self._cancel(job_id, by, wait_for_running_step=True)
 
     def settle_cancel(self, job_id: str) -> CancelOutcome:
@@ -969,13 +959,6 @@ class JobStore:
         pipe.persist(keys.job(record.id))  # kept, like a failed job, until replayed or purged
         self._event(pipe, events.CANCELLED, record.id, state.meta, JobStatus.CANCELLED)
         self._queue_delivery(pipe, state, events.CANCELLED)
-
-    def step_gate(self, job_id: str, connection: str, step: str) -> str:
-        """What a worker about to start ``step`` must do, in one round trip: ``cancel`` (a cancel
-        was requested), ``parked`` (its connection is paused: the step is now in the connection's
-        parked set, which ``resume_connection`` hands back), or ``go``."""
-        return str(self.redis.eval(_GATE, 3, keys.job(job_id), keys.connection_paused(connection),
-                                   keys.parked(connection), f"{job_id} {step}"))
 
     def pause_connection(self, connection: str, by: str) -> bool:
         """Hold every step on ``connection`` until ``resume_connection``. False if already paused."""

@@ -1,4 +1,4 @@
-"""The operator's controls in the store (cancel, the step gate, pause / resume, connections,
+"""The operator's controls in the store (cancel, the gate in a step's start, pause / resume, connections,
 heartbeats, search) and in the rate limiter (an operator's pause sends nothing)."""
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def test_a_running_step_finishes_and_the_job_is_cancelled_at_its_next_step(store
     assert store.get(job_id).status == JobStatus.RUNNING
     store.finish_step(job_id, "get_credentials", {"token": "x"})
 
-    assert store.step_gate(job_id, "acme", "media_upload") == "cancel"
+    assert store.begin_step(job_id, "media_upload").outcome == "cancel"
+    assert store.get(job_id).step("media_upload").attempts == 0  # no attempt spent
     assert store.settle_cancel(job_id).outcome == CANCELLED
     record = store.get(job_id)
     assert record.status == JobStatus.CANCELLED and "cancelled by ops" in (record.runs[-1].note or "")
@@ -67,7 +68,7 @@ def test_a_replay_clears_the_cancel(store):
     store.cancel(job_id, "ops")
     store.begin_run(job_id, trigger="cli", from_step="get_credentials")
     assert store.get(job_id).status == JobStatus.QUEUED
-    assert store.step_gate(job_id, "acme", "get_credentials") == "go"
+    assert store.begin_step(job_id, "get_credentials").outcome == "started"
 
 
 def test_a_paused_connection_parks_steps_and_resume_hands_them_back_once(store):
@@ -75,18 +76,19 @@ def test_a_paused_connection_parks_steps_and_resume_hands_them_back_once(store):
     other = new_job(store, connection="other")
     assert store.pause_connection("acme", "ops") and not store.pause_connection("acme", "ops")
 
-    assert store.step_gate(first, "acme", "get_credentials") == "parked"
-    assert store.step_gate(second, "acme", "media_upload") == "parked"
-    assert store.step_gate(other, "other", "get_credentials") == "go"
+    assert store.begin_step(first, "get_credentials").outcome == "parked"
+    assert store.begin_step(second, "media_upload").outcome == "parked"
+    assert store.get(first).step("get_credentials").attempts == 0  # parked, no attempt spent
+    assert store.begin_step(other, "get_credentials").outcome == "started"
     state = store.connection_states(["acme", "other"])
     assert state["acme"].paused == {"by": "ops", "at": state["acme"].paused["at"]}
     assert (state["acme"].parked, state["acme"].jobs["queued"]) == (2, 2)
-    assert state["other"].paused is None and state["other"].jobs["queued"] == 1
+    assert state["other"].paused is None and state["other"].jobs["running"] == 1
 
     was_paused, parked = store.resume_connection("acme")
     assert was_paused and sorted(parked) == sorted([(first, "get_credentials"), (second, "media_upload")])
     assert store.resume_connection("acme") == (False, [])
-    assert store.step_gate(first, "acme", "get_credentials") == "go"
+    assert store.begin_step(first, "get_credentials").outcome == "started"
 
 
 def test_the_limiter_sends_nothing_while_an_operator_pauses_the_connection(store):

@@ -14,7 +14,7 @@ from producers.config import NotificationsConfig
 from producers.errors import NotifyRefused
 from producers.notifications import CallbackRefused, check_url, is_public, sign
 from producers.records import DeliveryRecord, DeliveryStatus, StepError, utc_in
-from producers.store import JobStore
+from producers.store import JobStore, Lease
 from worker.notify import Outcome, classify, next_attempt, settle
 
 HOOK = "https://hooks.example.com/ferry?tenant=7"
@@ -80,6 +80,28 @@ def test_a_job_end_owes_a_delivery_only_with_a_callback_url(store: JobStore) -> 
     [delivery] = store.get(hooked).notifications
     assert (delivery.event, delivery.run, delivery.status) == ("job.failed", 1, DeliveryStatus.PENDING)
     assert store.due_deliveries() == 1
+
+
+def test_a_worker_ending_the_last_step_ends_the_job_its_events_and_delivery_in_one_call(store: JobStore) -> None:
+    job = new_job(store, HOOK)
+    lease = Lease.new(60)
+    begun = store.begin_step(job, "upload", lease)
+    assert store.finish_step(job, "upload", {"id": "1"}, state=begun.state, lease=lease, job_result={"id": "1"})
+
+    assert [(e.type, e.data["status"]) for e in all_events(store, job)] == [
+        ("job.queued", "queued"), ("step.started", "running"), ("step.succeeded", "running"),
+        ("job.succeeded", "succeeded")]
+    [delivery] = store.get(job).notifications
+    assert (delivery.event, delivery.status) == ("job.succeeded", DeliveryStatus.PENDING)
+    assert store.due_deliveries() == 1
+
+
+def test_a_transition_whose_lease_was_lost_writes_no_event(store: JobStore) -> None:
+    job = new_job(store, HOOK)
+    begun = store.begin_step(job, "upload", Lease.new(60))
+    assert not store.finish_step(job, "upload", {}, state=begun.state, lease=Lease.new(60), job_result={})
+    assert [e.type for e in all_events(store, job)] == ["job.queued", "step.started"]
+    assert store.due_deliveries() == 0
 
 
 def test_a_claimed_delivery_is_taken_once_and_a_stale_message_does_nothing(store: JobStore) -> None:
