@@ -202,8 +202,9 @@ def publish_step(app: Celery, job_id: str, step: str, *, queue: str | None = Non
     The same message ``StepMessages`` builds for a pipeline or a store transition."""
     task_id = uuid()
     # ignore_result stated, not left to whether this process happens to have the step tasks
-    # registered (a worker has; a producer has not): the message is the same either way.
-    app.send_task(task_name(step), args=(job_id,), task_id=task_id, root_id=task_id, queue=queue,
+    # registered (a worker has; a producer has not): the message is the same either way. The args
+    # are a list, as JSON reads them back, so every path writes the same ``argsrepr`` (Flower).
+    app.send_task(task_name(step), args=[job_id], task_id=task_id, root_id=task_id, queue=queue,
                   countdown=countdown, retries=retries, ignore_result=True, retry=True,
                   retry_policy=PUBLISH_RETRY)
 
@@ -261,7 +262,7 @@ class StepMessages:
              retries: int = 0) -> list[RedisCommand]:
         task_id = uuid()
         headers, properties, body, _ = self.app.amqp.as_task_v2(
-            task_id, task_name(step), (job_id,), {}, countdown=countdown, retries=retries, root_id=task_id,
+            task_id, task_name(step), [job_id], {}, countdown=countdown, retries=retries, root_id=task_id,
             reply_to=self.app.thread_oid, ignore_result=True)
         exchange, routing_key, delivery_mode = self._route(queue)
         content_type, content_encoding, data = dumps(  # type: ignore[no-untyped-call]
