@@ -3,8 +3,8 @@
 
 An entry has two fields: ``type`` and ``data`` (JSON: job, kind, connection, step, status, time,
 plus ``delay`` for a retry and ``run`` where a run starts or ends). The store appends it in the
-MULTI of the transition it describes, so a state change and its event are written together or not
-at all. Entry ids grow, and ``XREAD`` returns only entries after the id it is given: a reader that
+MULTI or Lua script of the transition it describes, so a state change and its event are written
+together or not at all. Entry ids grow, and ``XREAD`` returns only entries after the id it is given: a reader that
 keeps the id of the last event it handled and resumes after it sees every event exactly once, as
 long as the stream still holds that id (it keeps roughly ``[events] max_length`` entries).
 """

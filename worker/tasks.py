@@ -4,13 +4,15 @@ The message carries only the job id; the step is the task's name. A step costs t
 of Ferry's own, each one Lua script (``producers.store``): ``begin_step`` takes the job's lease,
 reads the job and marks the step running (a redelivered message for a step that already
 succeeded, or a job that ended, does nothing; a second copy of the message while the lease is
-held waits instead of running the step twice at once); the step's end (``finish_step``,
+held waits instead of running the step twice at once; a job whose cancel was requested is
+cancelled there, and a step on a paused connection is parked, neither spending an attempt,
+``worker.controls``); the step's end (``finish_step``,
 ``retry_step``, ``mark_failed``) records the outcome, releases the lease and writes the next
 message, the next step's or the delayed retry's (``producers.queue.StepPublisher``), so a step
 recorded as ended always has its next message. Outcomes: the step's output is recorded and the
 next step published; a retryable error is retried after the server's delay or a backoff, until
 the attempt budget is spent; anything else fails the job at this step, with the destination's
-message, and publishes nothing more.
+message, publishes nothing more and ends the task as a failure (``controls.StepFailed``).
 """
 
 from __future__ import annotations
