@@ -5,6 +5,7 @@
 
 const POLL_MS = 2000; // only while the event stream is down, and while a webhook delivery is open
 const REFRESH_MS = 1000; // at most one re-fetch a second, however many events arrive
+const FLEET_MS = 3000; // heartbeats, 429 pauses and parked steps are no job events: these panels poll
 const EVENT_TYPES = ["job.queued", "step.started", "step.succeeded", "step.retrying", "job.succeeded",
   "job.failed", "job.cancelled", "job.replayed"];
 const meta = document.querySelector('meta[name="csrf-token"]');
@@ -88,6 +89,9 @@ function poll(on) {
 
 function listen() {
   if (!document.body.dataset.fragment) return;
+  if (document.getElementById("workers-panel") || document.getElementById("connections-panel")) {
+    setInterval(refresh, FLEET_MS);
+  }
   if (!window.EventSource) { poll(true); return; }
   const job = document.body.dataset.job;
   const source = new EventSource("/events" + (job ? "?job=" + encodeURIComponent(job) : ""));
