@@ -24,7 +24,7 @@ from pathlib import Path
 import redis
 
 from bench.common import table
-from producers import keys
+from producers import keys, queue
 from producers.client import Ferry, JobRequest
 from producers.config import parse_config
 from producers.embedded import EmbeddedRedis
