@@ -21,7 +21,7 @@ from tests.fixtures.broker import Broker
 from tests.fixtures.worker import FerryEnv, worker_env, write_config
 from worker.processes import WorkerProcess
 
-JOBS = 60
+JOBS = 100  # as the issue asks: 100 jobs running when Redis is killed
 UPLOAD_LATENCY_MS = 1500  # every media upload is in flight this long: the kill lands mid-step
 
 
