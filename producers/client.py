@@ -247,15 +247,18 @@ class Ferry:
         checked = self._validate_many(requests, require_file_roots)
         valid = [(i, job) for i, job in enumerate(checked) if isinstance(job, NewJob)]
         stored: dict[int, Outcome] = {}
+        # On the store's own Redis a job's message goes in the MULTI that stores the job; with
+        # another broker the jobs are stored, then published through it one by one.
+        in_store = queue.broker_is_store(self.config, self.location)
         for start in range(0, len(valid), chunk_size):
             part = valid[start:start + chunk_size]
             try:
                 outcomes: list[Outcome] = list(self.store.create_many(
-                    [job for _, job in part], also=self._publish if self._broker_is_store else None,
+                    [job for _, job in part], also=self._publish if in_store else None,
                     chunk_size=chunk_size))
             except (redis.RedisError, OperationalError, OSError) as exc:
                 outcomes = [exc] * len(part)
-            if not self._broker_is_store:
+            if not in_store:
                 outcomes = [self._publish_alone(o) for o in outcomes]
             stored.update((i, outcome) for (i, _), outcome in zip(part, outcomes, strict=True))
         return [stored[i] if isinstance(c, NewJob) else c for i, c in enumerate(checked)]
@@ -280,12 +283,6 @@ class Ferry:
         slices = [requests[i:i + FILE_THREADS_FROM] for i in range(0, len(requests), FILE_THREADS_FROM)]
         with ThreadPoolExecutor(FILE_THREADS, thread_name_prefix="ferry-inspect") as pool:
             return [job for part in pool.map(lambda part: [check(r) for r in part], slices) for job in part]
-
-    @property
-    def _broker_is_store(self) -> bool:
-        """Whether the broker is the job store's own Redis, so a job's message can be written in
-        the MULTI that stores the job (else: store, then publish through the broker)."""
-        return queue.broker_url(self.config, self.location) == self.location.broker_url
 
     def _publish(self, pipe: Any, record: JobRecord) -> None:
         """Add a new job's Celery message to the pipeline that stores the job."""
