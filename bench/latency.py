@@ -6,8 +6,10 @@ The sandbox's latency fault holds every destination call 50 ms (a real Atlassian
 50-500 ms), so a job's three calls take >= 150 ms and throughput comes from how many jobs are in
 flight. At each concurrency c, in the same run against the same sandbox:
 - plain: c threads, each with its own Session, doing the three calls per job (bench.throughput);
-- ferry default worker: one ``ferry worker -c c`` with its default pool;
-- ferry 2 worker processes: two ``ferry worker -c c/2`` consuming the same queue.
+- ferry default worker: ``ferry worker -c c/N``, its default of N worker processes (one per usable
+  CPU; N = c below that) on the threads pool, c slots in all;
+- ferry one process: ``ferry worker --processes 1 -c c``, one process's threads (the default
+  before the supervisor: bound by the GIL from ~16 in flight).
 Ideal jobs/s = c / (3 x latency); "x linear" is the measured rate over that. Ferry's rate runs from
 the first job's ``created_at`` to the last ``finished_at`` (submission included).
 """
@@ -23,10 +25,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.common import CONNECTION, Stack, Worker, median, stack, table
+from bench.common import CONNECTION, Stack, median, stack, table
 from bench.throughput import PlainClient, _at, make_files
 from producers.client import JobRequest
 from producers.records import JobStatus
+from worker.processes import WorkerProcess
+from worker.supervisor import usable_cpus
 
 CALLS_PER_JOB = 3
 TARGET_VS_PLAIN = 0.95  # the default worker vs plain requests at the same concurrency (from c=16 up)
@@ -60,23 +64,29 @@ def plain(client: PlainClient, files: Sequence[Path], concurrency: int) -> float
 
 
 @contextlib.contextmanager
-def ferry_workers(bench: Stack, processes: int, concurrency: int) -> Iterator[list[Worker]]:
-    """``processes`` workers with the default pool sharing ``concurrency`` slots, on a clean store."""
+def ferry_worker(bench: Stack, processes: int | None, concurrency: int) -> Iterator[WorkerProcess]:
+    """One ``ferry worker`` with ``concurrency`` slots in all, on a clean store: ``processes``
+    None is its default (one process per usable CPU, fewer when there are fewer slots)."""
     bench.redis().flushdb()
-    per_worker = max(1, concurrency // processes)
-    workers = [Worker(bench.env, bench.home / f"worker-c{concurrency}-{n}.log", None, per_worker)
-               for n in range(processes)]
+    args: list[str] = []
+    if processes is None:
+        processes = min(usable_cpus(), concurrency)
+        if processes < usable_cpus():
+            args = ["--processes", str(processes)]
+    else:
+        args = ["--processes", str(processes)]
+    worker = WorkerProcess(bench.env, bench.home / f"worker-c{concurrency}-p{processes}.log", *args,
+                           concurrency=max(1, concurrency // processes), pool=None)
     try:
-        yield [w.wait_ready() for w in workers]  # type: ignore[misc]
+        yield worker.wait_ready()
     finally:
-        for w in workers:
-            w.stop()
+        worker.stop()
 
 
-def ferry(bench: Stack, files: Sequence[Path], params: dict[str, Any], processes: int,
+def ferry(bench: Stack, files: Sequence[Path], params: dict[str, Any], processes: int | None,
           concurrency: int) -> tuple[float, int]:
     """jobs/s and failed jobs: the files submitted in one ``submit_many``, run to the end."""
-    with ferry_workers(bench, processes, concurrency):
+    with ferry_worker(bench, processes, concurrency):
         client = bench.ferry()
         try:
             _run(client, files[:concurrency], params)  # every slot has run a job: connections warm
@@ -115,16 +125,16 @@ def measure(concurrencies: Sequence[int], latency_ms: int, jobs_per_slot: int, m
         for c in concurrencies:
             files = all_files[:max(min_jobs, c * jobs_per_slot)]
             ideal = c / (CALLS_PER_JOB * latency_ms / 1000)
-            configurations = [("plain requests", 0), ("ferry default worker", 1)]
-            if c >= 2:
-                configurations.append(("ferry 2 worker processes", 2))
+            configurations: list[tuple[str, int | None]] = [("plain requests", 0), ("ferry default worker", None)]
+            if min(usable_cpus(), c) > 1:  # else the default is one process already
+                configurations.append(("ferry one process", 1))
             for name, processes in configurations:
                 bench.control.reset()
                 bench.control.add_fault(path=".", latency_ms=latency_ms)
-                if processes:
-                    rate, failed = ferry(bench, files, params, processes, c)
-                else:
+                if processes == 0:
                     rate, failed = plain(client, files, c), 0
+                else:
+                    rate, failed = ferry(bench, files, params, processes, c)
                 point = Point(name, c, len(files), rate, ideal, failed)
                 points.append(point)
                 log(f"  c={c:<3} {name:<26} {rate:7.1f} jobs/s  ({point.linear:.2f}x linear)"

@@ -27,7 +27,7 @@ from celery.signals import (
 from producers.config import load_config
 from producers.embedded import resolve_redis
 from producers.queue import TASK_PREFIX, make_celery
-from worker import heartbeat, metrics
+from worker import heartbeat, metrics, supervisor
 from worker.log import configure_logging
 from worker.notify import register_notify, start_dispatcher
 from worker.recovery import start_reaper
@@ -57,10 +57,12 @@ def _recover_orphans(sender: Any = None, **_: object) -> None:
     heartbeat.start(runtime().store, name=getattr(sender, "hostname", None), parent=None,
                     pool=pool or "unknown", slots=getattr(controller, "concurrency", None),
                     queues=sorted(q.name for q in app.amqp.queues.consume_from.values())
-                    if app.amqp.queues.consume_from else [])
+                    if app.amqp.queues.consume_from else [],
+                    supervisor=int(os.environ.get(supervisor.SUPERVISOR_ENV) or 0) or None)
     port = os.environ.get(metrics.PORT_ENV)
     if port:
         metrics.serve(int(port))
+    supervisor.notify_ready()  # under `ferry worker`'s supervisor: this process is ready
 
 
 @worker_process_init.connect  # type: ignore[untyped-decorator]

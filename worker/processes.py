@@ -1,8 +1,10 @@
 """A ``ferry worker`` as a child process: what the demo, the tests and the benchmarks start.
 
-It runs in its own session, so stopping it reaches the prefork pool's children too, and it
-writes to a log file the caller can read (readiness is Celery's "ready." line): its stderr, and
-its stdout too unless ``stdout_path`` names a file of its own (Celery prints its banner there).
+It runs in its own session, so killing it reaches the prefork pool's children and a
+supervisor's worker processes too, and it writes to a log file the caller can read (readiness is
+Celery's "ready." line, or with several worker processes the supervisor's line saying all are
+ready): its stderr, and its stdout too unless ``stdout_path`` names a file of its own (Celery
+prints its banner there).
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import sys
 import time
 from pathlib import Path
 
+from worker.supervisor import READY_EVENT, STARTED_EVENT
+
 WORKER_ARGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")  # faster start
 
 
 class WorkerProcess:
     def __init__(self, env: dict[str, str], log_path: Path, *args: str, concurrency: int | None = 2,
                  pool: str | None = "prefork", stdout_path: Path | None = None) -> None:
-        """``pool``/``concurrency`` None: ``ferry worker``'s own defaults (threads, many slots)."""
+        """``pool``/``concurrency`` None: ``ferry worker``'s own defaults (threads, many slots, one
+        process per CPU; ``--processes`` in ``args`` says how many)."""
         self.log_path = log_path
         self.concurrency = concurrency
         self.pool = pool or "default"
@@ -35,7 +40,10 @@ class WorkerProcess:
                                      stderr=self._log, start_new_session=True)
 
     def is_ready(self) -> bool:
-        return "ready." in self.log()
+        log = self.log()
+        if STARTED_EVENT in log:  # a supervisor: the first worker's "ready." is not enough
+            return READY_EVENT in log
+        return "ready." in log
 
     def wait_ready(self, timeout: float = 60) -> WorkerProcess:
         deadline = time.monotonic() + timeout
@@ -57,7 +65,8 @@ class WorkerProcess:
     def stop(self, grace: float = 20) -> None:
         """Warm shutdown (running steps finish), then SIGKILL after ``grace`` seconds. SIGTERM goes
         to the main process only: Celery's warm shutdown lets the pool's children end their tasks
-        (publishing a retry or the next step), where a SIGTERM to the whole group killed them mid-step."""
+        (publishing a retry or the next step), where a SIGTERM to the whole group killed them
+        mid-step; a supervisor sends it on to each of its workers and waits for them all."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

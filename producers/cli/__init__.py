@@ -178,37 +178,86 @@ def api(ctx: click.Context, host: str, port: int, tokens_file: str | None) -> No
         fail(str(exc))
 
 
-# Uploads wait on remote servers (50-500 ms a call) far longer than they compute, so the default
-# worker keeps many of them in flight on threads: one process, WORKER_SLOTS steps at once, ~60 MB.
-# bench/latency.py measured it against prefork and gevent (bench/README.md, "Default pool").
+# Uploads wait on remote servers (50-500 ms a call) far longer than they compute, so each worker
+# process keeps many of them in flight on threads: WORKER_SLOTS steps at once for ~60 MB. Each step
+# still costs 8-10 ms of Python, so one process is bound by the GIL at ~30 jobs/s: by default
+# `ferry worker` runs one such process per usable CPU under a supervisor (worker/supervisor.py).
+# bench/latency.py measures it against one process and plain requests (bench/README.md).
 WORKER_POOL = "threads"
 WORKER_SLOTS = 32
+# Pools that run in the worker's own process tree as today: prefork forks -c processes itself,
+# solo is one step at a time by choice.
+SINGLE_PROCESS_POOLS = ("prefork", "solo")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-             help=f"""Run a worker: any further options go to ``celery worker``.
+             help=f"""Run workers: any further options go to each ``celery worker``.
 
 \b
-Default: --pool {WORKER_POOL} --concurrency {WORKER_SLOTS}: uploads spend their time waiting on
-the destination, so one process keeps {WORKER_SLOTS} of them in flight for little CPU and memory
-(bench/README.md, "Default pool"). -c/--concurrency and -P/--pool override it; --pool prefork
-suits steps that compute (several processes, no shared GIL).
+Default: one worker process per usable CPU (its affinity mask), each --pool {WORKER_POOL}
+--concurrency {WORKER_SLOTS}, under this process as their supervisor. Uploads spend their time
+waiting on the destination, so threads keep {WORKER_SLOTS} of them in flight per process for
+little memory; but each step still costs some ms of Python, and one process is bound by the GIL
+(~30 jobs/s), so one process per CPU uses the machine (bench/README.md). -c/--concurrency is per
+process; --processes 1 runs a single worker in this process. -P prefork (which forks -c
+processes itself) or -P solo also run a single worker here.
+
+\b
+The supervisor sends SIGTERM/SIGINT on to every process as a warm shutdown (running steps end)
+and exits 0 once all stopped; a process that dies is started again (backoff 1 s doubling to 30 s).
+Node names: ferry-<supervisor pid>-<i>@host, or -n NAME with -<i> added.
 
 It serves every configured queue; -Q ferry.atlassian,ferry.awork serves only those.
 
---metrics-port N serves Prometheus metrics at :N/metrics (every pool process added up).""")
+--metrics-port N serves Prometheus metrics at :N/metrics (every process added up).""")
+@click.option("--processes", type=click.IntRange(min=1), default=None,
+              help="worker processes (default: one per usable CPU; 1 with -P prefork/solo)")
 @click.pass_context
-def worker(ctx: click.Context) -> None:
+def worker(ctx: click.Context, processes: int | None) -> None:
     from producers.cli.ops import metrics_args
+    from worker.supervisor import usable_cpus
 
     args = metrics_args(list(ctx.args))  # before the worker (and prometheus-client) is imported
+    pool = _pool_option(args)
+    if processes is None:
+        processes = 1 if pool in SINGLE_PROCESS_POOLS else usable_cpus()
+    elif processes > 1 and pool == "prefork":
+        fail("--processes: -P prefork starts -c processes of its own; give --processes 1 or another pool")
     with needs_extra("worker", "the worker"):
         from worker.celery_app import app
     known = list(app.amqp.queues)
     unknown = [q for q in _queue_options(args) if q not in known]
     if unknown:  # Celery would create it, and wait on a queue nobody publishes to
         fail(f"unknown queue {', '.join(unknown)} (configured: {', '.join(known)})")
+    if processes > 1:
+        sys.exit(_supervise(processes, args))
+    from worker.supervisor import as_child
+
+    as_child()  # started by a supervisor: go when it goes
     app.worker_main(["worker", *worker_args(args)])
+
+
+def _supervise(processes: int, args: list[str]) -> int:
+    """Run ``processes`` single-process workers as children; serve their metrics from here."""
+    from worker import metrics
+    from worker.log import get_logger
+    from worker.supervisor import Supervisor, child_name
+
+    name, rest = _hostname_option(args)
+    env = dict(os.environ)
+    port = env.pop(metrics.PORT_ENV, None)  # one endpoint, here: no child binds the port
+    if port:
+        try:
+            metrics.serve(int(port))
+        except OSError as exc:
+            fail(f"--metrics-port {port}: {exc}")
+    supervisor_pid = os.getpid()
+
+    def argv(index: int) -> list[str]:
+        return [sys.executable, "-m", "producers", "worker", "--processes", "1",
+                f"--hostname={child_name(index, supervisor_pid, name)}", *rest]
+
+    return Supervisor(processes, argv, env, get_logger()).run()
 
 
 def worker_args(args: list[str]) -> list[str]:
@@ -225,6 +274,33 @@ def worker_args(args: list[str]) -> list[str]:
         # would share it, and on RabbitMQ the second could not declare its control queue.
         args.append(f"--hostname=ferry-{os.getpid()}@%h")
     return args
+
+
+def _option_value(args: list[str], short: str, long: str) -> tuple[str | None, list[str]]:
+    """The value of celery's ``-X V``/``-XV``/``--long V``/``--long=V`` option (the last one
+    given), and the arguments without it."""
+    value, rest = None, []
+    it = iter(args)
+    for arg in it:
+        if arg in (short, long):
+            value = next(it, "")
+        elif arg.startswith(long + "="):
+            value = arg.split("=", 1)[1]
+        elif arg.startswith(short) and not arg.startswith("--"):
+            value = arg[len(short):]
+        else:
+            rest.append(arg)
+    return value, rest
+
+
+def _pool_option(args: list[str]) -> str:
+    """The pool ``-P``/``--pool`` names (Ferry's default when none)."""
+    return _option_value(args, "-P", "--pool")[0] or WORKER_POOL
+
+
+def _hostname_option(args: list[str]) -> tuple[str | None, list[str]]:
+    """``-n``/``--hostname``'s node name, and the arguments without it."""
+    return _option_value(args, "-n", "--hostname")
 
 
 def _queue_options(args: list[str]) -> list[str]:

@@ -153,8 +153,11 @@ def flower(ctx: click.Context) -> None:
 def metrics_args(args: list[str]) -> list[str]:
     """``ferry worker`` arguments without ``--metrics-port N``, which becomes the environment the
     worker serves its metrics from: the port, and a fresh multiprocess directory (or the one
-    ``$PROMETHEUS_MULTIPROC_DIR`` names, emptied) so prefork's processes add up."""
-    rest, port = [], None
+    ``$PROMETHEUS_MULTIPROC_DIR`` names, emptied) so the processes (prefork's pool, or the
+    supervisor's workers) add up. ``$FERRY_METRICS_PORT`` alone counts as ``--metrics-port``; a
+    supervisor drops it from its children's environment, so only it serves, and no child empties
+    the directory the others write to."""
+    rest, port = [], os.environ.get(METRICS_PORT_ENV) or None
     it = iter(args)
     for arg in it:
         if arg == "--metrics-port":

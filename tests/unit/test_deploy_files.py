@@ -81,9 +81,11 @@ def test_workers_scale_out() -> None:
     # --scale worker=N needs no fixed container name and no host port that N copies would fight over.
     assert "container_name" not in worker and "ports" not in worker
     assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
-    # Its health check asks this worker itself, by its node name (celery@<container hostname>).
+    # Its health check asks this container's worker processes themselves (node names end in
+    # @<container hostname>): as many must answer as ferry worker starts, one per CPU (nproc).
     check = worker["healthcheck"]["test"][1]
-    assert "celery --app worker.celery_app inspect ping --destination celery@$$HOSTNAME" in check
+    assert "celery --app worker.celery_app inspect ping" in check
+    assert '"@$$HOSTNAME: OK"' in check and '-ge "$$(nproc)"' in check
 
 
 # ---- compose: commands are real ----------------------------------------------------------------
