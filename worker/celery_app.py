@@ -5,7 +5,8 @@ JSON only, acks late, reject on worker loss, prefetch 1, no result backend, task
 
 The signals below start what runs beside the tasks: the reaper, the heartbeats (the main process
 and, under prefork, each pool process) and, with ``$FERRY_METRICS_PORT`` (``ferry worker
---metrics-port``), the Prometheus endpoint.
+--metrics-port``), the Prometheus endpoint; a worker process started by ``ferry worker``'s
+supervisor (worker/supervisor.py) tells it when it is ready.
 """
 
 from __future__ import annotations

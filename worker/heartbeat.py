@@ -34,12 +34,24 @@ def version() -> str:
         return "unknown"
 
 
+def node(pid: int) -> str:
+    """The heartbeat key of process ``pid`` on this host."""
+    return f"{socket.gethostname()}:{pid}"
+
+
+def forget(store: JobStore, pid: int) -> None:
+    """Process ``pid`` on this host died without its last beat (a supervisor saw it go): take it
+    off the list now, not when its beat lapses, so its restarted successor is not listed twice."""
+    with contextlib.suppress(redis.RedisError):
+        store.end_beat(node(pid))
+
+
 class Heartbeat:
     """One process's heartbeat, and the steps it runs now (fed by Celery's task signals)."""
 
     def __init__(self, store: JobStore, info: dict[str, Any]) -> None:
         self.store = store
-        self.node = f"{socket.gethostname()}:{os.getpid()}"
+        self.node = node(os.getpid())
         self.info = {"hostname": socket.gethostname(), "pid": os.getpid(), "version": version(),
                      "started_at": utcnow(), **info}
         self._running: dict[str, dict[str, str]] = {}

@@ -106,11 +106,13 @@ class _Child:
 
 class Supervisor:
     def __init__(self, processes: int, argv: Callable[[int], list[str]], env: Mapping[str, str],
-                 log: Any) -> None:
+                 log: Any, on_crash: Callable[[int], None] | None = None) -> None:
         """``argv(i)``: child i's command line; ``env``: the children's environment; ``log``: a
-        structlog logger (worker.log), so the supervisor's lines are JSON like the workers'."""
+        structlog logger (worker.log), so the supervisor's lines are JSON like the workers';
+        ``on_crash(pid)``: a child exited on its own (its heartbeat is stale)."""
         self.children = [_Child(i) for i in range(processes)]
         self.argv = argv
+        self.on_crash = on_crash
         self.env = dict(env)
         self.log = log
         self.stop_signal: int = 0  # the signal to forward; 0 while running
@@ -221,3 +223,5 @@ class Supervisor:
         child.restart_at = now + delay
         self.log.warning("worker process exited; restarting it", index=child.index, child_pid=pid,
                          exited=how, ran_seconds=ran, restart_in_seconds=delay)
+        if self.on_crash is not None:
+            self.on_crash(pid)

@@ -217,6 +217,8 @@ def worker(ctx: click.Context, processes: int | None) -> None:
     from producers.cli.ops import metrics_args
     from worker.supervisor import usable_cpus
 
+    if ctx.obj and ctx.obj.get("config"):  # the worker reads $FERRY_CONFIG; so do its children
+        os.environ["FERRY_CONFIG"] = ctx.obj["config"]
     args = metrics_args(list(ctx.args))  # before the worker (and prometheus-client) is imported
     pool = _pool_option(args)
     if processes is None:
@@ -239,8 +241,9 @@ def worker(ctx: click.Context, processes: int | None) -> None:
 
 def _supervise(processes: int, args: list[str]) -> int:
     """Run ``processes`` single-process workers as children; serve their metrics from here."""
-    from worker import metrics
+    from worker import heartbeat, metrics
     from worker.log import get_logger
+    from worker.runtime import runtime
     from worker.supervisor import Supervisor, child_name
 
     name, rest = _hostname_option(args)
@@ -257,7 +260,10 @@ def _supervise(processes: int, args: list[str]) -> int:
         return [sys.executable, "-m", "producers", "worker", "--processes", "1",
                 f"--hostname={child_name(index, supervisor_pid, name)}", *rest]
 
-    return Supervisor(processes, argv, env, get_logger()).run()
+    def forget(pid: int) -> None:  # a dead child's heartbeat: gone now, not in 30 s
+        heartbeat.forget(runtime().store, pid)
+
+    return Supervisor(processes, argv, env, get_logger(), on_crash=forget).run()
 
 
 def worker_args(args: list[str]) -> list[str]:
