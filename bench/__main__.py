@@ -19,11 +19,12 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import bulk, latency, memory, throughput
+from bench import bulk, goals, latency, memory, throughput
 from bench.common import MiB, human, parse_size, table
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -84,10 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     checks += memory.checks(mem_rows)
 
     results["checks"] = [{"check": n, "target": t, "measured": m, "ok": ok} for n, t, m, ok in checks]
+    met = goals.evaluate(results)
+    results["goals"] = [asdict(g) for g in met]
     results["seconds"] = round(time.monotonic() - started, 1)
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print("\n== targets" + (" (--quick: the harness is checked, not the ratios)" if args.quick else ""))
     print(table(["check", "target", "measured", "ok"], [[n, t, m, "yes" if ok else "NO"] for n, t, m, ok in checks]))
+    print("\n== issue 10's table (python -m bench.goals)")
+    print(table(goals.HEADERS, goals.rows(met)))
     print(f"\nwrote {args.out} and {plot} ({results['seconds']:.0f} s)")
     if not args.check:
         return 0

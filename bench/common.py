@@ -110,7 +110,7 @@ class Worker(WorkerProcess):
     """``worker.processes.WorkerProcess`` that also knows its pool's pids (for /proc readings)."""
 
     def __init__(self, env: dict[str, str], log_path: Path, pool: str | None = "prefork",
-                 concurrency: int = 2) -> None:
+                 concurrency: int | None = 2) -> None:
         """``pool`` None: ``ferry worker``'s default pool."""
         super().__init__(env, log_path, concurrency=concurrency, pool=pool)
 
@@ -153,13 +153,14 @@ class Stack:
         return redis.Redis.from_url(self.location.url, decode_responses=True)
 
     @contextlib.contextmanager
-    def worker(self, pool: str = "prefork", concurrency: int = 2) -> Iterator[Worker]:
+    def worker(self, pool: str | None = "prefork", concurrency: int | None = 2) -> Iterator[Worker]:
         """A fresh worker on a clean store and a reset sandbox; stopped on exit."""
         client = self.redis()
         client.flushdb()
         client.close()
         self.control.reset()
-        worker = Worker(self.env, self.home / f"worker-{pool}-{len(self.workers)}.log", pool, concurrency)
+        worker = Worker(self.env, self.home / f"worker-{pool or 'default'}-{len(self.workers)}.log", pool,
+                        concurrency)
         self.workers.append(worker)
         try:
             yield worker.wait_ready()

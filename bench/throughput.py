@@ -51,6 +51,7 @@ TARGET_PREFORK = 0.35
 TARGET_THREADS = 0.25
 TARGET_IDLE_P50_FACTOR = 10.0
 TARGET_CPU_FACTOR = 4.0
+DEFAULT_WORKER = "ferry default worker"
 
 
 @dataclass
@@ -64,6 +65,7 @@ class Run:
     failed: int = 0
     requests_per_job: float = 3.0
     redis_commands_per_job: float = 0.0
+    script_calls_per_step: float = 0.0  # EVALSHA/EVAL per step: the transitions' Redis round trips
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,8 @@ def _with_cpu(run: Run, used: dict[str, float], jobs: int) -> Run:
 
 
 # ---- Ferry -------------------------------------------------------------------------------------
-def ferry_run(bench: Stack, files: Sequence[Path], pool: str, concurrency: int) -> Run:
+def ferry_run(bench: Stack, files: Sequence[Path], pool: str | None, concurrency: int | None) -> Run:
+    """``pool`` and ``concurrency`` None: ``ferry worker`` with no options."""
     seed = bench.control.seed()
     params = {"object": seed["object_id"], "workspace": seed["workspace_id"]}
     with bench.worker(pool, concurrency) as worker:
@@ -148,10 +151,11 @@ def ferry_run(bench: Stack, files: Sequence[Path], pool: str, concurrency: int) 
             _burst(ferry, files[:WARMUP_JOBS], params)
             idle = [_latency_ms(_one(ferry, path, params)) for path in files[:IDLE_JOBS]]
             meter = CpuMeter({**bench.service_pids(), **worker.pids()}).start()
-            commands = _redis_commands(ferry)
+            commands, scripts = _redis_commands(ferry), _script_calls(ferry)
             records, polls = _burst(ferry, files, params)
             # Less the burst's own reads: its polls of the status counts, and each record at the end.
             commands = _redis_commands(ferry) - commands - polls * len(JobStatus) - len(files)
+            scripts = _script_calls(ferry) - scripts
             used = meter.stop()
         finally:
             ferry.close()
@@ -159,15 +163,25 @@ def ferry_run(bench: Stack, files: Sequence[Path], pool: str, concurrency: int) 
         total_jobs = WARMUP_JOBS + IDLE_JOBS + len(files)
     first = min(_at(r.created_at) for r in records)
     last = max(_at(r.finished_at or r.created_at) for r in records)
-    run = Run(f"ferry {pool} -c {concurrency}", len(files) / (last - first), idle,
+    steps = sum(len(r.steps) for r in records)
+    name = f"ferry {pool} -c {concurrency}" if pool else DEFAULT_WORKER
+    run = Run(name, len(files) / (last - first), idle,
               [_latency_ms(r) for r in records], failed=sum(r.status != JobStatus.SUCCEEDED for r in records),
-              requests_per_job=len(sent) / total_jobs, redis_commands_per_job=commands / len(files))
+              requests_per_job=len(sent) / total_jobs, redis_commands_per_job=commands / len(files),
+              script_calls_per_step=scripts / steps)
     return _with_cpu(run, used, len(files))
 
 
 def _redis_commands(ferry: Ferry) -> int:
     """Commands Redis has served so far (those inside Lua scripts included)."""
     return int(ferry.redis.info("stats")["total_commands_processed"])
+
+
+def _script_calls(ferry: Ferry) -> int:
+    """EVALSHA + EVAL calls so far: each is one round trip of a Lua transition (the commands
+    run inside it are counted by ``_redis_commands``)."""
+    stats = ferry.redis.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval"))
 
 
 def _submit(ferry: Ferry, path: Path, params: dict[str, Any]) -> str:
@@ -231,6 +245,7 @@ def measure(jobs: int, size: int, repeat: int, log: Callable[[str], None] = prin
         configurations: list[Callable[[], Run]] = [
             lambda: plain_loop(bench, client, files),
             lambda: plain_threads(bench, client, files),
+            lambda: ferry_run(bench, files, None, None),
             lambda: ferry_run(bench, files, "prefork", 2),
             lambda: ferry_run(bench, files, "threads", 8),
         ]
@@ -259,13 +274,14 @@ def summary(runs: dict[str, list[Run]]) -> tuple[list[list[object]], list[Check]
                      percentile(idle, 50) if idle else "-", percentile(idle, 95) if idle else "-",
                      percentile(burst, 50), percentile(burst, 95),
                      median([r.redis_commands_per_job for r in rounds]),
+                     median([r.script_calls_per_step for r in rounds]),
                      " ".join(f"{r.jobs_per_s:.0f}" for r in rounds)])
     prefork = runs["ferry prefork -c 2"]
     threads = runs["ferry threads -c 8"]
     prefork_ratio, threads_ratio = _ratio(prefork, plain), _ratio(threads, plain)
     prefork_cpu = median([r.cpu_ms_per_job for r in prefork]) / plain_cpu
     prefork_p50 = percentile([x for r in prefork for x in r.idle_ms], 50)
-    ferry_runs = prefork + threads
+    ferry_runs = prefork + threads + runs[DEFAULT_WORKER]
     checks = [
         Check("ferry prefork -c 2 jobs/s vs plain loop", f">= {TARGET_PREFORK}x", f"{prefork_ratio:.2f}x",
               prefork_ratio >= TARGET_PREFORK),
@@ -291,7 +307,7 @@ def _ratio(rounds: Sequence[Run], plain: Sequence[Run]) -> float:
 
 
 HEADERS = ["configuration", "jobs/s", "x plain loop", "CPU ms/job", "CPU x plain", "idle p50 ms", "idle p95 ms",
-           "burst p50 ms", "burst p95 ms", "Redis cmds/job", "jobs/s per round"]
+           "burst p50 ms", "burst p95 ms", "Redis cmds/job", "script calls/step", "jobs/s per round"]
 
 
 def check_table(checks: Sequence[Check]) -> str:

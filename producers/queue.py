@@ -142,10 +142,14 @@ def celery_settings(location: RedisLocation, config: FerryConfig) -> dict[str, A
         # proxy and logging handlers again costs CPU on every step and mangles the lines.
         "worker_redirect_stdouts": False,
         "enable_utc": True,
-        # Task events, so Flower (``ferry flower``) shows every step as it is sent, started and
-        # ended: a step that failed its job ends its task as a failure (worker.controls.StepFailed).
-        "worker_send_task_events": True,
-        "task_send_sent_event": True,
+        # Task events off unless someone watches: each costs the worker's main process a Redis
+        # PUBLISH and its JSON (bench.profile: ~40 % of its CPU, ~8 commands per job). Flower
+        # turns them on itself while it runs (its ``enable_events`` option, on by default, sends
+        # the ``enable_events`` control command every few seconds), and ``ferry worker -E``
+        # keeps them on. A step that failed its job ends its task as a failure
+        # (worker.controls.StepFailed), so Flower shows FAILURE, not STARTED.
+        "worker_send_task_events": False,
+        "task_send_sent_event": False,
     }
     settings.update(_rabbitmq_settings() if rabbitmq else _redis_settings())
     return settings

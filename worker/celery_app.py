@@ -1,7 +1,8 @@
 """The worker's Celery app: ``celery -A worker.celery_app worker`` (or ``ferry worker``).
 
 Settings come from ``producers.queue.celery_settings`` so producers and workers cannot disagree:
-JSON only, acks late, reject on worker loss, prefetch 1, no result backend, task events on (Flower).
+JSON only, acks late, reject on worker loss, prefetch 1, no result backend, task events off until
+Flower (or ``-E``) turns them on.
 
 The signals below start what runs beside the tasks: the reaper, the heartbeats (the main process
 and, under prefork, each pool process) and, with ``$FERRY_METRICS_PORT`` (``ferry worker

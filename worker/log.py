@@ -119,7 +119,15 @@ def configure_logging(level: int = logging.INFO, logfile: str | None = None) -> 
         old.close()
     root.handlers = [handler]
     root.setLevel(level)
+    # Celery's own "Task … received" / "… succeeded in" lines repeat, with only a task id, what
+    # Ferry's step lines say with the job, kind, step, connection, attempt and duration: two more
+    # formatted lines per step for nothing. Its warnings and errors still come through.
+    for name in _CELERY_PER_TASK:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
     logging.captureWarnings(True)  # a warning is a log record too, not a plain-text line
+
+
+_CELERY_PER_TASK = ("celery.worker.strategy", "celery.app.trace")
 
 
 def get_logger(**context: Any) -> Any:

@@ -18,7 +18,9 @@ from pathlib import Path
 
 from worker.supervisor import READY_EVENT, STARTED_EVENT
 
-WORKER_ARGS = ("--without-gossip", "--without-mingle", "--without-heartbeat")  # faster start
+# Faster start. Heartbeats stay on: with them off and task events off (the default), Celery
+# disables the event dispatcher outright and Flower could not turn task events on.
+WORKER_ARGS = ("--without-gossip", "--without-mingle")
 
 
 class WorkerProcess:

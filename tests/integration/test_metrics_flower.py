@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,7 +95,7 @@ def test_metrics_after_a_mixed_run_match_the_store(metered, sandbox, tmp_path, m
 
 
 @pytest.fixture
-def flower(ferry_env, tmp_path: Path) -> Iterator[str]:
+def flower(ferry_env, worker_process, tmp_path: Path) -> Iterator[str]:
     """``ferry flower`` on the session's broker, its HTTP API open to the test."""
     port = free_port()
     log = open(tmp_path / "flower.log", "w")  # noqa: SIM115 - closed below
@@ -114,7 +113,9 @@ def flower(ferry_env, tmp_path: Path) -> Iterator[str]:
 
     try:
         wait_until(up, 60, "Flower to answer")
-        time.sleep(1)  # its event receiver subscribes right after the HTTP server is up
+        # Workers send task events only once Flower asks (it broadcasts enable_events every 5 s).
+        wait_until(lambda: "enabled by remote" in worker_process.log(), 30,
+                   "Flower to turn the worker's task events on")
         yield url
     finally:
         os.killpg(proc.pid, 15)
