@@ -67,6 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\n== latency: 50 ms per call, {concurrencies} jobs in flight")
     points = latency.measure(concurrencies, 50, jobs_per_slot=2 if args.quick else 4,
                              min_jobs=8 if args.quick else 16)
+    points += latency.saturated(50, 48 if args.quick else 256)
     print("\n" + table(latency.HEADERS, latency.rows(points)))
     results["latency"] = {"latency_ms": 50, "points": [p.as_dict() for p in points]}
     checks += latency.checks(points)

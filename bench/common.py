@@ -111,8 +111,9 @@ class Worker(WorkerProcess):
 
     def __init__(self, env: dict[str, str], log_path: Path, pool: str | None = "prefork",
                  concurrency: int | None = 2) -> None:
-        """``pool`` None: ``ferry worker``'s default pool."""
-        super().__init__(env, log_path, concurrency=concurrency, pool=pool)
+        """``pool`` None: ``ferry worker``'s defaults (a process per CPU, threads). A pool named
+        here is one worker process, as its configuration's name says (``threads -c 8``)."""
+        super().__init__(env, log_path, *(("--processes", "1") if pool else ()), concurrency=concurrency, pool=pool)
 
     def is_ready(self) -> bool:
         pool_up = self.pool != "prefork" or len(children_of(self.proc.pid)) >= (self.concurrency or 0)

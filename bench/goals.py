@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import table
+from bench.latency import SATURATED
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
-# The latency section's configurations that the two 50 ms rows compare (bench/latency.py).
-PLAIN_8 = "plain 8 threads"
-DEFAULT_SATURATED = "ferry default worker, saturated"
-THREADS_16 = "ferry threads -c 16, one process"
+# The latency section's configurations that the two 50 ms rows compare.
+PLAIN_8, DEFAULT_SATURATED, THREADS_16 = SATURATED
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,10 @@ flight. At each concurrency c, in the same run against the same sandbox:
   before the supervisor: bound by the GIL from ~16 in flight).
 Ideal jobs/s = c / (3 x latency); "x linear" is the measured rate over that. Ferry's rate runs from
 the first job's ``created_at`` to the last ``finished_at`` (submission included).
+
+Then the comparisons issue 10 states, each side given more jobs than it has slots (``saturated``):
+plain requests on 8 threads; ``ferry worker`` with no options at all (its default processes and
+slots); and one ``ferry worker --processes 1 --pool threads -c 16``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 
 from bench.common import CONNECTION, Stack, median, stack, table
 from bench.throughput import PlainClient, _at, make_files
+from producers.cli import WORKER_SLOTS
 from producers.client import JobRequest
 from producers.records import JobStatus
 from worker.processes import WorkerProcess
@@ -142,13 +147,71 @@ def measure(concurrencies: Sequence[int], latency_ms: int, jobs_per_slot: int, m
     return points
 
 
+PLAIN_8 = "plain 8 threads"
+DEFAULT_SATURATED = "ferry default worker, saturated"
+THREADS_16 = "ferry threads -c 16, one process"
+SATURATED = (PLAIN_8, DEFAULT_SATURATED, THREADS_16)
+
+
+def saturated(latency_ms: int, jobs: int, log: Callable[[str], None] = print) -> list[Point]:
+    """Issue 10's three configurations, each with ``jobs`` jobs (more than its slots), at
+    ``latency_ms`` per call: plain on 8 threads, ``ferry worker`` as it starts with no options,
+    and one threads process with 16 slots."""
+    points: list[Point] = []
+    with stack() as bench:
+        seed = bench.control.seed()
+        params = {"object": seed["object_id"], "workspace": seed["workspace_id"]}
+        client = PlainClient(bench.control.url, bench.control.basic, seed["workspace_id"], seed["object_id"])
+        files = make_files(bench.home / "files", jobs, 10 * 1024)
+        runs: list[tuple[str, int, Callable[[], tuple[float, int]]]] = [
+            (PLAIN_8, 8, lambda: (plain(client, files, 8), 0)),
+            (DEFAULT_SATURATED, usable_cpus() * WORKER_SLOTS,
+             lambda: _saturate(bench, files, params, [], None)),
+            (THREADS_16, 16, lambda: _saturate(bench, files, params, ["--processes", "1"], 16)),
+        ]
+        for name, slots, run in runs:
+            bench.control.reset()
+            bench.control.add_fault(path=".", latency_ms=latency_ms)
+            rate, failed = run()
+            in_flight = min(slots, len(files))
+            points.append(Point(name, in_flight, len(files), rate,
+                                in_flight / (CALLS_PER_JOB * latency_ms / 1000), failed))
+            log(f"  {name:<34} {rate:7.1f} jobs/s  ({slots} slots, {len(files)} jobs)"
+                + (f", {failed} failed" if failed else ""))
+    return points
+
+
+def _saturate(bench: Stack, files: Sequence[Path], params: dict[str, Any], args: list[str],
+              concurrency: int | None) -> tuple[float, int]:
+    bench.redis().flushdb()
+    pool = "threads" if concurrency else None
+    worker = WorkerProcess(bench.env, bench.home / f"worker-saturated-{concurrency or 'default'}.log", *args,
+                           concurrency=concurrency, pool=pool)
+    try:
+        worker.wait_ready()
+        client = bench.ferry()
+        try:
+            _run(client, files[:16], params)  # warm: connections open
+            records = _run(client, files, params)
+        finally:
+            client.close()
+    finally:
+        worker.stop()
+    first = min(_at(r.created_at) for r in records)
+    last = max(_at(r.finished_at or r.created_at) for r in records)
+    return len(files) / (last - first), sum(r.status != JobStatus.SUCCEEDED for r in records)
+
+
 def rows(points: Sequence[Point]) -> list[list[object]]:
     plain_rate = {p.concurrency: p.jobs_per_s for p in points if p.configuration == "plain requests"}
+    plain_8 = next((p.jobs_per_s for p in points if p.configuration == PLAIN_8), float("nan"))
     return [[p.configuration, p.concurrency, p.jobs, p.jobs_per_s, p.ideal_jobs_per_s, p.linear,
-             p.jobs_per_s / plain_rate[p.concurrency]] for p in points]
+             p.jobs_per_s / (plain_8 if p.configuration in SATURATED else plain_rate[p.concurrency])]
+            for p in points]
 
 
-HEADERS = ["configuration", "in flight", "jobs", "jobs/s", "ideal jobs/s", "x linear", "x plain"]
+HEADERS = ["configuration", "in flight", "jobs", "jobs/s", "ideal jobs/s", "x linear",
+           "x plain (same c; saturated: vs plain 8 threads)"]
 
 
 def checks(points: Sequence[Point]) -> list[tuple[str, str, str, bool]]:
@@ -173,10 +236,10 @@ def plot(points: Sequence[Point], path: Path, latency_ms: int) -> Path:
     from matplotlib.ticker import ScalarFormatter
 
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
-    for name in dict.fromkeys(p.configuration for p in points):
+    for name in dict.fromkeys(p.configuration for p in points if p.configuration not in SATURATED):
         mine = [p for p in points if p.configuration == name]
         ax.plot([p.concurrency for p in mine], [p.jobs_per_s for p in mine], marker="o", label=name)
-    ideal = sorted({(p.concurrency, p.ideal_jobs_per_s) for p in points})
+    ideal = sorted({(p.concurrency, p.ideal_jobs_per_s) for p in points if p.configuration not in SATURATED})
     ax.plot([c for c, _ in ideal], [i for _, i in ideal], linestyle="--", color="grey", label="ideal (no CPU cost)")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
@@ -198,10 +261,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated (1,4,16,64)")
     parser.add_argument("--jobs-per-slot", type=int, default=4, help="jobs per in-flight slot (4)")
+    parser.add_argument("--saturated", type=int, default=256, metavar="JOBS",
+                        help="issue 10's comparisons with this many jobs each (256; 0 skips them)")
     parser.add_argument("--check", action="store_true", help="exit 1 unless every target is met")
     parser.add_argument("--plot", type=Path, help="also draw the PNG here")
     args = parser.parse_args(argv)
     points = measure([int(c) for c in args.concurrency.split(",")], args.latency_ms, args.jobs_per_slot)
+    if args.saturated:
+        points += saturated(args.latency_ms, args.saturated)
     print()
     print(table(HEADERS, rows(points)))
     results = checks(points)

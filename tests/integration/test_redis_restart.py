@@ -100,7 +100,9 @@ def test_a_redis_restart_under_running_jobs_loses_and_repeats_nothing(durable_re
     links = Counter(a["filename"] for a in sandbox.attachments() if a.get("filename") in names)
     assert uploads == Counter(names), "a file was uploaded twice (or never)"
     assert links == Counter(names), "a file was linked twice (or never)"
+    # Neither the supervisor nor any of its worker processes was restarted: each rode it out.
     assert still_running and "Connection to broker lost" in worker.log()
+    assert "worker process exited" not in worker.log()
 
 
 def wait_until_uploading(ferry: Ferry, ids: list[str], at_least: int, timeout: float = 30) -> None:
