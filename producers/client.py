@@ -254,10 +254,12 @@ class Ferry:
             part = valid[start:start + chunk_size]
             try:
                 outcomes: list[Outcome] = list(self.store.create_many(
-                    [job for _, job in part], also=self._publish if in_store else None,
+                    [job for _, job in part], message=self._message if in_store else None,
                     chunk_size=chunk_size))
             except (redis.RedisError, OperationalError, OSError) as exc:
-                outcomes = [exc] * len(part)
+                # kombu (building the first message's template) wraps the Redis error it met.
+                cause = exc.__cause__ if isinstance(exc, OperationalError) else None
+                outcomes = [cause if isinstance(cause, redis.RedisError) else exc] * len(part)
             if not in_store:
                 outcomes = [self._publish_alone(o) for o in outcomes]
             stored.update((i, outcome) for (i, _), outcome in zip(part, outcomes, strict=True))
@@ -284,11 +286,10 @@ class Ferry:
         with ThreadPoolExecutor(FILE_THREADS, thread_name_prefix="ferry-inspect") as pool:
             return [job for part in pool.map(lambda part: [check(r) for r in part], slices) for job in part]
 
-    def _publish(self, pipe: Any, record: JobRecord) -> None:
-        """Add a new job's Celery message to the pipeline that stores the job."""
-        target = queue.queue_of(self.config.connection(record.connection))
-        for command, args in self._messages.commands(record.id, get_kind(record.kind), target):
-            getattr(pipe, command)(*args)
+    def _message(self, job_id: str, job: NewJob) -> tuple[str, str]:
+        """A new job's Celery message, written by the script that stores the job."""
+        target = queue.queue_of(self.config.connection(job.connection))
+        return self._messages.first(job_id, get_kind(job.kind), target)
 
     def _publish_alone(self, outcome: Outcome) -> Outcome:
         """A stored job's chain, published through another broker (RabbitMQ, another Redis). A

@@ -21,11 +21,14 @@ worker's memory.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import time
 from collections.abc import Iterable
 from typing import Any
+from uuid import uuid4
 
 import redis
 from celery import Celery, Task
@@ -237,6 +240,33 @@ class _Collected:
         self.commands.append((name, args))
 
 
+class _Template:
+    """One step's message to one queue with its ids left out: Celery's builder and kombu's
+    channel run once per (step, queue), and each message is the template with a new task id,
+    delivery tag, job id and body put in (what ``as_task_v2`` and ``basic_publish`` would give)."""
+
+    TASK, TAG, JOB, BODY = "@ferry-task-id@", "@ferry-delivery-tag@", "@ferry-job-id@", "@ferry-body@"
+
+    def __init__(self, commands: list[RedisCommand]) -> None:
+        [(command, (self.list, payload))] = commands  # kombu's Redis transport: one LPUSH
+        if command != "lpush":
+            raise ValueError(f"unexpected publish command {command}")
+        message = json.loads(payload)
+        body = base64.b64decode(message["body"]).decode()
+        message["body"] = self.BODY  # base64 of the body with the job id in, per message
+        message["properties"]["delivery_tag"] = self.TAG
+        # The pieces between the placeholders, and which placeholder follows each.
+        self.parts = re.split("(" + "|".join(map(re.escape, (self.TASK, self.TAG, self.JOB, self.BODY))) + ")",
+                              json.dumps(message))
+        self.body = body.split(self.JOB)
+
+    def payload(self, job_id: str) -> str:
+        values = {self.TASK: uuid(), self.TAG: str(uuid4()), self.JOB: job_id,
+                  self.BODY: base64.b64encode(job_id.join(self.body).encode()).decode()}
+        parts = self.parts
+        return parts[0] + "".join(values[parts[i]] + parts[i + 1] for i in range(1, len(parts), 2))
+
+
 class StepMessages:
     """The Redis commands that publish one step's message, as ``publish_step`` would."""
 
@@ -244,6 +274,20 @@ class StepMessages:
         self.app = app
         self._connection: Any = None
         self._routes: dict[str, tuple[str, str, int]] = {}
+        self._templates: dict[tuple[str, str], _Template] = {}
+
+    def first(self, job_id: str, kind: Kind, queue: str) -> tuple[str, str]:
+        """A new job's first message: (the queue's list, the message), from a template per step
+        and queue (``_Template``): a bulk submission builds thousands of these."""
+        template = self._template(kind.step_names[0], queue)
+        return template.list, template.payload(job_id)
+
+    def _template(self, step: str, queue: str) -> _Template:
+        template = self._templates.get((step, queue))
+        if template is None:
+            template = _Template(self._build(_Template.JOB, step, queue, task_id=_Template.TASK))
+            self._templates[(step, queue)] = template
+        return template
 
     @property
     def channel(self) -> Any:
@@ -260,7 +304,14 @@ class StepMessages:
 
     def step(self, job_id: str, step: str, queue: str, countdown: float | None = None,
              retries: int = 0) -> list[RedisCommand]:
-        task_id = uuid()
+        if countdown is None and not retries:
+            template = self._template(step, queue)
+            return [("lpush", (template.list, template.payload(job_id)))]
+        return self._build(job_id, step, queue, countdown, retries)
+
+    def _build(self, job_id: str, step: str, queue: str, countdown: float | None = None,
+               retries: int = 0, task_id: str | None = None) -> list[RedisCommand]:
+        task_id = task_id or uuid()
         headers, properties, body, _ = self.app.amqp.as_task_v2(
             task_id, task_name(step), [job_id], {}, countdown=countdown, retries=retries, root_id=task_id,
             reply_to=self.app.thread_oid, ignore_result=True)
