@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
+from producers import client as client_module
 from producers import keys, queue
 from producers.client import Ferry, JobRequest
 from producers.config import parse_config
@@ -154,7 +155,10 @@ def test_invalid_requests_are_refused_in_place_and_the_rest_submitted(ferry, db,
 
 
 def test_many_files_are_inspected_alike_on_threads(ferry, db, tmp_path):
-    requests = [attachment(tmp_path, str(n)) for n in range(150)]
+    for n in range(150):
+        (tmp_path / f"doc-{n}.pdf").write_bytes(PDF)
+    requests = [JobRequest(kind="assets-attachment", connection="acme", file=str(tmp_path / f"doc-{n}.pdf"),
+                           params={"object": str(n)}) for n in range(150)]
     requests[17] = JobRequest(kind="assets-attachment", connection="acme", file=str(tmp_path / "gone.pdf"),
                               params={"object": "17"})
 
@@ -163,6 +167,28 @@ def test_many_files_are_inspected_alike_on_threads(ferry, db, tmp_path):
     assert isinstance(outcomes[17], SubmitError)
     records = created(outcomes[:17] + outcomes[18:])
     assert {r.file.size for r in records if r.file} == {len(PDF)}
+    assert [r.file.name for r in records[:3] if r.file] == ["doc-0.pdf", "doc-1.pdf", "doc-2.pdf"]
+
+
+def test_a_file_named_by_many_jobs_of_a_batch_is_inspected_once(ferry, db, tmp_path, monkeypatch):
+    seen: list[str] = []
+    real = client_module.inspect_path
+
+    def counting(path, rule, roots):
+        seen.append(path)
+        return real(path, rule, roots)
+
+    monkeypatch.setattr(client_module, "inspect_path", counting)
+    (tmp_path / "other.pdf").write_bytes(PDF)
+    requests = [attachment(tmp_path, str(n)) for n in range(100)]
+    requests.append(JobRequest(kind="assets-attachment", connection="acme", file=str(tmp_path / "other.pdf"),
+                               params={"object": "x"}))
+
+    records = created(ferry.submit_many(requests))
+
+    assert sorted(seen) == sorted([str(tmp_path / "doc.pdf"), str(tmp_path / "other.pdf")])
+    assert records[0].file == records[1].file and records[0].file is not records[1].file
+    assert records[-1].file is not None and records[-1].file.name == "other.pdf"
 
 
 def test_one_by_one_submit_takes_the_same_path(ferry, db, tmp_path):
@@ -187,3 +213,23 @@ def test_without_redis_each_job_gets_the_error_and_none_is_half_stored(tmp_path)
     outcomes = ferry.submit_many([attachment(tmp_path, "1"), attachment(tmp_path, "2")])
 
     assert all(isinstance(o, redis.ConnectionError) for o in outcomes)
+
+
+def test_a_key_stored_before_and_repeated_within_the_batch_is_judged_against_the_stored_job(ferry, db, tmp_path):
+    [(stored, _)] = ferry.submit_many([attachment(tmp_path, "1", key="k")])
+
+    different, same = ferry.submit_many([attachment(tmp_path, "2", key="k"), attachment(tmp_path, "1", key="k")])
+
+    assert isinstance(different, IdempotencyConflict) and stored.id in str(different)
+    assert same == (stored, False)
+    assert len(queued_messages(db)) == 1
+
+
+def test_a_key_whose_job_is_gone_is_free_again(ferry, db, tmp_path):
+    [(old, _)] = ferry.submit_many([attachment(tmp_path, "1", key="k")])
+    db.delete(keys.job(old.id))
+
+    [(new, created_now)] = ferry.submit_many([attachment(tmp_path, "2", key="k")])
+
+    assert created_now and new.id != old.id
+    assert db.get(keys.idempotency("k")) == new.id
