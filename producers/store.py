@@ -359,7 +359,7 @@ class JobStore:
     # ---- reads ---------------------------------------------------------------------------
     def find(self, job_id: str) -> JobRecord | None:
         raw = cast(dict[str, str], self.redis.hgetall(keys.job(job_id)))
-        return _decode(raw) if raw else None
+        return _decode(raw, job_id) if raw else None
 
     def get(self, job_id: str) -> JobRecord:
         record = self.find(job_id)
@@ -414,7 +414,7 @@ class JobStore:
         found = []
         for job_id, raw in zip(ids, raws, strict=True):
             if raw:
-                found.append(_decode(raw))
+                found.append(_decode(raw, job_id))
             else:
                 self._forget(job_id)
         return found
@@ -438,7 +438,7 @@ class JobStore:
             for job_id in ids:
                 pipe.hmget(keys.job(job_id), list(_ROW_FIELDS))
             replies: builtins.list[builtins.list[str | None]] = pipe.execute()
-        return [_row(values) for values in replies if values[0]]
+        return [_row(job_id, values) for job_id, values in zip(ids, replies, strict=True) if values[0]]
 
     def statuses(self, ids: builtins.list[str]) -> builtins.list[str | None]:
         """Each job's status (None: no such job any more), in one round trip."""
@@ -505,10 +505,10 @@ class JobStore:
             return Begun(outcome)
         raw = dict(zip(flat[::2], flat[1::2], strict=True))
         if outcome != "started":
-            return Begun(outcome, job=_decode(raw))
+            return Begun(outcome, job=_decode(raw, job_id))
         record = StepRecord.model_validate_json(reply[2])
         raw.update({_STEP + step: reply[2], "status": JobStatus.RUNNING.value, "updated_at": now})
-        job = _decode(raw)
+        job = _decode(raw, job_id)
         meta = json.loads(raw["meta"])
         state = JobState(job_id=job_id, status=JobStatus.RUNNING, score=self._score(job_id, raw.get("score")),
                          runs=_runs(raw, meta), step_record=record, meta=meta)
@@ -912,7 +912,7 @@ class JobStore:
                     raw = cast(dict[str, str], pipe.hgetall(key))
                     if not raw:
                         raise JobNotFound(job_id)
-                    record = _decode(raw)
+                    record = _decode(raw, job_id)
                     if record.done:
                         pipe.unwatch()
                         return CancelOutcome(job_id, FINISHED_ALREADY, record.status.value)
@@ -1088,14 +1088,14 @@ class JobRow:
 _ROW_FIELDS = ("meta", "status", "updated_at", "finished_at", "error", "runs")
 
 
-def _row(values: builtins.list[str | None]) -> JobRow:
+def _row(job_id: str, values: builtins.list[str | None]) -> JobRow:
     meta_raw, status, updated, finished, error, runs = values
     meta = json.loads(meta_raw or "{}")
     file = meta.get("file") or {}
     return JobRow(
-        id=meta["id"], kind=meta["kind"], connection=meta["connection"],
+        id=meta.get("id") or job_id, kind=meta["kind"], connection=meta["connection"],
         status=status or JobStatus.QUEUED.value, created_at=meta["created_at"],
-        updated_at=updated, finished_at=finished,
+        updated_at=updated or meta["created_at"], finished_at=finished,
         error=StepError.model_validate_json(error) if error else None,
         runs=len(json.loads(runs)) if runs else 1, file=file.get("name"))
 
@@ -1120,16 +1120,18 @@ def _file_ref(file: FileInfo | None) -> str | None:
     return (file.path or file.uri) if file else None
 
 
-def _decode(raw: dict[str, str]) -> JobRecord:
+def _decode(raw: dict[str, str], job_id: str) -> JobRecord:
+    """A job's record from its hash. A new job's hash leaves out what its creation implies: the
+    id (the key names it), ``updated_at`` (its creation), its pending steps and its first run."""
     meta = json.loads(raw["meta"])
     steps = [_step(n, raw.get(_STEP + n)) for n in meta["steps"]]
     return JobRecord(
-        id=meta["id"],
+        id=meta.get("id") or job_id,
         kind=meta["kind"],
         connection=meta["connection"],
         status=JobStatus(raw.get("status", "queued")),
         created_at=meta["created_at"],
-        updated_at=raw.get("updated_at"),
+        updated_at=raw.get("updated_at") or meta["created_at"],
         finished_at=raw.get("finished_at"),
         params=meta.get("params") or {},
         file=FileInfo.model_validate(meta["file"]) if meta.get("file") else None,
@@ -1218,7 +1220,8 @@ MessageFor = Callable[[str, NewJob], tuple[str, str]]
 # names a job that still exists is not written: the script answers its index and that job's id,
 # and the caller decides (the same job: returned; another: refused). Pending steps are not
 # stored (an absent step field reads as pending), nor is the first run (``runs`` absent reads
-# as one run from the first step, started when the job was created).
+# as one run from the first step, started when the job was created), nor ``updated_at`` (absent:
+# the creation) nor the id in ``meta`` (the key names it): bytes in every queued job's hash.
 # ARGV: the sequence key, the job key prefix, the idempotency key prefix, its TTL, the 'all' and
 # 'queued' indexes, the kind and connection index prefixes, the event stream, its MAXLEN ~,
 # now (ms), now (ISO), the number of jobs, the kind-names set and the connection-names set ('' =
@@ -1264,7 +1267,7 @@ for j = 0, n - 1 do
     -- As _next_score: milliseconds x 1000 plus the rolling counter, unique per job.
     local score = string.format('%.0f', millis * 1000 + k % 1000)
     if key ~= '' then redis.call('SET', idem_prefix .. key, id, 'EX', ttl) end
-    redis.call('HSET', job_prefix .. id, 'meta', meta, 'status', 'queued', 'updated_at', now, 'score', score)
+    redis.call('HSET', job_prefix .. id, 'meta', meta, 'status', 'queued', 'score', score)
     add(indexes, order, ARGV[5], score, id)
     add(indexes, order, ARGV[6], score, id)
     add(indexes, order, ARGV[7] .. kind, score, id)
@@ -1320,9 +1323,10 @@ class _Names:
         self.added.update(((which, n), now) for n in names)
 
 
-def _meta(job: NewJob, job_id: str, now: str) -> str:
-    """The ``meta`` field of a new job (no nulls: ``_decode`` reads them back as None)."""
-    meta: dict[str, Any] = {"id": job_id, "kind": job.kind, "connection": job.connection, "created_at": now,
+def _meta(job: NewJob, now: str) -> str:
+    """The ``meta`` field of a new job (no nulls: ``_decode`` reads them back as None; no id:
+    the key names it)."""
+    meta: dict[str, Any] = {"kind": job.kind, "connection": job.connection, "created_at": now,
                             "params": job.params, "steps": list(job.steps)}
     if job.file is not None:
         meta["file"] = job.file.model_dump(exclude_none=True)
@@ -1433,7 +1437,7 @@ def _run_create(store: JobStore, jobs: Sequence[NewJob],
         keys.events(), store.events_max_length, millis, now, len(jobs), kind_names, conn_names]
     for job, job_id in zip(jobs, ids, strict=True):
         target, payload = message(job_id, job) if message is not None else ("", "")
-        args += (job_id, job.kind, job.connection, job.idempotency_key or "", _meta(job, job_id, now),
+        args += (job_id, job.kind, job.connection, job.idempotency_key or "", _meta(job, now),
                  target, payload)
     reply = cast(builtins.list[Any], store._scripts.create(args=args))
     clashes = {int(reply[i]): str(reply[i + 1]) for i in range(0, len(reply), 2)}

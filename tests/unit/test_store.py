@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import fakeredis
@@ -230,7 +231,8 @@ def test_a_job_failed_before_any_attempt_records_no_attempt(store):
 def test_a_new_job_stores_no_pending_step_nor_its_first_run_and_reads_them_back_whole(store):
     job, _ = new_job(store)
     stored = store.redis.hgetall(f"ferry:job:{job.id}")
-    assert sorted(stored) == ["meta", "score", "status", "updated_at"]
+    assert sorted(stored) == ["meta", "score", "status"]
+    assert "id" not in json.loads(stored["meta"])
     assert "null" not in stored["meta"]
     record = store.get(job.id)
     assert record == job
