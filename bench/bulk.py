@@ -124,6 +124,7 @@ def _where_bytes_go(client: redis.Redis, jobs: int, sample: list[str], queue_nam
         "idempotency key (half the jobs)": usage(keys.idempotency("bench-0")) / 2,
         "4 index entries": sum(usage(k) for k in indexes) / jobs,
         "Celery message (the first step's only)": usage(queue_name) / jobs,
+        "job.queued event (stream, capped at [events] max_length)": usage(keys.events()) / jobs,
     }
 
 

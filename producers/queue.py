@@ -249,7 +249,8 @@ class _Template:
     worker requires (``task``, ``id``) plus ``argsrepr`` (Flower and the "received" log line show
     the job id); the rest it reads with defaults (no eta, expiry, group, parent, time limit or
     stamps; 0 retries; ``ignore_result`` from the task). The body is plain JSON instead of
-    base64 (kombu decodes a body only when ``body_encoding`` names a codec) with an empty embed
+    base64 (kombu decodes a body only when ``body_encoding`` names a codec; without a
+    ``content-encoding`` it reads UTF-8, the JSON serializer's) with an empty embed
     (no callbacks, errbacks, chain or chord: Celery reads each with ``.get``). Properties: the
     ``delivery_info`` kombu's Redis transport needs to restore an unacked message, and the
     ``delivery_tag``. Messages with an eta or retries (a step retried) keep Celery's full form."""
@@ -263,8 +264,7 @@ class _Template:
         full = json.loads(payload)
         headers, properties = full["headers"], full["properties"]
         args, kwargs, _ = json.loads(base64.b64decode(full["body"]))
-        slim = {"body": json.dumps([args, kwargs, {}], separators=(",", ":")),
-                "content-type": full["content-type"], "content-encoding": full["content-encoding"],
+        slim = {"body": json.dumps([args, kwargs, {}], separators=(",", ":")), "content-type": full["content-type"],
                 "headers": {name: headers[name] for name in ("task", "id", "argsrepr")},
                 "properties": {"delivery_info": properties["delivery_info"], "delivery_tag": self.TAG}}
         # The pieces between the placeholders, and which placeholder follows each.
