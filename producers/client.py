@@ -514,6 +514,8 @@ def _age(at: str | None) -> float:
 def _nests_deeper(value: Any, limit: int) -> bool:
     """Whether lists and dicts in ``value`` nest more than ``limit`` levels (no recursion: the
     input may be deeper than Python's stack)."""
+    if isinstance(value, dict) and not any(isinstance(v, dict | list | tuple) for v in value.values()):
+        return bool(value) and limit < 1  # flat parameters, the common case: one level
     pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()

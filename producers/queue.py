@@ -28,7 +28,6 @@ import re
 import time
 from collections.abc import Iterable
 from typing import Any
-from uuid import uuid4
 
 import redis
 from celery import Celery, Task
@@ -272,7 +271,8 @@ class _Template:
                               json.dumps(slim, separators=(",", ":")))
 
     def payload(self, job_id: str) -> str:
-        values = {self.TASK: uuid(), self.TAG: str(uuid4()), self.JOB: job_id}
+        # kombu's tag is a uuid4 too; any unique string serves (the key of the unacked entry).
+        values = {self.TASK: uuid(), self.TAG: os.urandom(16).hex(), self.JOB: job_id}
         parts = self.parts
         return parts[0] + "".join(values[parts[i]] + parts[i + 1] for i in range(1, len(parts), 2))
 

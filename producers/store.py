@@ -2,8 +2,10 @@
 
 Layout (keys in ``producers.keys``)::
 
-    ferry:job:{id}            hash  meta (JSON), status, updated_at, finished_at, result, error, runs,
-                                    step:{name} (JSON StepRecord, one field per declared step)
+    ferry:job:{id}            hash  meta (JSON), status, score, updated_at, finished_at, result,
+                                    error, runs, lease, step:{name} (JSON StepRecord, once the
+                                    step has run: absent = pending). A new job stores meta,
+                                    status and score only (``_CREATE``): small, for a backlog.
     ferry:secret:{id}:{step}  string  a step's short-lived secret output; expires with the secret
     ferry:idx:all             zset  every job, scored by creation time (unique score, newest last)
     ferry:idx:status:{s}      zset  the same, one per status (a job sits in exactly one)
