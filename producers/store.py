@@ -1224,14 +1224,14 @@ MessageFor = Callable[[str, NewJob], tuple[str, str]]
 # stored (an absent step field reads as pending), nor is the first run (``runs`` absent reads
 # as one run from the first step, started when the job was created), nor ``updated_at`` (absent:
 # the creation) nor the id in ``meta`` (the key names it): bytes in every queued job's hash.
-# ARGV: the sequence key, the job key prefix, the idempotency key prefix, its TTL, the 'all' and
-# 'queued' indexes, the kind and connection index prefixes, the event stream, its MAXLEN ~,
-# now (ms), now (ISO), the number of jobs, the kind-names set and the connection-names set ('' =
-# known already, no SADD), then per job: id, kind, connection, idempotency key ('' none), meta
+# ARGV: the job key prefix, the idempotency key prefix, its TTL, the 'all' and 'queued'
+# indexes, the kind and connection index prefixes, the event stream, its MAXLEN ~, now (ISO),
+# the number of jobs, the kind-names set and the connection-names set ('' = known already, no
+# SADD), then per job: id, kind, connection, idempotency key ('' none), meta
 # JSON, message list ('' none), message. Returns {index, existing id, ...} of the jobs not written.
 _CREATE = """
-local job_prefix, idem_prefix, ttl = ARGV[2], ARGV[3], ARGV[4]
-local n, width, base = tonumber(ARGV[13]), 7, 16
+local job_prefix, idem_prefix, ttl = ARGV[1], ARGV[2], ARGV[3]
+local n, width, base = tonumber(ARGV[11]), 7, 14
 local clash, taken = {}, {}
 for j = 0, n - 1 do
   local key = ARGV[base + j * width + 3]
@@ -1244,10 +1244,8 @@ for j = 0, n - 1 do
     end
   end
 end
-local fresh = n - #clash / 2
-if fresh == 0 then return clash end
-local k = redis.call('INCRBY', ARGV[1], fresh) - fresh
-local millis, now, stream, maxlen = tonumber(ARGV[11]), ARGV[12], ARGV[9], ARGV[10]
+if #clash == 2 * n then return clash end
+local now, stream, maxlen = ARGV[10], ARGV[8], ARGV[9]
 local indexes, order, pushes, porder, quoted = {}, {}, {}, {}, {}
 local function add(tbl, keys, key, a, b)
   local t = tbl[key]
@@ -1265,18 +1263,19 @@ for j = 0, n - 1 do
     local a = base + j * width
     local id, kind, conn, key = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
     local meta, list, message = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
-    k = k + 1
-    -- As _next_score: milliseconds x 1000 plus the rolling counter, unique per job.
-    local score = string.format('%.0f', millis * 1000 + k % 1000)
-    if key ~= '' then redis.call('SET', idem_prefix .. key, id, 'EX', ttl) end
-    redis.call('HSET', job_prefix .. id, 'meta', meta, 'status', 'queued', 'score', score)
-    add(indexes, order, ARGV[5], score, id)
-    add(indexes, order, ARGV[6], score, id)
-    add(indexes, order, ARGV[7] .. kind, score, id)
-    add(indexes, order, ARGV[8] .. conn, score, id)
-    redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'type', 'job.queued', 'data',
+    local event = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'type', 'job.queued', 'data',
       '{"job":"' .. id .. '","kind":' .. q(kind) .. ',"connection":' .. q(conn) ..
       ',"step":null,"status":"queued","time":"' .. now .. '"}')
+    -- The score, as _next_score's: milliseconds x 1000 plus a counter below 1000, here the
+    -- job.queued event's stream id (ms-seq), which grows with every entry: no counter to INCR.
+    local ms, seq = string.match(event, '^(%d+)-(%d+)$')
+    local score = string.format('%.0f', tonumber(ms) * 1000 + tonumber(seq) % 1000)
+    if key ~= '' then redis.call('SET', idem_prefix .. key, id, 'EX', ttl) end
+    redis.call('HSET', job_prefix .. id, 'meta', meta, 'status', 'queued', 'score', score)
+    add(indexes, order, ARGV[4], score, id)
+    add(indexes, order, ARGV[5], score, id)
+    add(indexes, order, ARGV[6] .. kind, score, id)
+    add(indexes, order, ARGV[7] .. conn, score, id)
     if list ~= '' then
       if not pushes[list] then pushes[list] = {}; porder[#porder + 1] = list end
       local p = pushes[list]
@@ -1293,10 +1292,10 @@ end
 for _, index in ipairs(order) do each_slice('ZADD', index, indexes[index]) end
 -- LPUSH in submit order: kombu's consumer pops from the other end, so the first job goes first.
 for _, list in ipairs(porder) do each_slice('LPUSH', list, pushes[list]) end
-for s = 14, 15 do
+for s = 12, 13 do
   if ARGV[s] ~= '' then
     local names = {}
-    for j = 0, n - 1 do names[#names + 1] = ARGV[base + j * width + s - 13] end
+    for j = 0, n - 1 do names[#names + 1] = ARGV[base + j * width + s - 11] end
     redis.call('SADD', ARGV[s], unpack(names))
   end
 end
@@ -1365,6 +1364,10 @@ def _new_record(job: NewJob, job_id: str, now: str) -> JobRecord:
 def _create_many(store: JobStore, jobs: Sequence[NewJob], *, message: MessageFor | None = None,
                  chunk_size: int = 500) -> builtins.list[Created | IdempotencyConflict]:
     """Store many new queued jobs, ``chunk_size`` per call of _CREATE; see ``JobStore.create_many``."""
+    # Scores are ms x 1000 + the job.queued event's stream sequence % 1000: past 1000 jobs in
+    # one millisecond two would meet. A script of 1000 at most cannot, even on a Redis whose
+    # scripts see one frozen clock (this one's XADD reads the time anew).
+    chunk_size = max(1, min(chunk_size, 1000))
     results: builtins.list[Created | IdempotencyConflict] = []
     for start in range(0, len(jobs), chunk_size):
         results += _create_chunk(store, jobs[start:start + chunk_size], message)
@@ -1429,16 +1432,16 @@ def _run_create(store: JobStore, jobs: Sequence[NewJob],
                 message: MessageFor | None) -> tuple[dict[int, JobRecord], dict[int, str]]:
     """One call of _CREATE: the records of the jobs written and, for the others, the id of the
     stored job their idempotency key names (both by position in ``jobs``)."""
-    now, millis = utcnow(), int(time.time() * 1000)
+    now = utcnow()
     ids = [uuid.uuid4().hex for _ in jobs]
     kinds, conns = {j.kind for j in jobs}, {j.connection for j in jobs}
     names = store._names
     kind_names = keys.index_names("kind") if names.needed("kind", kinds) else ""
     conn_names = keys.index_names("conn") if names.needed("conn", conns) else ""
     args: builtins.list[Any] = [
-        keys.sequence(), keys.job(""), keys.idempotency(""), store.idempotency_seconds, keys.index_all(),
+        keys.job(""), keys.idempotency(""), store.idempotency_seconds, keys.index_all(),
         keys.index_status(JobStatus.QUEUED.value), keys.index_kind(""), keys.index_connection(""),
-        keys.events(), store.events_max_length, millis, now, len(jobs), kind_names, conn_names]
+        keys.events(), store.events_max_length, now, len(jobs), kind_names, conn_names]
     for job, job_id in zip(jobs, ids, strict=True):
         target, payload = message(job_id, job) if message is not None else ("", "")
         args += (job_id, job.kind, job.connection, job.idempotency_key or "", _meta(job, now),

@@ -261,3 +261,19 @@ def test_a_key_whose_job_is_gone_is_free_again(ferry, db, tmp_path):
 
     assert created_now and new.id != old.id
     assert db.get(keys.idempotency("k")) == new.id
+
+
+def test_scores_are_unique_grow_with_submission_and_tell_the_creation_time(ferry, db, tmp_path):
+    import time
+
+    before = time.time()
+    # 5000 a chunk: the store writes 1000 at most per script.
+    records = created(ferry.submit_many([attachment(tmp_path, str(n)) for n in range(2500)], chunk_size=5000))
+    records += [ferry.submit("assets-attachment", connection="acme", file=str(tmp_path / "doc.pdf"),
+                             params={"object": "last"})]
+    after = time.time()
+
+    scores = [float(db.hget(keys.job(r.id), "score")) for r in records]
+    assert scores == sorted(scores) and len(set(scores)) == len(scores)
+    assert [float(s) for _, s in db.zrange(keys.index_all(), 0, -1, withscores=True)] == scores
+    assert before * 1e6 - 1e6 <= scores[0] and scores[-1] <= after * 1e6 + 1e6  # ms x 1000
