@@ -267,7 +267,7 @@ def test_scores_are_unique_grow_with_submission_and_tell_the_creation_time(ferry
     import time
 
     before = time.time()
-    # 5000 a chunk: the store writes 1000 at most per script.
+    # 5000 a chunk: the store writes 500 at most per script.
     records = created(ferry.submit_many([attachment(tmp_path, str(n)) for n in range(2500)], chunk_size=5000))
     records += [ferry.submit("assets-attachment", connection="acme", file=str(tmp_path / "doc.pdf"),
                              params={"object": "last"})]
