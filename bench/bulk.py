@@ -1,10 +1,12 @@
 """Submission speed and Redis memory per queued job: ``Ferry.submit_many`` and ``Ferry.submit``.
 
-    python -m bench.bulk [--jobs 100000] [--one-by-one 2000] [--check]
+    python -m bench.bulk [--jobs 100000] [--one-by-one 2000] [--files 1] [--check]
 
 No worker runs, so every job stays queued: what Redis holds afterwards is what a backlog costs.
 Jobs are assets-attachment jobs naming a 10 KiB file (inspected at submit, as in real use), half
-of them with an idempotency key. Figures:
+of them with an idempotency key. ``--files N``: the jobs name N files in turn (default 1: one file
+for every job, which ``submit_many`` inspects once per call; N = jobs: each job its own file,
+each inspected). Figures:
 - jobs/s of ``submit_many`` (chunks of 500 per MULTI) and of ``submit`` one by one;
 - Redis bytes per queued job: the INFO ``used_memory`` delta over the whole run / jobs, and where
   those bytes go (MEMORY USAGE of a job hash and an idempotency key; each index zset and the
@@ -51,20 +53,24 @@ class BulkResult:
         return asdict(self)
 
 
-def _requests(path: Path, count: int, offset: int = 0) -> list[JobRequest]:
-    return [JobRequest(kind="assets-attachment", connection="acme", file=str(path),
+def _requests(paths: Path | Sequence[Path], count: int, offset: int = 0) -> list[JobRequest]:
+    files = [paths] if isinstance(paths, Path) else list(paths)
+    return [JobRequest(kind="assets-attachment", connection="acme", file=str(files[n % len(files)]),
                        params={"object": str(10_000 + n), "comment": "bench"},
                        idempotency_key=f"bench-{n}" if n % 2 == 0 else None)
             for n in range(offset, offset + count)]
 
 
-def measure(jobs: int, one_by_one: int, log=print) -> BulkResult:  # type: ignore[no-untyped-def]
+def measure(jobs: int, one_by_one: int, log=print, files: int = 1) -> BulkResult:  # type: ignore[no-untyped-def]
     home = Path(tempfile.mkdtemp(prefix="ferry-bulk-"))
     server = EmbeddedRedis(home / "redis")
     try:
         location = server.ensure_running()
         doc = home / "doc.pdf"
         doc.write_bytes(b"%PDF-1.4\n" + b"x" * 10_000 + b"\n%%EOF\n")
+        docs = [doc] + [home / f"doc-{n}.pdf" for n in range(1, files)]
+        for extra in docs[1:]:
+            shutil.copyfile(doc, extra)
         config = parse_config({"connections": {"acme": {
             "service": "atlassian", "site_url": "https://acme.example", "api_url": "https://api.example",
             "email": "a@b.c", "token_env": "X"}}, "files": {"roots": [str(home)]}})
@@ -73,7 +79,7 @@ def measure(jobs: int, one_by_one: int, log=print) -> BulkResult:  # type: ignor
         ferry.submit_many(_requests(doc, 10, offset=-10))  # connections, queue binding, imports
         client.flushdb()
         before = int(client.info("memory")["used_memory"])
-        requests = _requests(doc, jobs)
+        requests = _requests(docs, jobs)
         started, cpu = time.perf_counter(), time.process_time()
         outcomes = ferry.submit_many(requests)
         bulk_rate = jobs / (time.perf_counter() - started)
@@ -85,7 +91,7 @@ def measure(jobs: int, one_by_one: int, log=print) -> BulkResult:  # type: ignor
         where = _where_bytes_go(client, jobs, [o[0].id for o in outcomes[:2] if isinstance(o, tuple)],
                                 queue.queue_for_connection(config, "acme"))
         cpu = time.process_time()
-        one_rate = _one_by_one(ferry, doc, one_by_one, jobs)
+        one_rate = _one_by_one(ferry, docs, one_by_one, jobs)
         one_cpu_us = (time.process_time() - cpu) / one_by_one * 1e6
         log(f"  submit one by one: {one_by_one} jobs at {one_rate:,.0f} jobs/s ({one_cpu_us:.0f} producer CPU us/job)")
         ferry.close()
@@ -97,7 +103,7 @@ def measure(jobs: int, one_by_one: int, log=print) -> BulkResult:  # type: ignor
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _one_by_one(ferry: Ferry, doc: Path, count: int, offset: int) -> float:
+def _one_by_one(ferry: Ferry, doc: Sequence[Path], count: int, offset: int) -> float:
     started = time.perf_counter()
     for request in _requests(doc, count, offset=offset):
         ferry.submit(request.kind, connection=request.connection, file=request.file, params=request.params,
@@ -118,6 +124,7 @@ def _where_bytes_go(client: redis.Redis, jobs: int, sample: list[str], queue_nam
         "idempotency key (half the jobs)": usage(keys.idempotency("bench-0")) / 2,
         "4 index entries": sum(usage(k) for k in indexes) / jobs,
         "Celery message (the first step's only)": usage(queue_name) / jobs,
+        "job.queued event (stream, capped at [events] max_length)": usage(keys.events()) / jobs,
     }
 
 
@@ -143,9 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bulk", description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=100_000, help="jobs in the bulk submission (100000)")
     parser.add_argument("--one-by-one", type=int, default=2000, help="jobs submitted one at a time (2000)")
+    parser.add_argument("--files", type=int, default=1, help="distinct files the jobs name in turn (1)")
     parser.add_argument("--check", action="store_true", help="exit 1 unless every target is met")
     args = parser.parse_args(argv)
-    result = measure(args.jobs, args.one_by_one)
+    result = measure(args.jobs, args.one_by_one, files=max(1, args.files))
     print()
     print(report(result))
     results = checks(result)

@@ -29,8 +29,8 @@ from producers.audit import audit
 from producers.config import ConnectionConfig, FerryConfig, load_config
 from producers.embedded import RedisLocation, resolve_redis
 from producers.errors import ConfigError, JobNotFound, Problem, SubmitError
-from producers.files import inspect_path, inspect_uri
-from producers.kinds import Kind, get_kind
+from producers.files import FileRule, inspect_path, inspect_uri
+from producers.kinds import KINDS, Kind, get_kind
 from producers.notifications import CallbackRefused, check_url
 from producers.params import Params
 from producers.records import DeliveryRecord, FileInfo, JobRecord, StepError
@@ -40,6 +40,9 @@ from producers.store import FINISHED_ALREADY, CancelOutcome, ConnectionState, Cr
 # A batch with this many file paths inspects them on FILE_THREADS threads, this many per task.
 FILE_THREADS_FROM = 64
 FILE_THREADS = 8
+
+# Files a batch has inspected: (path, the kind's file rule) -> what ``_check_file`` found.
+Inspected = dict[tuple[str, FileRule], tuple[FileInfo | None, list[Problem]]]
 
 # What submitting one job came to: (record, created), SubmitError (refused), or the error that
 # kept it from being stored.
@@ -142,6 +145,13 @@ class Ferry:
         ``require_file_roots``: refuse every path when ferry.toml names no roots (the HTTP API
         must not read arbitrary server paths; a local CLI user may).
         """
+        return self._validate(kind, connection=connection, file=file, uri=uri, params=params,
+                              require_file_roots=require_file_roots, callback_url=callback_url)
+
+    def _validate(self, kind: str, *, connection: str, file: str | None, uri: str | None,
+                  params: dict[str, Any] | None, require_file_roots: bool, callback_url: str | None,
+                  inspected: Inspected | None = None) -> tuple[Kind, Params, FileInfo | None]:
+        """``validate``; ``inspected``: files already inspected (by ``_inspect_all``)."""
         spec = get_kind(kind)
         problems = self._check_connection(spec, connection)
         if _nests_deeper(params or {}, MAX_PARAMS_DEPTH):
@@ -152,7 +162,13 @@ class Ferry:
         if file and require_file_roots and not self.config.file_roots:
             info, file_problems = None, [Problem("file", NO_ROOTS_MESSAGE)]
         else:
-            info, file_problems = self._check_file(spec, file, uri)
+            found = (inspected.get((file, spec.file)) if inspected is not None and file and not uri
+                     and spec.file is not None else None)
+            if found is not None:
+                # The same file in the same batch: inspected once; each job its own FileInfo.
+                info, file_problems = (found[0].model_copy() if found[0] else None), list(found[1])
+            else:
+                info, file_problems = self._check_file(spec, file, uri)
         problems += file_problems
         problems += self._check_callback(callback_url)
         if not problems and spec.check is not None and parsed is not None:
@@ -254,41 +270,61 @@ class Ferry:
             part = valid[start:start + chunk_size]
             try:
                 outcomes: list[Outcome] = list(self.store.create_many(
-                    [job for _, job in part], also=self._publish if in_store else None,
+                    [job for _, job in part], message=self._message if in_store else None,
                     chunk_size=chunk_size))
             except (redis.RedisError, OperationalError, OSError) as exc:
-                outcomes = [exc] * len(part)
+                # kombu (building the first message's template) wraps the Redis error it met.
+                cause = exc.__cause__ if isinstance(exc, OperationalError) else None
+                outcomes = [cause if isinstance(cause, redis.RedisError) else exc] * len(part)
             if not in_store:
                 outcomes = [self._publish_alone(o) for o in outcomes]
             stored.update((i, outcome) for (i, _), outcome in zip(part, outcomes, strict=True))
         return [stored[i] if isinstance(c, NewJob) else c for i, c in enumerate(checked)]
 
     def _validate_many(self, requests: Sequence[JobRequest], require_file_roots: bool) -> list[NewJob | SubmitError]:
-        """``validate`` each request; files are inspected on a few threads (a stat and an 8 KiB
-        read each, which on a network disk wait far longer than they compute)."""
+        """``validate`` each request, each distinct file inspected once (``_inspect_all``)."""
+        inspected = self._inspect_all(requests, require_file_roots)
+
         def check(request: JobRequest) -> NewJob | SubmitError:
             try:
-                spec, parsed, info = self.validate(
+                spec, parsed, info = self._validate(
                     request.kind, connection=request.connection, file=request.file, uri=request.uri,
                     params=request.params, require_file_roots=require_file_roots,
-                    callback_url=request.callback_url)
+                    callback_url=request.callback_url, inspected=inspected)
             except SubmitError as exc:
                 return exc
             return NewJob(kind=spec.name, connection=request.connection, steps=spec.step_names,
                           params=parsed.model_dump(mode="json", exclude_none=True), file=info,
                           idempotency_key=request.idempotency_key, callback_url=request.callback_url)
 
-        if sum(1 for r in requests if r.file) < FILE_THREADS_FROM:
-            return [check(r) for r in requests]
-        slices = [requests[i:i + FILE_THREADS_FROM] for i in range(0, len(requests), FILE_THREADS_FROM)]
-        with ThreadPoolExecutor(FILE_THREADS, thread_name_prefix="ferry-inspect") as pool:
-            return [job for part in pool.map(lambda part: [check(r) for r in part], slices) for job in part]
+        return [check(r) for r in requests]
 
-    def _publish(self, pipe: Any, record: JobRecord) -> None:
-        """Add a new job's Celery message to the pipeline that stores the job."""
-        target = queue.queue_of(self.config.connection(record.connection))
-        for command, args in self._messages.commands(record.id, get_kind(record.kind), target):
-            getattr(pipe, command)(*args)
+    def _inspect_all(self, requests: Sequence[JobRequest], require_file_roots: bool) -> Inspected:
+        """Inspect each distinct file path of a batch once, on a few threads when there are many
+        (a stat and an 8 KiB read each, which on a network disk wait far longer than they
+        compute). The rest of validation runs on the calling thread."""
+        if require_file_roots and not self.config.file_roots:
+            return {}  # every path is refused without a look
+        wanted: dict[tuple[str, FileRule], Kind] = {}
+        for r in requests:
+            spec = KINDS.get(r.kind)
+            if r.file and not r.uri and spec is not None and spec.file is not None:
+                wanted.setdefault((r.file, spec.file), spec)
+
+        def inspect(item: tuple[tuple[str, FileRule], Kind]) -> tuple[FileInfo | None, list[Problem]]:
+            (path, _), spec = item
+            return self._check_file(spec, path, None)
+
+        items = list(wanted.items())
+        if len(items) < FILE_THREADS_FROM:
+            return {key: inspect((key, spec)) for key, spec in items}
+        with ThreadPoolExecutor(FILE_THREADS, thread_name_prefix="ferry-inspect") as pool:
+            return dict(zip(wanted, pool.map(inspect, items, chunksize=FILE_THREADS_FROM), strict=True))
+
+    def _message(self, job_id: str, job: NewJob) -> tuple[str, str]:
+        """A new job's Celery message, written by the script that stores the job."""
+        target = queue.queue_of(self.config.connection(job.connection))
+        return self._messages.first(job_id, get_kind(job.kind), target)
 
     def _publish_alone(self, outcome: Outcome) -> Outcome:
         """A stored job's chain, published through another broker (RabbitMQ, another Redis). A
@@ -478,6 +514,8 @@ def _age(at: str | None) -> float:
 def _nests_deeper(value: Any, limit: int) -> bool:
     """Whether lists and dicts in ``value`` nest more than ``limit`` levels (no recursion: the
     input may be deeper than Python's stack)."""
+    if isinstance(value, dict) and not any(isinstance(v, dict | list | tuple) for v in value.values()):
+        return bool(value) and limit < 1  # flat parameters, the common case: one level
     pending = [(value, 1)]
     while pending:
         item, depth = pending.pop()

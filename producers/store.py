@@ -2,8 +2,10 @@
 
 Layout (keys in ``producers.keys``)::
 
-    ferry:job:{id}            hash  meta (JSON), status, updated_at, finished_at, result, error, runs,
-                                    step:{name} (JSON StepRecord, one field per declared step)
+    ferry:job:{id}            hash  meta (JSON), status, score, updated_at, finished_at, result,
+                                    error, runs, lease, step:{name} (JSON StepRecord, once the
+                                    step has run: absent = pending). A new job stores meta,
+                                    status and score only (``_CREATE``): small, for a backlog.
     ferry:secret:{id}:{step}  string  a step's short-lived secret output; expires with the secret
     ferry:idx:all             zset  every job, scored by creation time (unique score, newest last)
     ferry:idx:status:{s}      zset  the same, one per status (a job sits in exactly one)
@@ -170,7 +172,7 @@ def _lease_until(value: str | None) -> float:
     return int(until) / 1000 if until else 0.0
 
 
-# A step's record is JSON in the job's hash; _BEGIN edits it as the Python code would
+# A step's record is JSON in the job's hash (absent while pending); _BEGIN edits it as the Python code would
 # (StepRecord.begin_attempt): compact (no nulls), so cjson's one ambiguity, an empty array read
 # back as {}, cannot arise: a running step has no result, and its history is never empty.
 # The operator's gate is part of the start: a job whose cancel was requested answers 'cancel'
@@ -186,16 +188,26 @@ local flat = redis.call('HGETALL', KEYS[1])
 if #flat == 0 then return {'missing', {}} end
 local f = {}
 for i = 1, #flat, 2 do f[flat[i]] = flat[i + 1] end
+local meta = cjson.decode(f.meta)
 local raw = f[ARGV[1]]
-if not raw then return {'missing', {}} end
+local step
+if raw then
+  step = cjson.decode(raw)
+else
+  -- Not stored: pending, if the job declares it.
+  for _, name in ipairs(meta.steps or {}) do
+    if name == ARGV[13] then step = {name = name} end
+  end
+  if not step then return {'missing', {}} end
+end
 local function given(x) if x == cjson.null then return nil end return x end
-local step = cjson.decode(raw)
 local was = given(step.status) or 'pending'
 if was == 'succeeded' or was == 'reused' then return {'done', flat} end
 if f.status == 'succeeded' or f.status == 'failed' or f.status == 'cancelled' then return {'ended', flat} end
-local meta = cjson.decode(f.meta)
 if f.cancel_requested then return {'cancel', flat} end
-if redis.call('EXISTS', ARGV[11] .. meta.connection) == 1 then
+-- The operator's pause and the destination's 429 pause, in one read.
+local gate = redis.call('MGET', ARGV[11] .. meta.connection, ARGV[9] .. meta.connection .. ARGV[10])
+if gate[1] then
   redis.call('SADD', ARGV[12] .. meta.connection, ARGV[8] .. ' ' .. ARGV[13])
   return {'parked', flat}
 end
@@ -237,8 +249,7 @@ end
 redis.call('XADD', ARGV[14], 'MAXLEN', '~', ARGV[15], '*', 'type', 'step.started', 'data', cjson.encode({
   job = ARGV[8], kind = meta.kind, connection = meta.connection, step = ARGV[13], status = 'running',
   time = ARGV[5], attempt = step.attempts}))
-local paused = redis.call('GET', ARGV[9] .. meta.connection .. ARGV[10])
-return {'started', flat, json, paused}
+return {'started', flat, json, gate[2]}
 """
 
 # KEYS[1] job. ARGV: job id, lease token ('' = none to check), status now, new status ('' = unchanged),
@@ -287,6 +298,7 @@ class _Scripts:
         self.begin = client.register_script(_BEGIN)
         self.settle = client.register_script(_SETTLE)
         self.renew = client.register_script(_RENEW)
+        self.create = client.register_script(_CREATE)
 
 
 def _fields(values: dict[str, str]) -> Mapping[Any, Any]:
@@ -313,6 +325,7 @@ class JobStore:
         self.retention_seconds = retention_seconds
         self.idempotency_seconds = idempotency_seconds
         self.events_max_length = events_max_length
+        self._names = _Names()
 
     # ---- producer side -------------------------------------------------------------------
     def create(
@@ -324,49 +337,20 @@ class JobStore:
         params: dict[str, Any],
         file: FileInfo | None,
         idempotency_key: str | None = None,
-        trigger: str = "submit",
         callback_url: str | None = None,
     ) -> tuple[JobRecord, bool]:
-        """Store a new queued job. With an idempotency key already seen, return that job and False.
+        """Store a new queued job. With an idempotency key already seen, return that job and False
+        (a different job under that key: IdempotencyConflict).
 
-        WATCH on the key makes this safe across concurrent producers: of N identical requests,
-        exactly one creates the job and the others read it back.
+        One script checks the key and writes the job: of N identical requests from concurrent
+        producers, exactly one creates the job and the others read it back.
         """
-        job_id = uuid.uuid4().hex
-        new = NewJob(kind=kind, connection=connection, steps=tuple(steps), params=params, file=file,
-                     idempotency_key=idempotency_key, callback_url=callback_url)
-        fields = _new_job_fields(new, job_id, self._next_score(), utcnow(), trigger)
-        score = float(fields["score"])
-        while True:
-            with self.redis.pipeline() as pipe:
-                try:
-                    if idempotency_key:
-                        pipe.watch(keys.idempotency(idempotency_key))  # type: ignore[no-untyped-call]
-                        existing = pipe.get(keys.idempotency(idempotency_key))
-                        if existing:
-                            pipe.unwatch()
-                            found = self.find(str(existing))
-                            if found is not None:
-                                _check_same_job(found, idempotency_key, kind, connection, params, file)
-                                return found, False
-                    pipe.multi()
-                    if idempotency_key:
-                        pipe.set(
-                            keys.idempotency(idempotency_key), job_id, ex=self.idempotency_seconds
-                        )
-                    pipe.hset(keys.job(job_id), mapping=_fields(fields))
-                    pipe.zadd(keys.index_all(), {job_id: score})
-                    pipe.zadd(keys.index_kind(kind), {job_id: score})
-                    pipe.zadd(keys.index_connection(connection), {job_id: score})
-                    pipe.zadd(keys.index_status(JobStatus.QUEUED.value), {job_id: score})
-                    pipe.sadd(keys.index_names("kind"), kind)
-                    pipe.sadd(keys.index_names("conn"), connection)
-                    self._event(pipe, events.QUEUED, job_id, {"kind": kind, "connection": connection}, JobStatus.QUEUED)
-                    pipe.execute()
-                    break
-                except redis.WatchError:
-                    continue
-        return self.get(job_id), True
+        [outcome] = self.create_many([NewJob(kind=kind, connection=connection, steps=tuple(steps),
+                                             params=params, file=file, idempotency_key=idempotency_key,
+                                             callback_url=callback_url)])
+        if isinstance(outcome, IdempotencyConflict):
+            raise outcome
+        return outcome
 
     def _next_score(self) -> float:
         # Milliseconds x 1000 plus a rolling counter: unique per job, ordered by creation, and
@@ -377,7 +361,7 @@ class JobStore:
     # ---- reads ---------------------------------------------------------------------------
     def find(self, job_id: str) -> JobRecord | None:
         raw = cast(dict[str, str], self.redis.hgetall(keys.job(job_id)))
-        return _decode(raw) if raw else None
+        return _decode(raw, job_id) if raw else None
 
     def get(self, job_id: str) -> JobRecord:
         record = self.find(job_id)
@@ -432,7 +416,7 @@ class JobStore:
         found = []
         for job_id, raw in zip(ids, raws, strict=True):
             if raw:
-                found.append(_decode(raw))
+                found.append(_decode(raw, job_id))
             else:
                 self._forget(job_id)
         return found
@@ -456,7 +440,7 @@ class JobStore:
             for job_id in ids:
                 pipe.hmget(keys.job(job_id), list(_ROW_FIELDS))
             replies: builtins.list[builtins.list[str | None]] = pipe.execute()
-        return [_row(values) for values in replies if values[0]]
+        return [_row(job_id, values) for job_id, values in zip(ids, replies, strict=True) if values[0]]
 
     def statuses(self, ids: builtins.list[str]) -> builtins.list[str | None]:
         """Each job's status (None: no such job any more), in one round trip."""
@@ -523,13 +507,13 @@ class JobStore:
             return Begun(outcome)
         raw = dict(zip(flat[::2], flat[1::2], strict=True))
         if outcome != "started":
-            return Begun(outcome, job=_decode(raw))
+            return Begun(outcome, job=_decode(raw, job_id))
         record = StepRecord.model_validate_json(reply[2])
         raw.update({_STEP + step: reply[2], "status": JobStatus.RUNNING.value, "updated_at": now})
-        job = _decode(raw)
+        job = _decode(raw, job_id)
+        meta = json.loads(raw["meta"])
         state = JobState(job_id=job_id, status=JobStatus.RUNNING, score=self._score(job_id, raw.get("score")),
-                         runs=json.loads(raw.get("runs") or "[]"), step_record=record,
-                         meta=json.loads(raw.get("meta") or "{}"))
+                         runs=_runs(raw, meta), step_record=record, meta=meta)
         return Begun(outcome, job=job, state=state, paused_until=reply[3] or None)
 
     def start_step(self, job_id: str, step: str) -> StepRecord:
@@ -720,11 +704,12 @@ class JobStore:
     def _state(self, job_id: str, step: str | None = None) -> JobState:
         fields = ["status", "score", "runs", "meta"] + ([_STEP + step] if step else [])
         values = cast(builtins.list[str | None], self.redis.hmget(keys.job(job_id), fields))
-        if values[0] is None or (step and values[4] is None):
+        meta = json.loads(values[3] or "{}")
+        if values[0] is None or (step and step not in meta.get("steps", ())):
             raise JobNotFound(job_id, f"step {step}" if step else None)
         return JobState(job_id=job_id, status=JobStatus(values[0]), score=self._score(job_id, values[1]),
-                        runs=json.loads(values[2] or "[]"), meta=json.loads(values[3] or "{}"),
-                        step_record=StepRecord.model_validate_json(values[4]) if step and values[4] else None)
+                        runs=_runs({"runs": values[2]}, meta), meta=meta,
+                        step_record=_step(step, values[4]) if step else None)
 
     def _score(self, job_id: str, stored: str | None) -> float:
         # Records written before the score was a field of the hash find it in the index.
@@ -804,13 +789,14 @@ class JobStore:
                 pipe.execute()
 
     # ---- many jobs at once (Ferry.submit_many) -----------------------------------------------
-    def create_many(self, jobs: Sequence[NewJob], *, also: AlsoWrite | None = None, trigger: str = "submit",
+    def create_many(self, jobs: Sequence[NewJob], *, message: MessageFor | None = None,
                     chunk_size: int = 500) -> builtins.list[Created | IdempotencyConflict]:
-        """``create`` for many jobs: one MULTI per ``chunk_size`` jobs (records, indexes,
-        idempotency keys, plus whatever ``also`` adds per new job, e.g. its Celery message, so a
-        job and its message are stored together or not at all). One result per job, in order: the
-        record and whether it is new, or the conflict for a key reused for a different job."""
-        return _create_many(self, jobs, also=also, trigger=trigger, chunk_size=chunk_size)
+        """``create`` for many jobs: one Lua script per ``chunk_size`` jobs writes their records,
+        indexes, idempotency keys, events and, with ``message``, each new job's Celery message
+        (so a job and its message are stored together or not at all). One result per job, in
+        order: the record and whether it is new, or the conflict for a key reused for a
+        different job (also within ``jobs``)."""
+        return _create_many(self, jobs, message=message, chunk_size=chunk_size)
 
     # ---- the event stream (producers.events) --------------------------------------------------
     def _event(self, pipe: Any, type_: str, job_id: str, meta: Mapping[str, Any], status: JobStatus,
@@ -928,7 +914,7 @@ class JobStore:
                     raw = cast(dict[str, str], pipe.hgetall(key))
                     if not raw:
                         raise JobNotFound(job_id)
-                    record = _decode(raw)
+                    record = _decode(raw, job_id)
                     if record.done:
                         pipe.unwatch()
                         return CancelOutcome(job_id, FINISHED_ALREADY, record.status.value)
@@ -947,9 +933,9 @@ class JobStore:
 
     def _write_cancelled(self, pipe: Any, raw: dict[str, str], record: JobRecord, by: str) -> None:
         now = utcnow()
+        meta = json.loads(raw.get("meta") or "{}")
         state = JobState(job_id=record.id, status=record.status,
-                          score=float(raw.get("score") or self._next_score()),
-                          runs=json.loads(raw.get("runs") or "[]"), meta=json.loads(raw.get("meta") or "{}"))
+                          score=float(raw.get("score") or self._next_score()), runs=_runs(raw, meta), meta=meta)
         runs = json.loads(state.finished_runs(CANCELLED, now))
         if runs:
             runs[-1]["note"] = "; ".join(filter(None, [runs[-1].get("note"), f"cancelled by {by}"]))
@@ -1104,14 +1090,14 @@ class JobRow:
 _ROW_FIELDS = ("meta", "status", "updated_at", "finished_at", "error", "runs")
 
 
-def _row(values: builtins.list[str | None]) -> JobRow:
+def _row(job_id: str, values: builtins.list[str | None]) -> JobRow:
     meta_raw, status, updated, finished, error, runs = values
     meta = json.loads(meta_raw or "{}")
     file = meta.get("file") or {}
     return JobRow(
-        id=meta["id"], kind=meta["kind"], connection=meta["connection"],
+        id=meta.get("id") or job_id, kind=meta["kind"], connection=meta["connection"],
         status=status or JobStatus.QUEUED.value, created_at=meta["created_at"],
-        updated_at=updated, finished_at=finished,
+        updated_at=updated or meta["created_at"], finished_at=finished,
         error=StepError.model_validate_json(error) if error else None,
         runs=len(json.loads(runs)) if runs else 1, file=file.get("name"))
 
@@ -1136,20 +1122,18 @@ def _file_ref(file: FileInfo | None) -> str | None:
     return (file.path or file.uri) if file else None
 
 
-def _decode(raw: dict[str, str]) -> JobRecord:
+def _decode(raw: dict[str, str], job_id: str) -> JobRecord:
+    """A job's record from its hash. A new job's hash leaves out what its creation implies: the
+    id (the key names it), ``updated_at`` (its creation), its pending steps and its first run."""
     meta = json.loads(raw["meta"])
-    steps = [
-        StepRecord.model_validate_json(raw[_STEP + n])
-        for n in meta["steps"]
-        if _STEP + n in raw
-    ]
+    steps = [_step(n, raw.get(_STEP + n)) for n in meta["steps"]]
     return JobRecord(
-        id=meta["id"],
+        id=meta.get("id") or job_id,
         kind=meta["kind"],
         connection=meta["connection"],
         status=JobStatus(raw.get("status", "queued")),
         created_at=meta["created_at"],
-        updated_at=raw.get("updated_at"),
+        updated_at=raw.get("updated_at") or meta["created_at"],
         finished_at=raw.get("finished_at"),
         params=meta.get("params") or {},
         file=FileInfo.model_validate(meta["file"]) if meta.get("file") else None,
@@ -1157,10 +1141,15 @@ def _decode(raw: dict[str, str]) -> JobRecord:
         steps=steps,
         result=json.loads(raw["result"]) if raw.get("result") else None,
         error=StepError.model_validate_json(raw["error"]) if raw.get("error") else None,
-        runs=[RunRecord.model_validate(r) for r in json.loads(raw.get("runs") or "[]")],
+        runs=[RunRecord.model_validate(r) for r in _runs(raw, meta)],
         callback_url=meta.get("callback_url"),
         notifications=_deliveries(raw),
     )
+
+
+def _step(name: str, stored: str | None) -> StepRecord:
+    """A step's record; a step not stored has not run yet (pending)."""
+    return StepRecord.model_validate_json(stored) if stored else StepRecord(name=name)
 
 
 def _deliveries(raw: Mapping[str, str]) -> builtins.list[DeliveryRecord]:
@@ -1223,165 +1212,245 @@ class NewJob:
 
 
 Created = tuple[JobRecord, bool]  # the record, and False when an idempotency key named an old job
-AlsoWrite = Callable[[Any, JobRecord], None]  # adds commands for a new job to the write pipeline
+# A new job's first Celery message: (the Redis list it is pushed onto, the message as kombu's
+# Redis transport stores it), built by ``producers.queue.StepMessages.first``.
+MessageFor = Callable[[str, NewJob], tuple[str, str]]
+
+# Stores a chunk of new queued jobs in one call: each job's hash, its idempotency key, its index
+# entries (one ZADD per index for the chunk), its job.queued event and its first message, all in
+# one script, so a job and its message exist together or not at all. A job whose idempotency key
+# names a job that still exists is not written: the script answers its index and that job's id,
+# and the caller decides (the same job: returned; another: refused). Pending steps are not
+# stored (an absent step field reads as pending), nor is the first run (``runs`` absent reads
+# as one run from the first step, started when the job was created), nor ``updated_at`` (absent:
+# the creation) nor the id in ``meta`` (the key names it): bytes in every queued job's hash.
+# ARGV: the job key prefix, the idempotency key prefix, its TTL, the 'all' and 'queued'
+# indexes, the kind and connection index prefixes, the event stream, its MAXLEN ~, now (ISO),
+# the number of jobs, the kind-names set and the connection-names set ('' = known already, no
+# SADD), then per job: id, kind, connection, idempotency key ('' none), meta
+# JSON, message list ('' none), message. Returns {index, existing id, ...} of the jobs not written.
+_CREATE = """
+local job_prefix, idem_prefix, ttl = ARGV[1], ARGV[2], ARGV[3]
+local n, width, base = tonumber(ARGV[11]), 7, 14
+local clash, taken = {}, {}
+for j = 0, n - 1 do
+  local key = ARGV[base + j * width + 3]
+  if key ~= '' then
+    local old = redis.call('GET', idem_prefix .. key)
+    if old and redis.call('EXISTS', job_prefix .. old) == 1 then
+      taken[j] = true
+      clash[#clash + 1] = j
+      clash[#clash + 1] = old
+    end
+  end
+end
+if #clash == 2 * n then return clash end
+local now, stream, maxlen = ARGV[10], ARGV[8], ARGV[9]
+local indexes, order, pushes, porder, quoted = {}, {}, {}, {}, {}
+local function add(tbl, keys, key, a, b)
+  local t = tbl[key]
+  if not t then t = {}; tbl[key] = t; keys[#keys + 1] = key end
+  t[#t + 1] = a
+  t[#t + 1] = b
+end
+local function q(s)
+  local v = quoted[s]
+  if not v then v = cjson.encode(s); quoted[s] = v end
+  return v
+end
+for j = 0, n - 1 do
+  if not taken[j] then
+    local a = base + j * width
+    local id, kind, conn, key = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+    local meta, list, message = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+    local event = redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'type', 'job.queued', 'data',
+      '{"job":"' .. id .. '","kind":' .. q(kind) .. ',"connection":' .. q(conn) ..
+      ',"step":null,"status":"queued","time":"' .. now .. '"}')
+    -- The score, as _next_score's: milliseconds x 1000 plus a counter below 1000, here the
+    -- job.queued event's stream id (ms-seq), which grows with every entry: no counter to INCR.
+    local ms, seq = string.match(event, '^(%d+)-(%d+)$')
+    local score = string.format('%.0f', tonumber(ms) * 1000 + tonumber(seq) % 1000)
+    if key ~= '' then redis.call('SET', idem_prefix .. key, id, 'EX', ttl) end
+    redis.call('HSET', job_prefix .. id, 'meta', meta, 'status', 'queued', 'score', score)
+    add(indexes, order, ARGV[4], score, id)
+    add(indexes, order, ARGV[5], score, id)
+    add(indexes, order, ARGV[6] .. kind, score, id)
+    add(indexes, order, ARGV[7] .. conn, score, id)
+    if list ~= '' then
+      if not pushes[list] then pushes[list] = {}; porder[#porder + 1] = list end
+      local p = pushes[list]
+      p[#p + 1] = message
+    end
+  end
+end
+-- In slices: Lua's unpack is bounded by its stack (~8000 values).
+local function each_slice(command, key, values)
+  for s = 1, #values, 4000 do
+    redis.call(command, key, unpack(values, s, math.min(s + 3999, #values)))
+  end
+end
+for _, index in ipairs(order) do each_slice('ZADD', index, indexes[index]) end
+-- LPUSH in submit order: kombu's consumer pops from the other end, so the first job goes first.
+for _, list in ipairs(porder) do each_slice('LPUSH', list, pushes[list]) end
+for s = 12, 13 do
+  if ARGV[s] ~= '' then
+    local names = {}
+    for j = 0, n - 1 do names[#names + 1] = ARGV[base + j * width + s - 11] end
+    redis.call('SADD', ARGV[s], unpack(names))
+  end
+end
+return clash
+"""
+
+# How long the process trusts that the kind and connection names it added are still in their
+# sets (``keys.index_names``): a flushed Redis gets them again within this.
+_NAMES_FRESH_SECONDS = 60.0
 
 
-def _new_job_fields(job: NewJob, job_id: str, score: float, now: str, trigger: str) -> dict[str, str]:
-    """The hash of a new queued job: what ``JobStore.create`` writes."""
-    meta = {"id": job_id, "kind": job.kind, "connection": job.connection, "created_at": now,
-            "params": job.params, "file": job.file.model_dump(exclude_none=True) if job.file else None,
-            "idempotency_key": job.idempotency_key, "steps": list(job.steps),
-            "callback_url": job.callback_url}
-    first_run = RunRecord(number=1, trigger=trigger, from_step=job.steps[0], started_at=now)
-    # No null fields (``_decode`` reads them back as None): bytes in every queued job's hash.
-    fields = {"meta": _dump({k: v for k, v in meta.items() if v is not None}),
-              "status": JobStatus.QUEUED.value, "updated_at": now,
-              "runs": _dump([first_run.model_dump(exclude_none=True)]), "score": f"{score:.0f}"}
-    for name in job.steps:
-        fields[_STEP + name] = _pending_step(name)
-    return fields
+class _Names:
+    """The kind and connection names this process has added to ``keys.index_names`` lately,
+    so a submit writes them once a minute instead of on every call."""
+
+    def __init__(self) -> None:
+        self.added: dict[tuple[str, str], float] = {}
+
+    def needed(self, which: str, names: Iterable[str]) -> bool:
+        now = time.monotonic()
+        return any(now - self.added.get((which, n), -_NAMES_FRESH_SECONDS) >= _NAMES_FRESH_SECONDS
+                   for n in names)
+
+    def written(self, which: str, names: Iterable[str]) -> None:
+        now = time.monotonic()
+        self.added.update(((which, n), now) for n in names)
 
 
-@functools.cache
-def _pending_step(name: str) -> str:
-    """A step that has not run yet, as stored (the same few bytes for every new job)."""
-    return StepRecord(name=name).stored()
+def _meta(job: NewJob, now: str) -> str:
+    """The ``meta`` field of a new job (no nulls: ``_decode`` reads them back as None; no id:
+    the key names it)."""
+    meta: dict[str, Any] = {"kind": job.kind, "connection": job.connection, "created_at": now,
+                            "params": job.params, "steps": list(job.steps)}
+    if job.file is not None:
+        meta["file"] = job.file.model_dump(exclude_none=True)
+    if job.idempotency_key is not None:
+        meta["idempotency_key"] = job.idempotency_key
+    if job.callback_url is not None:
+        meta["callback_url"] = job.callback_url
+    return _dump(meta)
 
 
-def _new_record(job: NewJob, job_id: str, now: str, trigger: str) -> JobRecord:
-    """What ``_decode`` would read back from ``_new_job_fields``, without encoding it twice."""
-    return JobRecord(id=job_id, kind=job.kind, connection=job.connection, status=JobStatus.QUEUED,
-                     created_at=now, updated_at=now, params=job.params, file=job.file,
-                     idempotency_key=job.idempotency_key, steps=[StepRecord(name=n) for n in job.steps],
-                     callback_url=job.callback_url,
-                     runs=[RunRecord(number=1, trigger=trigger, from_step=job.steps[0], started_at=now)])
+def _first_run(meta: Mapping[str, Any]) -> builtins.list[dict[str, Any]]:
+    """The runs of a job whose ``runs`` field is absent: its first, from the submit."""
+    steps = meta.get("steps") or [""]
+    return [{"number": 1, "trigger": "submit", "from_step": steps[0], "started_at": meta.get("created_at")}]
 
 
-class _Chunk:
-    """One pipeline's worth of jobs, sorted out before anything is written: new jobs, jobs whose
-    idempotency key names a stored job (returned as they are) or an earlier job of this chunk, and
-    keys reused for a different job (refused)."""
-
-    def __init__(self, jobs: Sequence[NewJob]) -> None:
-        self.jobs = jobs
-        self.ids = [uuid.uuid4().hex for _ in jobs]  # used by the jobs that turn out new
-        self.existing: dict[int, JobRecord] = {}
-        self.repeats: dict[int, int] = {}  # job -> the earlier job of this chunk with its key
-        self.conflicts: dict[int, IdempotencyConflict] = {}
-
-    def keys(self) -> builtins.list[str]:
-        return sorted({j.idempotency_key for j in self.jobs if j.idempotency_key})
-
-    def settle(self, found: Mapping[str, JobRecord]) -> None:
-        claimed: dict[str, int] = {}
-        for i, job in enumerate(self.jobs):
-            key = job.idempotency_key
-            if not key:
-                continue
-            earlier = claimed.get(key)
-            old = found.get(key) or (self._draft(earlier) if earlier is not None else None)
-            if old is None:
-                claimed[key] = i
-                continue
-            try:
-                _check_same_job(old, key, job.kind, job.connection, job.params, job.file)
-            except IdempotencyConflict as exc:
-                self.conflicts[i] = exc
-                continue
-            if earlier is None:
-                self.existing[i] = old
-            else:
-                self.repeats[i] = earlier
-
-    def _draft(self, index: int) -> JobRecord:
-        job = self.jobs[index]
-        return JobRecord(id=self.ids[index], kind=job.kind, connection=job.connection,
-                         status=JobStatus.QUEUED, created_at="", params=job.params, file=job.file)
-
-    def new(self) -> builtins.list[int]:
-        settled = self.existing.keys() | self.repeats.keys() | self.conflicts.keys()
-        return [i for i in range(len(self.jobs)) if i not in settled]
-
-    def results(self, created: Mapping[int, JobRecord]) -> builtins.list[Created | IdempotencyConflict]:
-        out: builtins.list[Created | IdempotencyConflict] = []
-        for i in range(len(self.jobs)):
-            if i in created:
-                out.append((created[i], True))
-            elif i in self.repeats:
-                out.append((created[self.repeats[i]], False))
-            elif i in self.existing:
-                out.append((self.existing[i], False))
-            else:
-                out.append(self.conflicts[i])
-        return out
+def _runs(raw: Mapping[str, str | None], meta: Mapping[str, Any]) -> builtins.list[dict[str, Any]]:
+    stored = raw.get("runs")
+    return cast(builtins.list[dict[str, Any]], json.loads(stored)) if stored else _first_run(meta)
 
 
-def _create_many(store: JobStore, jobs: Sequence[NewJob], *, also: AlsoWrite | None = None,
-                 trigger: str = "submit", chunk_size: int = 500) -> builtins.list[Created | IdempotencyConflict]:
-    """Store many new queued jobs, ``chunk_size`` per MULTI; see ``JobStore.create_many``."""
+def _new_record(job: NewJob, job_id: str, now: str) -> JobRecord:
+    """What ``_decode`` reads back from a new job's hash, without encoding it twice. (One
+    validation of the whole record: cheaper than building its steps and run one by one, and
+    than pydantic's ``model_construct``; a given FileInfo is kept as it is.)"""
+    return JobRecord.model_validate({
+        "id": job_id, "kind": job.kind, "connection": job.connection, "status": JobStatus.QUEUED,
+        "created_at": now, "updated_at": now, "params": job.params, "file": job.file,
+        "idempotency_key": job.idempotency_key, "steps": [{"name": n} for n in job.steps],
+        "callback_url": job.callback_url,
+        "runs": [{"number": 1, "trigger": "submit", "from_step": job.steps[0], "started_at": now}]})
+
+
+def _create_many(store: JobStore, jobs: Sequence[NewJob], *, message: MessageFor | None = None,
+                 chunk_size: int = 500) -> builtins.list[Created | IdempotencyConflict]:
+    """Store many new queued jobs, ``chunk_size`` per call of _CREATE; see ``JobStore.create_many``."""
+    # Scores are ms x 1000 + the job.queued event's stream sequence % 1000: past 1000 entries in
+    # one millisecond two could meet. A script of 500 jobs keeps that far off even on a Redis
+    # whose scripts see one frozen clock (7.0's XADD reads the time anew: its ids spread).
+    chunk_size = max(1, min(chunk_size, 500))
     results: builtins.list[Created | IdempotencyConflict] = []
     for start in range(0, len(jobs), chunk_size):
-        results += _create_chunk(store, jobs[start:start + chunk_size], also, trigger)
+        results += _create_chunk(store, jobs[start:start + chunk_size], message)
     return results
 
 
-def _create_chunk(store: JobStore, jobs: Sequence[NewJob], also: AlsoWrite | None,
-                  trigger: str) -> builtins.list[Created | IdempotencyConflict]:
-    while True:
-        chunk = _Chunk(jobs)
-        with store.redis.pipeline() as pipe:
-            try:
-                idem_keys = chunk.keys()
-                if idem_keys:
-                    # As in create(): WATCH the keys, so of two producers racing for one key exactly
-                    # one creates the job; the other's EXEC fails and it reads that job back.
-                    pipe.watch(*[keys.idempotency(k) for k in idem_keys])  # type: ignore[no-untyped-call]
-                    chunk.settle(_stored_jobs(store, idem_keys))
-                created = _write_new(store, pipe, chunk, also, trigger)
-                return chunk.results(created)
-            except redis.WatchError:
+def _create_chunk(store: JobStore, jobs: Sequence[NewJob],
+                  message: MessageFor | None) -> builtins.list[Created | IdempotencyConflict]:
+    """One call of _CREATE for the chunk's jobs whose idempotency key is their first use in the
+    chunk; a later job with a key used earlier in the chunk takes the outcome of the job behind
+    that key (the same job: returned; another: refused). A job whose key's stored job vanished
+    between the script and the read is tried again."""
+    results: dict[int, Created | IdempotencyConflict] = {}
+    pending = builtins.list(range(len(jobs)))
+    while pending:
+        first: dict[str, int] = {}  # key -> the first job of the chunk with it
+        followers: builtins.list[tuple[int, int]] = []
+        sent = []
+        for i in pending:
+            key = jobs[i].idempotency_key
+            if key is not None and key in first:
+                followers.append((i, first[key]))
+            else:
+                if key is not None:
+                    first[key] = i
+                sent.append(i)
+        created, clashes = _run_create(store, [jobs[i] for i in sent], message)
+        behind: dict[int, JobRecord] = {}  # sent job -> the record its key names
+        for n, i in enumerate(sent):
+            if n in created:
+                results[i] = (created[n], True)
+                behind[i] = created[n]
+        found = {r.id: r for r in store._records(builtins.list(set(clashes.values())))} if clashes else {}
+        pending = []
+        for n, old_id in clashes.items():
+            i = sent[n]
+            old = found.get(old_id)
+            if old is None:
+                pending.append(i)  # expired or purged meanwhile: the key is free again
                 continue
+            behind[i] = old
+            results[i] = _same_or_conflict(old, jobs[i])
+        for i, leader in followers:
+            if leader in pending:
+                pending.append(i)
+            else:
+                results[i] = _same_or_conflict(behind[leader], jobs[i])
+        pending.sort()
+    return [results[i] for i in range(len(jobs))]
 
 
-def _stored_jobs(store: JobStore, idem_keys: builtins.list[str]) -> dict[str, JobRecord]:
-    """The stored job each idempotency key names (keys whose job expired name none)."""
-    ids = cast(builtins.list[str | None], store.redis.mget([keys.idempotency(k) for k in idem_keys]))
-    named = {k: str(i) for k, i in zip(idem_keys, ids, strict=True) if i}
-    records = {r.id: r for r in store._records(builtins.list(named.values()))} if named else {}
-    return {k: records[i] for k, i in named.items() if i in records}
+def _same_or_conflict(old: JobRecord, job: NewJob) -> Created | IdempotencyConflict:
+    assert job.idempotency_key is not None
+    try:
+        _check_same_job(old, job.idempotency_key, job.kind, job.connection, job.params, job.file)
+    except IdempotencyConflict as exc:
+        return exc
+    return old, False
 
 
-def _write_new(store: JobStore, pipe: Any, chunk: _Chunk, also: AlsoWrite | None,
-               trigger: str) -> dict[int, JobRecord]:
-    new = chunk.new()
-    if not new:
-        pipe.reset()
-        return {}
-    last = int(store.redis.incrby(f"{keys.PREFIX}:seq", len(new)))
-    millis, now = int(time.time() * 1000), utcnow()
-    pipe.multi()
-    created: dict[int, JobRecord] = {}
-    indexes: dict[str, dict[str, float]] = {}  # one ZADD per index for the whole chunk
-    for n, i in enumerate(new):
-        job, job_id = chunk.jobs[i], chunk.ids[i]
-        # As _next_score: milliseconds x 1000 plus the rolling counter, unique per job.
-        score = float(millis * 1000 + (last - len(new) + 1 + n) % 1000)
-        fields = _new_job_fields(job, job_id, score, now, trigger)
-        if job.idempotency_key:
-            pipe.set(keys.idempotency(job.idempotency_key), job_id, ex=store.idempotency_seconds)
-        pipe.hset(keys.job(job_id), mapping=_fields(fields))
-        for index in (keys.index_all(), keys.index_kind(job.kind), keys.index_connection(job.connection),
-                      keys.index_status(JobStatus.QUEUED.value)):
-            indexes.setdefault(index, {})[job_id] = score
-        created[i] = _new_record(job, job_id, now, trigger)
-        store._event(pipe, events.QUEUED, job_id, {"kind": job.kind, "connection": job.connection}, JobStatus.QUEUED)
-        if also is not None:
-            also(pipe, created[i])
-    for index, members in indexes.items():
-        pipe.zadd(index, members)
-    for which, names in (("kind", {chunk.jobs[i].kind for i in new}),
-                         ("conn", {chunk.jobs[i].connection for i in new})):
-        pipe.sadd(keys.index_names(which), *sorted(names))
-    pipe.execute()
-    return created
-
+def _run_create(store: JobStore, jobs: Sequence[NewJob],
+                message: MessageFor | None) -> tuple[dict[int, JobRecord], dict[int, str]]:
+    """One call of _CREATE: the records of the jobs written and, for the others, the id of the
+    stored job their idempotency key names (both by position in ``jobs``)."""
+    now = utcnow()
+    ids = [uuid.uuid4().hex for _ in jobs]
+    kinds, conns = {j.kind for j in jobs}, {j.connection for j in jobs}
+    names = store._names
+    kind_names = keys.index_names("kind") if names.needed("kind", kinds) else ""
+    conn_names = keys.index_names("conn") if names.needed("conn", conns) else ""
+    args: builtins.list[Any] = [
+        keys.job(""), keys.idempotency(""), store.idempotency_seconds, keys.index_all(),
+        keys.index_status(JobStatus.QUEUED.value), keys.index_kind(""), keys.index_connection(""),
+        keys.events(), store.events_max_length, now, len(jobs), kind_names, conn_names]
+    for job, job_id in zip(jobs, ids, strict=True):
+        target, payload = message(job_id, job) if message is not None else ("", "")
+        args += (job_id, job.kind, job.connection, job.idempotency_key or "", _meta(job, now),
+                 target, payload)
+    reply = cast(builtins.list[Any], store._scripts.create(args=args))
+    clashes = {int(reply[i]): str(reply[i + 1]) for i in range(0, len(reply), 2)}
+    if kind_names:
+        names.written("kind", kinds)
+    if conn_names:
+        names.written("conn", conns)
+    created = {n: _new_record(job, ids[n], now) for n, job in enumerate(jobs) if n not in clashes}
+    return created, clashes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import fakeredis
@@ -227,12 +228,30 @@ def test_a_job_failed_before_any_attempt_records_no_attempt(store):
 
 
 # ---- the worker's transitions: one Lua call each ---------------------------------------------------
-def test_a_pending_step_is_stored_as_its_name_alone_and_read_back_whole(store):
+def test_a_new_job_stores_no_pending_step_nor_its_first_run_and_reads_them_back_whole(store):
     job, _ = new_job(store)
-    assert store.redis.hget(f"ferry:job:{job.id}", "step:get_credentials") == '{"name":"get_credentials"}'
-    step = store.get(job.id).step("get_credentials")
+    stored = store.redis.hgetall(f"ferry:job:{job.id}")
+    assert sorted(stored) == ["meta", "score", "status"]
+    assert "id" not in json.loads(stored["meta"])
+    assert "null" not in stored["meta"]
+    record = store.get(job.id)
+    assert record == job
+    step = record.step("get_credentials")
     assert (step.status, step.attempts, step.history, step.result) == (StepStatus.PENDING, 0, [], None)
-    assert "null" not in store.redis.hget(f"ferry:job:{job.id}", "meta")
+    [run] = record.runs
+    assert (run.number, run.trigger, run.from_step, run.started_at) == (1, "submit", "get_credentials",
+                                                                         record.created_at)
+
+
+def test_a_step_not_stored_begins_as_pending_and_an_undeclared_one_is_missing(store):
+    job, _ = new_job(store)
+    assert store.begin_step(job.id, "no_such_step").outcome == "missing"
+    begun = store.begin_step(job.id, "media_upload")
+    assert begun.outcome == "started" and begun.state.step.attempts == 1
+    assert begun.state.step.history[0].run == 1
+    with pytest.raises(JobNotFound):
+        store.finish_step(job.id, "no_such_step", {})
+    assert store.get(job.id).step("link_attachment").status == StepStatus.PENDING
 
 
 def test_begin_takes_the_lease_reads_the_job_and_marks_the_step_running(store):

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
+from producers import client as client_module
 from producers import keys, queue
 from producers.client import Ferry, JobRequest
 from producers.config import parse_config
@@ -62,10 +63,14 @@ ATLASSIAN_QUEUE = "ferry.atlassian"  # acme's queue (queue_of: ferry.<service>)
 
 
 def queued_messages(db: redis.Redis) -> list[dict[str, Any]]:
-    """The queue list, oldest first (kombu LPUSHes, the worker BRPOPs), bodies decoded."""
+    """The queue list, oldest first (kombu LPUSHes, the worker BRPOPs), bodies decoded as kombu
+    decodes them (base64 only when ``body_encoding`` says so)."""
     messages = [json.loads(raw) for raw in reversed(db.lrange(ATLASSIAN_QUEUE, 0, -1))]
     for message in messages:
-        message["body"] = json.loads(base64.b64decode(message["body"]))
+        body = message["body"]
+        if message["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        message["body"] = json.loads(body)
     return messages
 
 
@@ -90,10 +95,10 @@ def test_each_job_is_stored_indexed_and_queued_in_order(ferry, db, tmp_path):
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_the_message_is_the_one_enqueue_publishes(ferry, db, kind):
-    """Same queue, headers, properties and body as ``enqueue``'s ``send_task``; only the ids
-    differ. One step per message: the next is published as the step ends, so no message
-    carries the rest of the chain."""
+def test_the_message_asks_the_worker_for_what_enqueue_asks(ferry, db, kind):
+    """Same queue, task, arguments and routing as ``enqueue``'s ``send_task``, in the slimmed
+    form (``queue._Template``): only what a worker reads. One step per message: the next is
+    published as the step ends, so no message carries the rest of the chain."""
     spec = get_kind(kind)
     # The router reads the job's connection from its record; this one names acme (atlassian).
     db.hset(keys.job("job-1"), "meta", json.dumps({"connection": "acme"}))
@@ -101,17 +106,41 @@ def test_the_message_is_the_one_enqueue_publishes(ferry, db, kind):
     [(command, (key, payload))] = queue.ChainMessages(ferry.celery).commands("job-1", spec, ATLASSIAN_QUEUE)
     assert (command, key) == ("lpush", ATLASSIAN_QUEUE)
     db.lpush(key, payload)
-    by_enqueue, by_bulk = (_without_ids(m) for m in queued_messages(db))
-    assert by_bulk == by_enqueue
+    by_enqueue, by_bulk = queued_messages(db)
+    assert by_bulk["headers"] == {name: by_enqueue["headers"][name] for name in ("task", "id", "argsrepr")} | {
+        "id": by_bulk["headers"]["id"]}
     assert by_bulk["headers"]["task"] == queue.task_name(spec.step_names[0])
-    assert by_bulk["body"][2]["chain"] is None
+    assert by_bulk["headers"]["id"] != by_enqueue["headers"]["id"]
+    assert by_bulk["body"] == [["job-1"], {}, {}]
+    assert by_enqueue["body"][:2] == [["job-1"], {}] and by_enqueue["body"][2]["chain"] is None
+    assert by_bulk["content-type"] == by_enqueue["content-type"] == "application/json"
+    assert by_enqueue["content-encoding"] == "utf-8" and "content-encoding" not in by_bulk  # kombu's default
+    assert by_bulk["properties"]["delivery_info"] == by_enqueue["properties"]["delivery_info"]
+    assert by_bulk["properties"]["delivery_tag"] != by_enqueue["properties"]["delivery_tag"]
+    assert len(payload) < 450  # Celery's full form: ~1 030 bytes
 
 
-def _without_ids(message: dict[str, Any]) -> dict[str, Any]:
-    headers = {k: v for k, v in message["headers"].items() if k not in ("id", "root_id")}
-    assert message["headers"]["root_id"] == message["headers"]["id"]
-    properties = {k: v for k, v in message["properties"].items() if k not in ("correlation_id", "delivery_tag")}
-    return {**message, "headers": headers, "properties": properties}
+def test_the_slim_message_is_read_by_celery_as_the_task_and_its_job(ferry, db):
+    """What the worker's Celery makes of the slimmed message: the step's task, the job id as its
+    one argument, no eta, expiry, retries or callbacks."""
+    from celery.worker.request import Request
+    from kombu.transport.virtual import Message
+
+    spec = get_kind("assets-attachment")
+    [(_, (_, payload))] = queue.ChainMessages(ferry.celery).commands("job-9", spec, ATLASSIAN_QUEUE)
+    def step(job_id: str) -> str:
+        return job_id
+
+    ferry.celery.task(name=queue.task_name(spec.step_names[0]), shared=False)(step)
+    channel = ferry.celery.connection_for_write().default_channel
+    message = Message(json.loads(payload), channel=channel)
+    request = Request(message, app=ferry.celery, task=ferry.celery.tasks[queue.task_name(spec.step_names[0])])
+
+    assert (request.name, request.args, request.kwargs) == (queue.task_name("get_credentials"), ["job-9"], {})
+    assert request.id == message.headers["id"] and request.eta is None and request.expires is None
+    assert request.request_dict.get("retries", 0) == 0 and request.argsrepr == "['job-9']"
+    assert request.delivery_info["routing_key"] == ATLASSIAN_QUEUE
+    channel.connection.client.release()
 
 
 def test_a_reused_idempotency_key_returns_the_job_or_refuses_a_different_one(ferry, db, tmp_path):
@@ -154,7 +183,10 @@ def test_invalid_requests_are_refused_in_place_and_the_rest_submitted(ferry, db,
 
 
 def test_many_files_are_inspected_alike_on_threads(ferry, db, tmp_path):
-    requests = [attachment(tmp_path, str(n)) for n in range(150)]
+    for n in range(150):
+        (tmp_path / f"doc-{n}.pdf").write_bytes(PDF)
+    requests = [JobRequest(kind="assets-attachment", connection="acme", file=str(tmp_path / f"doc-{n}.pdf"),
+                           params={"object": str(n)}) for n in range(150)]
     requests[17] = JobRequest(kind="assets-attachment", connection="acme", file=str(tmp_path / "gone.pdf"),
                               params={"object": "17"})
 
@@ -163,6 +195,28 @@ def test_many_files_are_inspected_alike_on_threads(ferry, db, tmp_path):
     assert isinstance(outcomes[17], SubmitError)
     records = created(outcomes[:17] + outcomes[18:])
     assert {r.file.size for r in records if r.file} == {len(PDF)}
+    assert [r.file.name for r in records[:3] if r.file] == ["doc-0.pdf", "doc-1.pdf", "doc-2.pdf"]
+
+
+def test_a_file_named_by_many_jobs_of_a_batch_is_inspected_once(ferry, db, tmp_path, monkeypatch):
+    seen: list[str] = []
+    real = client_module.inspect_path
+
+    def counting(path, rule, roots):
+        seen.append(path)
+        return real(path, rule, roots)
+
+    monkeypatch.setattr(client_module, "inspect_path", counting)
+    (tmp_path / "other.pdf").write_bytes(PDF)
+    requests = [attachment(tmp_path, str(n)) for n in range(100)]
+    requests.append(JobRequest(kind="assets-attachment", connection="acme", file=str(tmp_path / "other.pdf"),
+                               params={"object": "x"}))
+
+    records = created(ferry.submit_many(requests))
+
+    assert sorted(seen) == sorted([str(tmp_path / "doc.pdf"), str(tmp_path / "other.pdf")])
+    assert records[0].file == records[1].file and records[0].file is not records[1].file
+    assert records[-1].file is not None and records[-1].file.name == "other.pdf"
 
 
 def test_one_by_one_submit_takes_the_same_path(ferry, db, tmp_path):
@@ -187,3 +241,39 @@ def test_without_redis_each_job_gets_the_error_and_none_is_half_stored(tmp_path)
     outcomes = ferry.submit_many([attachment(tmp_path, "1"), attachment(tmp_path, "2")])
 
     assert all(isinstance(o, redis.ConnectionError) for o in outcomes)
+
+
+def test_a_key_stored_before_and_repeated_within_the_batch_is_judged_against_the_stored_job(ferry, db, tmp_path):
+    [(stored, _)] = ferry.submit_many([attachment(tmp_path, "1", key="k")])
+
+    different, same = ferry.submit_many([attachment(tmp_path, "2", key="k"), attachment(tmp_path, "1", key="k")])
+
+    assert isinstance(different, IdempotencyConflict) and stored.id in str(different)
+    assert same == (stored, False)
+    assert len(queued_messages(db)) == 1
+
+
+def test_a_key_whose_job_is_gone_is_free_again(ferry, db, tmp_path):
+    [(old, _)] = ferry.submit_many([attachment(tmp_path, "1", key="k")])
+    db.delete(keys.job(old.id))
+
+    [(new, created_now)] = ferry.submit_many([attachment(tmp_path, "2", key="k")])
+
+    assert created_now and new.id != old.id
+    assert db.get(keys.idempotency("k")) == new.id
+
+
+def test_scores_are_unique_grow_with_submission_and_tell_the_creation_time(ferry, db, tmp_path):
+    import time
+
+    before = time.time()
+    # 5000 a chunk: the store writes 500 at most per script.
+    records = created(ferry.submit_many([attachment(tmp_path, str(n)) for n in range(2500)], chunk_size=5000))
+    records += [ferry.submit("assets-attachment", connection="acme", file=str(tmp_path / "doc.pdf"),
+                             params={"object": "last"})]
+    after = time.time()
+
+    scores = [float(db.hget(keys.job(r.id), "score")) for r in records]
+    assert scores == sorted(scores) and len(set(scores)) == len(scores)
+    assert [float(s) for _, s in db.zrange(keys.index_all(), 0, -1, withscores=True)] == scores
+    assert before * 1e6 - 1e6 <= scores[0] and scores[-1] <= after * 1e6 + 1e6  # ms x 1000
