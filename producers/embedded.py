@@ -32,6 +32,7 @@ def ferry_home() -> Path:
 
 
 MIN_REDIS_VERSION = (6, 2)
+HASH_MAX_COMPACT_VALUE = 1024  # bytes; also in docker-compose.yml's redis command
 NO_REDIS_SERVER = (
     "no redis-server for the embedded Redis: install redis-server {min} or newer "
     "(e.g. apt install redis-server, brew install redis), or set REDIS_URL to a running Redis{found}"
@@ -150,6 +151,10 @@ class EmbeddedRedis:
                 "--dir", str(self.directory),
                 "--appendonly", "yes",
                 "--save", "",
+                # A job's hash keeps its step records (JSON, often over the default 64 bytes) in
+                # Redis's compact listpack encoding instead of a hash table: ~10 % less memory per
+                # queued job (bench.bulk). The ziplist name is the one 6.2 and 7.x both accept.
+                "--hash-max-ziplist-value", str(HASH_MAX_COMPACT_VALUE),
                 "--daemonize", "yes",
                 "--pidfile", str(self.pidfile),
                 "--logfile", str(self.directory / "redis.log"),

@@ -14,6 +14,7 @@ import pytest
 import redis
 
 from producers.embedded import (
+    HASH_MAX_COMPACT_VALUE,
     EmbeddedRedis,
     RedisServerNotFound,
     parse_redis_version,
@@ -104,9 +105,13 @@ def test_the_redis_server_on_path_runs_the_embedded_redis(tmp_path: Path) -> Non
 
 
 def _start_ping_stop(server: EmbeddedRedis) -> None:
+    """Both binaries (6.2 and 7.x) start with the same settings: job hashes stay compact."""
     location = server.ensure_running()
     try:
-        assert redis.Redis.from_url(location.url).ping()
+        client = redis.Redis.from_url(location.url, decode_responses=True)
+        assert client.ping()
+        compact = client.config_get("hash-max-*-value")
+        assert set(compact.values()) == {str(HASH_MAX_COMPACT_VALUE)}, compact
     finally:
         server.stop()
     assert not server.is_running()
