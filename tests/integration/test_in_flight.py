@@ -47,7 +47,9 @@ def upload_all(ferry: Ferry, sandbox: Any, tmp_path, connection: str, count: int
     done = [ferry.wait(j.id, timeout=120) for j in jobs]
     assert [d.status for d in done] == ["succeeded"] * count, [d.error for d in done]
     uploads = [r for r in sandbox.requests(path_contains=UPLOAD_PATH) if r["method"] == "POST"]
-    assert len(uploads) == count
+    # Should a step ever run twice, say which attempt of which job did (history) and when.
+    assert len(uploads) == count, ([(d.id, [(a.number, a.status, a.started_at) for s in d.steps for a in s.history])
+                                    for d in done], [r["time"] for r in uploads])
     return most_at_once(uploads, latency_ms / 1000)
 
 
