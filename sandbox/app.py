@@ -48,6 +48,7 @@ class SandboxMiddleware:
         label = credential_label(headers, self.state.config)
         scope.setdefault("state", {})
         status = [0]
+        generation = self.state.generation
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -56,9 +57,12 @@ class SandboxMiddleware:
 
         try:
             if service == "sandbox" or not await self.intercept(scope, receive, send_wrapper, service, label):
+                if service != "sandbox" and self.state.generation != generation:
+                    return  # reset while a fault held it: dropped unanswered, like a cut connection
                 await self.app(scope, receive, send_wrapper)
         finally:
-            self.log(scope, method, path, status[0], service, label)
+            if service == "sandbox" or self.state.generation == generation:
+                self.log(scope, method, path, status[0], service, label)
 
     async def intercept(self, scope: Scope, receive: Receive, send: Send, service: str, label: str | None) -> bool:
         """Apply faults then the rate limit; True if one of them answered."""

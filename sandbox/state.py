@@ -175,9 +175,13 @@ class State:
         # The JWT secret survives resets so credentials fetched before a reset stay verifiable.
         self.jwt_secret = secrets.token_bytes(32)
         self.requests: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_SIZE)
+        self.generation = 0
         self.reset()
 
     def reset(self) -> None:
+        # A request that arrived before this reset (a killed worker's upload still held by a
+        # latency fault, say) belongs to the state before it: it is neither logged nor applied.
+        self.generation += 1
         self.config = Config(**asdict(self.initial_config))
         self.requests.clear()
         self.faults: dict[str, FaultRule] = {}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import threading
 import time
+from collections.abc import Callable
 
 import pytest
 import requests
@@ -145,3 +147,25 @@ def test_reset_forgets_faults_rate_limits_and_requests(sandbox: SandboxControl) 
     assert sandbox.faults() == [] and sandbox.requests() == []
     assert all(jira_get(sandbox).status_code == 200 for _ in range(3))
     assert sandbox.seed() == seed
+
+
+def test_a_request_held_over_a_reset_is_neither_logged_nor_applied(sandbox: SandboxControl) -> None:
+    # A worker killed mid-upload in one test leaves its request held by a latency fault; the next
+    # test resets the sandbox and must not find that request in its log (nor its effect).
+    sandbox.add_fault(path=r"/avatar/\w+/system$", method="GET", latency_ms=1500)
+    held: list[object] = []
+    thread = threading.Thread(target=lambda: held.append(_quietly(lambda: jira_get(sandbox))))
+    thread.start()
+    time.sleep(0.5)
+    sandbox.reset()
+    thread.join(timeout=10)
+    assert sandbox.requests(path_contains="/system") == []
+    assert jira_get(sandbox).status_code == 200  # a request after the reset is served and logged
+    assert [r["status"] for r in sandbox.requests(path_contains="/system")] == [200]
+
+
+def _quietly(call: Callable[[], object]) -> object:
+    try:
+        return call()
+    except requests.RequestException as exc:
+        return exc
