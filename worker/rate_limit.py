@@ -16,6 +16,7 @@ parks the step for that long without spending its attempt budget.
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import threading
 import time
@@ -181,7 +182,9 @@ class ConnectionLimiter:
     def pause(self, seconds: float) -> None:
         """The destination asked to wait: hold every worker's requests on this connection."""
         if seconds > 0:
-            until = time.time() + seconds
+            # Kept to the millisecond, rounded down: rounding up made the pause read back a
+            # fraction longer than the destination asked for (30.00008 s for a 30 s Retry-After).
+            until = math.floor((time.time() + seconds) * 1000) / 1000
             self.client.set(self.pause_key, f"{until:.3f}", px=int(seconds * 1000) + 1)
 
     def known_pause(self, until: str | None) -> None:

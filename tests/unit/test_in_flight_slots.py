@@ -66,3 +66,14 @@ def test_without_a_cap_there_is_no_slot_to_release(client):
     limiter = ConnectionLimiter(client, "acme", per_second=None)
     assert limiter.acquire() is None
     limiter.release(None)
+
+
+def test_a_429_pause_never_reads_back_longer_than_the_server_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A clock at .0006 s past a millisecond: kept to 3 decimals rounded up, a 30 s pause read
+    # back as 30.0004 s; rounded down it is never longer than asked.
+    monkeypatch.setattr(time, "time", lambda: 1_000.0006)
+    limiter = ConnectionLimiter(fakeredis.FakeRedis(decode_responses=True), "acme", per_second=None)
+    limiter.pause(30)
+    with pytest.raises(Throttled) as exc:
+        limiter.acquire()
+    assert 29.99 < exc.value.retry_after <= 30
