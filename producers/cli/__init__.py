@@ -179,8 +179,8 @@ def api(ctx: click.Context, host: str, port: int, tokens_file: str | None) -> No
 
 
 # Uploads wait on remote servers (50-500 ms a call) far longer than they compute, so each worker
-# process keeps many of them in flight on threads: WORKER_SLOTS steps at once for ~60 MB. Each step
-# still costs 8-10 ms of Python, so one process is bound by the GIL at ~30 jobs/s: by default
+# process keeps many of them in flight on threads: WORKER_SLOTS steps at once for ~60 MB. A 3-step
+# job still costs ~20 ms of Python, so one process is bound by the GIL at ~50 jobs/s: by default
 # `ferry worker` runs one such process per usable CPU under a supervisor (worker/supervisor.py).
 # bench/latency.py measures it against one process and plain requests (bench/README.md).
 WORKER_POOL = "threads"
