@@ -95,12 +95,19 @@ def ferry(bench: Stack, files: Sequence[Path], params: dict[str, Any], processes
           concurrency: int) -> tuple[float, int]:
     """jobs/s and failed jobs: the files submitted in one ``submit_many``, run to the end."""
     with ferry_worker(bench, processes, concurrency):
-        client = bench.ferry()
-        try:
-            _run(client, files[:concurrency], params)  # every slot has run a job: connections warm
-            records = _run(client, files, params)
-        finally:
-            client.close()
+        return _timed(bench, files, params, warm=concurrency)
+
+
+def _timed(bench: Stack, files: Sequence[Path], params: dict[str, Any], warm: int) -> tuple[float, int]:
+    """jobs/s and failed jobs of ``files`` on the running worker, after ``warm`` jobs (every slot
+    has run one: connections open). Ferry's rate runs from the first ``created_at`` to the last
+    ``finished_at``."""
+    client = bench.ferry()
+    try:
+        _run(client, files[:warm], params)
+        records = _run(client, files, params)
+    finally:
+        client.close()
     first = min(_at(r.created_at) for r in records)
     last = max(_at(r.finished_at or r.created_at) for r in records)
     return len(files) / (last - first), sum(r.status != JobStatus.SUCCEEDED for r in records)
@@ -192,17 +199,9 @@ def _saturate(bench: Stack, files: Sequence[Path], params: dict[str, Any], args:
                            concurrency=concurrency, pool=pool)
     try:
         worker.wait_ready()
-        client = bench.ferry()
-        try:
-            _run(client, files[:16], params)  # warm: connections open
-            records = _run(client, files, params)
-        finally:
-            client.close()
+        return _timed(bench, files, params, warm=16)
     finally:
         worker.stop()
-    first = min(_at(r.created_at) for r in records)
-    last = max(_at(r.finished_at or r.created_at) for r in records)
-    return len(files) / (last - first), sum(r.status != JobStatus.SUCCEEDED for r in records)
 
 
 def rows(points: Sequence[Point]) -> list[list[object]]:
