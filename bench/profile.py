@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.common import CONNECTION, Stack, parse_size, stack, table
-from bench.throughput import WARMUP_JOBS, _burst, make_files
+from bench.throughput import WARMUP_JOBS, _burst, make_files, warm_worker
 from producers.client import Ferry
 from producers.records import JobStatus
 
@@ -66,31 +66,24 @@ def _short(frame: str) -> str:
 
 def profile(bench: Stack, files: Sequence[Path], pool: str, concurrency: int,
             out: Path) -> tuple[dict[str, Path], dict[str, float]]:
-    seed = bench.control.seed()
-    params = {"object": seed["object_id"], "workspace": seed["workspace_id"]}
-    with bench.worker(pool, concurrency) as worker:
-        ferry = bench.ferry()
-        try:
-            _burst(ferry, files[:WARMUP_JOBS], params)
-            targets = {"main": worker.proc.pid,
-                       **{f"pool-{i}": pid for i, pid in enumerate(worker.pids()["pool"])}}
-            spies = {name: subprocess.Popen(
-                [_py_spy(), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
-                 "--output", str(out / f"{name}.txt"), "--nonblocking"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for name, pid in targets.items()}
-            before = commandstats(ferry)
-            _, polls = _burst(ferry, files, params)
-            after = commandstats(ferry)
-            # Less the burst's own reads: its polls of the status counts, and each record at the end.
-            after["zcard"] -= polls * len(JobStatus)
-            after["hgetall"] -= len(files)
-            per_job = commands_per_job(before, after, len(files))
-            for spy in spies.values():
-                spy.send_signal(2)  # SIGINT: py-spy writes what it sampled and exits
-            for spy in spies.values():
-                spy.wait(timeout=30)
-        finally:
-            ferry.close()
+    with warm_worker(bench, files, pool, concurrency) as (worker, ferry, params):
+        targets = {"main": worker.proc.pid,
+                   **{f"pool-{i}": pid for i, pid in enumerate(worker.pids()["pool"])}}
+        spies = {name: subprocess.Popen(
+            [_py_spy(), "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+             "--output", str(out / f"{name}.txt"), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for name, pid in targets.items()}
+        before = commandstats(ferry)
+        _, polls = _burst(ferry, files, params)
+        after = commandstats(ferry)
+        # Less the burst's own reads: its polls of the status counts, and each record at the end.
+        after["zcard"] -= polls * len(JobStatus)
+        after["hgetall"] -= len(files)
+        per_job = commands_per_job(before, after, len(files))
+        for spy in spies.values():
+            spy.send_signal(2)  # SIGINT: py-spy writes what it sampled and exits
+        for spy in spies.values():
+            spy.wait(timeout=30)
     return {name: out / f"{name}.txt" for name in targets}, per_job
 
 

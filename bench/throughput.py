@@ -27,10 +27,11 @@ Targets (``--check``), set from shared/design/celery-notes.md (same 2-core machi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,7 +41,7 @@ from typing import Any
 import requests
 from requests_toolbelt import MultipartEncoder
 
-from bench.common import CONNECTION, CpuMeter, Stack, median, parse_size, percentile, stack, table
+from bench.common import CONNECTION, CpuMeter, Stack, Worker, median, parse_size, percentile, stack, table
 from producers.client import Ferry
 from producers.records import JobRecord, JobStatus
 
@@ -149,24 +150,33 @@ def _with_cpu(run: Run, used: dict[str, float], jobs: int) -> Run:
 
 
 # ---- Ferry -------------------------------------------------------------------------------------
-def ferry_run(bench: Stack, files: Sequence[Path], pool: str | None, concurrency: int | None) -> Run:
-    """``pool`` and ``concurrency`` None: ``ferry worker`` with no options."""
+@contextlib.contextmanager
+def warm_worker(bench: Stack, files: Sequence[Path], pool: str | None,
+                concurrency: int | None) -> Iterator[tuple[Worker, Ferry, dict[str, Any]]]:
+    """A fresh worker that has run ``WARMUP_JOBS`` jobs (imports, connections, scripts loaded),
+    a producer, and the jobs' params (the sandbox's seeded object and workspace)."""
     seed = bench.control.seed()
     params = {"object": seed["object_id"], "workspace": seed["workspace_id"]}
     with bench.worker(pool, concurrency) as worker:
         ferry = bench.ferry()
         try:
             _burst(ferry, files[:WARMUP_JOBS], params)
-            idle = [_latency_ms(_one(ferry, path, params)) for path in files[:IDLE_JOBS]]
-            meter = CpuMeter({**bench.service_pids(), **worker.pids()}).start()
-            commands, scripts = _redis_commands(ferry), _script_calls(ferry)
-            records, polls = _burst(ferry, files, params)
-            # Less the burst's own reads: its polls of the status counts, and each record at the end.
-            commands = _redis_commands(ferry) - commands - polls * len(JobStatus) - len(files)
-            scripts = _script_calls(ferry) - scripts
-            used = meter.stop()
+            yield worker, ferry, params
         finally:
             ferry.close()
+
+
+def ferry_run(bench: Stack, files: Sequence[Path], pool: str | None, concurrency: int | None) -> Run:
+    """``pool`` and ``concurrency`` None: ``ferry worker`` with no options."""
+    with warm_worker(bench, files, pool, concurrency) as (worker, ferry, params):
+        idle = [_latency_ms(_one(ferry, path, params)) for path in files[:IDLE_JOBS]]
+        meter = CpuMeter({**bench.service_pids(), **worker.pids()}).start()
+        commands, scripts = _redis_commands(ferry), _script_calls(ferry)
+        records, polls = _burst(ferry, files, params)
+        # Less the burst's own reads: its polls of the status counts, and each record at the end.
+        commands = _redis_commands(ferry) - commands - polls * len(JobStatus) - len(files)
+        scripts = _script_calls(ferry) - scripts
+        used = meter.stop()
         sent = [r for r in bench.control.requests(limit=10_000) if not r["path"].startswith("/_sandbox")]
         total_jobs = WARMUP_JOBS + IDLE_JOBS + len(files)
     first = min(_at(r.created_at) for r in records)
