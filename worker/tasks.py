@@ -28,6 +28,7 @@ import redis
 from celery import Celery, Task
 from celery.exceptions import Ignore
 
+from producers.errors import ConfigError
 from producers.kinds import KINDS, all_step_names
 from producers.queue import TASK_PREFIX, StepPublisher, queue_for_connection, task_name
 from producers.records import JobRecord, StepError, StepStatus
@@ -75,17 +76,18 @@ def run_step(task: Task, job_id: str) -> None:
         controls.stopped(rt, begun.job, step, begun.outcome)
     if begun.state is None or begun.job is None:
         return  # done (a redelivered message: the next one was written with this step's end) or ended
-    rt.note_pause(begun.job.connection, begun.paused_until)
     metrics.begin_step(begun.job.kind, step, begun.job.connection)
     with LEASES.held(rt.store, job_id, lease):
-        Attempt(task, rt, begun.job, begun.state, lease).run()
+        Attempt(task, rt, begun.job, begun.state, lease, paused_until=begun.paused_until).run()
 
 
 class Attempt:
     """One attempt at one step of one job, from the moment its start is recorded."""
 
-    def __init__(self, task: Task, rt: Runtime, job: JobRecord, state: JobState, lease: Lease) -> None:
+    def __init__(self, task: Task, rt: Runtime, job: JobRecord, state: JobState, lease: Lease, *,
+                 paused_until: str | None = None) -> None:
         self.task, self.rt, self.job, self.state, self.lease = task, rt, job, state, lease
+        self.paused_until = paused_until  # the connection's 429 pause, as the step's start read it
         self.step = state.step.name
         self.attempts = state.step.attempts
         self.log = get_logger(job_id=job.id, kind=job.kind, step=self.step, connection=job.connection,
@@ -105,6 +107,7 @@ class Attempt:
                    if s.status in (StepStatus.SUCCEEDED, StepStatus.REUSED)}
         self.log.info("step started")
         try:
+            self.rt.note_pause(self.job.connection, self.paused_until)
             ctx = StepContext(job=self.job, step=self.step, attempt=self.attempts, outputs=outputs,
                               store=self.store, clients=self.rt.clients(self.job.connection))
             result = _run(ctx, self.log)
@@ -112,6 +115,12 @@ class Attempt:
             self._retry_or_fail(exc)
         except DestinationError as exc:
             self._fail(exc)
+        except ConfigError as exc:
+            # The job names a connection this worker's ferry.toml lacks: the file changed after
+            # the worker read it. Retrying cannot help; the record says what will.
+            self._fail(PermanentError(
+                f"{exc} in the ferry.toml this worker read at start ({self.rt.config.path or 'none'}): "
+                "restart the workers (ferry.toml changed)", step=self.step))
         except redis.RedisError:
             # The store is unreachable past the client's retries: nothing can be recorded, so the
             # job is not failed for it. It stays running; the reaper re-runs the step once its
