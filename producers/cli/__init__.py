@@ -18,19 +18,35 @@ from kombu.exceptions import OperationalError
 from pydantic.fields import FieldInfo
 from rich.table import Table
 
-from producers.cli.console import connect, err, fail, finish, needs_extra, out, outcome_text, show_record, styled
+from producers.cli.console import (
+    connect,
+    err,
+    fail,
+    finish,
+    needs_extra,
+    out,
+    outcome_text,
+    show_record,
+    styled,
+    wait_for,
+    warn,
+)
+from producers.config import find_config, load_config
 from producers.errors import ConfigError, JobNotFound, SubmitError
 from producers.kinds import KINDS, Kind
 from producers.records import JobStatus
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", envvar="FERRY_CONFIG", help="ferry.toml to use (default ./ferry.toml)")
+@click.option("--config", envvar="FERRY_CONFIG",
+              help="ferry.toml to use (default: the nearest ferry.toml in this folder or above; see ferry info)")
 @click.pass_context
 def cli(ctx: click.Context, config: str | None) -> None:
     """Ferry carries file uploads into SaaS APIs whose uploads take several calls."""
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
+    if config:  # every part (the embedded Redis's home, a worker's children) finds the same file
+        os.environ["FERRY_CONFIG"] = config
 
 
 # ---- submit ------------------------------------------------------------------------------------
@@ -119,15 +135,25 @@ def submit_batch(ctx: click.Context, manifest: str, strict: bool, wait: bool,
 # ---- reading the store -------------------------------------------------------------------------
 @cli.command()
 @click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--wait", is_flag=True, help="block until the job ends; exit 1 if it failed")
+@click.option("--timeout", type=float, default=None, help="with --wait: stop waiting after N s (exit 124)")
+@click.option("--json", "as_json", is_flag=True, help="print the job record as JSON")
 @click.pass_context
-def status(ctx: click.Context, job_id: str, as_json: bool) -> None:
-    """Show one job: status, each step with attempts, what landed or why it failed."""
+def status(ctx: click.Context, job_id: str, wait: bool, timeout: float | None, as_json: bool) -> None:
+    """Show one job: status, each step with attempts, what landed or why it failed.
+    Exit 0, or 1 when the job failed or is unknown.
+
+    \b
+    Example:
+      ferry status 3f2a…  --wait
+    """
     ferry = connect(ctx)
     try:
         record = ferry.status(job_id)
     except JobNotFound:
-        fail(f"no job {job_id}", code=1)
+        fail(f"no job {job_id} in {ferry.location.url} (ferry info says which Redis this is)", code=1)
+    if wait:
+        record = wait_for(ferry, record, timeout)
     if as_json:
         out.print_json(record.model_dump_json())
     else:
@@ -225,6 +251,7 @@ def worker(ctx: click.Context, processes: int | None) -> None:
         processes = 1 if pool in SINGLE_PROCESS_POOLS else usable_cpus()
     elif processes > 1 and pool == "prefork":
         fail("--processes: -P prefork starts -c processes of its own; give --processes 1 or another pool")
+    _check_before_start()
     with needs_extra("worker", "the worker"):
         from worker.celery_app import app
     known = list(app.amqp.queues)
@@ -237,6 +264,32 @@ def worker(ctx: click.Context, processes: int | None) -> None:
 
     as_child()  # started by a supervisor: go when it goes
     app.worker_main(["worker", *worker_args(args)])
+
+
+def _check_before_start() -> None:
+    """A worker with no connection would start, serve nothing and never run a job: refuse, naming
+    the ferry.toml it looked for. A connection whose token this worker cannot read would fail each
+    of its jobs: say so once, now (in the supervisor, not in each of its processes)."""
+    from worker.supervisor import SUPERVISOR_ENV
+
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        fail(str(exc))
+    if not config.connections:
+        found = find_config()
+        looked = (f"{found} names none" if found else
+                  f"no ferry.toml in {os.getcwd()} or any folder above it, and FERRY_CONFIG is unset")
+        fail(f"no connections to serve: {looked}; add a [connections.<name>] table "
+             "(cp examples/sandbox.ferry.toml ferry.toml to try the sandbox)")
+    if os.environ.get(SUPERVISOR_ENV):
+        return
+    with needs_extra("worker", "the worker"):
+        from worker.settings import missing_token
+    for conn in config.connections.values():
+        problem = missing_token(conn)
+        if problem:
+            warn(f"{problem}: its jobs will fail until it is set and the worker restarted")
 
 
 def _supervise(processes: int, args: list[str]) -> int:
@@ -387,6 +440,12 @@ def _register_notify() -> None:
     register(cli)
 
 
+def _register_home() -> None:
+    from producers.cli.home import register  # `ferry info`, `ferry redis stop`
+
+    register(cli)
+
+
 def _register_ops() -> None:
     from producers.cli.ops import register  # `ferry cancel|pause|resume|connections|workers|flower`
 
@@ -395,6 +454,7 @@ def _register_ops() -> None:
 
 _register_notify()
 _register_ops()
+_register_home()
 
 
 def main() -> None:

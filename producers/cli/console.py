@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from producers.client import Ferry
+from producers.config import find_config, no_config_warning
 from producers.errors import ConfigError
 from producers.records import JobRecord, JobStatus
 
@@ -32,22 +33,33 @@ def fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/yellow] {escape(message)}", markup=True)
+
+
 def connect(ctx: click.Context) -> Ferry:
-    """Ferry over the ``--config`` the group was given; a bad ferry.toml is one line and exit 2."""
+    """Ferry over the ``--config`` the group was given (else the nearest ferry.toml upward); a
+    bad ferry.toml is one line and exit 2, none at all a warning (the command goes on)."""
+    if find_config() is None:
+        warn(no_config_warning())
     try:
         return Ferry(config_path=ctx.obj.get("config") if ctx.obj else None)
     except ConfigError as exc:
         fail(str(exc))
 
 
+# Exit codes every command shares (README "Exit codes"): 0 done, 1 a job failed, 2 bad input
+# (nothing enqueued), and for --wait the coreutils `timeout` and shell conventions:
+EXIT_TIMEOUT = 124  # --timeout passed; the job runs on
+EXIT_INTERRUPTED = 130  # Ctrl-C while waiting; the job runs on
+
+
 def finish(ferry: Ferry, record: JobRecord, *, wait: bool, timeout: float | None, as_json: bool) -> None:
     """How a command that enqueued a job ends: its id, or (``--wait``) the record once it ended,
-    exiting 1 when it failed or the wait timed out."""
+    exiting 1 when it failed. Waiting, the id comes first (on stderr), so neither Ctrl-C (exit
+    130) nor ``--timeout`` (exit 124) leaves anyone without it."""
     if wait:
-        try:
-            record = ferry.wait(record.id, timeout=timeout)
-        except TimeoutError as exc:
-            fail(str(exc), code=1)
+        record = wait_for(ferry, record, timeout)
     if as_json:
         out.print_json(record.model_dump_json())
     elif wait:
@@ -56,6 +68,24 @@ def finish(ferry: Ferry, record: JobRecord, *, wait: bool, timeout: float | None
         click.echo(record.id)
     if wait and record.status != JobStatus.SUCCEEDED:
         sys.exit(1)
+
+
+def wait_for(ferry: Ferry, record: JobRecord, timeout: float | None = None) -> JobRecord:
+    """Block until the job ends. Ctrl-C or the timeout end the waiting, never the job: both say
+    so, with the id and how to follow or cancel it."""
+    if record.done:
+        return record
+    err.print(f"job {record.id} {record.status.value}: waiting for it to end "
+              "(Ctrl-C stops the waiting, not the job)", highlight=False)
+    follow = f"follow it with `ferry status {record.id} --wait`, stop it with `ferry cancel {record.id}`"
+    try:
+        return ferry.wait(record.id, timeout=timeout)
+    except TimeoutError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}; it keeps running: {escape(follow)}")
+        sys.exit(EXIT_TIMEOUT)
+    except KeyboardInterrupt:
+        err.print(f"stopped waiting; job {record.id} keeps running: {escape(follow)}", highlight=False)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def styled(status: str) -> str:

@@ -130,13 +130,13 @@ def workers(ctx: click.Context, as_json: bool) -> None:
     if not found:
         out.print("[red]no worker is alive[/red] (none sent a heartbeat in the last 30 s)")
         return
-    table = Table("worker", "pid", "pool", "slots", "running now", "last heartbeat", "version")
+    table = Table("worker", "pid", "pool", "slots", "running now", "last heartbeat", "version", "ferry.toml")
     for w in found:
         running = "\n".join(f"{r['job_id'][:12]} {r['step']} since {r['since'][11:19]}"
                             for r in w["running"]) or "—"
         table.add_row(w.get("name") or w["hostname"], str(w["pid"]), str(w.get("pool")),
                       _or_dash(w.get("slots")), running, styled(w["last_heartbeat"][11:19]),
-                      w.get("version", ""))
+                      w.get("version", ""), w.get("config") or "none")
     out.print(table)
 
 

