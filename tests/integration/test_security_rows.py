@@ -1,4 +1,4 @@
-"""The README's Security table, row by row: each hostile input is tried for real and Ferry's answer
+"""docs/security.md's table, row by row: each hostile input is tried for real and Ferry's answer
 checked. Submit-side rows go through the live HTTP API (uvicorn, a real Redis database of their
 own, ``[files] roots``); the queue row puts a pickle message in front of the real worker.
 
