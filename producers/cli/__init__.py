@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import click
 import redis
@@ -31,6 +31,7 @@ from producers.cli.console import (
     wait_for,
     warn,
 )
+from producers.cli.examples import add_examples
 from producers.config import find_config, load_config
 from producers.errors import ConfigError, JobNotFound, SubmitError
 from producers.kinds import KINDS, Kind
@@ -60,9 +61,14 @@ def _flag(name: str) -> str:
 
 
 def _option_for(name: str, field: FieldInfo) -> click.Option:
+    """The option for one parameter. Required ones say so, and a parameter with fixed values
+    shows them; the values are still checked by the kind's model, with every other problem."""
     if field.annotation is bool:
         return click.Option([_flag(name)], is_flag=True, default=None, help=field.description)
-    return click.Option([_flag(name)], default=None, help=field.description)
+    values = get_args(field.annotation) if get_origin(field.annotation) is Literal else ()
+    metavar = "[" + "|".join(map(str, values)) + "]" if values else None
+    required = "  [required]" if field.is_required() else ""
+    return click.Option([_flag(name)], default=None, metavar=metavar, help=(field.description or "") + required)
 
 
 def _submit_command(kind: Kind) -> click.Command:
@@ -71,15 +77,19 @@ def _submit_command(kind: Kind) -> click.Command:
         *[_option_for(n, f) for n, f in kind.params.model_fields.items()],
     ]
     if kind.file is not None:
-        params.append(click.Argument(["file"], required=False))
+        # Not required by click: a missing file is reported by the kind's checks with the rest.
+        params.append(click.Argument(["file"], required=False,
+                                     metavar="(FILE | --uri URL)" if kind.file.uri_allowed else "FILE"))
         if kind.file.uri_allowed:
             params.append(click.Option(["--uri"], help="a URL to take the file from instead"))
     params += [
         click.Option(["--idempotency-key"], help="the same key returns the existing job"),
         click.Option(["--callback", "callback_url"], metavar="URL",
                      help="POST a signed webhook to URL each time the job ends ([notifications])"),
-        click.Option(["--wait"], is_flag=True, help="block until the job ends; exit 1 if it failed"),
-        click.Option(["--timeout"], type=float, default=None, help="with --wait: give up after N s"),
+        click.Option(["--wait"], is_flag=True,
+                     help="print the id, then block until the job ends; exit 1 if it failed (Ctrl-C: 130)"),
+        click.Option(["--timeout"], type=float, default=None,
+                     help="with --wait: stop waiting after N s (exit 124; the job runs on)"),
         click.Option(["--json", "as_json"], is_flag=True, help="print the job record as JSON"),
     ]
 
@@ -117,13 +127,24 @@ for _kind in KINDS.values():
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
 @click.option("--strict", is_flag=True, help="submit nothing if any line is bad")
 @click.option("--wait", is_flag=True, help="follow the jobs to the end; exit 1 if any failed")
-@click.option("--timeout", type=float, default=None, help="with --wait: give up after N s")
+@click.option("--timeout", type=float, default=None, help="with --wait: stop waiting after N s (exit 124)")
 @click.option("--json", "as_json", is_flag=True, help="print the outcome as JSON")
 @click.pass_context
 def submit_batch(ctx: click.Context, manifest: str, strict: bool, wait: bool,
                  timeout: float | None, as_json: bool) -> None:
-    """Submit one job per line of a .jsonl (a POST /jobs body per line) or .csv manifest.
-    Exit 0 all submitted (and succeeded, with --wait), 1 a job failed, 2 bad lines."""
+    """Submit one job per line of a .jsonl or .csv manifest; every bad line is reported with its
+    number. Exit 0 all submitted (and succeeded, with --wait), 1 a job failed, 2 bad lines,
+    124 --timeout passed, 130 Ctrl-C (the jobs run on).
+
+    \b
+    .jsonl: one POST /jobs body per line (blank lines skipped):
+      {"kind": "assets-attachment", "connection": "acme", "file": "scans/88.pdf",
+       "params": {"object": "88"}, "idempotency_key": "scan-88"}
+    .csv: a header row; kind, connection, file, uri, idempotency_key, and each
+    parameter as a params.<name> column (or one params column of JSON):
+      kind,connection,file,params.object,params.comment
+      assets-attachment,acme,scans/88.pdf,88,scan
+    A relative file is relative to the manifest's folder."""
     from pathlib import Path
 
     from producers.cli import batch
@@ -140,13 +161,8 @@ def submit_batch(ctx: click.Context, manifest: str, strict: bool, wait: bool,
 @click.option("--json", "as_json", is_flag=True, help="print the job record as JSON")
 @click.pass_context
 def status(ctx: click.Context, job_id: str, wait: bool, timeout: float | None, as_json: bool) -> None:
-    """Show one job: status, each step with attempts, what landed or why it failed.
-    Exit 0, or 1 when the job failed or is unknown.
-
-    \b
-    Example:
-      ferry status 3f2a…  --wait
-    """
+    """Show one job: status, each step with attempts, what landed or why it failed (or, for a
+    job that does not move, why). Exit 0, or 1 when the job failed or is unknown."""
     ferry = connect(ctx)
     try:
         record = ferry.status(job_id)
@@ -167,7 +183,7 @@ def status(ctx: click.Context, job_id: str, wait: bool, timeout: float | None, a
 @click.option("--connection")
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--cursor", help="next_cursor of the previous page")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print it as JSON")
 @click.pass_context
 def jobs(ctx: click.Context, status_: str | None, kind: str | None, connection: str | None,
          limit: int, cursor: str | None, as_json: bool) -> None:
@@ -217,14 +233,14 @@ SINGLE_PROCESS_POOLS = ("prefork", "solo")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-             help=f"""Run workers: any further options go to each ``celery worker``.
+             help=f"""Run workers: any further options go to each `celery worker`.
 
 \b
 Default: one worker process per usable CPU (its affinity mask), each --pool {WORKER_POOL}
 --concurrency {WORKER_SLOTS}, under this process as their supervisor. Uploads spend their time
 waiting on the destination, so threads keep {WORKER_SLOTS} of them in flight per process for
 little memory; but each step still costs some ms of Python, and one process is bound by the GIL
-(~30 jobs/s), so one process per CPU uses the machine (bench/README.md). -c/--concurrency is per
+(~50 jobs/s), so one process per CPU uses the machine (bench/README.md). -c/--concurrency is per
 process; --processes 1 runs a single worker in this process. -P prefork (which forks -c
 processes itself) or -P solo also run a single worker here.
 
@@ -233,7 +249,9 @@ The supervisor sends SIGTERM/SIGINT on to every process as a warm shutdown (runn
 and exits 0 once all stopped; a process that dies is started again (backoff 1 s doubling to 30 s).
 Node names: ferry-<supervisor pid>-<i>@host, or -n NAME with -<i> added.
 
-It serves every configured queue; -Q ferry.atlassian,ferry.awork serves only those.
+It serves every configured queue; -Q ferry.atlassian,ferry.awork serves only those. It reads
+ferry.toml once, at start (restart it after a change), refuses to start (exit 2) with no
+connection, and warns about each connection whose token it cannot read.
 
 --metrics-port N serves Prometheus metrics at :N/metrics (every process added up).""")
 @click.option("--processes", type=click.IntRange(min=1), default=None,
@@ -396,7 +414,9 @@ def _queue_options(args: list[str]) -> list[str]:
 def sandbox(host: str, port: int, data: str, email: str, token: str, bearer: str, jwt_ttl: int,
             seed: bool, media_upload: str, no_attachment_media_id: bool, empty_link_answer: bool,
             refuse_project_keys: bool) -> None:
-    """Run the local emulator of the five destination APIs (readings: sandbox/README.md)."""
+    """Run the local emulator of the five destination APIs. Faults (a status N times, a 429 with
+    Retry-After, a delay, a cut connection, a lost reply) are injected through its control API,
+    POST /_sandbox/faults, as below; open readings: sandbox/README.md."""
     from sandbox.server import open_readings, run
 
     readings = open_readings(media_upload, no_attachment_media_id, empty_link_answer, refuse_project_keys)
@@ -455,6 +475,7 @@ def _register_ops() -> None:
 _register_notify()
 _register_ops()
 _register_home()
+add_examples(cli)
 
 
 def main() -> None:

@@ -75,10 +75,10 @@ def wait_for(ferry: Ferry, record: JobRecord, timeout: float | None = None) -> J
     so, with the id and how to follow or cancel it."""
     if record.done:
         return record
-    err.print(f"job {record.id} {record.status.value}: waiting for it to end "
-              "(Ctrl-C stops the waiting, not the job)", highlight=False)
     follow = f"follow it with `ferry status {record.id} --wait`, stop it with `ferry cancel {record.id}`"
     try:
+        err.print(f"job {record.id} {record.status.value}: waiting for it to end "
+                  "(Ctrl-C stops the waiting, not the job)", highlight=False)
         return ferry.wait(record.id, timeout=timeout)
     except TimeoutError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}; it keeps running: {escape(follow)}")

@@ -60,12 +60,7 @@ def _binary_for_new_data() -> str | None:
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="print it as JSON")
 def info(as_json: bool) -> None:
-    """Which ferry.toml, Ferry home and Redis every command run here uses, and its connections.
-
-    \b
-    Example:
-      ferry info
-    """
+    """Which ferry.toml, Ferry home and Redis every command run here uses, and its connections."""
     found = where()
     connections: dict[str, str] = {}
     problem = None
@@ -99,12 +94,7 @@ def redis_group() -> None:
 
 @redis_group.command()
 def stop() -> None:
-    """Stop the embedded Redis (its data stays; the next command starts it again).
-
-    \b
-    Example:
-      ferry redis stop
-    """
+    """Stop the embedded Redis (its data stays; the next command starts it again)."""
     embedded = EmbeddedRedis(ferry_home() / "redis")
     if not embedded.is_running():
         out.print(f"the embedded Redis in {embedded.directory} is not running")
