@@ -33,7 +33,7 @@ from producers.files import FileRule, inspect_path, inspect_uri
 from producers.kinds import KINDS, Kind, get_kind
 from producers.notifications import CallbackRefused, check_url
 from producers.params import Params
-from producers.records import DeliveryRecord, FileInfo, JobRecord, StepError
+from producers.records import DeliveryRecord, FileInfo, JobRecord, StepError, StepStatus
 from producers.selection import Filters
 from producers.store import FINISHED_ALREADY, CancelOutcome, ConnectionState, Created, JobStore, NewJob, Page
 
@@ -467,6 +467,43 @@ class Ferry:
     def workers(self) -> list[dict[str, Any]]:
         """The live workers (fresh heartbeats), with the steps they run now."""
         return self.store.workers()
+
+    def why_waiting(self, record: JobRecord) -> list[str]:
+        """Why a job that has not ended is not moving now, one sentence each (none: it moves, or
+        it ended): its connection paused, or asked by the destination to wait; a step retrying
+        later; no live worker, or none serving its queue."""
+        if record.done:
+            return []
+        reasons = []
+        if record.connection in self.config.connections:
+            view = _connection_view(self.config.connection(record.connection),
+                                    self.store.connection_states([record.connection])[record.connection])
+            if view["paused"]:
+                reasons.append(f"connection {record.connection} is paused (by {view['paused_by']} at "
+                               f"{view['paused_at']}): ferry resume {record.connection}")
+            if view["throttled_until"] and _age(view["throttled_until"]) < 0:
+                reasons.append(f"the destination asked connection {record.connection} to wait until "
+                               f"{view['throttled_until']} (HTTP 429)")
+        for step in record.steps:
+            if step.status == StepStatus.RETRYING and step.next_attempt_at:
+                last = step.history[-1] if step.history else None
+                after = ""
+                if last is not None and last.message:
+                    after = f" after {'HTTP ' + str(last.http_status) + ': ' if last.http_status else ''}{last.message}"
+                reasons.append(f"step {step.name} is retrying at {step.next_attempt_at} "
+                               f"(in {max(0.0, -_age(step.next_attempt_at)):.0f} s){after}")
+        reasons += self._missing_worker(record)
+        return reasons
+
+    def _missing_worker(self, record: JobRecord) -> list[str]:
+        live = [w for w in self.workers() if not w.get("parent")]
+        if not live:
+            return ["no worker is alive (none sent a heartbeat in the last 30 s): start one (ferry worker)"]
+        wanted = queue.queue_for_connection(self.config, record.connection)
+        served = {q for w in live for q in w.get("queues") or []}
+        if served and wanted not in served:
+            return [f"no live worker serves queue {wanted} (they serve {', '.join(sorted(served))})"]
+        return []
 
     def readiness(self, fresh_seconds: float = READY_SECONDS) -> tuple[bool, str]:
         """Whether some worker beat within ``fresh_seconds``, and why not."""

@@ -16,6 +16,7 @@ import click
 import redis
 from kombu.exceptions import OperationalError
 from pydantic.fields import FieldInfo
+from rich.markup import escape
 from rich.table import Table
 
 from producers.cli.console import (
@@ -174,6 +175,8 @@ def status(ctx: click.Context, job_id: str, wait: bool, timeout: float | None, a
         out.print_json(record.model_dump_json())
     else:
         show_record(record)
+        for reason in ferry.why_waiting(record):
+            out.print(f"[yellow]waiting:[/yellow] {escape(reason)}")
     sys.exit(1 if record.status == JobStatus.FAILED else 0)
 
 

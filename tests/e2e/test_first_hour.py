@@ -231,3 +231,4 @@ def test_ctrl_c_or_the_timeout_while_waiting_leave_the_job_running_and_say_its_i
     assert "Aborted" not in rest
     listed = json.loads(ferry("jobs", "--json", cwd=root).stdout)["jobs"]
     assert [(j["id"], j["status"]) for j in listed] == [(job_id[1], "queued")]  # one job, still there
+    assert "waiting: no worker is alive" in ferry("status", job_id[1], cwd=root).stdout  # and why
