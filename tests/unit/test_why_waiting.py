@@ -73,3 +73,19 @@ def test_an_ended_job_waits_for_nothing(ferry: Ferry) -> None:
     job_id = new_job(ferry)
     ferry.store.cancel(job_id, "ops")
     assert ferry.why_waiting(ferry.status(job_id)) == []
+
+
+def test_the_dashboards_job_page_says_it_too(ferry: Ferry) -> None:
+    from fastapi.testclient import TestClient
+
+    from producers.web.app import create_app
+
+    job_id = new_job(ferry)
+    ferry.pause("acme", by="ops@example")
+    client = TestClient(create_app(ferry, tokens=["t"]))
+    headers = {"Authorization": "Bearer t"}
+    for path in (f"/ui/job/{job_id}", f"/ui/fragments/job/{job_id}"):
+        page = client.get(path, headers=headers)
+        assert page.status_code == 200, page.text
+        assert "Waiting: connection acme is paused (by ops@example at " in page.text.replace("\\u00a0", " ")
+        assert "Waiting: no worker is alive" in page.text
