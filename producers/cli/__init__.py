@@ -485,8 +485,10 @@ def main() -> None:
     try:
         cli(obj={})
     except (redis.RedisError, OperationalError) as exc:
-        # One line, not a traceback: the usual cause is a REDIS_URL pointing at nothing.
-        fail(f"cannot reach Redis: {exc} (check REDIS_URL; unset it to use the embedded Redis)", code=1)
+        # One line, not a traceback, naming where this Redis was taken from.
+        from producers.cli.home import redis_hint
+
+        fail(f"cannot reach Redis: {exc} ({redis_hint()})", code=1)
     except ConfigError as exc:
         # ferry.toml refused, or no redis-server for the embedded Redis, met outside connect()
         fail(str(exc))

@@ -50,6 +50,17 @@ def where() -> dict[str, Any]:
             "home": str(home), "redis": redis}
 
 
+def redis_hint() -> str:
+    """What to check when Redis cannot be reached: the place it was taken from."""
+    redis = where()["redis"]
+    if redis["source"] == "REDIS_URL":
+        return "check REDIS_URL; unset it to use the embedded Redis"
+    if redis["source"] != "embedded":
+        return f"check redis_url in {find_config()}"
+    return (f"the embedded Redis in {ferry_home() / 'redis'} stopped (ferry redis stop, or killed); "
+            "the next command starts it again, with its data")
+
+
 def _binary_for_new_data() -> str | None:
     try:
         return redis_server_binary()

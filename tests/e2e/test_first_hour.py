@@ -232,3 +232,13 @@ def test_ctrl_c_or_the_timeout_while_waiting_leave_the_job_running_and_say_its_i
     listed = json.loads(ferry("jobs", "--json", cwd=root).stdout)["jobs"]
     assert [(j["id"], j["status"]) for j in listed] == [(job_id[1], "queued")]  # one job, still there
     assert "waiting: no worker is alive" in ferry("status", job_id[1], cwd=root).stdout  # and why
+
+    # Redis lost while waiting: the message names the embedded Redis, not an unset REDIS_URL.
+    waiting = subprocess.Popen([sys.executable, "-m", "producers", "status", job_id[1], "--wait"], cwd=root,
+                               env=fresh_env(PATH=without_venv(os.environ["PATH"])),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert waiting.stderr is not None and job_id[1] in waiting.stderr.readline()
+    EmbeddedRedis(root / ".ferry" / "redis").stop()
+    _, lost = waiting.communicate(timeout=60)
+    assert waiting.returncode == 1, lost
+    assert "cannot reach Redis" in lost and "embedded Redis" in lost and "REDIS_URL" not in lost, lost
