@@ -30,10 +30,9 @@ from producers.cli.console import (
     show_record,
     styled,
     wait_for,
-    warn,
 )
 from producers.cli.examples import add_examples
-from producers.config import find_config, load_config
+from producers.config import FerryConfig, find_config, load_config
 from producers.errors import ConfigError, JobNotFound, SubmitError
 from producers.kinds import KINDS, Kind
 from producers.records import JobStatus
@@ -272,9 +271,10 @@ def worker(ctx: click.Context, processes: int | None) -> None:
         processes = 1 if pool in SINGLE_PROCESS_POOLS else usable_cpus()
     elif processes > 1 and pool == "prefork":
         fail("--processes: -P prefork starts -c processes of its own; give --processes 1 or another pool")
-    _check_before_start()
+    config = _config_to_serve()
     with needs_extra("worker", "the worker"):
         from worker.celery_app import app
+    _warn_missing_tokens(config)
     known = list(app.amqp.queues)
     unknown = [q for q in _queue_options(args) if q not in known]
     if unknown:  # Celery would create it, and wait on a queue nobody publishes to
@@ -287,12 +287,9 @@ def worker(ctx: click.Context, processes: int | None) -> None:
     app.worker_main(["worker", *worker_args(args)])
 
 
-def _check_before_start() -> None:
-    """A worker with no connection would start, serve nothing and never run a job: refuse, naming
-    the ferry.toml it looked for. A connection whose token this worker cannot read would fail each
-    of its jobs: say so once, now (in the supervisor, not in each of its processes)."""
-    from worker.supervisor import SUPERVISOR_ENV
-
+def _config_to_serve() -> FerryConfig:
+    """A worker with no connection would start, serve nothing and never run a job: refuse,
+    naming the ferry.toml it looked for."""
     try:
         config = load_config()
     except ConfigError as exc:
@@ -303,14 +300,23 @@ def _check_before_start() -> None:
                   f"no ferry.toml in {os.getcwd()} or any folder above it, and FERRY_CONFIG is unset")
         fail(f"no connections to serve: {looked}; add a [connections.<name>] table "
              "(cp examples/sandbox.ferry.toml ferry.toml to try the sandbox)")
+    return config
+
+
+def _warn_missing_tokens(config: FerryConfig) -> None:
+    """A connection whose token this worker cannot read fails each of its jobs: say so once, at
+    start, in the worker's own JSON log (by the supervisor, not again by each of its processes)."""
+    from worker.log import get_logger
+    from worker.settings import missing_token
+    from worker.supervisor import SUPERVISOR_ENV
+
     if os.environ.get(SUPERVISOR_ENV):
         return
-    with needs_extra("worker", "the worker"):
-        from worker.settings import missing_token
     for conn in config.connections.values():
         problem = missing_token(conn)
         if problem:
-            warn(f"{problem}: its jobs will fail until it is set and the worker restarted")
+            get_logger(connection=conn.name).warning(
+                f"{problem}: its jobs will fail until it is set and the worker restarted")
 
 
 def _supervise(processes: int, args: list[str]) -> int:
