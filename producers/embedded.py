@@ -33,12 +33,18 @@ from producers.errors import ConfigError
 
 def ferry_home() -> Path:
     """Where this Ferry keeps its embedded Redis (and the demo its files): ``$FERRY_HOME``, else
-    ``.ferry`` beside the ferry.toml in use (``find_config``), else ``./.ferry``. Every command run
-    from anywhere under that file's folder shares one home, and so one job store."""
+    ``.ferry`` beside the ferry.toml in use (``find_config``) or the ``.ferry`` folder holding it,
+    else ``./.ferry``. Every command run from anywhere under that file's folder shares one home,
+    and so one job store."""
     if os.environ.get("FERRY_HOME"):
         return Path(os.environ["FERRY_HOME"]).resolve()
     config = find_config()
-    return (config.resolve().parent if config else Path.cwd()) / ".ferry"
+    if config is None:
+        return Path.cwd() / ".ferry"
+    folder = config.resolve().parent
+    # A ferry.toml kept inside a home (the demo's .ferry/demo/ferry.toml) belongs to that home.
+    inside = next((f for f in (folder, *folder.parents) if f.name == ".ferry"), None)
+    return inside or folder / ".ferry"
 
 
 MIN_REDIS_VERSION = (6, 2)
