@@ -146,7 +146,7 @@ def workers(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def flower(ctx: click.Context) -> None:
     """Run Celery's Flower against Ferry's broker (the embedded Redis included); any further
-    options go to ``celery flower`` (e.g. --port=5555)."""
+    options go to `celery flower` (e.g. --port=5555)."""
     with needs_extra("flower", "Flower"):
         import flower as _flower  # noqa: F401  (its `celery flower` command)
     connect(ctx).celery.start(["flower", *ctx.args])

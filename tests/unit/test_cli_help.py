@@ -65,3 +65,8 @@ def test_submit_batch_shows_both_manifest_formats() -> None:
 
 def test_the_sandbox_help_says_how_to_inject_a_fault() -> None:
     assert "/_sandbox/faults" in help_of("sandbox")
+
+
+@pytest.mark.parametrize("path", list(commands()), ids=" ".join)
+def test_help_is_plain_text_not_restructuredtext(path: tuple[str, ...]) -> None:
+    assert "``" not in help_of(*path)
