@@ -195,6 +195,8 @@ def test_a_worker_names_missing_tokens_and_fails_jobs_of_connections_added_after
         log = worker.log()
         assert "connection 'awork': environment variable FERRY_SANDBOX_AWORK_TOKEN is not set" in log
         assert "FERRY_SANDBOX_TOKEN" not in log  # set: nothing to say about acme or marketplace
+        workers = json.loads(ferry("workers", "--json", cwd=root, env=env).stdout)["workers"]
+        assert {w["config"] for w in workers} == {str((root / "ferry.toml").resolve())}  # which file it read
 
         with (root / "ferry.toml").open("a") as toml:
             toml.write('\n[connections.late]\nservice = "awork"\nbase_url = "http://127.0.0.1:9"\n'
