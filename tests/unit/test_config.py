@@ -140,3 +140,9 @@ def test_ferry_config_wins_and_must_exist(tmp_path: Path, monkeypatch: pytest.Mo
     assert find_config() == tmp_path / "other.toml"
     with pytest.raises(ConfigError, match="config file not found"):
         load_config()
+
+
+@pytest.mark.parametrize("example", sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_every_example_config_loads_with_connections(example: Path) -> None:
+    assert load_config(example).connections
