@@ -107,7 +107,7 @@ def test_a_value_of_the_wrong_type_is_one_clear_line(tmp_path: Path, text: str, 
 # ---- what stays accepted -----------------------------------------------------------------------
 def test_the_commented_example_and_an_empty_file_load(tmp_path: Path) -> None:
     example = load_config(REPO / "examples" / "ferry.toml")
-    assert example.file_roots == ("/data",) and example.connection("acme").service == "atlassian"
+    assert example.file_roots == ("/data/uploads",) and example.connection("acme").service == "atlassian"
     (tmp_path / "ferry.toml").write_text("")
     assert load_config(tmp_path / "ferry.toml").connections == {}
 
@@ -142,7 +142,6 @@ def test_ferry_config_wins_and_must_exist(tmp_path: Path, monkeypatch: pytest.Mo
         load_config()
 
 
-@pytest.mark.parametrize("example", sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.toml")),
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.toml")), ids=lambda p: p.name)
 def test_every_example_config_loads_with_connections(example: Path) -> None:
     assert load_config(example).connections
