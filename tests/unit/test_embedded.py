@@ -178,3 +178,19 @@ def test_the_home_is_beside_the_ferry_toml_in_use_or_the_ferry_folder_holding_it
     assert ferry_home() == tmp_path.resolve() / ".ferry"
     monkeypatch.setenv("FERRY_HOME", str(tmp_path / "elsewhere"))
     assert ferry_home() == (tmp_path / "elsewhere").resolve()
+
+
+def test_unrecorded_redis7_data_is_given_a_redis7_even_behind_an_older_one_on_path(
+        tmp_path: Path, fake_redis_server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Data from before the record (an earlier Ferry's demo on the system's Redis 7), then a venv
+    activated whose redis-server 6.2 comes first: 6.2 would start empty beside the 7.x AOF."""
+    system = fake_redis_server("Redis server v=7.0.15 sha=00000000:0 malloc=libc bits=64 build=1")
+    venv = tmp_path / "venv-bin"
+    venv.mkdir()
+    (venv / "redis-server").write_text("#!/bin/sh\necho 'Redis server v=6.2.14 sha=0:0 malloc=libc bits=64'\n")
+    (venv / "redis-server").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{venv}{os.pathsep}{system.parent}")
+    server = EmbeddedRedis(tmp_path / "r")
+    (server.directory / "appendonlydir").mkdir(parents=True)
+    assert server.binary() == str(system)
+    assert server.recorded_binary() == str(system)
