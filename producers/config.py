@@ -46,6 +46,8 @@ class ConnectionConfig(BaseModel):
     max_in_flight: int | None = Field(default=None, gt=0)
     # The Celery queue its steps go to (default ``ferry.<service>``): workers can serve a subset.
     queue: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    # This connection's own stall window (default: the top-level ``stall_seconds``).
+    stall_seconds: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> ConnectionConfig:
@@ -119,10 +121,17 @@ class FerryConfig(BaseModel):
     max_attempts: int = 8
     # Nominal delay before the first retry when the server names none; doubles per attempt (jittered).
     retry_backoff_seconds: float = Field(default=1.0, gt=0)
+    # A request whose body stops moving, or whose answer does not begin, for this long is
+    # aborted (a stall: half-open TCP, a proxy that stopped reading); a slow but steady upload
+    # never is. A connection may set its own.
+    stall_seconds: float = Field(default=120.0, gt=0)
     api: ApiConfig = Field(default_factory=ApiConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     path: str | None = None
+
+    def stall_seconds_of(self, connection: str) -> float:
+        return self.connection(connection).stall_seconds or self.stall_seconds
 
     def connection(self, name: str) -> ConnectionConfig:
         try:

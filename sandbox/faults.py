@@ -19,9 +19,9 @@ import json
 import math
 import random
 import re
+import socket
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -102,14 +102,26 @@ def new_rule(spec: dict[str, Any]) -> FaultRule:
         retry_after=spec.get("retry_after"),
         headers={str(k): str(v) for k, v in (spec.get("headers") or {}).items()},
         latency_ms=int(spec.get("latency_ms") or 0),
+        read_kib_per_s=float(spec["read_kib_per_s"]) if spec.get("read_kib_per_s") else None,
         cut=bool(spec.get("cut")),
         lost_reply=bool(spec.get("lost_reply")),
     )
     if rule.lost_reply and rule.status is None and not rule.cut:
         rule.status = LOST_REPLY_STATUS
-    if rule.status is None and not rule.cut and not rule.latency_ms:
-        raise ValueError("a rule needs `status`, `cut` or `latency_ms`")
+    if rule.status is None and not rule.cut and not rule.latency_ms and not rule.read_kib_per_s:
+        raise ValueError("a rule needs `status`, `cut`, `latency_ms` or `read_kib_per_s`")
     return rule
+
+
+def fault_action(rule: FaultRule) -> str:
+    """What the rule does, for the request log."""
+    if rule.cut:
+        return "connection cut"
+    if rule.status is not None:
+        return f"HTTP {rule.status}"
+    parts = [f"held unread {rule.latency_ms} ms"] if rule.latency_ms else []
+    parts += [f"read at {rule.read_kib_per_s:g} KiB/s"] if rule.read_kib_per_s else []
+    return ", ".join(parts)
 
 
 def matches(rule: FaultRule, method: str, paths: tuple[str, ...]) -> bool:
@@ -122,12 +134,35 @@ def matches(rule: FaultRule, method: str, paths: tuple[str, ...]) -> bool:
     return rule.probability is None or random.random() < rule.probability
 
 
-@dataclass
-class FaultOutcome:
-    """What the middleware must do after the faults that fired for a request."""
+def read_slowly(receive: Receive, kib_per_s: float) -> Receive:
+    """``receive`` as a slow link delivers it: after each chunk, the time it takes at ``kib_per_s``.
+    The server stops reading from the socket meanwhile (uvicorn pauses past 64 KiB buffered), so
+    the client's sends slow down to that rate: steady progress, never a stall."""
 
-    rule: FaultRule | None = None
-    handled: bool = False
+    _small_receive_buffer(receive)
+
+    async def slow() -> Message:
+        message = await receive()
+        body = message.get("body", b"")
+        if body:
+            await asyncio.sleep(len(body) / (kib_per_s * 1024))
+        return message
+
+    slow.__self__ = getattr(receive, "__self__", None)  # type: ignore[attr-defined]  # drop_connection
+    return slow
+
+
+LINK_BUFFER_BYTES = 32 * 1024
+
+
+def _small_receive_buffer(receive: Receive) -> None:
+    """A slow link holds little in flight: without this, the kernel's receive buffer (autotuned
+    to megabytes on loopback) would swallow most of the body at once and leave the client
+    waiting for an answer as if the server had stalled."""
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LINK_BUFFER_BYTES)
 
 
 async def send_json(send: Send, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
@@ -206,7 +241,7 @@ async def apply_fault(rule: FaultRule, service: str, config: Config, receive: Re
     """Apply one fired rule; True if it produced the response (or cut the connection)."""
     rule.hits += 1
     if rule.latency_ms:
-        await asyncio.sleep(rule.latency_ms / 1000)
+        await asyncio.sleep(rule.latency_ms / 1000)  # held unread: the client's send stalls
     if rule.cut:
         await cut_connection(receive, send)
         return True

@@ -30,6 +30,7 @@ from producers.files import is_within_roots, uri_problem
 from producers.records import FileInfo
 from worker.errors import DestinationError, PermanentError, RetryableError
 from worker.http import Destination, Download, Route, new_session
+from worker.progress import counted
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
@@ -56,11 +57,13 @@ def open_file(info: FileInfo | None, config: FerryConfig) -> Iterator[OpenFile]:
     mime = info.mime_type or "application/octet-stream"
     if info.path:
         with open_local(info.path, config.file_roots) as fh:
-            yield OpenFile(fh, info.name, os.fstat(fh.fileno()).st_size, mime)
+            size = os.fstat(fh.fileno()).st_size
+            with counted(fh, size) as stream:
+                yield OpenFile(stream, info.name, size, mime)
         return
     if info.uri:
-        with _download(info.uri, config) as (fh, size):
-            yield OpenFile(fh, info.name, size, mime)
+        with _download(info.uri, config) as (fh, size), counted(fh, size) as stream:
+            yield OpenFile(stream, info.name, size, mime)
         return
     raise PermanentError("the job's file has neither path nor uri")
 
@@ -131,7 +134,7 @@ def _download(uri: str, config: FerryConfig) -> Iterator[tuple[IO[bytes], int]]:
     classifies the answers as every destination call is classified, and no connection's
     credentials, cookies or pooled connections ever meet the foreign host. It is not a
     connection's destination, so no connection's rate limit applies."""
-    with tempfile.TemporaryFile() as tmp, new_session() as session:
+    with tempfile.TemporaryFile() as tmp, new_session(config.stall_seconds) as session:
         try:
             with Download(_get(session, uri, config)) as body:
                 size = body.copy_to(tmp)
