@@ -31,6 +31,8 @@ from producers.records import FileInfo, JobRecord
 from producers.store import JobStore
 from worker.clients.assets import MediaCredentials, WantedAttachment, record_size, shown_bytes, size_could_be
 from worker.clients.jira_avatars import Avatar
+from worker.clients.marketplace import AssetKind
+from worker.clients.marketplace import form_order as marketplace_form_order
 from worker.clients.media import GONE, VerifiedUpload, form_order
 from worker.errors import OutcomeUnknown, PermanentError
 from worker.http import outcome_unknown
@@ -436,18 +438,26 @@ def upload_artifact(ctx: StepContext) -> dict[str, Any]:
         # Marketplace fetches the URL itself: the bytes never pass through this worker, but the
         # worker's own URL rules still decide whether it hands the URL over.
         asset = ctx.clients.marketplace.fetch_artifact(checked_uri(info.uri, ctx.config))
-    else:
-        with open_file(info, ctx.config) as file:
-            asset = ctx.clients.marketplace.upload_artifact(file)
-    return {**asset.to_json(), "fetched_from": info.uri if info else None}
+        return {**asset.to_json(), "fetched_from": info.uri}
+    return {**_upload_asset(ctx, "artifact"), "fetched_from": None}
 
 
 @step("upload_image")
 def upload_image(ctx: StepContext) -> dict[str, Any]:
     params = typed(ctx, MarketplaceImageParams)
-    with open_file(ctx.job.file, ctx.config) as file:
-        asset = ctx.clients.marketplace.upload_image(params.image_type, file)
-    return {**asset.to_json(), "image_type": params.image_type}
+    return {**_upload_asset(ctx, "image", params.image_type), "image_type": params.image_type}
+
+
+def _upload_asset(ctx: StepContext, kind: AssetKind, image_type: str = "") -> dict[str, Any]:
+    """Upload in the form this connection last took for the kind (else the kind's first), the
+    next on a 415; remember the form that was taken."""
+    memo = FormMemo(ctx, f"marketplace-{kind}")
+    remembered = memo.get()
+    uploaded = ctx.clients.marketplace.upload(kind, lambda: open_file(ctx.job.file, ctx.config),
+                                              marketplace_form_order(kind, remembered), image_type)
+    if uploaded.form != remembered:
+        memo.remember(uploaded.form)
+    return {**uploaded.asset.to_json(), "upload_form": uploaded.form, "upload_forms_tried": list(uploaded.tried)}
 
 
 @step("delete_asset")

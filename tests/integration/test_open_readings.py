@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.helpers import job_json, read_json, sha256
+from tests.integration.helpers import job_json, png, read_json, sha256, uploads_with
 from tests.integration.test_jira_avatars import striped_png
 from tests.integration.test_marketplace import jar
 
@@ -225,6 +225,59 @@ def test_a_create_answered_not_processed_is_retried(ferry_env, ferry, sandbox, t
     assert code == 0, job
     assert job["steps"][0]["attempts"] == 2
     assert len(sandbox.assets()) == 1
+
+
+# ---- 3b. Marketplace upload forms, image keys ---------------------------------------------------
+def artifact_posts(sandbox: Any) -> list[dict[str, Any]]:
+    return [r for r in sandbox.requests(path_contains="/rest/2/assets/artifact") if r["method"] == "POST"]
+
+
+def test_raw_artifacts_land_once_and_the_form_is_remembered(ferry_env, ferry, sandbox, tmp_path):
+    sandbox.configure(artifact_form="raw")
+    first, second = jar(tmp_path / "app-1.0.jar"), jar(tmp_path / "app-1.1.jar")
+    code, job = job_json(ferry_env, "marketplace-artifact", "-c", "marketplace", str(first))
+    assert code == 0, job
+    assert job["steps"][0]["result"]["upload_forms_tried"] == ["multipart", "binary"]  # a 415 creates nothing
+    assert [r["status"] for r in artifact_posts(sandbox)] == [415, 200]
+    assert len(sandbox.assets()) == 1 and len(uploads_with(sandbox, sha256(first))) == 1
+    assert sandbox.assets()[0]["size"] == first.stat().st_size
+    assert sandbox.file_bytes(sha256(first)) == first.read_bytes()
+    second.write_bytes(second.read_bytes() + b"\0")  # another artifact
+    code, job = job_json(ferry_env, "marketplace-artifact", "-c", "marketplace", str(second))
+    assert code == 0, job
+    assert job["steps"][0]["result"]["upload_forms_tried"] == ["binary"]
+    assert len(artifact_posts(sandbox)) == 3
+
+
+def test_an_image_refused_with_415_goes_through_the_other_forms_once_each(ferry_env, ferry, sandbox, tmp_path):
+    sandbox.add_fault(path="/rest/2/assets/image/", status=415, times=1)  # raw refused: multipart, then binary
+    image = png(tmp_path / "banner.png")
+    code, job = job_json(ferry_env, "marketplace-image", "-c", "marketplace", "--image-type", "banner", str(image))
+    assert code == 0, job
+    assert job["steps"][0]["result"]["upload_forms_tried"] == ["raw", "multipart", "binary"]
+    assert len(sandbox.assets()) == 1 and sandbox.file_bytes(sha256(image)) == image.read_bytes()
+
+
+def test_icon_is_refused_at_submit_listing_the_v2_keys(ferry_env, sandbox, tmp_path):
+    refused = ferry_env.cli("submit", "marketplace-image", "-c", "marketplace", "--image-type", "icon",
+                            str(png(tmp_path / "icon.png")))
+    assert refused.returncode == 2
+    assert "title-logo" in refused.stderr and "screenshot-thumbnail" in refused.stderr
+    assert sandbox.assets() == []
+
+
+# ---- 3c. awork behind Kong ----------------------------------------------------------------------
+def test_a_kong_429_from_awork_is_waited_out_as_it_asks_and_its_message_shown(ferry_env, ferry, sandbox,
+                                                                              tmp_path):
+    sandbox.configure(awork_429="kong")
+    sandbox.add_fault(path="/files/images/users/", method="POST", status=429, times=1, retry_after=2)
+    user = sandbox.seed()["awork"]["users"]
+    code, job = job_json(ferry_env, "awork-image", "-c", "awork", "--entity", "users", "--id", user,
+                         str(png(tmp_path / "me.png")))
+    assert code == 0, job
+    refused = job["steps"][0]["history"][0]
+    assert refused["http_status"] == 429 and refused["message"] == "API rate limit exceeded"
+    assert refused["retry_delay"] == 2
 
 
 # ---- 4. project avatars by key ------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Pure parts of Ferry's answers to the open readings: which media form to try,
+"""Pure parts of Ferry's answers to the open readings: which media or Marketplace form to try,
 how a media name travels, how an attachment record is recognised as this job's and what size it
 shows."""
 
@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from worker.clients import marketplace
 from worker.clients.assets import CLOCK_SKEW_SECONDS, WantedAttachment, record_size, shown_bytes, size_could_be
 from worker.clients.media import form_order, name_query
 
@@ -94,3 +95,22 @@ def test_an_unknown_size_does_not_decide_the_match():
     unknown = WantedAttachment(media_id="m-1", filename="scan.pdf", size=1536, comment="signed", since=SINCE,
                                size_known=False)
     assert unknown.matches(record(filesize="0 B")) and not WANTED.matches(record(filesize="0 B"))
+
+
+@pytest.mark.parametrize(("kind", "remembered", "order"), [
+    ("artifact", None, ("multipart", "binary")),
+    ("artifact", "binary", ("binary", "multipart")),
+    ("artifact", "raw", ("multipart", "binary")),  # not an artifact form: ignored
+    ("image", None, ("raw", "multipart", "binary")),
+    ("image", "binary", ("binary", "raw", "multipart")),
+])
+def test_marketplace_form_order(kind, remembered, order):
+    assert marketplace.form_order(kind, remembered) == order
+
+
+def test_after_a_415_the_form_it_names_comes_next_else_the_next_untried():
+    image = ("raw", "multipart", "binary")
+    assert marketplace.next_form(image, ["raw"], "Unsupported Media Type") == "multipart"
+    assert marketplace.next_form(image, ["raw"], "send it as application/binary") == "binary"
+    assert marketplace.next_form(image, ["raw", "multipart"], "expected multipart/form-data") == "binary"
+    assert marketplace.next_form(("multipart", "binary"), ["multipart", "binary"], "") is None
