@@ -18,13 +18,18 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import quote, unquote, urlsplit
 
+from producers.params import asset_name
 from worker.errors import PermanentError
-from worker.http import Destination
+from worker.http import Destination, Route, RoutedPath
 from worker.uploads import OpenFile, multipart
 
-ASSETS = "/rest/2/assets"
+# Every request this client can send (worker.http.Route).
+ASSETS = Route("/rest/2/assets")
+ARTIFACT = Route("/rest/2/assets/artifact")
+ARTIFACT_FETCH = Route("/rest/2/assets/artifact/fetch")
+IMAGE = Route("/rest/2/assets/image/{type}")
+ASSET = Route("/rest/2/assets/{name}")  # the name's own '/' travels as %2F: one segment
 AssetKind = Literal["artifact", "image"]
 # multipart: part `file`; raw: the bytes with the file's own Content-Type; binary: the bytes as
 # application/binary (the Java client's form), both named by ?file=.
@@ -88,27 +93,17 @@ def next_form(order: tuple[UploadForm, ...], tried: list[UploadForm], refusal: s
     return left[0] if left else None
 
 
-def asset_name(ref: str) -> str:
-    """The asset's name from a name, a ``/rest/2/assets/...`` path or a full ``_links.self`` URL."""
-    path = urlsplit(ref).path if "://" in ref else ref
-    marker = ASSETS + "/"
-    if marker in path:
-        path = path.split(marker, 1)[1]
-    return unquote(path)
-
-
-def asset_path(name: str) -> str:
-    # safe="" so the slash inside the name becomes %2F: the whole name is one path segment.
-    return f"{ASSETS}/{quote(asset_name(name), safe='')}"
+def asset_path(name: str) -> RoutedPath:
+    return ASSET.path(name=asset_name(name))
 
 
 class MarketplaceClient:
     def __init__(self, api: Destination) -> None:
-        self.api = api  # https://marketplace.atlassian.com
+        self.api = api.only(ASSETS, ARTIFACT, ARTIFACT_FETCH, IMAGE, ASSET)  # https://marketplace.atlassian.com
 
     def asset_links(self) -> dict[str, Any]:
         """The HAL links to the asset resources (``artifact``, ``fetchArtifact``, ``imageByType``)."""
-        return dict(self.api.call("GET", ASSETS).json().get("_links") or {})
+        return dict(self.api.call("GET", ASSETS.path()).json().get("_links") or {})
 
     # Uploads create a new stored asset each time and there is no listing to find an earlier
     # one, so a reply lost after sending is OutcomeUnknown (repeatable=False), never a blind retry.
@@ -134,7 +129,7 @@ class MarketplaceClient:
                              f"{refusal}", status=UNSUPPORTED)
 
     def _send(self, kind: AssetKind, form: UploadForm, file: OpenFile, image_type: str) -> Asset:
-        path = f"{ASSETS}/artifact" if kind == "artifact" else f"{ASSETS}/image/{quote(image_type, safe='')}"
+        path = ARTIFACT.path() if kind == "artifact" else IMAGE.path(type=image_type)
         if form == "multipart":
             body = multipart("file", file)
             sent: dict[str, Any] = {"data": body, "headers": {"Content-Type": body.content_type}}
@@ -146,7 +141,7 @@ class MarketplaceClient:
 
     def fetch_artifact(self, uri: str) -> Asset:
         """Marketplace downloads ``uri`` itself: the bytes never pass through Ferry."""
-        data = self.api.call("POST", f"{ASSETS}/artifact/fetch", params={"uri": uri},
+        data = self.api.call("POST", ARTIFACT_FETCH.path(), params={"uri": uri},
                              upload=True, repeatable=False, check=self.CHECK).json()
         return Asset.from_json(data)
 
