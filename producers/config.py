@@ -39,8 +39,9 @@ class ConnectionConfig(BaseModel):
     token_file: str | None = None
     # Requests per second this connection may send, shared by all workers (None: no own limit).
     rate_limit: float | None = Field(default=None, gt=0)
-    # atlassian: how files reach the media service (open-readings §1). "auto" tries the seed's
-    # multipart /file first, verifies the stored size and falls back to raw /file/binary.
+    # atlassian: how files reach the media service (open-readings §1). "auto" tries raw
+    # /file/binary first (Atlassian's own client), verifies the stored size and falls back to the
+    # seed's multipart /file; the form that worked is remembered per connection.
     media_upload: Literal["multipart", "binary", "auto"] = "auto"
     # Requests this connection may have open at once, shared by all workers (None: no cap).
     max_in_flight: int | None = Field(default=None, gt=0)

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox import assets, awork, control, jira, marketplace, media
 from sandbox.auth import credential_label
-from sandbox.errors import ApiError, api_error_handler, error_body, service_of, set_verdict
+from sandbox.errors import ApiError, api_error_handler, service_of, set_verdict
 from sandbox.faults import (
     apply_fault,
     fault_action,
@@ -28,6 +28,7 @@ from sandbox.faults import (
     rate_limit_headers,
     read_slowly,
     send_json,
+    too_many_requests,
 )
 from sandbox.state import Config, RequestRecord, Seed, State
 
@@ -109,7 +110,7 @@ class SandboxMiddleware:
         if service in ("assets", "media") and not self.state.config.assets_retry_after:
             headers.pop("Retry-After", None)
         scope["state"]["verdict"] = f"429 rate limited ({limit}/s per credential)"
-        await send_json(send, 429, error_body(service, 429, "Rate limit exceeded."), headers)
+        await send_json(send, 429, too_many_requests(service, "Rate limit exceeded.", self.state.config), headers)
         return False
 
     def log(self, scope: Scope, method: str, path: str, status: int, service: str, label: str | None) -> None:

@@ -9,7 +9,9 @@ does when it loses the answer of a create that took effect. Rate limiting: a tok
   Marketplace limits are UNCONFIRMED; we use the Jira shape since it sits on the same platform.
 - Assets gateway (and the media service, UNCONFIRMED): `Retry-After` only when
   `assets_retry_after` is configured, because JSDCLOUD-11605 documents 429s without it.
-- awork: `RateLimit-*` + `X-RateLimit-*-Second/Minute`, never `Retry-After`.
+- awork: `RateLimit-*` + `X-RateLimit-*-Second/Minute`, no `Retry-After`, awork's error body;
+  with `awork_429 = "kong"` (its Kong gateway, inferred from those headers) also `Retry-After`
+  and Kong's body `{"message": "API rate limit exceeded"}`.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def rate_limit_headers(service: str, retry_after: int | None, limit: int, config
     """Headers a 429 from `service` carries."""
     wait = DEFAULT_RETRY_AFTER if retry_after is None else retry_after
     if service == "awork":
-        return {
+        kong = {"Retry-After": str(wait)} if config.awork_429 == "kong" else {}
+        return kong | {
             "RateLimit-Limit": str(limit),
             "RateLimit-Remaining": "0",
             "RateLimit-Reset": str(wait),
@@ -64,6 +67,13 @@ def rate_limit_headers(service: str, retry_after: int | None, limit: int, config
         "X-RateLimit-Remaining": "0",
         "RateLimit-Reason": "jira-burst-based",
     }
+
+
+def too_many_requests(service: str, message: str, config: Config) -> Any:
+    """The body of a 429 from ``service``: its own error shape, or Kong's for awork behind it."""
+    if service == "awork" and config.awork_429 == "kong":
+        return {"message": "API rate limit exceeded"}
+    return error_body(service, 429, message)
 
 
 class TokenBuckets:
@@ -256,5 +266,7 @@ async def apply_fault(rule: FaultRule, service: str, config: Config, receive: Re
         headers = {"Retry-After": str(rule.retry_after)}
     headers.update(rule.headers)
     message = f"Sandbox fault {rule.id}: HTTP {rule.status}"
-    await send_json(send, rule.status, error_body(service, rule.status, message), headers)
+    body = too_many_requests(service, message, config) if rule.status == 429 else error_body(
+        service, rule.status, message)
+    await send_json(send, rule.status, body, headers)
     return True

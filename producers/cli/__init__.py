@@ -333,20 +333,28 @@ def _queue_options(args: list[str]) -> list[str]:
 @click.option("--bearer", default="sandbox-awork-token", show_default=True)
 @click.option("--jwt-ttl", type=int, default=600, show_default=True, help="media JWT lifetime, s")
 @click.option("--seed", is_flag=True, help="create a workspace, objects, projects… to land on")
-@click.option("--media-upload", type=click.Choice(["multipart", "binary"]), default="multipart",
-              show_default=True, help="open reading: which media upload form stores the bytes")
+@click.option("--media-upload", type=click.Choice(["multipart", "binary", "multipart-sizeless"]),
+              default="multipart", show_default=True, help="open reading: which media upload form stores the bytes")
+@click.option("--no-media-read-back", is_flag=True, help="open reading: GET /media/file/{id} answers 403")
 @click.option("--no-attachment-media-id", is_flag=True,
               help="open reading: attachment records without mediaId (Data Center shape)")
 @click.option("--empty-link-answer", is_flag=True, help="open reading: attachment link answers no body")
+@click.option("--lenient-link-size", is_flag=True,
+              help="open reading: the link accepts another size; records show the stored size")
+@click.option("--artifact-form", type=click.Choice(["multipart", "raw"]), default="multipart", show_default=True,
+              help="open reading: the Marketplace artifact form accepted (the other answers 415)")
+@click.option("--awork-429", type=click.Choice(["awork", "kong"]), default="awork", show_default=True,
+              help="open reading: awork 429 shape (kong: Retry-After and {\"message\"})")
 @click.option("--refuse-project-keys", is_flag=True,
               help="open reading: universal_avatar project owners must be ids")
 def sandbox(host: str, port: int, data: str, email: str, token: str, bearer: str, jwt_ttl: int,
             seed: bool, media_upload: str, no_attachment_media_id: bool, empty_link_answer: bool,
-            refuse_project_keys: bool) -> None:
+            refuse_project_keys: bool, **newer_readings: Any) -> None:
     """Run the local emulator of the five destination APIs (readings: sandbox/README.md)."""
     from sandbox.server import open_readings, run
 
-    readings = open_readings(media_upload, no_attachment_media_id, empty_link_answer, refuse_project_keys)
+    readings = open_readings(media_upload, no_attachment_media_id, empty_link_answer, refuse_project_keys,
+                             **newer_readings)
     run(host=host, port=port, data_dir=data, email=email, token=token, bearer=bearer, seed=seed,
         jwt_ttl=jwt_ttl, readings=readings)
 

@@ -51,6 +51,7 @@ def metered(ferry_env, sandbox, tmp_path) -> Iterator[tuple[Ferry, int]]:
 def test_metrics_after_a_mixed_run_match_the_store(metered, sandbox, tmp_path, monkeypatch):
     ferry, port = metered
     seed = sandbox.seed()
+    sandbox.configure(media_upload="binary")  # Ferry's first form: no 404 probing the other
     doc = document(tmp_path)
     submit = lambda: ferry.submit("assets-attachment", connection="acme", file=str(doc),  # noqa: E731
                                   params={"object": seed["object_id"]}).id
