@@ -11,7 +11,8 @@ Endpoints are sync functions on purpose: redis-py is sync, so FastAPI runs them 
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
@@ -31,6 +32,7 @@ from producers.records import JobRecord, JobStatus
 from producers.web import actions, dashboard, events, ops
 from producers.web.auth import Guard
 from producers.web.deps import FerryDep, bearer
+from producers.web.hub import EventHub
 from producers.web.openapi import (
     SUBMISSION_BODY,
     SUBMISSION_REF,
@@ -297,11 +299,17 @@ def invalid_request(request: Request, exc: Exception) -> JSONResponse:
 
 
 # ---- the app -------------------------------------------------------------------------------------
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    app.state.events_hub.close()  # open streams end with the server; so does their reader
+
+
 def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
                tokens: list[str] | None = None) -> FastAPI:
     """Build the API over ``ferry`` (default: ``Ferry(config=config)``, i.e. ferry.toml and
     REDIS_URL). ``tokens`` overrides the ``[api] tokens_env`` variable; none at all is an error.
-    The routes find ``ferry`` and the token ``guard`` in ``app.state``."""
+    The routes find ``ferry``, the token ``guard`` and the ``events_hub`` in ``app.state``."""
     ferry = ferry if ferry is not None else Ferry(config=config)
     allowed = tokens if tokens is not None else api_tokens(ferry.config)
     if not allowed:
@@ -311,9 +319,10 @@ def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
     _ = ferry.celery  # built once here, not raced by the first concurrent requests
 
     app = DocumentedApp(title="Ferry", version="1", openapi_url=None, docs_url=None, redoc_url=None,
-                        description=__doc__, generate_unique_id_function=operation_id)
+                        description=__doc__, generate_unique_id_function=operation_id, lifespan=lifespan)
     app.state.ferry = ferry
     app.state.guard = Guard(ferry.redis, allowed)
+    app.state.events_hub = EventHub(ferry.redis, events.MAX_STREAMS)  # GET /events: one reader for all
     app.add_middleware(BodyLimit, max_bytes=ferry.config.api.max_body_bytes)
     problem_handlers(app)
     app.add_exception_handler(RequestValidationError, invalid_request)

@@ -9,6 +9,7 @@ be counted exactly. The end-to-end test at the bottom uses db 0 and the live wor
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -336,6 +337,64 @@ def test_ferry_api_command_serves_and_refuses_to_start_without_tokens(api_env, r
                              env=no_tokens, capture_output=True, text=True, timeout=30)
     assert refused.returncode == 2
     assert "FERRY_TEST_API_TOKENS" in refused.stderr
+
+
+# ---- event streams -------------------------------------------------------------------------------
+def open_stream(api: LiveApi) -> socket.socket:
+    """A ``GET /events`` held open (its first frame read), as a dashboard tab holds one."""
+    sock = socket.create_connection(("127.0.0.1", api.port), timeout=30)
+    sock.sendall(f"GET /events HTTP/1.1\r\nHost: ferry\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+    read_until(sock, b"retry: 2000")
+    return sock
+
+
+def read_until(sock: socket.socket, wanted: bytes) -> bytes:
+    received = b""
+    while wanted not in received:
+        chunk = sock.recv(65536)
+        assert chunk, f"the stream ended before {wanted!r}: {received[-300:]!r}"
+        received += chunk
+    return received
+
+
+def test_150_open_event_streams_leave_health_and_submit_answering_and_all_see_the_job(
+        api, store, http, files_root):
+    """Each stream once held one of the API's 100 Redis connections in a blocking read: about 100
+    open streams made /healthz and POST /jobs answer 503 "Too many connections"."""
+    streams: list[socket.socket] = []
+    try:
+        for _ in range(150):
+            streams.append(open_stream(api))
+        health = http.get(f"{api.url}/healthz", timeout=30)
+        assert health.status_code == 200, health.text
+        submitted = http.post(f"{api.url}/jobs", json=attachment(files_root), timeout=30)
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["id"].encode()
+        for stream in streams:
+            assert b"event: job.queued" in read_until(stream, job_id + b'"')
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def test_streams_past_the_limit_are_told_to_come_back_later(api_env, redis_location, monkeypatch):
+    from producers.web import events as web_events
+
+    monkeypatch.setattr(web_events, "MAX_STREAMS", 3)
+    ferry = Ferry(db_location(redis_location, API_DB).url, config=load_config(api_env))
+    with LiveApi(ferry) as small:
+        held = [open_stream(small) for _ in range(3)]
+        refused = requests.get(f"{small.url}/events", headers=AUTH, timeout=30)
+        assert refused.status_code == 503 and int(refused.headers["Retry-After"]) > 0
+        assert "3 event streams are open" in refused.json()["detail"]
+        held.pop().close()
+        deadline = time.monotonic() + 30
+        while small.app.state.events_hub.open_streams == 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the server notices the closed stream
+        open_stream(small).close()
+        for stream in held:
+            stream.close()
+    ferry.close()
 
 
 def test_a_job_submitted_over_http_lands_in_the_sandbox(ferry_env: FerryEnv, ferry, sandbox,
