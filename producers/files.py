@@ -67,7 +67,7 @@ def inspect_path(path: str, rule: FileRule, roots: tuple[str, ...]) -> tuple[Fil
         except OSError:
             return _inspect_by_name(path, rule, roots)
         try:
-            head = _read_head(data)
+            head = read_head(data)
             name = os.path.basename(real)
             info = FileInfo(path=real, name=name, size=st.st_size, mime_type=sniff_mime(head, name))
             if rule.image:
@@ -83,7 +83,7 @@ def inspect_path(path: str, rule: FileRule, roots: tuple[str, ...]) -> tuple[Fil
     return info, check_rule(info, rule)
 
 
-def _read_head(fd: int) -> bytes:
+def read_head(fd: int) -> bytes:
     """The first SNIFF_BYTES of the file (fewer if it is shorter); a network file system may
     answer a read short."""
     head = os.pread(fd, SNIFF_BYTES, 0)

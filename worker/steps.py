@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from producers import keys
 from producers.config import FerryConfig
+from producers.kinds import KINDS
 from producers.params import (
     AworkImageParams,
     JiraAvatarDeleteParams,
@@ -63,6 +65,11 @@ class StepContext:
     @property
     def params(self) -> dict[str, Any]:
         return self.job.params
+
+    def open_file(self) -> AbstractContextManager[OpenFile]:
+        """The job's file, checked by this worker's ``[files]`` rules and, right before it is
+        sent, against what its kind accepts (``worker.uploads.as_sent``)."""
+        return open_file(self.job.file, self.config, KINDS[self.job.kind].file)
 
     def workspace(self) -> str:
         """The job's Assets workspace: given, else discovered from the site once and cached."""
@@ -113,7 +120,7 @@ def upload_avatar(ctx: StepContext) -> dict[str, Any]:
     workspace = ctx.workspace()
     # Stable per job, so every retry of this step presents the same client UUID.
     client_uuid = str(uuid.uuid5(AVATAR_NAMESPACE, ctx.job.id))
-    with open_file(ctx.job.file, ctx.config) as file:
+    with ctx.open_file() as file:
         uploaded = ctx.clients.assets.upload_avatar(workspace, int(ctx.params["object_type"]), file,
                                                     client_uuid)
     return {"workspace_id": workspace, "client_uuid": client_uuid,
@@ -171,7 +178,7 @@ def _upload(ctx: StepContext, creds: MediaCredentials) -> VerifiedUpload:
     remembered = str(stored) if stored is not None else None
     forms = form_order(ctx.clients.conn.media_upload, remembered)
     try:
-        uploaded = ctx.clients.media.upload_verified(creds, lambda: open_file(ctx.job.file, ctx.config), forms)
+        uploaded = ctx.clients.media.upload_verified(creds, ctx.open_file, forms)
     except PermanentError as exc:
         if exc.status in GONE and remembered is not None:
             ctx.store.redis.delete(memory)  # the form we remembered is gone, and so is the other
@@ -296,7 +303,7 @@ def delete_once(ctx: StepContext, delete: Callable[[], None]) -> bool:
 @step("load_avatar")
 def load_avatar(ctx: StepContext) -> dict[str, Any]:
     params = typed(ctx, JiraAvatarParams)
-    with open_file(ctx.job.file, ctx.config) as file:
+    with ctx.open_file() as file:
         crop = params.crop(*_pixel_size(ctx.job.file, file))
         avatar = _earlier_avatar(ctx, params)
         adopted = avatar is not None
@@ -377,7 +384,7 @@ def upload_artifact(ctx: StepContext) -> dict[str, Any]:
         # worker's own URL rules still decide whether it hands the URL over.
         asset = ctx.clients.marketplace.fetch_artifact(checked_uri(info.uri, ctx.config))
     else:
-        with open_file(info, ctx.config) as file:
+        with ctx.open_file() as file:
             asset = ctx.clients.marketplace.upload_artifact(file)
     return {**asset.to_json(), "fetched_from": info.uri if info else None}
 
@@ -385,7 +392,7 @@ def upload_artifact(ctx: StepContext) -> dict[str, Any]:
 @step("upload_image")
 def upload_image(ctx: StepContext) -> dict[str, Any]:
     params = typed(ctx, MarketplaceImageParams)
-    with open_file(ctx.job.file, ctx.config) as file:
+    with ctx.open_file() as file:
         asset = ctx.clients.marketplace.upload_image(params.image_type, file)
     return {**asset.to_json(), "image_type": params.image_type}
 
@@ -401,7 +408,7 @@ def delete_asset(ctx: StepContext) -> dict[str, Any]:
 @step("upload_profile_image")
 def upload_profile_image(ctx: StepContext) -> dict[str, Any]:
     params = typed(ctx, AworkImageParams)
-    with open_file(ctx.job.file, ctx.config) as file:
+    with ctx.open_file() as file:
         image = ctx.clients.awork.upload_image(params.entity, params.id, file)
     return {"entity": params.entity, "id": params.id, **image.to_json()}
 
