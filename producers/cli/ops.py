@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
+from rich.text import Text
 
-from producers.cli.console import connect, fail, needs_extra, out, styled
+from producers.cli.console import PlainTable, connect, fail, needs_extra, out, plain, styled_text
 from producers.cli.replay import filter_options, filters_from, who
 from producers.errors import ConfigError, JobNotFound
 from producers.store import FINISHED_ALREADY
@@ -108,10 +108,11 @@ def connections(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"connections": views}, indent=2))
         return
-    table = Table("connection", "service", "state", "rate limit", "in flight", "429 pause until",
-                  "waiting", "queued", "running", "failed")
+    table = PlainTable("connection", "service", "state", "rate limit", "in flight", "429 pause until",
+                       "waiting", "queued", "running", "failed")
     for c in views:
-        state = f"[yellow]paused[/yellow] by {c['paused_by']}" if c["paused"] else "[green]running[/green]"
+        state = Text.from_markup(f"[yellow]paused[/yellow] by {plain(c['paused_by'])}" if c["paused"]
+                                 else "[green]running[/green]")
         table.add_row(c["name"], c["service"], state, _or_dash(c["rate_limit"], "/s"),
                       _or_dash(c["max_in_flight"]), c["throttled_until"] or "—", str(c["parked"]),
                       *(str(c["jobs"][s]) for s in ("queued", "running", "failed")))
@@ -130,12 +131,12 @@ def workers(ctx: click.Context, as_json: bool) -> None:
     if not found:
         out.print("[red]no worker is alive[/red] (none sent a heartbeat in the last 30 s)")
         return
-    table = Table("worker", "pid", "pool", "slots", "running now", "last heartbeat", "version")
+    table = PlainTable("worker", "pid", "pool", "slots", "running now", "last heartbeat", "version")
     for w in found:
         running = "\n".join(f"{r['job_id'][:12]} {r['step']} since {r['since'][11:19]}"
                             for r in w["running"]) or "—"
         table.add_row(w.get("name") or w["hostname"], str(w["pid"]), str(w.get("pool")),
-                      _or_dash(w.get("slots")), running, styled(w["last_heartbeat"][11:19]),
+                      _or_dash(w.get("slots")), running, styled_text(w["last_heartbeat"][11:19]),
                       w.get("version", ""))
     out.print(table)
 
