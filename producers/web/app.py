@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException
 
 from producers import errors
-from producers.client import Ferry, JobRequest, Outcome, request_field
+from producers.client import MAX_IDEMPOTENCY_KEY, Ferry, JobRequest, Outcome, request_field
 from producers.config import FerryConfig
 from producers.errors import ConfigError, IdempotencyConflict, JobNotFound, SubmitError
 from producers.kinds import KindName
@@ -208,7 +208,8 @@ def _outcome(request: JobRequest, outcome: Outcome) -> tuple[int, JobRecord | No
 def post_job(
     job: Annotated[JobRequest, Body()],
     ferry: FerryDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
+                                                  max_length=MAX_IDEMPOTENCY_KEY)] = None,
 ) -> JSONResponse:
     """Validate and enqueue one job: 202 with its record, or 200 with the existing one when
     the idempotency key (header or field) was seen within the retention window."""

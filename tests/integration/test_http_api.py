@@ -211,6 +211,19 @@ def test_twenty_concurrent_identical_requests_make_exactly_one_job(api, store, f
     assert job_count(store) == 1
 
 
+def test_the_idempotency_key_header_is_held_to_the_field_s_length(api, store, files_root):
+    """A 10 000-character header key was once stored; the body field allows 200."""
+    body = attachment(files_root)
+    for key in ("k" * 201, "k" * 10_000):
+        as_header = requests.post(f"{api.url}/jobs", json=body, headers={**AUTH, "Idempotency-Key": key}, timeout=30)
+        as_field = requests.post(f"{api.url}/jobs", json={**body, "idempotency_key": key}, headers=AUTH, timeout=30)
+        assert (as_header.status_code, as_field.status_code) == (422, 422), as_header.text
+        assert "200 characters" in as_header.text and fields(as_field) == {"idempotency_key"}
+    assert job_count(store) == 0
+    longest = requests.post(f"{api.url}/jobs", json=body, headers={**AUTH, "Idempotency-Key": "k" * 200}, timeout=30)
+    assert longest.status_code == 202, longest.text
+
+
 # ---- refusals -------------------------------------------------------------------------------------
 def test_auth_401_without_a_token_403_with_a_wrong_one_health_needs_none(api, store, files_root):
     for method, path in [("post", "/jobs"), ("post", "/jobs:batch"), ("get", "/jobs"),
