@@ -42,6 +42,7 @@ from producers.web.openapi import (
     operation_id,
     problem,
     problem_handlers,
+    redis_down,
 )
 
 log = logging.getLogger("ferry.api")
@@ -87,7 +88,7 @@ class BatchResult(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
-    redis: str = Field(description='"ok", or why Redis did not answer')
+    redis: str = Field(description='"ok", or "redis unavailable"')
 
 
 LOCATION = {"Location": {"description": "/jobs/{id} of the job", "required": True,
@@ -285,7 +286,7 @@ def healthz(ferry: FerryDep) -> JSONResponse:
     try:
         ferry.redis.ping()
     except redis.RedisError as exc:
-        return JSONResponse({"status": "unavailable", "redis": str(exc)}, status_code=503)
+        return JSONResponse({"status": "unavailable", "redis": redis_down("/healthz", exc)}, status_code=503)
     return JSONResponse({"status": "ok", "redis": "ok"})
 
 

@@ -224,6 +224,22 @@ def test_the_idempotency_key_header_is_held_to_the_field_s_length(api, store, fi
     assert longest.status_code == 202, longest.text
 
 
+def test_unauthenticated_health_routes_say_redis_is_unavailable_without_its_words(api_env):
+    """They once answered with Redis's own error text (its address, port or socket path)."""
+    port = free_port()  # nothing listens there
+    ferry = Ferry(f"redis://127.0.0.1:{port}/0", config=load_config(api_env))
+    with LiveApi(ferry) as down:
+        answers = {route: requests.get(f"{down.url}{route}", timeout=30)
+                   for route in ("/healthz", "/readyz", "/metrics")}
+    ferry.close()
+    assert answers["/healthz"].json() == {"status": "unavailable", "redis": "redis unavailable"}
+    assert answers["/readyz"].json() == {"status": "unavailable", "reason": "redis unavailable"}
+    assert answers["/metrics"].json()["detail"] == "redis unavailable"
+    for route, answer in answers.items():
+        assert answer.status_code == 503, route
+        assert str(port) not in answer.text and "refused" not in answer.text.lower(), answer.text
+
+
 # ---- refusals -------------------------------------------------------------------------------------
 def test_auth_401_without_a_token_403_with_a_wrong_one_health_needs_none(api, store, files_root):
     for method, path in [("post", "/jobs"), ("post", "/jobs:batch"), ("get", "/jobs"),
