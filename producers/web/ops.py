@@ -108,7 +108,8 @@ class Readiness(BaseModel):
 
 
 @router.get("/readyz", response_model=Readiness,
-            responses={503: {"model": Readiness, "description": "no worker heartbeat is fresh (30 s), or redis unavailable"}})
+            responses={503: {"model": Readiness,
+                             "description": "no worker heartbeat is fresh (30 s), or redis unavailable"}})
 def readyz(ferry: FerryDep) -> JSONResponse:
     """No auth. 200 while some worker's heartbeat is fresh, else 503 with the reason; ``/healthz``
     says only that the API and Redis answer."""
