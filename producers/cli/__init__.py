@@ -219,7 +219,8 @@ Node names: ferry-<supervisor pid>-<i>@host, or -n NAME with -<i> added.
 
 It serves every configured queue; -Q ferry.atlassian,ferry.awork serves only those.
 
---metrics-port N serves Prometheus metrics at :N/metrics (every process added up).""")
+--metrics-port N serves Prometheus metrics at 127.0.0.1:N/metrics (every process added up);
+--metrics-host H serves them on another address (they have no auth).""")
 @click.option("--processes", type=click.IntRange(min=1), default=None,
               help="worker processes (default: one per usable CPU; 1 with -P prefork/solo)")
 @click.pass_context

@@ -28,6 +28,7 @@ from producers.store import FINISHED_ALREADY
 # prometheus-client's multiprocess mode reads this when it is imported: set it first.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_PORT_ENV = "FERRY_METRICS_PORT"
+METRICS_HOST_ENV = "FERRY_METRICS_HOST"
 
 
 def register(cli: click.Group) -> None:
@@ -152,26 +153,24 @@ def flower(ctx: click.Context) -> None:
 
 
 def metrics_args(args: list[str]) -> list[str]:
-    """``ferry worker`` arguments without ``--metrics-port N``, which becomes the environment the
-    worker serves its metrics from: the port, and a fresh multiprocess directory (or the one
+    """``ferry worker`` arguments without ``--metrics-port N`` and ``--metrics-host H``, which
+    become the environment the worker serves its metrics from: the port, the address (loopback
+    unless given: the endpoint has no auth), and a fresh multiprocess directory (or the one
     ``$PROMETHEUS_MULTIPROC_DIR`` names, emptied) so the processes (prefork's pool, or the
     supervisor's workers) add up. ``$FERRY_METRICS_PORT`` alone counts as ``--metrics-port``; a
     supervisor drops it from its children's environment, so only it serves, and no child empties
     the directory the others write to."""
-    rest, port = [], os.environ.get(METRICS_PORT_ENV) or None
-    it = iter(args)
-    for arg in it:
-        if arg == "--metrics-port":
-            port = next(it, None)
-        elif arg.startswith("--metrics-port="):
-            port = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
+    given, rest = _metrics_options(args)
+    port = given.get("--metrics-port") or os.environ.get(METRICS_PORT_ENV) or None
     if port is None:
+        if "--metrics-host" in given:
+            fail("--metrics-host: give --metrics-port too")
         return rest
     if not port.isdigit():
         fail(f"--metrics-port: not a port number: {port!r}")
     os.environ[METRICS_PORT_ENV] = port
+    if given.get("--metrics-host"):
+        os.environ[METRICS_HOST_ENV] = str(given["--metrics-host"])
     directory = os.environ.get(MULTIPROC_ENV)
     if directory:
         shutil.rmtree(directory, ignore_errors=True)  # the documented "wipe it between runs"
@@ -181,6 +180,20 @@ def metrics_args(args: list[str]) -> list[str]:
         os.environ[MULTIPROC_ENV] = created
         atexit.register(shutil.rmtree, created, ignore_errors=True)
     return rest
+
+
+def _metrics_options(args: list[str]) -> tuple[dict[str, str | None], list[str]]:
+    """``--metrics-port``/``--metrics-host`` (``--name V`` or ``--name=V``), and the other arguments."""
+    given: dict[str, str | None] = {}
+    rest = []
+    it = iter(args)
+    for arg in it:
+        name, equals, value = arg.partition("=")
+        if name in ("--metrics-port", "--metrics-host"):
+            given[name] = value if equals else next(it, None)
+        else:
+            rest.append(arg)
+    return given, rest
 
 
 def _or_dash(value: Any, suffix: str = "") -> str:
