@@ -346,5 +346,8 @@ def serve(host: str = "127.0.0.1", port: int = 8080, config_path: str | None = N
     import uvicorn  # the api extra; imported here so building the app does not need it
 
     tokens = read_tokens_file(tokens_file) if tokens_file else None  # refuse before touching Redis
-    app = create_app(Ferry(config_path=config_path), tokens=tokens)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    ferry = Ferry(config_path=config_path)
+    app = create_app(ferry, tokens=tokens)
+    proxies = ferry.config.api.forwarded_allow_ips
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True,
+                forwarded_allow_ips=list(proxies) if proxies is not None else None)

@@ -15,6 +15,8 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -339,33 +341,73 @@ def test_openapi_document_describes_the_routes(api, http):
 
 
 # ---- the command and the whole road -------------------------------------------------------------
-def test_ferry_api_command_serves_and_refuses_to_start_without_tokens(api_env, redis_location):
-    port = free_port()
-    env = {"FERRY_CONFIG": str(api_env), "REDIS_URL": db_location(redis_location, API_DB).url,
-           "PATH": "/usr/bin:/bin", "FERRY_TEST_API_TOKENS": TOKEN}
+@contextmanager
+def ferry_api(env: dict[str, str], port: int) -> Iterator[None]:
+    """``ferry api --port PORT`` running (answering /healthz) with ``env``, stopped afterwards."""
     proc = subprocess.Popen([sys.executable, "-m", "producers", "api", "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
                 break
             except requests.ConnectionError:
                 assert proc.poll() is None, proc.communicate()[0]
                 assert time.monotonic() < deadline, "ferry api did not start"
                 time.sleep(0.1)
-        assert health.json() == {"status": "ok", "redis": "ok"}
-        listing = requests.get(f"http://127.0.0.1:{port}/jobs", headers=AUTH, timeout=5)
-        assert listing.status_code == 200
+        yield
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def api_command_env(config: Path, redis_location: RedisLocation) -> dict[str, str]:
+    return {"FERRY_CONFIG": str(config), "REDIS_URL": db_location(redis_location, API_DB).url,
+            "PATH": "/usr/bin:/bin", "FERRY_TEST_API_TOKENS": TOKEN}
+
+
+def test_ferry_api_command_serves_and_refuses_to_start_without_tokens(api_env, redis_location):
+    port = free_port()
+    env = api_command_env(api_env, redis_location)
+    with ferry_api(env, port):
+        health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert health.json() == {"status": "ok", "redis": "ok"}
+        listing = requests.get(f"http://127.0.0.1:{port}/jobs", headers=AUTH, timeout=5)
+        assert listing.status_code == 200
     no_tokens = {k: v for k, v in env.items() if k != "FERRY_TEST_API_TOKENS"}
     refused = subprocess.run([sys.executable, "-m", "producers", "api", "--port", str(port)],
                              env=no_tokens, capture_output=True, text=True, timeout=30)
     assert refused.returncode == 2
     assert "FERRY_TEST_API_TOKENS" in refused.stderr
+
+
+def session_cookie_via(port: int, proxy: str) -> str:
+    """Log in through ``proxy`` (the address the request comes from), which says the browser
+    used https; the Set-Cookie header of the answer."""
+    connection = HTTPConnection("127.0.0.1", port, timeout=10, source_address=(proxy, 0))
+    try:
+        connection.request("POST", "/login", body=f"token={TOKEN}&next=/",
+                           headers={"Content-Type": "application/x-www-form-urlencoded",
+                                    "X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"})
+        answer = connection.getresponse()
+        assert answer.status == 303, answer.read()
+        return answer.getheader("Set-Cookie") or ""
+    finally:
+        connection.close()
+
+
+def test_behind_a_trusted_tls_proxy_the_session_cookie_is_secure(api_env, redis_location, tmp_path):
+    """Forwarded headers were believed from 127.0.0.1 only, and nothing could say otherwise: behind
+    a TLS proxy elsewhere the session cookie went without Secure."""
+    config = tmp_path / "ferry.toml"
+    config.write_text(api_env.read_text() + '\nforwarded_allow_ips = ["127.0.0.2"]\n')  # into [api]
+    port = free_port()
+    with ferry_api(api_command_env(config, redis_location), port):
+        trusted = session_cookie_via(port, "127.0.0.2")
+        untrusted = session_cookie_via(port, "127.0.0.3")
+    assert "ferry_session=" in trusted and "secure" in trusted.lower(), trusted
+    assert "ferry_session=" in untrusted and "secure" not in untrusted.lower(), untrusted
 
 
 # ---- event streams -------------------------------------------------------------------------------
