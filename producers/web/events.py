@@ -76,18 +76,17 @@ async def _frames(hub: EventHub, subscription: Subscription, position: str,
         yield "retry: 2000\n\n"  # how soon a browser reconnects (with Last-Event-ID)
         behind, quiet_since = True, time.monotonic()  # first: what Redis holds after the start
         while True:
-            frames: list[str] = []
-            if behind:
+            if behind:  # read from Redis, a batch at a time
                 async for batch in hub.catch_up(position, filters):
                     position = batch.position
-                    frames += [event.sse() for event in batch.events]
+                    for event in batch.events:
+                        yield event.sse()
+                        quiet_since = time.monotonic()
             else:
                 live, position = await _live(subscription, position, filters, quiet_since)
-                frames = live if live is not None else [": heartbeat\n\n"]
-            for frame in frames:
-                yield frame
-            if frames:
-                quiet_since = time.monotonic()
+                for frame in live if live is not None else [": heartbeat\n\n"]:
+                    yield frame
+                    quiet_since = time.monotonic()
             behind = subscription.take_lag()
     finally:
         hub.unsubscribe(subscription)
