@@ -4,7 +4,10 @@ own, ``[files] roots``); the queue row puts a pickle message in front of the rea
 
 Rows backed elsewhere: huge JSON (tests/integration/test_http_api.py::test_413_…), bad token
 (test_http_api.py::test_auth_401_…), CSRF-less dashboard action (test_replay.py::
-test_dashboard_session_needs_its_csrf_token), the worker's own re-checks (test_hostile_input.py).
+test_dashboard_session_needs_its_csrf_token), the worker's own re-checks (test_hostile_input.py),
+inner addresses inside IPv6 (tests/unit/test_uri_checks.py), open event streams, the
+Idempotency-Key header, forwarded headers and the health routes (test_http_api.py), the workers'
+metrics bind (test_metrics_flower.py).
 """
 
 from __future__ import annotations
