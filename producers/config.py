@@ -7,6 +7,7 @@ resolves ``token_env`` / ``token_file`` into a credential (``worker.settings``).
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -14,7 +15,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from producers.errors import ConfigError
@@ -74,6 +75,21 @@ class ApiConfig(BaseModel):
     max_body_bytes: int = 1_000_000
     # The variable holding the bearer token GET /metrics wants; unset: /metrics needs none.
     metrics_token_env: str | None = None
+    # The proxies (addresses, networks, "*" for any) whose X-Forwarded-Proto / -For `ferry api`
+    # believes: behind a TLS proxy, https then makes the session cookie Secure. Unset: uvicorn's
+    # default ($FORWARDED_ALLOW_IPS, else 127.0.0.1 and ::1).
+    forwarded_allow_ips: tuple[str, ...] | None = None
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses_or_networks(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for entry in value or ():
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not an IP address, a network (10.0.0.0/8) or \"*\"") from None
+        return value
 
 
 class NotificationsConfig(BaseModel):

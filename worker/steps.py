@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from producers import keys
 from producers.config import FerryConfig
+from producers.kinds import KINDS
 from producers.params import (
     AworkImageParams,
     JiraAvatarDeleteParams,
@@ -65,6 +67,11 @@ class StepContext:
     @property
     def params(self) -> dict[str, Any]:
         return self.job.params
+
+    def open_file(self) -> AbstractContextManager[OpenFile]:
+        """The job's file, checked by this worker's ``[files]`` rules and, right before it is
+        sent, against what its kind accepts (``worker.uploads.as_sent``)."""
+        return open_file(self.job.file, self.config, KINDS[self.job.kind].file)
 
     def workspace(self) -> str:
         """The job's Assets workspace: given, else discovered from the site once and cached."""
@@ -138,7 +145,7 @@ def upload_avatar(ctx: StepContext) -> dict[str, Any]:
     workspace = ctx.workspace()
     # Stable per job, so every retry of this step presents the same client UUID.
     client_uuid = str(uuid.uuid5(AVATAR_NAMESPACE, ctx.job.id))
-    with open_file(ctx.job.file, ctx.config) as file:
+    with ctx.open_file() as file:
         uploaded = ctx.clients.assets.upload_avatar(workspace, int(ctx.params["object_type"]), file,
                                                     client_uuid)
     return {"workspace_id": workspace, "client_uuid": client_uuid,
@@ -195,7 +202,7 @@ def _upload(ctx: StepContext, creds: MediaCredentials) -> VerifiedUpload:
     remembered = memo.get()
     forms = form_order(ctx.clients.conn.media_upload, remembered)
     try:
-        uploaded = ctx.clients.media.upload_verified(creds, lambda: open_file(ctx.job.file, ctx.config), forms)
+        uploaded = ctx.clients.media.upload_verified(creds, ctx.open_file, forms)
     except PermanentError as exc:
         if exc.status in GONE and remembered is not None:
             memo.forget()  # the form we remembered is gone, and so is the other
@@ -358,7 +365,7 @@ def delete_once(ctx: StepContext, delete: Callable[[], None]) -> bool:
 @step("load_avatar")
 def load_avatar(ctx: StepContext) -> dict[str, Any]:
     params = typed(ctx, JiraAvatarParams)
-    with open_file(ctx.job.file, ctx.config) as file:
+    with ctx.open_file() as file:
         crop = params.crop(*_pixel_size(ctx.job.file, file))
         avatar = _earlier_avatar(ctx, params)
         adopted = avatar is not None
@@ -453,7 +460,7 @@ def _upload_asset(ctx: StepContext, kind: AssetKind, image_type: str = "") -> di
     next on a 415; remember the form that was taken."""
     memo = FormMemo(ctx, f"marketplace-{kind}")
     remembered = memo.get()
-    uploaded = ctx.clients.marketplace.upload(kind, lambda: open_file(ctx.job.file, ctx.config),
+    uploaded = ctx.clients.marketplace.upload(kind, ctx.open_file,
                                               marketplace_form_order(kind, remembered), image_type)
     if uploaded.form != remembered:
         memo.remember(uploaded.form)
@@ -471,7 +478,7 @@ def delete_asset(ctx: StepContext) -> dict[str, Any]:
 @step("upload_profile_image")
 def upload_profile_image(ctx: StepContext) -> dict[str, Any]:
     params = typed(ctx, AworkImageParams)
-    with open_file(ctx.job.file, ctx.config) as file:
+    with ctx.open_file() as file:
         image = ctx.clients.awork.upload_image(params.entity, params.id, file)
     return {"entity": params.entity, "id": params.id, **image.to_json()}
 

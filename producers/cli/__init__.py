@@ -16,9 +16,19 @@ import click
 import redis
 from kombu.exceptions import OperationalError
 from pydantic.fields import FieldInfo
-from rich.table import Table
 
-from producers.cli.console import connect, err, fail, finish, needs_extra, out, outcome_text, show_record, styled
+from producers.cli.console import (
+    PlainTable,
+    connect,
+    err,
+    fail,
+    finish,
+    needs_extra,
+    out,
+    outcome_text,
+    show_record,
+    styled_text,
+)
 from producers.errors import ConfigError, JobNotFound, SubmitError
 from producers.kinds import KINDS, Kind
 from producers.records import JobStatus
@@ -151,9 +161,9 @@ def jobs(ctx: click.Context, status_: str | None, kind: str | None, connection: 
         click.echo(json.dumps({"jobs": [j.model_dump(mode="json") for j in page.jobs],
                                "next_cursor": page.next_cursor}, indent=2))
         return
-    table = Table("id", "kind", "connection", "status", "created", "failed step / result")
+    table = PlainTable("id", "kind", "connection", "status", "created", "failed step / result")
     for j in page.jobs:
-        table.add_row(j.id, j.kind, j.connection, styled(j.status), j.created_at, outcome_text(j))
+        table.add_row(j.id, j.kind, j.connection, styled_text(j.status), j.created_at, outcome_text(j))
     out.print(table)
     if page.next_cursor:
         out.print(f"more: --cursor {page.next_cursor}")
@@ -209,7 +219,8 @@ Node names: ferry-<supervisor pid>-<i>@host, or -n NAME with -<i> added.
 
 It serves every configured queue; -Q ferry.atlassian,ferry.awork serves only those.
 
---metrics-port N serves Prometheus metrics at :N/metrics (every process added up).""")
+--metrics-port N serves Prometheus metrics at 127.0.0.1:N/metrics (every process added up);
+--metrics-host H serves them on another address (they have no auth).""")
 @click.option("--processes", type=click.IntRange(min=1), default=None,
               help="worker processes (default: one per usable CPU; 1 with -P prefork/solo)")
 @click.pass_context

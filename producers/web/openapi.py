@@ -21,6 +21,7 @@ what the API answers (``tests/e2e/test_api_contract.py`` fuzzes the live API aga
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union, cast
 
@@ -89,6 +90,17 @@ async def http_problem(request: Request, exc: Exception) -> Response:
     if exc.status_code < 200 or exc.status_code in (204, 304):  # answers without a body
         return Response(status_code=exc.status_code, headers=exc.headers)
     return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+REDIS_DOWN = "redis unavailable"
+
+
+def redis_down(route: str, exc: Exception) -> str:
+    """What an unauthenticated route (``/healthz``, ``/readyz``, ``/metrics``) tells anyone when
+    Redis does not answer: ``REDIS_DOWN``, never Redis's own words (addresses, ports, paths),
+    which go to the API's log instead."""
+    logging.getLogger("ferry.api").warning("%s: redis unavailable: %s", route, exc)
+    return REDIS_DOWN
 
 
 def unavailable(request: Request, exc: Exception) -> JSONResponse:
