@@ -63,6 +63,9 @@ NO_ROOTS_MESSAGE = (
 )
 
 
+MAX_IDEMPOTENCY_KEY = 200  # characters: the field, and POST /jobs's Idempotency-Key header
+
+
 class JobRequest(BaseModel):
     """One job as another system hands it over: the body of ``POST /jobs`` and one line of a
     batch manifest. ``params`` uses the CLI option names in snake_case."""
@@ -76,7 +79,7 @@ class JobRequest(BaseModel):
     params: dict[str, Any] = Field(
         default_factory=dict, description="the kind's parameters (CLI option names, snake_case)")
     idempotency_key: str | None = Field(
-        default=None, min_length=1, max_length=200,
+        default=None, min_length=1, max_length=MAX_IDEMPOTENCY_KEY,
         description="the same key returns the existing job instead of creating another")
     callback_url: str | None = Field(
         default=None, min_length=1, max_length=2000,

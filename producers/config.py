@@ -7,6 +7,7 @@ resolves ``token_env`` / ``token_file`` into a credential (``worker.settings``).
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -14,7 +15,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import ErrorDetails
 
 from producers.errors import ConfigError
@@ -39,13 +40,16 @@ class ConnectionConfig(BaseModel):
     token_file: str | None = None
     # Requests per second this connection may send, shared by all workers (None: no own limit).
     rate_limit: float | None = Field(default=None, gt=0)
-    # atlassian: how files reach the media service (open-readings §1). "auto" tries the seed's
-    # multipart /file first, verifies the stored size and falls back to raw /file/binary.
+    # atlassian: how files reach the media service (open-readings §1). "auto" tries raw
+    # /file/binary first (Atlassian's own client), verifies the stored size and falls back to the
+    # seed's multipart /file; the form that worked is remembered per connection.
     media_upload: Literal["multipart", "binary", "auto"] = "auto"
     # Requests this connection may have open at once, shared by all workers (None: no cap).
     max_in_flight: int | None = Field(default=None, gt=0)
     # The Celery queue its steps go to (default ``ferry.<service>``): workers can serve a subset.
     queue: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    # This connection's own stall window (default: the top-level ``stall_seconds``).
+    stall_seconds: float | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> ConnectionConfig:
@@ -71,6 +75,21 @@ class ApiConfig(BaseModel):
     max_body_bytes: int = 1_000_000
     # The variable holding the bearer token GET /metrics wants; unset: /metrics needs none.
     metrics_token_env: str | None = None
+    # The proxies (addresses, networks, "*" for any) whose X-Forwarded-Proto / -For `ferry api`
+    # believes: behind a TLS proxy, https then makes the session cookie Secure. Unset: uvicorn's
+    # default ($FORWARDED_ALLOW_IPS, else 127.0.0.1 and ::1).
+    forwarded_allow_ips: tuple[str, ...] | None = None
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses_or_networks(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for entry in value or ():
+            if entry != "*":
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError:
+                    raise ValueError(f"{entry!r} is not an IP address, a network (10.0.0.0/8) or \"*\"") from None
+        return value
 
 
 class NotificationsConfig(BaseModel):
@@ -119,10 +138,17 @@ class FerryConfig(BaseModel):
     max_attempts: int = 8
     # Nominal delay before the first retry when the server names none; doubles per attempt (jittered).
     retry_backoff_seconds: float = Field(default=1.0, gt=0)
+    # A request whose body stops moving, or whose answer does not begin, for this long is
+    # aborted (a stall: half-open TCP, a proxy that stopped reading); a slow but steady upload
+    # never is. A connection may set its own.
+    stall_seconds: float = Field(default=120.0, gt=0)
     api: ApiConfig = Field(default_factory=ApiConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     path: str | None = None
+
+    def stall_seconds_of(self, connection: str) -> float:
+        return self.connection(connection).stall_seconds or self.stall_seconds
 
     def connection(self, name: str) -> ConnectionConfig:
         try:

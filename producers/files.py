@@ -6,7 +6,6 @@ public host (``uri_problem``), which the worker checks again before it uses one.
 from __future__ import annotations
 
 import io
-import ipaddress
 import mimetypes
 import os
 import socket
@@ -23,6 +22,7 @@ from filetype.types.document import ZippedDocumentBase
 from filetype.types.video import Mkv, Webm
 from PIL import Image
 
+from producers.addresses import IPAddress, address_kind, parse
 from producers.config import FerryConfig
 from producers.errors import Problem
 from producers.records import FileInfo
@@ -67,7 +67,7 @@ def inspect_path(path: str, rule: FileRule, roots: tuple[str, ...]) -> tuple[Fil
         except OSError:
             return _inspect_by_name(path, rule, roots)
         try:
-            head = _read_head(data)
+            head = read_head(data)
             name = os.path.basename(real)
             info = FileInfo(path=real, name=name, size=st.st_size, mime_type=sniff_mime(head, name))
             if rule.image:
@@ -83,7 +83,7 @@ def inspect_path(path: str, rule: FileRule, roots: tuple[str, ...]) -> tuple[Fil
     return info, check_rule(info, rule)
 
 
-def _read_head(fd: int) -> bytes:
+def read_head(fd: int) -> bytes:
     """The first SNIFF_BYTES of the file (fewer if it is shorter); a network file system may
     answer a read short."""
     head = os.pread(fd, SNIFF_BYTES, 0)
@@ -271,15 +271,6 @@ def _within(real: str, roots: tuple[tuple[str, str], ...]) -> bool:
 
 
 # ---- URLs --------------------------------------------------------------------------------------
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-# Cloud instance metadata services answer a request from the instance with its credentials:
-# AWS, GCP, Azure, OpenStack (169.254.169.254), AWS over IPv6 (fd00:ec2::254), Alibaba Cloud
-# (100.100.100.200). Named apart so a refusal says what the address is.
-METADATA_ADDRESSES = frozenset(map(ipaddress.ip_address, ("169.254.169.254", "fd00:ec2::254",
-                                                          "100.100.100.200")))
-NAT64 = ipaddress.ip_network("64:ff9b::/96")  # an IPv4 address reached through a NAT64 gateway
-
-
 def uri_problem(uri: str, config: FerryConfig) -> str | None:
     """Why a job may not take its file from ``uri`` under ``config``, or None if it may.
 
@@ -308,32 +299,8 @@ def uri_problem(uri: str, config: FerryConfig) -> str | None:
 def resolve_host(host: str) -> list[IPAddress]:
     """The addresses a URL's host names: itself if it is a literal, else what DNS answers."""
     try:
-        return [ipaddress.ip_address(host.split("%")[0])]
+        return [parse(host)]
     except ValueError:
         pass
     answers = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    return [ipaddress.ip_address(str(sockaddr[0]).split("%")[0]) for *_, sockaddr in answers]
-
-
-def address_kind(address: IPAddress) -> str | None:
-    """What puts ``address`` off limits for a job's URL ("metadata", "loopback", "link-local",
-    "private"), or None for a public address. An IPv4 address carried in IPv6 (mapped
-    ``::ffff:``, NAT64 ``64:ff9b::``, 6to4 ``2002::``) is judged as the IPv4 address it reaches."""
-    address = _carried_ipv4(address) or address
-    if address in METADATA_ADDRESSES:
-        return "metadata"
-    if address.is_loopback or address.is_unspecified:  # 0.0.0.0 and :: reach this host
-        return "loopback"
-    if address.is_link_local:
-        return "link-local"
-    if address.is_multicast or not address.is_global:  # RFC 1918, fc00::/7, CGNAT, reserved…
-        return "private"
-    return None
-
-
-def _carried_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
-    if isinstance(address, ipaddress.IPv4Address):
-        return None
-    if address in NAT64:
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return address.ipv4_mapped or address.sixtofour
+    return [parse(str(sockaddr[0])) for *_, sockaddr in answers]

@@ -87,10 +87,13 @@ def step_memo(job_id: str, step: str) -> str:
     return f"{PREFIX}:memo:{job_id}:{step}"
 
 
-def media_upload_form(connection: str) -> str:
-    """The media upload form ("multipart" / "binary") that last stored whole files for a
-    connection; expires, so a service that moves again is re-probed. Not a secret."""
-    return f"{PREFIX}:cache:media-form:{connection}"
+def upload_form(connection: str, asset: str) -> str:
+    """The upload form that last worked on a connection for one kind of asset (``media``:
+    "multipart" / "binary"; ``marketplace-artifact``, ``marketplace-image``: "multipart" / "raw"
+    / "binary"); expires, so a service that moves again is re-probed. Not a secret."""
+    return f"{PREFIX}:cache:upload-form:{connection}:{asset}"
+
+
 def sequence() -> str:
     """Counter that makes job scores unique within one millisecond."""
     return f"{PREFIX}:seq"

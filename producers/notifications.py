@@ -7,7 +7,8 @@ when a run of it ends, with ``Ferry-Event``, ``Ferry-Delivery`` and
 worker's environment variable that ``[notifications] secret_env`` names; a job never holds it.
 
 URLs: ``https://`` only unless ``[notifications] allow_http``; every address the host resolves to
-must be public (not loopback, private, link-local, cloud metadata, …) unless ``allow_private``.
+must be public (not loopback, private, link-local, cloud metadata, nor IPv6 carrying one of these:
+``producers.addresses``, the same judgement as a job's ``uri``) unless ``allow_private``.
 The worker resolves again at delivery and connects to an address it has just checked, so a name
 that resolved to a public address at submit cannot be pointed at an internal one later (DNS
 rebinding); it never follows a redirect.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import os
 import socket
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from producers.addresses import address_kind, parse
 from producers.config import NotificationsConfig
 from producers.records import JobRecord
 
@@ -69,15 +70,6 @@ def resolve(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def is_public(address: str) -> bool:
-    """Whether an address is on the public internet: not loopback, private, link-local (the
-    169.254.169.254 metadata service), shared (100.64/10), multicast, reserved or unspecified."""
-    ip = ipaddress.ip_address(address.split("%")[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
-
-
 def check_url(url: str, config: NotificationsConfig, resolver: Resolver = resolve) -> Target:
     """The target of ``url`` if Ferry may call it under ``config``; CallbackRefused otherwise."""
     if len(url) > MAX_URL_LENGTH:
@@ -102,13 +94,19 @@ def check_url(url: str, config: NotificationsConfig, resolver: Resolver = resolv
     if not addresses:
         raise Unresolvable(f"host {parts.hostname} does not resolve")
     if not config.allow_private:
-        inner = [a for a in addresses if not is_public(a)]
-        if inner:
-            raise CallbackRefused(
-                f"host {parts.hostname} resolves to a non-public address ({inner[0]}: loopback, private, "
-                "link-local or metadata); [notifications] allow_private = true allows it")
+        _refuse_inner(parts.hostname, addresses)
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return Target(url, parts.scheme, parts.hostname, port, path, tuple(addresses))
+
+
+def _refuse_inner(host: str, addresses: list[str]) -> None:
+    """CallbackRefused if one of ``addresses`` is not public (``producers.addresses``)."""
+    for address in addresses:
+        kind = address_kind(parse(address))
+        if kind is not None:
+            shown = host if host == address else f"{host} ({address})"
+            raise CallbackRefused(f"{shown} is a {kind} address (not public); "
+                                  "[notifications] allow_private = true allows it")
 
 
 # ---- what is sent ---------------------------------------------------------------------------------

@@ -98,10 +98,11 @@ class AssetsAttachmentParams(AssetsTarget):
 
 # ---- Jira avatars, Marketplace assets, awork profile images ------------------------------------
 JiraAvatarType = Literal["project", "issuetype", "priority"]
-# Marketplace v2 image types are UNCONFIRMED (shared/apis/README.md §4): the candidates from the
-# docs' wording and examples. Refusing anything else at submit beats a failure in the worker.
+# Marketplace v2 image keys as Atlassian's own Java client names them (marketplace-client-java
+# ImagePurpose; open-readings §5). `icon` is a v3 example, not a v2 key. Refusing anything else at
+# submit beats a failure in the worker.
 MarketplaceImageType = Literal["logo", "banner", "screenshot", "screenshot-thumbnail", "hero",
-                               "title-logo", "icon"]
+                               "title-logo"]
 MARKETPLACE_IMAGE_TYPES: tuple[str, ...] = get_args(MarketplaceImageType)
 AworkEntity = Literal["companies", "contactpersons", "projects", "projecttemplates", "users",
                       "workspaces"]

@@ -79,6 +79,16 @@ class AttemptRecord(BaseModel):
     retry_delay: float | None = None  # seconds until the next attempt (status retried)
 
 
+class Progress(BaseModel):
+    """An upload's figures (``worker.progress``): written while it runs, kept after the step ends."""
+
+    bytes_sent: int
+    bytes_total: int
+    rate_bps: int | None = None  # over the last few seconds
+    eta_s: float | None = None
+    updated_at: str
+
+
 class StepRecord(BaseModel):
     name: str
     status: StepStatus = StepStatus.PENDING
@@ -89,13 +99,14 @@ class StepRecord(BaseModel):
     result: dict[str, Any] | None = None
     error: StepError | None = None
     history: list[AttemptRecord] = Field(default_factory=list)  # the last MAX_ATTEMPT_HISTORY
+    progress: Progress | None = None  # an upload step's bytes (kept apart: see JobStore.record_progress)
 
     def stored(self) -> str:
         """The record as the job store keeps it: no null fields, and none of a step's defaults
         (pending, 0 attempts, no history), so a step that has not run is just its name.
         ``model_validate_json`` fills them back in. Not ``exclude_defaults``: that would also
         drop a timestamp its default factory made in the same millisecond."""
-        data = self.model_dump(mode="json", exclude_none=True)
+        data = self.model_dump(mode="json", exclude_none=True, exclude={"progress"})
         for name, default in _STEP_DEFAULTS.items():
             if data.get(name) == default:
                 del data[name]

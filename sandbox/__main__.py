@@ -15,7 +15,7 @@ from sandbox import (
     DEFAULT_TOKEN,
 )
 from sandbox.server import open_readings, run
-from sandbox.state import MEDIA_UPLOAD_READINGS
+from sandbox.state import ARTIFACT_FORMS, AWORK_429_SHAPES, MEDIA_UPLOAD_READINGS
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -47,17 +47,28 @@ def add_reading_options(parser: argparse.ArgumentParser) -> None:
     """The open readings (sandbox/control.py OPEN_READINGS) as command-line switches."""
     group = parser.add_argument_group("open readings of the real APIs")
     group.add_argument("--media-upload", choices=MEDIA_UPLOAD_READINGS, default="multipart",
-                       help="which upload form stores the bytes (binary: POST /file makes an empty file)")
+                       help="which upload form stores the bytes (binary: POST /file makes an empty file; "
+                            "multipart-sizeless: multipart, answered without a size)")
+    group.add_argument("--no-media-read-back", action="store_true",
+                       help="GET /media/file/{id} answers 403 (an upload-only token)")
     group.add_argument("--no-attachment-media-id", action="store_true",
                        help="attachment records without mediaId (the documented Data Center shape)")
     group.add_argument("--empty-link-answer", action="store_true", help="link answers 201 with no body")
+    group.add_argument("--lenient-link-size", action="store_true",
+                       help="the link accepts a size other than the media's; records show the stored size")
+    group.add_argument("--artifact-form", choices=ARTIFACT_FORMS, default="multipart",
+                       help="the Marketplace artifact form accepted; the other answers 415")
+    group.add_argument("--awork-429", choices=AWORK_429_SHAPES, default="awork",
+                       help="awork 429 shape (kong: Retry-After and {\"message\"})")
     group.add_argument("--refuse-project-keys", action="store_true",
                        help="universal_avatar project owners must be ids, as documented")
 
 
 def readings_of(args: argparse.Namespace) -> dict[str, Any]:
     return open_readings(args.media_upload, args.no_attachment_media_id, args.empty_link_answer,
-                         args.refuse_project_keys)
+                         args.refuse_project_keys, no_media_read_back=args.no_media_read_back,
+                         lenient_link_size=args.lenient_link_size, artifact_form=args.artifact_form,
+                         awork_429=args.awork_429)
 
 
 if __name__ == "__main__":

@@ -19,8 +19,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox import assets, awork, control, jira, marketplace, media
 from sandbox.auth import credential_label
-from sandbox.errors import ApiError, api_error_handler, error_body, service_of, set_verdict
-from sandbox.faults import apply_fault, lose_reply, matches, rate_limit_headers, send_json
+from sandbox.errors import ApiError, api_error_handler, service_of, set_verdict
+from sandbox.faults import (
+    apply_fault,
+    fault_action,
+    lose_reply,
+    matches,
+    rate_limit_headers,
+    read_slowly,
+    send_json,
+    too_many_requests,
+)
 from sandbox.state import Config, RequestRecord, Seed, State
 
 
@@ -56,16 +65,22 @@ class SandboxMiddleware:
             await send(message)
 
         try:
-            if service == "sandbox" or not await self.intercept(scope, receive, send_wrapper, service, label):
-                if service != "sandbox" and self.state.generation != generation:
-                    return  # reset while a fault held it: dropped unanswered, like a cut connection
+            if service == "sandbox":
                 await self.app(scope, receive, send_wrapper)
+                return
+            serve = await self.intercept(scope, receive, send_wrapper, service, label)
+            if serve is not None:
+                if self.state.generation != generation:
+                    return  # reset while a fault held it: dropped unanswered, like a cut connection
+                await self.app(scope, serve, send_wrapper)
         finally:
             if service == "sandbox" or self.state.generation == generation:
                 self.log(scope, method, path, status[0], service, label)
 
-    async def intercept(self, scope: Scope, receive: Receive, send: Send, service: str, label: str | None) -> bool:
-        """Apply faults then the rate limit; True if one of them answered."""
+    async def intercept(self, scope: Scope, receive: Receive, send: Send, service: str,
+                        label: str | None) -> Receive | None:
+        """Apply faults then the rate limit: None if one of them answered, else the ``receive``
+        to serve the request with (slowed by a ``read_kib_per_s`` rule)."""
         raw = scope.get("raw_path") or b""
         paths = (scope["path"], raw.decode("latin-1"))
         for rule in list(self.state.faults.values()):
@@ -74,24 +89,29 @@ class SandboxMiddleware:
             if rule.lost_reply:
                 verdict = await lose_reply(rule, self.app, scope, receive, send, service)
                 scope["state"]["verdict"] = f"fault {rule.id}: {verdict}"
-                return True
-            action = "connection cut" if rule.cut else f"HTTP {rule.status}"
-            scope["state"]["verdict"] = f"fault {rule.id}: {action}"
+                return None
+            scope["state"]["verdict"] = f"fault {rule.id}: {fault_action(rule)}"
             if await apply_fault(rule, service, self.state.config, receive, send):
-                return True
+                return None
+            if rule.read_kib_per_s:
+                receive = read_slowly(receive, rule.read_kib_per_s)
+        return receive if await self.within_rate_limit(scope, send, service, label) else None
+
+    async def within_rate_limit(self, scope: Scope, send: Send, service: str, label: str | None) -> bool:
+        """True if the request may go on; else it was answered 429 as the service would."""
         buckets = self.state.buckets
         if buckets is None:
-            return False
+            return True
         wait = buckets.take(label or "anonymous")
         if wait == 0:
-            return False
+            return True
         limit = max(1, round(self.state.rate_per_second or 1))
         headers = rate_limit_headers(service, wait, limit, self.state.config)
         if service in ("assets", "media") and not self.state.config.assets_retry_after:
             headers.pop("Retry-After", None)
         scope["state"]["verdict"] = f"429 rate limited ({limit}/s per credential)"
-        await send_json(send, 429, error_body(service, 429, "Rate limit exceeded."), headers)
-        return True
+        await send_json(send, 429, too_many_requests(service, "Rate limit exceeded.", self.state.config), headers)
+        return False
 
     def log(self, scope: Scope, method: str, path: str, status: int, service: str, label: str | None) -> None:
         if service == "sandbox":

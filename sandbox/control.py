@@ -20,7 +20,7 @@ INFERRED = {
 UNCONFIRMED = {
     "PUT /rest/api/3/priority/{id}": "avatarId body and 204 answer",
     "POST /media/file": "error statuses and bodies; missing X-Client-Id -> 401",
-    "POST /rest/2/assets/image/{imageType}": "image types (configurable), Content-Type",
+    "POST /rest/2/assets/image/{imageType}": "Content-Type (image/*, octet-stream or application/binary)",
     "DELETE /rest/2/assets/{assetName}": "409 when in use",
     "POST /api/v1/files/images/{kind}/{id}": "413 over 100 MB (10^6), image-only",
     "Marketplace errors": "body shape {'errors': [{'message'}]}",
@@ -32,8 +32,12 @@ OPEN_READINGS = {
     "media_upload": "'multipart' (default; --media-upload): POST /media/file stores the multipart "
                     "part `file`, /media/file/binary answers 404. 'binary': POST /media/file creates "
                     "an EMPTY file and answers {id, createdAt} without size; bytes only raw via "
-                    "POST /media/file/binary. GET /media/file/{id} answers {data: {id, size, ...}} "
-                    "under both",
+                    "POST /media/file/binary. 'multipart-sizeless': as 'multipart', answered "
+                    "without a size. GET /media/file/{id} answers {data: {id, size, ...}} under each",
+    "media_read_back": "true (default): GET /media/file/{id} answers the metadata; false "
+                       "(--no-media-read-back): 403, an upload-only token",
+    "link_checks_size": "true (default): the link refuses a size other than the media's (400); false "
+                        "(--lenient-link-size): it accepts any, and the record shows the stored size",
     "attachment_media_id": "true (default): attachment records carry mediaId and size; false "
                            "(--no-attachment-media-id): the documented Data Center record only "
                            "(id, author, mimeType, filename, filesize '490 B', created, comment, url)",
@@ -41,6 +45,14 @@ OPEN_READINGS = {
                         "(--empty-link-answer): 201 with an empty body",
     "project_owner_keys": "true (default): universal_avatar owners of type project may be keys; "
                           "false (--refuse-project-keys): ids only, as documented; a key is 404",
+    "artifact_form": "'multipart' (default): POST /rest/2/assets/artifact takes part `file`; 'raw' "
+                     "(--artifact-form raw): the bytes as application/binary with ?file=. The other "
+                     "form answers 415 and stores nothing",
+    "marketplace_image_types": "default: the v2 keys of Atlassian's Java client (logo, banner, "
+                               "screenshot, screenshot-thumbnail, hero, title-logo); `icon` is v3 only. "
+                               "Image uploads take a raw body; multipart answers 415",
+    "awork_429": "'awork' (default): 429 with RateLimit-* headers and awork's {code, description}; "
+                 "'kong' (--awork-429 kong): its Kong gateway's Retry-After and {\"message\": ...}",
     "fault lost_reply": "POST /_sandbox/faults {path, lost_reply: true, status: 502 | cut: true}: the "
                         "request is processed for real, then its reply is replaced by the status "
                         "or cut (a gateway losing the answer of a create that took effect)",

@@ -9,7 +9,9 @@ does when it loses the answer of a create that took effect. Rate limiting: a tok
   Marketplace limits are UNCONFIRMED; we use the Jira shape since it sits on the same platform.
 - Assets gateway (and the media service, UNCONFIRMED): `Retry-After` only when
   `assets_retry_after` is configured, because JSDCLOUD-11605 documents 429s without it.
-- awork: `RateLimit-*` + `X-RateLimit-*-Second/Minute`, never `Retry-After`.
+- awork: `RateLimit-*` + `X-RateLimit-*-Second/Minute`, no `Retry-After`, awork's error body;
+  with `awork_429 = "kong"` (its Kong gateway, inferred from those headers) also `Retry-After`
+  and Kong's body `{"message": "API rate limit exceeded"}`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import json
 import math
 import random
 import re
+import socket
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -43,7 +45,8 @@ def rate_limit_headers(service: str, retry_after: int | None, limit: int, config
     """Headers a 429 from `service` carries."""
     wait = DEFAULT_RETRY_AFTER if retry_after is None else retry_after
     if service == "awork":
-        return {
+        kong = {"Retry-After": str(wait)} if config.awork_429 == "kong" else {}
+        return kong | {
             "RateLimit-Limit": str(limit),
             "RateLimit-Remaining": "0",
             "RateLimit-Reset": str(wait),
@@ -64,6 +67,13 @@ def rate_limit_headers(service: str, retry_after: int | None, limit: int, config
         "X-RateLimit-Remaining": "0",
         "RateLimit-Reason": "jira-burst-based",
     }
+
+
+def too_many_requests(service: str, message: str, config: Config) -> Any:
+    """The body of a 429 from ``service``: its own error shape, or Kong's for awork behind it."""
+    if service == "awork" and config.awork_429 == "kong":
+        return {"message": "API rate limit exceeded"}
+    return error_body(service, 429, message)
 
 
 class TokenBuckets:
@@ -102,14 +112,26 @@ def new_rule(spec: dict[str, Any]) -> FaultRule:
         retry_after=spec.get("retry_after"),
         headers={str(k): str(v) for k, v in (spec.get("headers") or {}).items()},
         latency_ms=int(spec.get("latency_ms") or 0),
+        read_kib_per_s=float(spec["read_kib_per_s"]) if spec.get("read_kib_per_s") else None,
         cut=bool(spec.get("cut")),
         lost_reply=bool(spec.get("lost_reply")),
     )
     if rule.lost_reply and rule.status is None and not rule.cut:
         rule.status = LOST_REPLY_STATUS
-    if rule.status is None and not rule.cut and not rule.latency_ms:
-        raise ValueError("a rule needs `status`, `cut` or `latency_ms`")
+    if rule.status is None and not rule.cut and not rule.latency_ms and not rule.read_kib_per_s:
+        raise ValueError("a rule needs `status`, `cut`, `latency_ms` or `read_kib_per_s`")
     return rule
+
+
+def fault_action(rule: FaultRule) -> str:
+    """What the rule does, for the request log."""
+    if rule.cut:
+        return "connection cut"
+    if rule.status is not None:
+        return f"HTTP {rule.status}"
+    parts = [f"held unread {rule.latency_ms} ms"] if rule.latency_ms else []
+    parts += [f"read at {rule.read_kib_per_s:g} KiB/s"] if rule.read_kib_per_s else []
+    return ", ".join(parts)
 
 
 def matches(rule: FaultRule, method: str, paths: tuple[str, ...]) -> bool:
@@ -122,12 +144,35 @@ def matches(rule: FaultRule, method: str, paths: tuple[str, ...]) -> bool:
     return rule.probability is None or random.random() < rule.probability
 
 
-@dataclass
-class FaultOutcome:
-    """What the middleware must do after the faults that fired for a request."""
+def read_slowly(receive: Receive, kib_per_s: float) -> Receive:
+    """``receive`` as a slow link delivers it: after each chunk, the time it takes at ``kib_per_s``.
+    The server stops reading from the socket meanwhile (uvicorn pauses past 64 KiB buffered), so
+    the client's sends slow down to that rate: steady progress, never a stall."""
 
-    rule: FaultRule | None = None
-    handled: bool = False
+    _small_receive_buffer(receive)
+
+    async def slow() -> Message:
+        message = await receive()
+        body = message.get("body", b"")
+        if body:
+            await asyncio.sleep(len(body) / (kib_per_s * 1024))
+        return message
+
+    slow.__self__ = getattr(receive, "__self__", None)  # type: ignore[attr-defined]  # drop_connection
+    return slow
+
+
+LINK_BUFFER_BYTES = 32 * 1024
+
+
+def _small_receive_buffer(receive: Receive) -> None:
+    """A slow link holds little in flight: without this, the kernel's receive buffer (autotuned
+    to megabytes on loopback) would swallow most of the body at once and leave the client
+    waiting for an answer as if the server had stalled."""
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LINK_BUFFER_BYTES)
 
 
 async def send_json(send: Send, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
@@ -206,7 +251,7 @@ async def apply_fault(rule: FaultRule, service: str, config: Config, receive: Re
     """Apply one fired rule; True if it produced the response (or cut the connection)."""
     rule.hits += 1
     if rule.latency_ms:
-        await asyncio.sleep(rule.latency_ms / 1000)
+        await asyncio.sleep(rule.latency_ms / 1000)  # held unread: the client's send stalls
     if rule.cut:
         await cut_connection(receive, send)
         return True
@@ -221,5 +266,7 @@ async def apply_fault(rule: FaultRule, service: str, config: Config, receive: Re
         headers = {"Retry-After": str(rule.retry_after)}
     headers.update(rule.headers)
     message = f"Sandbox fault {rule.id}: HTTP {rule.status}"
-    await send_json(send, rule.status, error_body(service, rule.status, message), headers)
+    body = too_many_requests(service, message, config) if rule.status == 429 else error_body(
+        service, rule.status, message)
+    await send_json(send, rule.status, body, headers)
     return True

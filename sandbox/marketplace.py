@@ -3,8 +3,12 @@
 Asset names contain a slash that clients must send URL-encoded (`images%2F<uuid>.png`), as the
 real links do. uvicorn decodes %2F in `path`, so GET/DELETE route on `scope["raw_path"]` and
 refuse an unencoded slash (a client whose HTTP stack decodes it would break on the real host).
-UNCONFIRMED: error body shape, image types (configurable), delete-in-use status (we use 409),
-Content-Type for image upload (we accept image/* or application/octet-stream, never multipart).
+UNCONFIRMED: error body shape, image types (configurable; default the v2 keys of Atlassian's
+Java client), delete-in-use status (we use 409), Content-Type for image upload (we accept image/*,
+application/octet-stream or application/binary, never multipart: 415). Artifacts take one form,
+config `artifact_form`: "multipart" (part `file`, the v2 docs' newer page) or "raw" (the bytes as
+`application/binary` with `?file=`, Atlassian's Java client); the other form answers 415, having
+created nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sandbox.blobs import BlobWriter
+from sandbox.blobs import BlobWriter, drain, is_multipart
 from sandbox.common import base_url, credential, read_form, read_raw, require_basic, state_of
 from sandbox.errors import ApiError, empty, json_response
 from sandbox.images import sniff_file
@@ -31,6 +35,7 @@ ARTIFACT_EXTS = (".jar", ".obr")
 IMAGE_EXTS = {"image/png": "png", "image/jpeg": "jpg", "image/gif": "gif", "image/bmp": "bmp"}
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 FETCH_TIMEOUT = 60.0
+RAW_TYPES = ("application/binary", "application/octet-stream")
 
 
 def link(href: str, kind: str = "application/json", title: str | None = None) -> dict[str, Any]:
@@ -108,13 +113,31 @@ def store(request: Request, user: str, blob: Blob, kind: str, ext: str, **extra:
 
 async def upload_artifact(request: Request) -> Response:
     user = require_basic(request)
-    form = await read_form(request)
-    blob = form.files.get("file")
-    if blob is None:
-        got = ", ".join(form.part_names) or "nothing"
-        raise ApiError(400, f"No artifact in multipart field 'file' (got: {got})")
+    if state_of(request).config.artifact_form == "raw":
+        blob = await raw_body(request, RAW_TYPES, "the artifact's raw bytes as application/binary")
+    else:
+        form = await read_form(request)
+        found = form.files.get("file")
+        if found is None:
+            got = ", ".join(form.part_names) or "nothing"
+            raise ApiError(400, f"No artifact in multipart field 'file' (got: {got})")
+        blob = found
     ext = check_artifact(blob, blob.filename or "")
     return store(request, user, blob, "artifact", ext)
+
+
+async def raw_body(request: Request, types: tuple[str, ...], wanted: str) -> Blob:
+    """A raw upload named by ``?file=``: 415 (nothing stored) for another Content-Type."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if is_multipart(ctype) or not ctype.startswith(types):
+        await drain(request.stream())
+        raise ApiError(415, f"Unsupported Media Type {ctype!r}: send {wanted} with ?file=<name>")
+    filename = request.query_params.get("file")
+    if not filename:
+        raise ApiError(400, "Query parameter 'file' is required", "file")
+    blob = await read_raw(request)
+    blob.filename = filename
+    return blob
 
 
 def check_loopback(uri: str) -> str:
@@ -170,17 +193,11 @@ async def upload_image(request: Request) -> Response:
     image_type = request.path_params["image_type"]
     if image_type not in state_of(request).config.marketplace_image_types:
         raise ApiError(400, f"Unknown image type '{image_type}'")
-    filename = request.query_params.get("file")
-    if not filename:
-        raise ApiError(400, "Query parameter 'file' is required", "file")
-    ctype = request.headers.get("content-type", "").lower()
-    if not (ctype.startswith("image/") or ctype.startswith("application/octet-stream")):
-        raise ApiError(400, f"Expected the raw image bytes as the body, got Content-Type {ctype!r}")
-    blob = await read_raw(request)
+    blob = await raw_body(request, ("image/", *RAW_TYPES), "the raw image bytes (image/*, application/binary)")
     mime = sniff_file(blob.path)
     if mime not in IMAGE_EXTS:
         raise ApiError(400, "The body is not a .jpg, .png, .gif or .bmp image")
-    blob.filename, blob.content_type = filename, mime
+    blob.content_type = mime
     return store(request, user, blob, "image", "." + IMAGE_EXTS[mime], mime=mime, imageType=image_type)
 
 

@@ -5,8 +5,11 @@ form (config `media_upload`, shared/apis/open-readings.md §1):
 - "binary" (Atlassian's media client): `POST /file` creates an EMPTY file, answering
   `{data: {id, createdAt}}` with no size, whatever body it was sent; the bytes go raw (with the
   file's Content-Type) to `POST /file/binary?name=...`, answering `{data: MediaFile}`.
-`GET /file/{id}` answers `{data: {id, size, processingStatus, ...}}` under both, to the JWT +
-X-Client-Id pair of the object the file was uploaded for.
+- "multipart-sizeless": as "multipart", but the answer carries no size (the seed script would
+  read `data.size || local size` and never notice).
+`GET /file/{id}` answers `{data: {id, size, processingStatus, ...}}` under each, to the JWT +
+X-Client-Id pair of the object the file was uploaded for; with `media_read_back` false it answers
+403 (an upload-only token: whether the Assets JWT may read is unknown).
 
 Auth is `Authorization: Bearer <mediaJwtToken>` plus `X-Client-Id: <clientId>`, both from the
 Assets credentials endpoint; Basic auth is refused [LZ]. Error statuses/bodies are UNCONFIRMED:
@@ -84,7 +87,7 @@ def _name(request: Request) -> str:
 
 
 def _store(request: Request, claims: dict[str, Any], blob: Blob, name: str, route: str) -> Response:
-    """Keep an uploaded file and answer its MediaFile."""
+    """Keep an uploaded file and answer its MediaFile (without its size under the sizeless reading)."""
     st = state_of(request)
     mime = blob.content_type or "application/octet-stream"
     if mime == "application/octet-stream":
@@ -93,6 +96,8 @@ def _store(request: Request, claims: dict[str, Any], blob: Blob, name: str, rout
     data = _media_file(name, mime, blob.size)
     st.media_files[data["id"]] = {**data, "sha256": blob.sha256, "objectKey": _object_key(claims)}
     st.record_upload(blob, "media", route, credential(request))
+    if st.config.media_upload == "multipart-sizeless":
+        data = {k: v for k, v in data.items() if k != "size"}
     return json_response(request, {"data": data}, 201, f"201 media {data['id']} ({route})")
 
 
@@ -144,6 +149,8 @@ async def upload_binary(request: Request) -> Response:
 
 async def file_metadata(request: Request) -> Response:
     claims = authenticate(request)
+    if not state_of(request).config.media_read_back:
+        raise ApiError(403, "Token does not grant read access")
     media = state_of(request).media_files.get(request.path_params["media_id"])
     if media is None or media["objectKey"] != _object_key(claims):
         raise ApiError(404, f"File {request.path_params['media_id']} not found")

@@ -33,9 +33,10 @@ def banner(host: str, port: int, data_dir: Path, config: Config, seed: Seed | No
         f"  Basic (Jira, Assets, Marketplace): {config.email} / {config.token}",
         f"  Bearer (awork):  {config.bearer}",
         f"  media JWT TTL:   {config.jwt_ttl_seconds}s",
-        f"  open readings:   media_upload={config.media_upload} "
+        f"  open readings:   media_upload={config.media_upload} media_read_back={config.media_read_back} "
         f"attachment_media_id={config.attachment_media_id} link_answer_body={config.link_answer_body} "
-        f"project_owner_keys={config.project_owner_keys}",
+        f"link_checks_size={config.link_checks_size} project_owner_keys={config.project_owner_keys} "
+        f"artifact_form={config.artifact_form} awork_429={config.awork_429}",
         f"  point site_url / api_url / base_url of every connection at {url}",
         f"  control API:     {url}/_sandbox/  (seed: {url}/_sandbox/seed)",
     ]
@@ -48,10 +49,14 @@ def banner(host: str, port: int, data_dir: Path, config: Config, seed: Seed | No
 
 
 def open_readings(media_upload: str = "multipart", no_attachment_media_id: bool = False,
-                  empty_link_answer: bool = False, refuse_project_keys: bool = False) -> dict[str, Any]:
+                  empty_link_answer: bool = False, refuse_project_keys: bool = False, *,
+                  no_media_read_back: bool = False, lenient_link_size: bool = False,
+                  artifact_form: str = "multipart", awork_429: str = "awork") -> dict[str, Any]:
     """The command-line switches of the open readings as config keys (for ``run``)."""
     return {"media_upload": media_upload, "attachment_media_id": not no_attachment_media_id,
-            "link_answer_body": not empty_link_answer, "project_owner_keys": not refuse_project_keys}
+            "link_answer_body": not empty_link_answer, "project_owner_keys": not refuse_project_keys,
+            "media_read_back": not no_media_read_back, "link_checks_size": not lenient_link_size,
+            "artifact_form": artifact_form, "awork_429": awork_429}
 
 
 def run(

@@ -22,7 +22,8 @@ from sandbox import (
     DEFAULT_TOKEN,
 )
 
-# Marketplace v2 image types are UNCONFIRMED (README §4): these are the candidates; configurable.
+# Marketplace v2 image keys as Atlassian's own Java client names them (ImagePurpose); `icon` is a
+# v3 example, not a v2 key (open-readings §5). Configurable.
 DEFAULT_IMAGE_TYPES = (
     "logo",
     "banner",
@@ -30,9 +31,12 @@ DEFAULT_IMAGE_TYPES = (
     "screenshot-thumbnail",
     "hero",
     "title-logo",
-    "icon",
 )
-MEDIA_UPLOAD_READINGS = ("multipart", "binary")
+MEDIA_UPLOAD_READINGS = ("multipart", "binary", "multipart-sizeless")
+ARTIFACT_FORMS = ("multipart", "raw")
+AWORK_429_SHAPES = ("awork", "kong")
+CHOICES = {"media_upload": MEDIA_UPLOAD_READINGS, "artifact_form": ARTIFACT_FORMS,
+           "awork_429": AWORK_429_SHAPES}
 AWORK_KINDS = ("companies", "contactpersons", "projects", "projecttemplates", "users", "workspaces")
 REQUEST_LOG_SIZE = 10_000
 # Upload records are bounded too, so long benchmarks cannot grow memory without limit.
@@ -58,7 +62,19 @@ class Config:
     # "multipart": POST /media/file stores the multipart part `file`, /media/file/binary is gone.
     # "binary": POST /media/file creates an EMPTY file (no size in the answer); the bytes go raw
     # to /media/file/binary (Atlassian's own media client).
+    # "multipart-sizeless": as "multipart", but the answer carries no size.
     media_upload: str = "multipart"
+    # GET /media/file/{id} answers the metadata; False: 403 (an upload-only token).
+    media_read_back: bool = True
+    # The link refuses a size other than the media's; False: it accepts any, and the record
+    # shows the size the media service stored.
+    link_checks_size: bool = True
+    # Marketplace artifacts: "multipart" (part `file`, the v2 docs' newer page) or "raw"
+    # (application/binary body, ?file=, Atlassian's Java client); the other form answers 415.
+    artifact_form: str = "multipart"
+    # awork 429s: "awork" (RateLimit-* headers, awork's error body) or "kong" (its gateway:
+    # Retry-After and {"message": ...}).
+    awork_429: str = "awork"
     # Attachment records carry `mediaId` (+ `size`); False: the documented DC record only.
     attachment_media_id: bool = True
     # The link answers the created records; False: an empty 201.
@@ -71,8 +87,8 @@ class Config:
         if key not in self.__dataclass_fields__:
             return f"unknown config key: {key}"
         current = getattr(self, key)
-        if key == "media_upload" and value not in MEDIA_UPLOAD_READINGS:
-            return f"media_upload must be one of {', '.join(MEDIA_UPLOAD_READINGS)}"
+        if key in CHOICES and value not in CHOICES[key]:
+            return f"{key} must be one of {', '.join(CHOICES[key])}"
         if isinstance(current, bool) and not isinstance(value, bool):
             return f"{key} must be true or false"
         return None
@@ -117,7 +133,8 @@ class FaultRule:
     probability: float | None = None
     retry_after: int | None = None
     headers: dict[str, str] = field(default_factory=dict)
-    latency_ms: int = 0
+    latency_ms: int = 0  # the request is held unread this long, then served (a stall when long)
+    read_kib_per_s: float | None = None  # the body is read at this rate (a slow, steady link)
     cut: bool = False
     # Process the request for real, then lose the reply: answer `status` (502) or cut.
     lost_reply: bool = False

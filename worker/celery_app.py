@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from celery import __version__ as celery_version
+from celery.apps.worker import Worker as CeleryWorker
 from celery.signals import (
     setup_logging,
     task_postrun,
@@ -31,15 +33,30 @@ from producers.config import load_config
 from producers.embedded import resolve_redis
 from producers.queue import TASK_PREFIX, make_celery
 from worker import heartbeat, metrics, supervisor
-from worker.log import configure_logging
+from worker.log import configure_logging, get_logger
 from worker.notify import register_notify, start_dispatcher
 from worker.recovery import start_reaper
 from worker.runtime import runtime
 from worker.tasks import register_tasks
 
+
+class JsonLinesWorker(CeleryWorker):  # type: ignore[misc]
+    """Celery's worker program with its start-up banner as one JSON log line: Celery prints ~30
+    plain-text lines (ASCII art, broker, queues) on stdout, where the log is JSON lines only."""
+
+    def emit_banner(self) -> None:
+        pool = self.pool_cls if isinstance(self.pool_cls, str) else self.pool_cls.__module__
+        queues = self.app.amqp.queues.consume_from or {}
+        get_logger().info("worker starting", hostname=self.hostname, celery=celery_version,
+                          broker=self.app.connection().as_uri(),  # without its password
+                          pool=pool.rsplit(".", 1)[-1], concurrency=self.concurrency,
+                          task_events=bool(self.task_events), queues=sorted(queues))
+
+
 configure_logging()
 _config = load_config()
 app = make_celery(resolve_redis(_config.redis_url), _config)
+app.Worker = app.subclass_with_self(JsonLinesWorker)  # what `celery worker` and `ferry worker` build
 register_tasks(app)
 register_notify(app)
 

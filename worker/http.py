@@ -13,15 +13,14 @@ from urllib.parse import quote
 
 import requests
 from requests.auth import AuthBase
-from urllib3.exceptions import NewConnectionError
+from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 from urllib3.util import parse_url
 
 from worker import metrics
 from worker.errors import OutcomeUnknown, PermanentError, RetryableError
 from worker.retry import NOT_PROCESSED_STATUSES, RETRYABLE_STATUSES, server_retry_delay
+from worker.transport import DEFAULT_STALL_SECONDS, DEFAULT_TRANSPORT, Transport
 
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 60.0
 USER_AGENT = "ferry/0.1 (+https://github.com/ferry-uploads)"
 
 Auth = AuthBase | tuple[str, str] | None
@@ -108,8 +107,11 @@ class Route:
         return re.compile("".join(re.escape(p) if i % 2 == 0 else _SEGMENT_RE for i, p in enumerate(parts)))
 
 
-def new_session() -> requests.Session:
+def new_session(stall_seconds: float = DEFAULT_STALL_SECONDS) -> requests.Session:
+    """A session whose requests follow the stall rule (``worker.transport``)."""
     session = requests.Session()
+    for scheme in ("https://", "http://"):
+        session.mount(scheme, Transport(stall_seconds))
     session.headers["User-Agent"] = USER_AGENT
     session.headers["Accept"] = "application/json"
     return session
@@ -169,14 +171,18 @@ class Destination:
         headers: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> requests.Response:
-        """Send one request. ``upload``: no read timeout (a large body takes as long as it takes).
-        ``repeatable=False``: the request creates something visible, so an answer that may
+        """Send one request. One that makes no progress for the session's stall window (no
+        byte of the body accepted, no byte of the answer; ``worker.transport``) is aborted as a
+        lost connection; an ``upload`` or a streamed answer may take that long to begin, others
+        at most ``READ_TIMEOUT``. ``repeatable=False``: the request creates something visible, so an answer that may
         follow its success (500/502/504, a timeout or a cut after sending) is ``OutcomeUnknown``
         rather than a blind retry that could duplicate it; ``check`` tells the human where to
         look. Only 429, 503 and connect errors before any byte was sent are retried for it.
         Errors name no step: the task running the step names it where it catches them."""
         url = self.checked_url(method, path)
-        timeout = (CONNECT_TIMEOUT, None if upload else READ_TIMEOUT)
+        adapter = self.session.get_adapter(url)
+        transport = adapter if isinstance(adapter, Transport) else DEFAULT_TRANSPORT
+        timeout = transport.timeouts(long=upload or bool(kwargs.get("stream")))
         slot = self.limiter.acquire() if self.limiter is not None else None
         response: requests.Response | None = None
         try:
@@ -184,7 +190,7 @@ class Destination:
                 method, url, auth=self.auth, headers={**self.headers, **(headers or {})},
                 timeout=timeout, **kwargs)
         except (requests.ConnectTimeout, requests.ConnectionError, requests.Timeout) as exc:
-            raise _transport_error(exc, repeatable, check) from None
+            raise _transport_error(exc, repeatable, check, transport.stall_seconds) from None
         except requests.RequestException as exc:
             raise RetryableError(f"request failed: {exc}") from None
         finally:
@@ -205,12 +211,15 @@ def _body_size(response: requests.Response | None) -> int | None:
     return int(length) if length and length.isdigit() else None
 
 
-def _transport_error(exc: requests.RequestException, repeatable: bool, check: str) -> Exception:
+def _transport_error(exc: requests.RequestException, repeatable: bool, check: str,
+                     stall_seconds: float) -> Exception:
     if _never_sent(exc):
         return RetryableError(f"cannot connect: {_reason(exc)}")
+    what = (f"stalled: no progress for {stall_seconds:g} s (stall_seconds)" if _timed_out(exc)
+            else f"connection lost: {_reason(exc)}")
     if repeatable:
-        return RetryableError(f"connection lost: {_reason(exc)}")
-    return outcome_unknown(f"connection lost after the request was sent ({_reason(exc)})", check)
+        return RetryableError(what)
+    return outcome_unknown(f"{what}, after the request was sent", check)
 
 
 def outcome_unknown(what: str, check: str, status: int | None = None) -> OutcomeUnknown:
@@ -221,13 +230,19 @@ def outcome_unknown(what: str, check: str, status: int | None = None) -> Outcome
 
 
 def _never_sent(exc: requests.RequestException) -> bool:
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
+    return isinstance(exc, requests.ConnectTimeout) or _caused_by(exc, NewConnectionError | ConnectionRefusedError)
+
+
+def _timed_out(exc: requests.RequestException) -> bool:
+    return isinstance(exc, requests.Timeout) or _caused_by(exc, TimeoutError | ReadTimeoutError)
+
+
+def _caused_by(exc: BaseException, kinds: Any) -> bool:
     # requests wraps urllib3's errors in args, not in __cause__: walk both to find the root.
     seen: list[BaseException] = [exc]
     while seen:
         cause = seen.pop()
-        if isinstance(cause, NewConnectionError | ConnectionRefusedError):
+        if isinstance(cause, kinds):
             return True
         seen += [a for a in cause.args if isinstance(a, BaseException)]
         seen += [c for c in (cause.__cause__, getattr(cause, "reason", None)) if isinstance(c, BaseException)]

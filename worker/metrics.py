@@ -23,6 +23,8 @@ from prometheus_client.registry import REGISTRY
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PORT_ENV = "FERRY_METRICS_PORT"
+HOST_ENV = "FERRY_METRICS_HOST"
+DEFAULT_HOST = "127.0.0.1"
 
 STEPS = Counter("ferry_steps", "Step runs that ended, by outcome (succeeded, failed, retried, stopped)",
                 ["kind", "step", "outcome"])
@@ -100,6 +102,8 @@ def registry() -> CollectorRegistry:
     return combined
 
 
-def serve(port: int, host: str = "0.0.0.0") -> None:
-    """Serve ``/metrics`` on ``port`` from this (the main) process, in a background thread."""
-    start_http_server(port, addr=host, registry=registry())
+def serve(port: int) -> None:
+    """Serve ``/metrics`` on ``port`` from this (the main) process, in a background thread, on
+    ``$FERRY_METRICS_HOST`` (``ferry worker --metrics-host``): loopback unless the operator says
+    otherwise, because the endpoint has no auth."""
+    start_http_server(port, addr=os.environ.get(HOST_ENV) or DEFAULT_HOST, registry=registry())

@@ -172,7 +172,8 @@ def deliver(job_id: str, delivery_id: str, token: str) -> None:
     outcome = _attempt(rt.store, job, delivery, config)
     retry_at = next_attempt(delivery, outcome, config)
     rt.store.end_delivery_attempt(job_id, settle(delivery, outcome, retry_at), retry_at)
-    log.info("webhook delivery", event=delivery.event, delivery_status=delivery.status.value,
+    # The delivery's event goes as ``webhook_event``: ``event`` is the log line's own message.
+    log.info("webhook delivery", webhook_event=delivery.event, delivery_status=delivery.status.value,
              http_status=outcome.status, error=outcome.error)
 
 

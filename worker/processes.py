@@ -3,8 +3,8 @@
 It runs in its own session, so killing it reaches the prefork pool's children and a
 supervisor's worker processes too, and it writes to a log file the caller can read (readiness is
 Celery's "ready." line, or with several worker processes the supervisor's line saying all are
-ready): its stderr, and its stdout too unless ``stdout_path`` names a file of its own (Celery
-prints its banner there).
+ready): its stderr, and its stdout too unless ``stdout_path`` names a file of its own (both
+carry JSON lines only: Celery's banner is one of them, ``worker.celery_app.JsonLinesWorker``).
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ def reap(app: Celery, store: JobStore, publisher: StepPublisher) -> list[str]:
         lease_until = store.lease_expiry(job_id)
         queue = queue_for_connection(publisher.config, job.connection)
         step = orphaned_step(job, lease_until, now) or stalled_step(job, lease_until, now, queue in empty)
-        if step is None:
+        if step is None or parked(store, job, step):
             continue
         # Once per step per window: a revived step that is merely slow to start (a busy pool
         # holding its delayed retry) must not gain another copy every round.
@@ -123,6 +123,13 @@ def reap(app: Celery, store: JobStore, publisher: StepPublisher) -> list[str]:
         enqueue(app, job.id, KINDS[job.kind], from_step=step, queue=queue)
         revived.append(job.id)
     return revived
+
+
+def parked(store: JobStore, job: JobRecord, step: str) -> bool:
+    """Whether ``step`` waits in its paused connection's parked set. Such a step looks orphaned
+    (a retry overdue, nobody holding the lease) or stalled (pending, its queue empty), but it
+    has no message on purpose: ``ferry resume`` publishes it."""
+    return bool(store.redis.sismember(keys.parked(job.connection), f"{job.id} {step}"))
 
 
 def _empty_queues(store: JobStore, publisher: StepPublisher) -> set[str]:

@@ -103,7 +103,7 @@ class Runtime:
     def clients(self, connection: str) -> Clients:
         conn = self.config.connection(connection)
         if connection not in self._sessions:
-            self._sessions[connection] = new_session()
+            self._sessions[connection] = new_session(self.config.stall_seconds_of(connection))
             self._limiters[connection] = ConnectionLimiter(self.redis, connection, conn.rate_limit,
                                                            conn.max_in_flight)
         return Clients(conn, self._sessions[connection], self._limiters[connection])

@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from producers import keys
 from producers.config import FerryConfig
+from producers.kinds import KINDS
 from producers.params import (
     AworkImageParams,
     JiraAvatarDeleteParams,
@@ -29,8 +31,10 @@ from producers.params import (
 )
 from producers.records import FileInfo, JobRecord
 from producers.store import JobStore
-from worker.clients.assets import MediaCredentials, WantedAttachment
+from worker.clients.assets import MediaCredentials, WantedAttachment, record_size, shown_bytes, size_could_be
 from worker.clients.jira_avatars import Avatar
+from worker.clients.marketplace import AssetKind
+from worker.clients.marketplace import form_order as marketplace_form_order
 from worker.clients.media import GONE, VerifiedUpload, form_order
 from worker.errors import OutcomeUnknown, PermanentError
 from worker.http import outcome_unknown
@@ -43,8 +47,8 @@ WORKSPACE_CACHE_SECONDS = 24 * 3600
 UNKNOWN_JWT_LIFETIME = 300.0
 JWT_MARGIN = 15.0  # stop using a JWT this long before it expires: an upload takes time to start
 AVATAR_NAMESPACE = uuid.UUID("8a3c3f5e-0f6d-4a4e-9a77-3c1f4c2f0b11")
-# How long a connection's working media upload form is trusted before "auto" probes again.
-MEDIA_FORM_SECONDS = 7 * 24 * 3600
+# How long a connection's working upload form is trusted before "auto" probes again.
+UPLOAD_FORM_SECONDS = 7 * 24 * 3600
 
 
 @dataclass
@@ -63,6 +67,11 @@ class StepContext:
     @property
     def params(self) -> dict[str, Any]:
         return self.job.params
+
+    def open_file(self) -> AbstractContextManager[OpenFile]:
+        """The job's file, checked by this worker's ``[files]`` rules and, right before it is
+        sent, against what its kind accepts (``worker.uploads.as_sent``)."""
+        return open_file(self.job.file, self.config, KINDS[self.job.kind].file)
 
     def workspace(self) -> str:
         """The job's Assets workspace: given, else discovered from the site once and cached."""
@@ -96,6 +105,29 @@ class StepContext:
         return keys.workspace_cache(self.clients.conn.site_url or "")
 
 
+@dataclass(frozen=True)
+class FormMemo:
+    """The upload form that last worked on the job's connection for one kind of asset
+    (``keys.upload_form``): a cache, not a secret, expiring so a service that moves is probed again."""
+
+    ctx: StepContext
+    asset: str
+
+    @property
+    def key(self) -> str:
+        return keys.upload_form(self.ctx.job.connection, self.asset)
+
+    def get(self) -> str | None:
+        stored = self.ctx.store.redis.get(self.key)
+        return str(stored) if stored is not None else None
+
+    def remember(self, form: str) -> None:
+        self.ctx.store.redis.set(self.key, form, ex=UPLOAD_FORM_SECONDS)
+
+    def forget(self) -> None:
+        self.ctx.store.redis.delete(self.key)
+
+
 StepFn = Callable[[StepContext], dict[str, Any]]
 STEPS: dict[str, StepFn] = {}
 
@@ -113,7 +145,7 @@ def upload_avatar(ctx: StepContext) -> dict[str, Any]:
     workspace = ctx.workspace()
     # Stable per job, so every retry of this step presents the same client UUID.
     client_uuid = str(uuid.uuid5(AVATAR_NAMESPACE, ctx.job.id))
-    with open_file(ctx.job.file, ctx.config) as file:
+    with ctx.open_file() as file:
         uploaded = ctx.clients.assets.upload_avatar(workspace, int(ctx.params["object_type"]), file,
                                                     client_uuid)
     return {"workspace_id": workspace, "client_uuid": client_uuid,
@@ -159,25 +191,24 @@ def media_upload(ctx: StepContext) -> dict[str, Any]:
         creds, refreshed = _fresh_credentials(ctx, workspace, "get_credentials"), True
         uploaded = _upload(ctx, creds)
     return {"workspace_id": workspace, "media_id": uploaded.media.id, "size": uploaded.media.size,
-            "credentials_refreshed": refreshed, "upload_form": uploaded.form,
-            "upload_forms_tried": list(uploaded.tried)}
+            "size_verified": uploaded.verified, "credentials_refreshed": refreshed,
+            "upload_form": uploaded.form, "upload_forms_tried": list(uploaded.tried)}
 
 
 def _upload(ctx: StepContext, creds: MediaCredentials) -> VerifiedUpload:
     """Upload with the connection's form (``media_upload``; ``auto``: the one that worked last
-    here, else multipart), verified by the stored size; remember the form that worked."""
-    memory = keys.media_upload_form(ctx.job.connection)
-    stored = ctx.store.redis.get(memory)
-    remembered = str(stored) if stored is not None else None
+    here, else binary), verified by the stored size; remember the form that worked."""
+    memo = FormMemo(ctx, "media")
+    remembered = memo.get()
     forms = form_order(ctx.clients.conn.media_upload, remembered)
     try:
-        uploaded = ctx.clients.media.upload_verified(creds, lambda: open_file(ctx.job.file, ctx.config), forms)
+        uploaded = ctx.clients.media.upload_verified(creds, ctx.open_file, forms)
     except PermanentError as exc:
         if exc.status in GONE and remembered is not None:
-            ctx.store.redis.delete(memory)  # the form we remembered is gone, and so is the other
+            memo.forget()  # the form we remembered is gone, and so is the other
         raise
     if len(forms) > 1 and uploaded.form != remembered:
-        ctx.store.redis.set(memory, uploaded.form, ex=MEDIA_FORM_SECONDS)
+        memo.remember(uploaded.form)  # unverified: forgotten again if the link step finds it wrong
     return uploaded
 
 
@@ -189,20 +220,58 @@ def link_attachment(ctx: StepContext) -> dict[str, Any]:
     file = ctx.job.file
     assert file is not None
     since, repeat = _first_attempt(ctx)
+    verified = bool(upload.get("size_verified", True))
     wanted = WantedAttachment(media_id=upload["media_id"], filename=file.name, size=int(upload["size"]),
-                              comment=str(ctx.params.get("comment", "")), since=since)
+                              comment=str(ctx.params.get("comment", "")), since=since, size_known=verified)
+    existing = None
     if repeat:  # an earlier attempt (or run) may have linked it before its answer was lost
         existing = wanted.find(_attachments(ctx, workspace, object_id, must=True))
-        if existing is not None:
-            return _attachment_result(existing, object_id, wanted.media_id, reused=True)
+    try:
+        bean = existing if existing is not None else _link(ctx, workspace, object_id, wanted, file.mime_type)
+    except PermanentError:
+        if not verified:  # refused a file of unknown size: probe the forms afresh next time
+            _forget_media_form(ctx, str(upload.get("upload_form")))
+        raise
+    if not verified:
+        _check_linked_size(ctx, bean, object_id, wanted, str(upload.get("upload_form")))
+    return _attachment_result(bean, object_id, wanted.media_id, reused=existing is not None)
+
+
+def _link(ctx: StepContext, workspace: str, object_id: str, wanted: WantedAttachment,
+          mime_type: str | None) -> dict[str, Any]:
+    """Link the media file; its attachment record from the answer, else (an empty 2xx answer:
+    linked) from the object's list, else empty."""
     linked = ctx.clients.assets.link_attachment(
-        workspace, object_id, media_id=wanted.media_id, filename=file.name,
-        content_type=file.mime_type or "application/octet-stream", size=wanted.size,
-        comment=wanted.comment)
+        workspace, object_id, media_id=wanted.media_id, filename=wanted.filename,
+        content_type=mime_type or "application/octet-stream", size=wanted.size, comment=wanted.comment)
     bean = wanted.find(linked) or (linked[0] if linked else None)
-    if bean is None:  # an empty 2xx answer: linked; its record is found by listing
+    if bean is None:
         bean = wanted.find(_attachments(ctx, workspace, object_id, must=False)) or {}
-    return _attachment_result(bean, object_id, wanted.media_id)
+    return bean
+
+
+def _check_linked_size(ctx: StepContext, bean: dict[str, Any], object_id: str, wanted: WantedAttachment,
+                       form: str) -> None:
+    """The media service would not say how much it stored: the attachment record must show the
+    file's size (1024- or 1000-based). Anything else fails for good, naming the attachment for a
+    human to remove; a second upload could not tell either. The form that made it is forgotten."""
+    shown = record_size(bean)
+    if shown is not None and size_could_be(shown, wanted.size):
+        return
+    _forget_media_form(ctx, form)
+    where = f"attachment {bean.get('id', '(id unknown)')} on object {object_id}"
+    if shown is None:
+        # UNCONFIRMED whether a cloud record always shows a size; unverified is never a success.
+        raise PermanentError(f"the media service would not say how many bytes it stored and {where} "
+                             "shows no size: check it, and remove it if it is not the whole file")
+    raise PermanentError(f"media service stored {shown_bytes(shown)} of {wanted.size} bytes "
+                         f"({form} upload, size unknown until linked): remove {where}")
+
+
+def _forget_media_form(ctx: StepContext, form: str) -> None:
+    memo = FormMemo(ctx, "media")
+    if memo.get() == form:
+        memo.forget()
 
 
 def _first_attempt(ctx: StepContext) -> tuple[float, bool]:
@@ -296,7 +365,7 @@ def delete_once(ctx: StepContext, delete: Callable[[], None]) -> bool:
 @step("load_avatar")
 def load_avatar(ctx: StepContext) -> dict[str, Any]:
     params = typed(ctx, JiraAvatarParams)
-    with open_file(ctx.job.file, ctx.config) as file:
+    with ctx.open_file() as file:
         crop = params.crop(*_pixel_size(ctx.job.file, file))
         avatar = _earlier_avatar(ctx, params)
         adopted = avatar is not None
@@ -376,18 +445,26 @@ def upload_artifact(ctx: StepContext) -> dict[str, Any]:
         # Marketplace fetches the URL itself: the bytes never pass through this worker, but the
         # worker's own URL rules still decide whether it hands the URL over.
         asset = ctx.clients.marketplace.fetch_artifact(checked_uri(info.uri, ctx.config))
-    else:
-        with open_file(info, ctx.config) as file:
-            asset = ctx.clients.marketplace.upload_artifact(file)
-    return {**asset.to_json(), "fetched_from": info.uri if info else None}
+        return {**asset.to_json(), "fetched_from": info.uri}
+    return {**_upload_asset(ctx, "artifact"), "fetched_from": None}
 
 
 @step("upload_image")
 def upload_image(ctx: StepContext) -> dict[str, Any]:
     params = typed(ctx, MarketplaceImageParams)
-    with open_file(ctx.job.file, ctx.config) as file:
-        asset = ctx.clients.marketplace.upload_image(params.image_type, file)
-    return {**asset.to_json(), "image_type": params.image_type}
+    return {**_upload_asset(ctx, "image", params.image_type), "image_type": params.image_type}
+
+
+def _upload_asset(ctx: StepContext, kind: AssetKind, image_type: str = "") -> dict[str, Any]:
+    """Upload in the form this connection last took for the kind (else the kind's first), the
+    next on a 415; remember the form that was taken."""
+    memo = FormMemo(ctx, f"marketplace-{kind}")
+    remembered = memo.get()
+    uploaded = ctx.clients.marketplace.upload(kind, ctx.open_file,
+                                              marketplace_form_order(kind, remembered), image_type)
+    if uploaded.form != remembered:
+        memo.remember(uploaded.form)
+    return {**uploaded.asset.to_json(), "upload_form": uploaded.form, "upload_forms_tried": list(uploaded.tried)}
 
 
 @step("delete_asset")
@@ -401,7 +478,7 @@ def delete_asset(ctx: StepContext) -> dict[str, Any]:
 @step("upload_profile_image")
 def upload_profile_image(ctx: StepContext) -> dict[str, Any]:
     params = typed(ctx, AworkImageParams)
-    with open_file(ctx.job.file, ctx.config) as file:
+    with ctx.open_file() as file:
         image = ctx.clients.awork.upload_image(params.entity, params.id, file)
     return {"entity": params.entity, "id": params.id, **image.to_json()}
 

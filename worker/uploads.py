@@ -12,6 +12,7 @@ allow it (hostile input, issue 15).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import stat
@@ -26,10 +27,11 @@ import requests
 from requests_toolbelt import MultipartEncoder
 
 from producers.config import FerryConfig
-from producers.files import is_within_roots, uri_problem
+from producers.files import FileRule, check_rule, is_within_roots, read_head, sniff_mime, uri_problem
 from producers.records import FileInfo
 from worker.errors import DestinationError, PermanentError, RetryableError
 from worker.http import Destination, Download, Route, new_session
+from worker.progress import counted
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
@@ -47,22 +49,46 @@ class OpenFile:
 
 
 @contextlib.contextmanager
-def open_file(info: FileInfo | None, config: FerryConfig) -> Iterator[OpenFile]:
+def open_file(info: FileInfo | None, config: FerryConfig, rule: FileRule | None) -> Iterator[OpenFile]:
     """The job's file at byte 0, checked against this worker's own ``config`` (its roots, its
-    URL rules), whatever the producer's said. A URL is downloaded (streamed) to a temporary file
-    first, because the destinations want a length and the link steps want the exact size."""
+    URL rules), whatever the producer's said, and against its kind's ``rule`` once more as it is
+    now (``as_sent``). A URL is downloaded (streamed) to a temporary file first, because the
+    destinations want a length and the link steps want the exact size."""
     if info is None:
         raise PermanentError("this job has no file")
-    mime = info.mime_type or "application/octet-stream"
     if info.path:
-        with open_local(info.path, config.file_roots) as fh:
-            yield OpenFile(fh, info.name, os.fstat(fh.fileno()).st_size, mime)
+        with open_local(info.path, config.file_roots) as fh, \
+                _counted(as_sent(fh, info, rule, sniffed_type=True)) as file:
+            yield file
         return
     if info.uri:
-        with _download(info.uri, config) as (fh, size):
-            yield OpenFile(fh, info.name, size, mime)
+        with _download(info.uri, config) as (fh, _), \
+                _counted(as_sent(fh, info, rule, sniffed_type=False)) as file:
+            yield file
         return
     raise PermanentError("the job's file has neither path nor uri")
+
+
+def as_sent(fh: IO[bytes], info: FileInfo, rule: FileRule | None, *, sniffed_type: bool) -> OpenFile:
+    """The opened file as it will be sent, refused (``PermanentError``, nothing sent) when its
+    kind's ``rule`` does not take it as it is now: the producer checked it at submit, but a file
+    replaced or grown since (a text file for a PDF, an image past awork's 100 MB) must not go up
+    under the type and size seen then. Reads the size (``fstat``) and the first bytes (``pread``:
+    the stream stays at byte 0, and the file is never read whole). ``sniffed_type``: send the
+    type sniffed now (a local file, sniffed at submit too), else the job's (a download)."""
+    size = os.fstat(fh.fileno()).st_size
+    mime = sniff_mime(read_head(fh.fileno()), info.name)
+    problems = check_rule(FileInfo(name=info.name, size=size, mime_type=mime), rule) if rule else []
+    if problems:
+        raise PermanentError("the file changed after submit: " + "; ".join(p.message for p in problems))
+    return OpenFile(fh, info.name, size, mime if sniffed_type else info.mime_type or "application/octet-stream")
+
+
+@contextlib.contextmanager
+def _counted(file: OpenFile) -> Iterator[OpenFile]:
+    """The file with its reads counted for the step's upload progress (``worker.progress``)."""
+    with counted(file.stream, file.size) as stream:
+        yield dataclasses.replace(file, stream=stream)
 
 
 # ---- a local file ------------------------------------------------------------------------------
@@ -131,7 +157,7 @@ def _download(uri: str, config: FerryConfig) -> Iterator[tuple[IO[bytes], int]]:
     classifies the answers as every destination call is classified, and no connection's
     credentials, cookies or pooled connections ever meet the foreign host. It is not a
     connection's destination, so no connection's rate limit applies."""
-    with tempfile.TemporaryFile() as tmp, new_session() as session:
+    with tempfile.TemporaryFile() as tmp, new_session(config.stall_seconds) as session:
         try:
             with Download(_get(session, uri, config)) as body:
                 size = body.copy_to(tmp)

@@ -16,10 +16,9 @@ import click
 import redis
 from kombu.exceptions import OperationalError
 from pydantic.fields import FieldInfo
-from rich.markup import escape
-from rich.table import Table
 
 from producers.cli.console import (
+    PlainTable,
     connect,
     err,
     fail,
@@ -27,8 +26,9 @@ from producers.cli.console import (
     needs_extra,
     out,
     outcome_text,
+    plain,
     show_record,
-    styled,
+    styled_text,
     wait_for,
 )
 from producers.cli.examples import add_examples
@@ -175,7 +175,7 @@ def status(ctx: click.Context, job_id: str, wait: bool, timeout: float | None, a
     else:
         show_record(record)
         for reason in ferry.why_waiting(record):
-            out.print(f"[yellow]waiting:[/yellow] {escape(reason)}")
+            out.print(f"[yellow]waiting:[/yellow] {plain(reason)}")
     sys.exit(1 if record.status == JobStatus.FAILED else 0)
 
 
@@ -195,9 +195,9 @@ def jobs(ctx: click.Context, status_: str | None, kind: str | None, connection: 
         click.echo(json.dumps({"jobs": [j.model_dump(mode="json") for j in page.jobs],
                                "next_cursor": page.next_cursor}, indent=2))
         return
-    table = Table("id", "kind", "connection", "status", "created", "failed step / result")
+    table = PlainTable("id", "kind", "connection", "status", "created", "failed step / result")
     for j in page.jobs:
-        table.add_row(j.id, j.kind, j.connection, styled(j.status), j.created_at, outcome_text(j))
+        table.add_row(j.id, j.kind, j.connection, styled_text(j.status), j.created_at, outcome_text(j))
     out.print(table)
     if page.next_cursor:
         out.print(f"more: --cursor {page.next_cursor}")
@@ -255,7 +255,8 @@ It serves every configured queue; -Q ferry.atlassian,ferry.awork serves only tho
 ferry.toml once, at start (restart it after a change), refuses to start (exit 2) with no
 connection, and warns about each connection whose token it cannot read.
 
---metrics-port N serves Prometheus metrics at :N/metrics (every process added up).""")
+--metrics-port N serves Prometheus metrics at 127.0.0.1:N/metrics (every process added up);
+--metrics-host H serves them on another address (they have no auth).""")
 @click.option("--processes", type=click.IntRange(min=1), default=None,
               help="worker processes (default: one per usable CPU; 1 with -P prefork/solo)")
 @click.pass_context
@@ -413,22 +414,30 @@ def _queue_options(args: list[str]) -> list[str]:
 @click.option("--bearer", default="sandbox-awork-token", show_default=True)
 @click.option("--jwt-ttl", type=int, default=600, show_default=True, help="media JWT lifetime, s")
 @click.option("--seed", is_flag=True, help="create a workspace, objects, projects… to land on")
-@click.option("--media-upload", type=click.Choice(["multipart", "binary"]), default="multipart",
-              show_default=True, help="open reading: which media upload form stores the bytes")
+@click.option("--media-upload", type=click.Choice(["multipart", "binary", "multipart-sizeless"]),
+              default="multipart", show_default=True, help="open reading: which media upload form stores the bytes")
+@click.option("--no-media-read-back", is_flag=True, help="open reading: GET /media/file/{id} answers 403")
 @click.option("--no-attachment-media-id", is_flag=True,
               help="open reading: attachment records without mediaId (Data Center shape)")
 @click.option("--empty-link-answer", is_flag=True, help="open reading: attachment link answers no body")
+@click.option("--lenient-link-size", is_flag=True,
+              help="open reading: the link accepts another size; records show the stored size")
+@click.option("--artifact-form", type=click.Choice(["multipart", "raw"]), default="multipart", show_default=True,
+              help="open reading: the Marketplace artifact form accepted (the other answers 415)")
+@click.option("--awork-429", type=click.Choice(["awork", "kong"]), default="awork", show_default=True,
+              help="open reading: awork 429 shape (kong: Retry-After and {\"message\"})")
 @click.option("--refuse-project-keys", is_flag=True,
               help="open reading: universal_avatar project owners must be ids")
 def sandbox(host: str, port: int, data: str, email: str, token: str, bearer: str, jwt_ttl: int,
             seed: bool, media_upload: str, no_attachment_media_id: bool, empty_link_answer: bool,
-            refuse_project_keys: bool) -> None:
+            refuse_project_keys: bool, **newer_readings: Any) -> None:
     """Run the local emulator of the five destination APIs. Faults (a status N times, a 429 with
     Retry-After, a delay, a cut connection, a lost reply) are injected through its control API,
     POST /_sandbox/faults, as below; open readings: sandbox/README.md."""
     from sandbox.server import open_readings, run
 
-    readings = open_readings(media_upload, no_attachment_media_id, empty_link_answer, refuse_project_keys)
+    readings = open_readings(media_upload, no_attachment_media_id, empty_link_answer, refuse_project_keys,
+                             **newer_readings)
     run(host=host, port=port, data_dir=data, email=email, token=token, bearer=bearer, seed=seed,
         jwt_ttl=jwt_ttl, readings=readings)
 

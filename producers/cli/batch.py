@@ -32,11 +32,9 @@ from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from producers.cli.console import EXIT_INTERRUPTED, EXIT_TIMEOUT, outcome_text
+from producers.cli.console import EXIT_INTERRUPTED, EXIT_TIMEOUT, PlainTable, outcome_text, plain
 from producers.client import Ferry, JobRequest, request_field
 from producers.errors import ManifestError, Problem, SubmitError
 from producers.records import FINISHED, JobRecord, JobStatus
@@ -257,14 +255,14 @@ def run(ferry: Ferry, path: Path, *, strict: bool, wait_for_jobs: bool, timeout:
     try:
         lines = read_manifest(path)
     except ManifestError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        err.print(f"[red]error:[/red] {plain(exc)}")
         return 2
     check(ferry, lines)
     outcome = BatchOutcome(lines)
     bad = outcome.bad
     for ln in bad:
         for p in ln.problems:
-            err.print(f"[red]line {ln.number}:[/red] {escape(str(p))}", highlight=False)
+            err.print(f"[red]line {ln.number}:[/red] {plain(p)}", highlight=False)
     if bad and (strict or len(bad) == len(lines)):
         err.print(f"{len(bad)} bad line(s) of {len(lines)}: nothing submitted")
         if as_json:
@@ -308,7 +306,7 @@ def _report(outcome: BatchOutcome) -> dict[str, Any]:
 
 
 def _show(outcome: BatchOutcome, out: Console, *, waited: bool) -> None:
-    table = Table("line")
+    table = PlainTable("line")
     table.add_column("id", no_wrap=True, min_width=32)  # ids are for copying: never cut
     for title in ("kind", "connection", "status", "result / error"):
         table.add_column(title)

@@ -4,6 +4,7 @@ a job (``ferry submit``, ``ferry status``, ``ferry replay`` and ``ferry submit-b
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,9 +12,11 @@ from datetime import datetime
 from typing import NoReturn
 
 import click
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.markup import escape
+from rich.style import StyleType
 from rich.table import Column, Table
+from rich.text import Text
 
 from producers.client import Ferry
 from producers.config import find_config, no_config_warning
@@ -24,17 +27,43 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+# What a terminal takes as a command, not text: C0 controls but tab and line feed (ESC starts the
+# sequences that set the window title, clear the screen or move the cursor; CR overwrites a line),
+# DEL, C1 controls, and the bidirectional overrides that reorder what is shown.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(value: object) -> str:
+    """A value from a job, a producer or a destination with its control characters dropped."""
+    return _CONTROLS.sub("", str(value))
+
+
+def plain(value: object) -> str:
+    """``printable``, with rich markup escaped too (a message saying ``[link=…]`` stays text)."""
+    return escape(printable(value))
+
+
+class PlainTable(Table):
+    """Every table the command line prints: each text cell goes through ``plain``. A cell meant to
+    carry style is a rich ``Text`` (``styled_text``), built from Ferry's own words only."""
+
+    def add_row(self, *renderables: RenderableType | None, style: StyleType | None = None,
+                end_section: bool = False) -> None:
+        super().add_row(*(plain(r) if isinstance(r, str) else r for r in renderables), style=style,
+                        end_section=end_section)
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """One red line on stderr per line of ``message``, then exit (2: bad input, nothing enqueued;
     1: it failed)."""
     # escape: messages quote user input and ferry.toml ("[files] roots"), never markup
     for line in message.splitlines() or [""]:
-        err.print(f"[red]error:[/red] {escape(line)}", markup=True)
+        err.print(f"[red]error:[/red] {plain(line)}", markup=True)
     sys.exit(code)
 
 
 def warn(message: str) -> None:
-    err.print(f"[yellow]warning:[/yellow] {escape(message)}", markup=True)
+    err.print(f"[yellow]warning:[/yellow] {plain(message)}", markup=True)
 
 
 def connect(ctx: click.Context) -> Ferry:
@@ -81,10 +110,10 @@ def wait_for(ferry: Ferry, record: JobRecord, timeout: float | None = None) -> J
                   "(Ctrl-C stops the waiting, not the job)", highlight=False)
         return ferry.wait(record.id, timeout=timeout)
     except TimeoutError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}; it keeps running: {escape(follow)}")
+        err.print(f"[red]error:[/red] {plain(exc)}; it keeps running: {plain(follow)}")
         sys.exit(EXIT_TIMEOUT)
     except KeyboardInterrupt:
-        err.print(f"stopped waiting; job {record.id} keeps running: {escape(follow)}", highlight=False)
+        err.print(f"stopped waiting; job {record.id} keeps running: {plain(follow)}", highlight=False)
         sys.exit(EXIT_INTERRUPTED)
 
 
@@ -92,6 +121,11 @@ def styled(status: str) -> str:
     colour = {"succeeded": "green", "delivered": "green", "failed": "red", "running": "yellow",
               "retried": "yellow", "retrying": "yellow"}.get(status, "cyan")
     return f"[{colour}]{status}[/{colour}]"
+
+
+def styled_text(status: str, more: str = "") -> Text:
+    """``styled`` as a table cell (``PlainTable`` shows plain strings as they are)."""
+    return Text.from_markup(styled(status) + plain(more))
 
 
 def outcome_text(j: JobRecord) -> str:
@@ -122,25 +156,25 @@ def _clock(at: str | None) -> str:
 def show_record(j: JobRecord) -> None:
     """The job, its steps as a table (attempts and runs when there is more to tell), and where it
     landed or why it failed."""
-    out.print(f"[bold]{j.id}[/bold]  {j.kind} via {j.connection}  {styled(j.status)}")
-    table = Table("step", "status", "attempts", "started", "took", "result / error")
+    out.print(f"[bold]{plain(j.id)}[/bold]  {plain(j.kind)} via {plain(j.connection)}  {styled(j.status)}")
+    table = PlainTable("step", "status", "attempts", "started", "took", "result / error")
     for s in j.steps:
         detail = ""
         if s.error:
             detail = _http(s.error.status, suffix=": ") + s.error.message
         elif s.result:
             detail = ", ".join(f"{k}={v}" for k, v in s.result.items() if isinstance(v, str | int))
-        table.add_row(s.name, styled(s.status), str(s.attempts), _clock(s.started_at),
+        table.add_row(s.name, styled_text(s.status), str(s.attempts), _clock(s.started_at),
                       took(s.started_at, s.finished_at), detail)
     out.print(table)
     _show_attempts(j)
     _show_runs(j)
     _show_notifications(j)
     if j.error:
-        out.print(f"[red]failed at {j.error.step}{_http(j.error.status, ' (HTTP ', ')')}:[/red] "
-                  f"{j.error.message}")
+        out.print(f"[red]failed at {plain(j.error.step)}{_http(j.error.status, ' (HTTP ', ')')}:[/red] "
+                  f"{plain(j.error.message)}")
     elif j.result:
-        out.print("[green]landed:[/green] " + outcome_text(j))
+        out.print("[green]landed:[/green] " + plain(outcome_text(j)))
 
 
 def _show_attempts(j: JobRecord) -> None:
@@ -148,12 +182,11 @@ def _show_attempts(j: JobRecord) -> None:
     if not any(s.eventful for s in j.steps):
         return
     attempts = [(s.name, a) for s in j.steps for a in s.history]
-    table = Table(Column("step", no_wrap=True), "run", "#", "started", "took", "outcome", "error",
-                  title="attempts")
+    table = PlainTable(Column("step", no_wrap=True), "run", "#", "started", "took", "outcome", "error",
+                       title="attempts")
     for step, a in attempts:
-        outcome = styled(a.status)
-        if a.retry_delay is not None:
-            outcome += f", next in {a.retry_delay:.1f} s"
+        delay = f", next in {a.retry_delay:.1f} s" if a.retry_delay is not None else ""
+        outcome = styled_text(a.status, delay)
         table.add_row(step, str(a.run), str(a.number), _clock(a.started_at),
                       took(a.started_at, a.finished_at), outcome,
                       _http(a.http_status, suffix=": ") + (a.message or ""))
@@ -164,12 +197,12 @@ def _show_runs(j: JobRecord) -> None:
     """The job's runs (the submit, each replay), when it has been replayed."""
     if len(j.runs) < 2:
         return
-    table = Table("run", "triggered by", Column("from step", no_wrap=True), "started", "outcome",
-                  "why / note", title="runs")
+    table = PlainTable("run", "triggered by", Column("from step", no_wrap=True), "started", "outcome",
+                       "why / note", title="runs")
     for r in j.runs:
         why = f"{r.error.step}{_http(r.error.status, ' HTTP ')}: {r.error.message}" if r.error else ""
         table.add_row(str(r.number), r.trigger, r.from_step, _clock(r.started_at),
-                      styled(r.outcome or "running"), "; ".join(filter(None, [why, r.note])))
+                      styled_text(r.outcome or "running"), "; ".join(filter(None, [why, r.note])))
     out.print(table)
 
 
@@ -177,11 +210,11 @@ def _show_notifications(j: JobRecord) -> None:
     """The webhook deliveries to the job's callback_url: attempts, last answer, next try."""
     if not j.callback_url:
         return
-    table = Table("delivery", "event", "run", "status", "attempts", "last answer", "last try", "next try",
-                  title=f"notifications → {escape(j.callback_url)}")
+    table = PlainTable("delivery", "event", "run", "status", "attempts", "last answer", "last try", "next try",
+                       title=f"notifications → {plain(j.callback_url)}")
     for d in j.notifications:
         answer = "; ".join(filter(None, [_http(d.last_status), d.last_error or ""]))
-        table.add_row(d.id[:12], d.event, str(d.run), styled(d.status), str(d.attempts), escape(answer),
+        table.add_row(d.id[:12], d.event, str(d.run), styled_text(d.status), str(d.attempts), answer,
                       _clock(d.last_attempt_at), _clock(d.next_attempt_at))
     out.print(table)
 

@@ -11,7 +11,7 @@ import json
 
 import click
 
-from producers.cli.console import connect, fail, out
+from producers.cli.console import connect, fail, out, printable
 from producers.errors import JobNotFound, NotifyRefused
 from producers.events import START, Event, check_id
 from producers.kinds import KINDS
@@ -74,4 +74,4 @@ def line(event: Event) -> str:
     parts = [event.id, str(data.get("time", "")), f"{event.type:<15}", str(data.get("job", "")),
              f"{data.get('kind')}@{data.get('connection')}", str(data.get("step") or "-"),
              str(data.get("status", "")), " ".join(f"{k}={v}" for k, v in extra.items())]
-    return "  ".join(p for p in parts if p).rstrip()
+    return printable("  ".join(p for p in parts if p).rstrip())

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.table import Table
+from rich.text import Text
 
-from producers.cli.console import connect, fail, needs_extra, out, styled
+from producers.cli.console import PlainTable, connect, fail, needs_extra, out, plain, styled_text
 from producers.cli.replay import filter_options, filters_from, who
 from producers.errors import ConfigError, JobNotFound
 from producers.store import FINISHED_ALREADY
@@ -28,6 +28,7 @@ from producers.store import FINISHED_ALREADY
 # prometheus-client's multiprocess mode reads this when it is imported: set it first.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METRICS_PORT_ENV = "FERRY_METRICS_PORT"
+METRICS_HOST_ENV = "FERRY_METRICS_HOST"
 
 
 def register(cli: click.Group) -> None:
@@ -110,10 +111,11 @@ def connections(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"connections": views}, indent=2))
         return
-    table = Table("connection", "service", "state", "rate limit", "in flight", "429 pause until",
-                  "waiting", "queued", "running", "failed")
+    table = PlainTable("connection", "service", "state", "rate limit", "in flight", "429 pause until",
+                       "waiting", "queued", "running", "failed")
     for c in views:
-        state = f"[yellow]paused[/yellow] by {c['paused_by']}" if c["paused"] else "[green]running[/green]"
+        state = Text.from_markup(f"[yellow]paused[/yellow] by {plain(c['paused_by'])}" if c["paused"]
+                                 else "[green]running[/green]")
         table.add_row(c["name"], c["service"], state, _or_dash(c["rate_limit"], "/s"),
                       _or_dash(c["max_in_flight"]), c["throttled_until"] or "—", str(c["parked"]),
                       *(str(c["jobs"][s]) for s in ("queued", "running", "failed")))
@@ -132,12 +134,13 @@ def workers(ctx: click.Context, as_json: bool) -> None:
     if not found:
         out.print("[red]no worker is alive[/red] (none sent a heartbeat in the last 30 s)")
         return
-    table = Table("worker", "pid", "pool", "slots", "running now", "last heartbeat", "version", "ferry.toml")
+    table = PlainTable("worker", "pid", "pool", "slots", "running now", "last heartbeat", "version",
+                       "ferry.toml")
     for w in found:
         running = "\n".join(f"{r['job_id'][:12]} {r['step']} since {r['since'][11:19]}"
                             for r in w["running"]) or "—"
         table.add_row(w.get("name") or w["hostname"], str(w["pid"]), str(w.get("pool")),
-                      _or_dash(w.get("slots")), running, styled(w["last_heartbeat"][11:19]),
+                      _or_dash(w.get("slots")), running, styled_text(w["last_heartbeat"][11:19]),
                       w.get("version", ""), w.get("config") or "none")
     out.print(table)
 
@@ -153,26 +156,24 @@ def flower(ctx: click.Context) -> None:
 
 
 def metrics_args(args: list[str]) -> list[str]:
-    """``ferry worker`` arguments without ``--metrics-port N``, which becomes the environment the
-    worker serves its metrics from: the port, and a fresh multiprocess directory (or the one
+    """``ferry worker`` arguments without ``--metrics-port N`` and ``--metrics-host H``, which
+    become the environment the worker serves its metrics from: the port, the address (loopback
+    unless given: the endpoint has no auth), and a fresh multiprocess directory (or the one
     ``$PROMETHEUS_MULTIPROC_DIR`` names, emptied) so the processes (prefork's pool, or the
     supervisor's workers) add up. ``$FERRY_METRICS_PORT`` alone counts as ``--metrics-port``; a
     supervisor drops it from its children's environment, so only it serves, and no child empties
     the directory the others write to."""
-    rest, port = [], os.environ.get(METRICS_PORT_ENV) or None
-    it = iter(args)
-    for arg in it:
-        if arg == "--metrics-port":
-            port = next(it, None)
-        elif arg.startswith("--metrics-port="):
-            port = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
+    given, rest = _metrics_options(args)
+    port = given.get("--metrics-port") or os.environ.get(METRICS_PORT_ENV) or None
     if port is None:
+        if "--metrics-host" in given:
+            fail("--metrics-host: give --metrics-port too")
         return rest
     if not port.isdigit():
         fail(f"--metrics-port: not a port number: {port!r}")
     os.environ[METRICS_PORT_ENV] = port
+    if given.get("--metrics-host"):
+        os.environ[METRICS_HOST_ENV] = str(given["--metrics-host"])
     directory = os.environ.get(MULTIPROC_ENV)
     if directory:
         shutil.rmtree(directory, ignore_errors=True)  # the documented "wipe it between runs"
@@ -182,6 +183,20 @@ def metrics_args(args: list[str]) -> list[str]:
         os.environ[MULTIPROC_ENV] = created
         atexit.register(shutil.rmtree, created, ignore_errors=True)
     return rest
+
+
+def _metrics_options(args: list[str]) -> tuple[dict[str, str | None], list[str]]:
+    """``--metrics-port``/``--metrics-host`` (``--name V`` or ``--name=V``), and the other arguments."""
+    given: dict[str, str | None] = {}
+    rest = []
+    it = iter(args)
+    for arg in it:
+        name, equals, value = arg.partition("=")
+        if name in ("--metrics-port", "--metrics-host"):
+            given[name] = value if equals else next(it, None)
+        else:
+            rest.append(arg)
+    return given, rest
 
 
 def _or_dash(value: Any, suffix: str = "") -> str:

@@ -16,9 +16,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, cast, get_args
 
 import click
-from rich.table import Table
 
-from producers.cli.console import fail, needs_extra, out
+from producers.cli.console import PlainTable, fail, needs_extra, out
 from producers.config import ConnectionConfig, Service, load_config
 from producers.errors import ConfigError
 from producers.params import AworkEntity, JiraAvatarType
@@ -137,7 +136,7 @@ def avatars(ctx: click.Context, avatar_type: str, owner: str | None, connection:
     if as_json:
         _print_json({"system": [a.to_json() for a in system], "custom": [a.to_json() for a in custom]})
         return
-    table = Table("id", "kind", "selected", "deletable", "48x48")
+    table = PlainTable("id", "kind", "selected", "deletable", "48x48")
     for avatar in [*custom, *system]:
         table.add_row(avatar.id, "system" if avatar.is_system else "custom",
                       "yes" if avatar.is_selected else "", "yes" if avatar.is_deletable else "",
@@ -206,7 +205,7 @@ def links(ctx: click.Context, connection: str | None, as_json: bool) -> None:
 
 
 def _print_links(links_: dict[str, Any]) -> None:
-    table = Table("link", "href / template")
+    table = PlainTable("link", "href / template")
     for name, value in links_.items():
         target = value.get("href") or value.get("template", "") if isinstance(value, dict) else value
         table.add_row(name, str(target))

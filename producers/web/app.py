@@ -11,7 +11,8 @@ Endpoints are sync functions on purpose: redis-py is sync, so FastAPI runs them 
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
@@ -23,7 +24,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.exceptions import HTTPException
 
 from producers import errors
-from producers.client import Ferry, JobRequest, Outcome, request_field
+from producers.client import MAX_IDEMPOTENCY_KEY, Ferry, JobRequest, Outcome, request_field
 from producers.config import FerryConfig
 from producers.errors import ConfigError, IdempotencyConflict, JobNotFound, SubmitError
 from producers.kinds import KindName
@@ -31,6 +32,7 @@ from producers.records import JobRecord, JobStatus
 from producers.web import actions, dashboard, events, ops
 from producers.web.auth import Guard
 from producers.web.deps import FerryDep, bearer
+from producers.web.hub import EventHub
 from producers.web.openapi import (
     SUBMISSION_BODY,
     SUBMISSION_REF,
@@ -40,6 +42,7 @@ from producers.web.openapi import (
     operation_id,
     problem,
     problem_handlers,
+    redis_down,
 )
 
 log = logging.getLogger("ferry.api")
@@ -85,7 +88,7 @@ class BatchResult(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok", "unavailable"]
-    redis: str = Field(description='"ok", or why Redis did not answer')
+    redis: str = Field(description='"ok", or "redis unavailable"')
 
 
 LOCATION = {"Location": {"description": "/jobs/{id} of the job", "required": True,
@@ -206,7 +209,8 @@ def _outcome(request: JobRequest, outcome: Outcome) -> tuple[int, JobRecord | No
 def post_job(
     job: Annotated[JobRequest, Body()],
     ferry: FerryDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
+                                                  max_length=MAX_IDEMPOTENCY_KEY)] = None,
 ) -> JSONResponse:
     """Validate and enqueue one job: 202 with its record, or 200 with the existing one when
     the idempotency key (header or field) was seen within the retention window."""
@@ -282,7 +286,7 @@ def healthz(ferry: FerryDep) -> JSONResponse:
     try:
         ferry.redis.ping()
     except redis.RedisError as exc:
-        return JSONResponse({"status": "unavailable", "redis": str(exc)}, status_code=503)
+        return JSONResponse({"status": "unavailable", "redis": redis_down("/healthz", exc)}, status_code=503)
     return JSONResponse({"status": "ok", "redis": "ok"})
 
 
@@ -297,11 +301,17 @@ def invalid_request(request: Request, exc: Exception) -> JSONResponse:
 
 
 # ---- the app -------------------------------------------------------------------------------------
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    app.state.events_hub.close()  # open streams end with the server; so does their reader
+
+
 def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
                tokens: list[str] | None = None) -> FastAPI:
     """Build the API over ``ferry`` (default: ``Ferry(config=config)``, i.e. ferry.toml and
     REDIS_URL). ``tokens`` overrides the ``[api] tokens_env`` variable; none at all is an error.
-    The routes find ``ferry`` and the token ``guard`` in ``app.state``."""
+    The routes find ``ferry``, the token ``guard`` and the ``events_hub`` in ``app.state``."""
     ferry = ferry if ferry is not None else Ferry(config=config)
     allowed = tokens if tokens is not None else api_tokens(ferry.config)
     if not allowed:
@@ -311,9 +321,10 @@ def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
     _ = ferry.celery  # built once here, not raced by the first concurrent requests
 
     app = DocumentedApp(title="Ferry", version="1", openapi_url=None, docs_url=None, redoc_url=None,
-                        description=__doc__, generate_unique_id_function=operation_id)
+                        description=__doc__, generate_unique_id_function=operation_id, lifespan=lifespan)
     app.state.ferry = ferry
     app.state.guard = Guard(ferry.redis, allowed)
+    app.state.events_hub = EventHub(ferry.redis, events.MAX_STREAMS)  # GET /events: one reader for all
     app.add_middleware(BodyLimit, max_bytes=ferry.config.api.max_body_bytes)
     problem_handlers(app)
     app.add_exception_handler(RequestValidationError, invalid_request)
@@ -335,5 +346,8 @@ def serve(host: str = "127.0.0.1", port: int = 8080, config_path: str | None = N
     import uvicorn  # the api extra; imported here so building the app does not need it
 
     tokens = read_tokens_file(tokens_file) if tokens_file else None  # refuse before touching Redis
-    app = create_app(Ferry(config_path=config_path), tokens=tokens)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    ferry = Ferry(config_path=config_path)
+    app = create_app(ferry, tokens=tokens)
+    proxies = ferry.config.api.forwarded_allow_ips
+    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=True,
+                forwarded_allow_ips=list(proxies) if proxies is not None else None)

@@ -8,49 +8,46 @@ kind, connection, step, status, time…). A client resumes after the last id it 
 either it gets the events from now on (``?last_event_id=0``: every event the stream still holds).
 A comment line every ``HEARTBEAT_SECONDS`` of silence keeps proxies from closing an idle stream.
 
-The stream is read with the store's (synchronous) Redis client, one short blocking ``XREAD`` at
-a time on a worker thread of its own limiter, so open streams neither hold the API's threadpool
-nor keep a thread after their client left for longer than one read.
+Every open stream is served by the app's one ``EventHub`` (``producers.web.hub``): one blocking
+read on a Redis pool of its own, fanned out, so open streams never take the API's connections.
+At most ``MAX_STREAMS`` are open at once; one more is answered 503 with ``Retry-After``.
 """
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from functools import partial
-from typing import Annotated
+from typing import Annotated, cast
 
-import anyio
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException
 
 from producers import events
-from producers.client import Ferry
 from producers.errors import JobNotFound, NotifyRefused
 from producers.records import DeliveryRecord
 from producers.web.deps import Auth, FerryDep
+from producers.web.hub import EventHub, Subscription, newer
 from producers.web.openapi import answers
 
 HEARTBEAT_SECONDS = 15.0
-READ_BLOCK_MS = 1000  # how long one read waits for a new event (and a gone client holds a thread)
-MAX_STREAMS = 500  # open streams reading at the same moment; more wait their turn
+MAX_STREAMS = 500  # open streams at once (memory only: they share one reader); more get 503
+RETRY_AFTER_SECONDS = 10  # what a refused stream is told
 
 router = APIRouter()
-_readers: anyio.CapacityLimiter | None = None
 
 
-def _limiter() -> anyio.CapacityLimiter:
-    global _readers
-    if _readers is None:  # made in the event loop, on first use
-        _readers = anyio.CapacityLimiter(MAX_STREAMS)
-    return _readers
+def get_hub(request: Request) -> EventHub:
+    return cast(EventHub, request.app.state.events_hub)
 
 
 @router.get("/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}}, "description": "server-sent events"},
-                       **answers(422, why={422: "last_event_id is not a stream id"})})
+                       **answers(422, 503, why={422: "last_event_id is not a stream id",
+                                                503: "too many streams open (see Retry-After)"})})
 async def stream_events(
     who: Auth,
-    ferry: FerryDep,
+    hub: Annotated[EventHub, Depends(get_hub)],
     job: Annotated[str | None, Query(description="only this job's events")] = None,
     kind: Annotated[str | None, Query(description="only jobs of this kind")] = None,
     connection: Annotated[str | None, Query(description="only jobs of this connection")] = None,
@@ -61,28 +58,53 @@ async def stream_events(
     (with its delay), job.succeeded, job.failed, job.cancelled, job.replayed."""
     resume = last_event_header or last_event_id
     try:
-        start = events.check_id(resume) if resume else await anyio.to_thread.run_sync(events.latest_id, ferry.redis)
+        start = events.check_id(resume) if resume else await hub.run(partial(events.latest_id, hub.client))
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
+    subscription = hub.subscribe()
+    if subscription is None:
+        raise HTTPException(503, f"{hub.max_streams} event streams are open; try again later",
+                            headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     filters = events.EventFilters(job=job, kind=kind, connection=connection)
-    return StreamingResponse(_frames(ferry, start, filters), media_type="text/event-stream",
+    return StreamingResponse(_frames(hub, subscription, start, filters), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
-async def _frames(ferry: Ferry, position: str, filters: events.EventFilters) -> AsyncIterator[str]:
-    yield "retry: 2000\n\n"  # how soon a browser reconnects (with Last-Event-ID)
-    quiet_since = time.monotonic()
-    while True:
-        batch = await anyio.to_thread.run_sync(
-            partial(events.read, ferry.redis, position, filters, block_ms=READ_BLOCK_MS), limiter=_limiter())
-        position = batch.position
-        for event in batch.events:
-            yield event.sse()
-        if batch.events:
-            quiet_since = time.monotonic()
-        elif time.monotonic() - quiet_since >= HEARTBEAT_SECONDS:
-            yield ": heartbeat\n\n"
-            quiet_since = time.monotonic()
+async def _frames(hub: EventHub, subscription: Subscription, position: str,
+                  filters: events.EventFilters) -> AsyncIterator[str]:
+    try:
+        yield "retry: 2000\n\n"  # how soon a browser reconnects (with Last-Event-ID)
+        behind, quiet_since = True, time.monotonic()  # first: what Redis holds after the start
+        while True:
+            if behind:  # read from Redis, a batch at a time
+                async for batch in hub.catch_up(position, filters):
+                    position = batch.position
+                    for event in batch.events:
+                        yield event.sse()
+                        quiet_since = time.monotonic()
+            else:
+                live, position = await _live(subscription, position, filters, quiet_since)
+                for frame in live if live is not None else [": heartbeat\n\n"]:
+                    yield frame
+                    quiet_since = time.monotonic()
+            behind = subscription.take_lag()
+    finally:
+        hub.unsubscribe(subscription)
+
+
+async def _live(subscription: Subscription, position: str, filters: events.EventFilters,
+                quiet_since: float) -> tuple[list[str] | None, str]:
+    """The frames of the next live batch (its events after ``position`` that match) and the new
+    position; None when ``HEARTBEAT_SECONDS`` since ``quiet_since`` passed first."""
+    wait = max(0.0, quiet_since + HEARTBEAT_SECONDS - time.monotonic())
+    try:
+        batch = await asyncio.wait_for(subscription.batches.get(), wait)
+    except TimeoutError:
+        return None, position
+    fresh = [e for e in batch if newer(e.id, position)]
+    if fresh:
+        position = fresh[-1].id
+    return [e.sse() for e in fresh if filters.match(e)], position
 
 
 @router.post("/jobs/{job_id}/notify", status_code=202, response_model=DeliveryRecord,

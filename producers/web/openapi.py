@@ -21,6 +21,7 @@ what the API answers (``tests/e2e/test_api_contract.py`` fuzzes the live API aga
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union, cast
 
@@ -92,11 +93,24 @@ async def http_problem(request: Request, exc: Exception) -> Response:
     return problem(exc.status_code, str(exc.detail), headers=exc.headers)
 
 
+REDIS_DOWN = "redis unavailable"
+
+
+def redis_down(route: str, exc: Exception) -> str:
+    """What an unauthenticated route (``/healthz``, ``/readyz``, ``/metrics``) tells anyone when
+    Redis does not answer: ``REDIS_DOWN``, never Redis's own words (addresses, ports, paths),
+    which go to the API's log instead."""
+    logging.getLogger("ferry.api").warning("%s: redis unavailable: %s", route, exc)
+    return REDIS_DOWN
+
+
 def unavailable(request: Request, exc: Exception) -> Response:
     """Redis (the job store, or the broker) unreachable in any route: 503, not a 500; a page of
-    the dashboard a browser asked for says it as a page, not as a JSON body."""
+    the dashboard a browser asked for says it as a page (without Redis's own words), not as a
+    JSON body."""
     if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
-        return HTMLResponse(render.page("unavailable.html", "Unavailable", reason=str(exc)), status_code=503)
+        reason = redis_down(request.url.path, exc)
+        return HTMLResponse(render.page("unavailable.html", "Unavailable", reason=reason), status_code=503)
     return problem(503, f"the job store or the broker is unavailable: {exc}")
 
 

@@ -12,6 +12,7 @@ import hmac
 import os
 from typing import Literal
 
+import redis
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -23,7 +24,7 @@ from producers.store import FINISHED_ALREADY
 from producers.web import metrics
 from producers.web.actions import MAX_IDS, JobFilters
 from producers.web.deps import Auth, FerryDep
-from producers.web.openapi import FieldProblem, answers, problem
+from producers.web.openapi import FieldProblem, answers, problem, redis_down
 
 jobs_router = APIRouter(tags=["operate"])  # may answer 404 and 409
 connections_router = APIRouter(tags=["operate"])  # may answer 404
@@ -107,11 +108,15 @@ class Readiness(BaseModel):
 
 
 @router.get("/readyz", response_model=Readiness,
-            responses={503: {"model": Readiness, "description": "no worker heartbeat is fresh (30 s)"}})
+            responses={503: {"model": Readiness,
+                             "description": "no worker heartbeat is fresh (30 s), or redis unavailable"}})
 def readyz(ferry: FerryDep) -> JSONResponse:
     """No auth. 200 while some worker's heartbeat is fresh, else 503 with the reason; ``/healthz``
     says only that the API and Redis answer."""
-    ready, reason = ferry.readiness()
+    try:
+        ready, reason = ferry.readiness()
+    except redis.RedisError as exc:
+        ready, reason = False, redis_down("/readyz", exc)
     return JSONResponse({"status": "ready" if ready else "unavailable", "reason": reason},
                         status_code=200 if ready else 503)
 
@@ -131,4 +136,7 @@ def prometheus_metrics(request: Request, ferry: FerryDep) -> Response:
                            headers={"WWW-Authenticate": 'Bearer realm="ferry-metrics"'})
         if not wanted or not hmac.compare_digest(given.encode(), wanted.encode()):
             return problem(403, "this token is not allowed")
-    return Response(metrics.exposition(ferry), media_type=metrics.CONTENT_TYPE)
+    try:
+        return Response(metrics.exposition(ferry), media_type=metrics.CONTENT_TYPE)
+    except redis.RedisError as exc:
+        return problem(503, redis_down("/metrics", exc))

@@ -3,6 +3,7 @@ in one MULTI per chunk) are consumed by the real worker exactly as one-by-one su
 
 from __future__ import annotations
 
+import json
 import time
 
 from producers.client import Ferry, JobRequest
@@ -63,7 +64,8 @@ def test_the_default_worker_runs_many_jobs_at_once(ferry_env, redis_location, sa
     finally:
         worker.stop()
         ferry.close()
-    assert "(thread" in worker.log() and "concurrency: 32" in worker.log()  # Celery's banner
+    banners = [json.loads(line) for line in worker.log().splitlines() if '"worker starting"' in line]
+    assert banners and all((b["pool"], b["concurrency"]) == ("thread", 32) for b in banners)  # Celery's banner
     assert [r.status for r in records] == [JobStatus.SUCCEEDED] * 8
     uploads = sorted((r.step("media_upload").started_at or "", r.step("media_upload").finished_at or "")
                      for r in records)

@@ -19,9 +19,11 @@ import pytest
 from producers.client import Ferry
 from producers.config import load_config
 from producers.errors import SubmitError
+from producers.kinds import AWORK_MAX_BYTES
 from producers.records import JobRecord, JobStatus, StepStatus
 from sandbox.testing import SandboxControl
 from tests.fixtures.worker import SANDBOX_URIS, FerryEnv, own_worker, write_config
+from tests.integration.helpers import png
 
 CREDENTIALS = "/attachments/object/.*/credentials"
 PDF = b"%PDF-1.4\n" + b"x" * 2000 + b"\n%%EOF\n"
@@ -149,6 +151,47 @@ def test_the_same_file_inside_the_roots_goes_through(setup, sandbox, tmp_path):
     job = setup.strict.wait(attach(setup.strict, sandbox, pdf_in(setup.root / tmp_path.name)).id,
                             timeout=60)
     assert job.status == JobStatus.SUCCEEDED, job.error
+
+
+# ---- the file's type and size, as it is when it is sent -----------------------------------------------
+def changed_while_paused(setup: Setup, sandbox: SandboxControl, path: Path,
+                         change: Callable[[Path], None]) -> JobRecord:
+    """Submit an awork image of ``path`` while awork is paused (its step parks, nothing is
+    sent), ``change`` the file, resume, and wait for the job to end."""
+    setup.strict.pause("awork", by="test")
+    try:
+        job = setup.strict.submit("awork-image", connection="awork", file=str(path),
+                                  params={"entity": "users", "id": sandbox.seed()["awork"]["users"]})
+        wait_for(lambda: parked(setup) == 1)
+        change(path)
+    finally:
+        setup.strict.resume("awork", by="test")
+    return setup.strict.wait(job.id, timeout=60)
+
+
+def parked(setup: Setup) -> int:
+    return int(next(c["parked"] for c in setup.strict.connections() if c["name"] == "awork"))
+
+
+def refused_before_sending(job: JobRecord, sandbox: SandboxControl, words: str) -> None:
+    assert job.status == JobStatus.FAILED and job.error is not None, job
+    assert job.error.step == "upload_profile_image" and not job.error.retryable, job.error
+    assert "the file changed after submit" in job.error.message and words in job.error.message, job.error
+    assert sandbox.requests(path_contains="/files/images/") == []
+
+
+def test_an_image_swapped_for_a_text_file_after_submit_is_refused_before_sending(setup, sandbox, tmp_path):
+    """It once went up under the type sniffed at submit."""
+    image = png(setup.root / f"{tmp_path.name}.png")
+    job = changed_while_paused(setup, sandbox, image, lambda path: path.write_text("not an image\n" * 100))
+    refused_before_sending(job, sandbox, "is application/octet-stream; accepted: image/png")
+
+
+def test_an_image_grown_past_awork_s_limit_after_submit_is_refused_without_reading_it(setup, sandbox, tmp_path):
+    """It once went to awork past its 100 MB cap. The file is sparse: nothing reads 100 MB."""
+    image = png(setup.root / f"{tmp_path.name}.png")
+    job = changed_while_paused(setup, sandbox, image, lambda path: os.truncate(path, AWORK_MAX_BYTES + 1))
+    refused_before_sending(job, sandbox, f"is {AWORK_MAX_BYTES + 1} bytes; the limit is {AWORK_MAX_BYTES} bytes")
 
 
 @pytest.mark.parametrize("path", ["/dev/null", "/etc"])

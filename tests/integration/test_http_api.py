@@ -9,11 +9,14 @@ be counted exactly. The end-to-end test at the bottom uses db 0 and the live wor
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -210,6 +213,35 @@ def test_twenty_concurrent_identical_requests_make_exactly_one_job(api, store, f
     assert job_count(store) == 1
 
 
+def test_the_idempotency_key_header_is_held_to_the_field_s_length(api, store, files_root):
+    """A 10 000-character header key was once stored; the body field allows 200."""
+    body = attachment(files_root)
+    for key in ("k" * 201, "k" * 10_000):
+        as_header = requests.post(f"{api.url}/jobs", json=body, headers={**AUTH, "Idempotency-Key": key}, timeout=30)
+        as_field = requests.post(f"{api.url}/jobs", json={**body, "idempotency_key": key}, headers=AUTH, timeout=30)
+        assert (as_header.status_code, as_field.status_code) == (422, 422), as_header.text
+        assert "200 characters" in as_header.text and fields(as_field) == {"idempotency_key"}
+    assert job_count(store) == 0
+    longest = requests.post(f"{api.url}/jobs", json=body, headers={**AUTH, "Idempotency-Key": "k" * 200}, timeout=30)
+    assert longest.status_code == 202, longest.text
+
+
+def test_unauthenticated_health_routes_say_redis_is_unavailable_without_its_words(api_env):
+    """They once answered with Redis's own error text (its address, port or socket path)."""
+    port = free_port()  # nothing listens there
+    ferry = Ferry(f"redis://127.0.0.1:{port}/0", config=load_config(api_env))
+    with LiveApi(ferry) as down:
+        answers = {route: requests.get(f"{down.url}{route}", timeout=30)
+                   for route in ("/healthz", "/readyz", "/metrics")}
+    ferry.close()
+    assert answers["/healthz"].json() == {"status": "unavailable", "redis": "redis unavailable"}
+    assert answers["/readyz"].json() == {"status": "unavailable", "reason": "redis unavailable"}
+    assert answers["/metrics"].json()["detail"] == "redis unavailable"
+    for route, answer in answers.items():
+        assert answer.status_code == 503, route
+        assert str(port) not in answer.text and "refused" not in answer.text.lower(), answer.text
+
+
 # ---- refusals -------------------------------------------------------------------------------------
 def test_auth_401_without_a_token_403_with_a_wrong_one_health_needs_none(api, store, files_root):
     for method, path in [("post", "/jobs"), ("post", "/jobs:batch"), ("get", "/jobs"),
@@ -309,33 +341,131 @@ def test_openapi_document_describes_the_routes(api, http):
 
 
 # ---- the command and the whole road -------------------------------------------------------------
-def test_ferry_api_command_serves_and_refuses_to_start_without_tokens(api_env, redis_location):
-    port = free_port()
-    env = {"FERRY_CONFIG": str(api_env), "REDIS_URL": db_location(redis_location, API_DB).url,
-           "PATH": "/usr/bin:/bin", "FERRY_TEST_API_TOKENS": TOKEN}
+@contextmanager
+def ferry_api(env: dict[str, str], port: int) -> Iterator[None]:
+    """``ferry api --port PORT`` running (answering /healthz) with ``env``, stopped afterwards."""
     proc = subprocess.Popen([sys.executable, "-m", "producers", "api", "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
                 break
             except requests.ConnectionError:
                 assert proc.poll() is None, proc.communicate()[0]
                 assert time.monotonic() < deadline, "ferry api did not start"
                 time.sleep(0.1)
-        assert health.json() == {"status": "ok", "redis": "ok"}
-        listing = requests.get(f"http://127.0.0.1:{port}/jobs", headers=AUTH, timeout=5)
-        assert listing.status_code == 200
+        yield
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def api_command_env(config: Path, redis_location: RedisLocation) -> dict[str, str]:
+    return {"FERRY_CONFIG": str(config), "REDIS_URL": db_location(redis_location, API_DB).url,
+            "PATH": "/usr/bin:/bin", "FERRY_TEST_API_TOKENS": TOKEN}
+
+
+def test_ferry_api_command_serves_and_refuses_to_start_without_tokens(api_env, redis_location):
+    port = free_port()
+    env = api_command_env(api_env, redis_location)
+    with ferry_api(env, port):
+        health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+        assert health.json() == {"status": "ok", "redis": "ok"}
+        listing = requests.get(f"http://127.0.0.1:{port}/jobs", headers=AUTH, timeout=5)
+        assert listing.status_code == 200
     no_tokens = {k: v for k, v in env.items() if k != "FERRY_TEST_API_TOKENS"}
     refused = subprocess.run([sys.executable, "-m", "producers", "api", "--port", str(port)],
                              env=no_tokens, capture_output=True, text=True, timeout=30)
     assert refused.returncode == 2
     assert "FERRY_TEST_API_TOKENS" in refused.stderr
+
+
+def session_cookie_via(port: int, proxy: str) -> str:
+    """Log in through ``proxy`` (the address the request comes from), which says the browser
+    used https; the Set-Cookie header of the answer."""
+    connection = HTTPConnection("127.0.0.1", port, timeout=10, source_address=(proxy, 0))
+    try:
+        connection.request("POST", "/login", body=f"token={TOKEN}&next=/",
+                           headers={"Content-Type": "application/x-www-form-urlencoded",
+                                    "X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"})
+        answer = connection.getresponse()
+        assert answer.status == 303, answer.read()
+        return answer.getheader("Set-Cookie") or ""
+    finally:
+        connection.close()
+
+
+def test_behind_a_trusted_tls_proxy_the_session_cookie_is_secure(api_env, redis_location, tmp_path):
+    """Forwarded headers were believed from 127.0.0.1 only, and nothing could say otherwise: behind
+    a TLS proxy elsewhere the session cookie went without Secure."""
+    config = tmp_path / "ferry.toml"
+    config.write_text(api_env.read_text() + '\nforwarded_allow_ips = ["127.0.0.2"]\n')  # into [api]
+    port = free_port()
+    with ferry_api(api_command_env(config, redis_location), port):
+        trusted = session_cookie_via(port, "127.0.0.2")
+        untrusted = session_cookie_via(port, "127.0.0.3")
+    assert "ferry_session=" in trusted and "secure" in trusted.lower(), trusted
+    assert "ferry_session=" in untrusted and "secure" not in untrusted.lower(), untrusted
+
+
+# ---- event streams -------------------------------------------------------------------------------
+def open_stream(api: LiveApi) -> socket.socket:
+    """A ``GET /events`` held open (its first frame read), as a dashboard tab holds one."""
+    sock = socket.create_connection(("127.0.0.1", api.port), timeout=30)
+    sock.sendall(f"GET /events HTTP/1.1\r\nHost: ferry\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode())
+    read_until(sock, b"retry: 2000")
+    return sock
+
+
+def read_until(sock: socket.socket, wanted: bytes) -> bytes:
+    received = b""
+    while wanted not in received:
+        chunk = sock.recv(65536)
+        assert chunk, f"the stream ended before {wanted!r}: {received[-300:]!r}"
+        received += chunk
+    return received
+
+
+def test_150_open_event_streams_leave_health_and_submit_answering_and_all_see_the_job(
+        api, store, http, files_root):
+    """Each stream once held one of the API's 100 Redis connections in a blocking read: about 100
+    open streams made /healthz and POST /jobs answer 503 "Too many connections"."""
+    streams: list[socket.socket] = []
+    try:
+        for _ in range(150):
+            streams.append(open_stream(api))
+        health = http.get(f"{api.url}/healthz", timeout=30)
+        assert health.status_code == 200, health.text
+        submitted = http.post(f"{api.url}/jobs", json=attachment(files_root), timeout=30)
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["id"].encode()
+        for stream in streams:
+            assert b"event: job.queued" in read_until(stream, job_id + b'"')
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def test_streams_past_the_limit_are_told_to_come_back_later(api_env, redis_location, monkeypatch):
+    from producers.web import events as web_events
+
+    monkeypatch.setattr(web_events, "MAX_STREAMS", 3)
+    ferry = Ferry(db_location(redis_location, API_DB).url, config=load_config(api_env))
+    with LiveApi(ferry) as small:
+        held = [open_stream(small) for _ in range(3)]
+        refused = requests.get(f"{small.url}/events", headers=AUTH, timeout=30)
+        assert refused.status_code == 503 and int(refused.headers["Retry-After"]) > 0
+        assert "3 event streams are open" in refused.json()["detail"]
+        held.pop().close()
+        deadline = time.monotonic() + 30
+        while small.app.state.events_hub.open_streams == 3 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the server notices the closed stream
+        open_stream(small).close()
+        for stream in held:
+            stream.close()
+    ferry.close()
 
 
 def test_a_job_submitted_over_http_lands_in_the_sandbox(ferry_env: FerryEnv, ferry, sandbox,

@@ -103,7 +103,7 @@ def test_image_upload_and_an_image_type_marketplace_refuses(ferry_env, ferry, sa
 def test_delete_asset_by_name_or_link_and_refusal_while_in_use(ferry_env, ferry, sandbox, tmp_path):
     names = []
     for n in range(3):
-        _, job = job_json(ferry_env, "marketplace-image", "-c", "marketplace", "--image-type", "icon",
+        _, job = job_json(ferry_env, "marketplace-image", "-c", "marketplace", "--image-type", "screenshot",
                           str(png(tmp_path / f"i{n}.png", (16, 16), ("red", "blue", "green")[n])))
         names.append((job["result"]["asset_name"], job["result"]["asset_link"]))
 

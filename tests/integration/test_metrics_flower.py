@@ -48,9 +48,41 @@ def metered(ferry_env, sandbox, tmp_path) -> Iterator[tuple[Ferry, int]]:
         ferry.close()
 
 
+def listening_addresses(port: int) -> set[str]:
+    """The IPv4 addresses a socket listens on at ``port`` on this host (``/proc/net/tcp``)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, _, hex_port = local.partition(":")
+        if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+            found.add(".".join(str(int(address[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads /proc/net/tcp (Linux)")
+def test_the_workers_metrics_listen_on_loopback_unless_told_otherwise(metered):
+    """They have no auth; they once listened on every address (0.0.0.0)."""
+    _, port = metered
+    assert listening_addresses(port) == {"127.0.0.1"}
+
+
+def test_metrics_host_is_passed_to_the_worker_and_needs_a_port(monkeypatch):
+    from producers.cli.ops import METRICS_HOST_ENV, metrics_args
+
+    monkeypatch.delenv("FERRY_METRICS_PORT", raising=False)
+    monkeypatch.delenv(METRICS_HOST_ENV, raising=False)
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
+    assert metrics_args(["-c", "2", "--metrics-port", "9808", "--metrics-host=0.0.0.0"]) == ["-c", "2"]
+    assert os.environ[METRICS_HOST_ENV] == "0.0.0.0" and os.environ["FERRY_METRICS_PORT"] == "9808"
+    monkeypatch.delenv("FERRY_METRICS_PORT")
+    with pytest.raises(SystemExit):
+        metrics_args(["--metrics-host", "0.0.0.0"])
+
+
 def test_metrics_after_a_mixed_run_match_the_store(metered, sandbox, tmp_path, monkeypatch):
     ferry, port = metered
     seed = sandbox.seed()
+    sandbox.configure(media_upload="binary")  # Ferry's first form: no 404 probing the other
     doc = document(tmp_path)
     submit = lambda: ferry.submit("assets-attachment", connection="acme", file=str(doc),  # noqa: E731
                                   params={"object": seed["object_id"]}).id

@@ -24,6 +24,7 @@ from sandbox.testing import SandboxControl, SandboxProcess, free_port
 from tests.fixtures.api import LiveApi
 from tests.fixtures.worker import FerryEnv, own_worker
 from tests.integration.helpers import png
+from worker.processes import WorkerProcess
 
 SECRET = "whsec-test-0123456789"
 API_TOKEN = "events-token"
@@ -61,11 +62,17 @@ class Receiver:
 
 
 @pytest.fixture(scope="module")
-def hooked(tmp_path_factory: pytest.TempPathFactory, sandbox_server: SandboxProcess) -> Iterator[FerryEnv]:
+def hooked_worker(tmp_path_factory: pytest.TempPathFactory,
+                  sandbox_server: SandboxProcess) -> Iterator[tuple[FerryEnv, WorkerProcess]]:
     """A worker whose [notifications] allow loopback receivers over http and retry quickly."""
     settings = "[notifications]\nallow_http = true\nallow_private = true\nbackoff_seconds = 0.2\n"
-    with own_worker(tmp_path_factory.mktemp("hooks"), sandbox_server.control(), settings=settings) as (env, _):
-        yield env
+    with own_worker(tmp_path_factory.mktemp("hooks"), sandbox_server.control(), settings=settings) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def hooked(hooked_worker: tuple[FerryEnv, WorkerProcess]) -> FerryEnv:
+    return hooked_worker[0]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -146,6 +153,29 @@ def test_the_signature_verifies_with_the_readme_check_and_nothing_else_does(
     until(ferry, job.id, lambda ds: len(ds) == 2 and ds[1].status == DeliveryStatus.DELIVERED)
     again = json.loads(receiver.received[1][1])
     assert again["delivery_id"] != delivery.id and again["job"]["id"] == job.id
+
+
+def test_a_delivery_is_logged_as_one_line_and_its_task_ends_without_a_traceback(
+        ferry: Ferry, hooked_worker: tuple[FerryEnv, WorkerProcess], sandbox: SandboxControl,
+        receiver: Receiver, tmp_path: Path) -> None:
+    """The delivery task's log line once raised TypeError (two values for ``event``) after the
+    outcome was saved: every delivery then ended as a Celery task failure with a traceback."""
+    _, worker = hooked_worker
+    job = upload(ferry, sandbox, tmp_path, receiver.url)
+    until(ferry, job.id, lambda ds: bool(ds) and ds[0].status == DeliveryStatus.DELIVERED)
+
+    def task_ended() -> list[dict[str, Any]]:
+        lines = [json.loads(line) for line in worker.log().splitlines() if job.id in line or "ferry.notify" in line]
+        logged = [r for r in lines if r.get("event") == "webhook delivery" and r.get("job_id") == job.id]
+        return logged + [r for r in lines if "ferry.notify" in str(r.get("event")) and r.get("level") == "error"]
+
+    deadline = time.monotonic() + 30
+    while not task_ended() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [line] = task_ended()
+    assert line["event"] == "webhook delivery" and line["webhook_event"] == "job.succeeded"
+    assert line["delivery_status"] == "delivered" and line["http_status"] == 200
+    assert "Traceback" not in worker.log() and "TypeError" not in worker.log()
 
 
 def test_a_receiver_answering_500_twice_gets_the_event_on_the_third_try(

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.helpers import job_json, read_json, sha256
+from tests.integration.helpers import job_json, png, read_json, sha256, uploads_with
 from tests.integration.test_jira_avatars import striped_png
 from tests.integration.test_marketplace import jar
 
@@ -51,27 +51,81 @@ def test_attachment_lands_whole_under_each_reading(ferry_env, ferry, sandbox, tm
     assert code == 0, job
     upload = job["steps"][1]["result"]
     assert upload["upload_form"] == media_reading
-    assert upload["upload_forms_tried"] == (["multipart"] if media_reading == "multipart" else ["multipart", "binary"])
-    assert upload["size"] == doc.stat().st_size
+    # binary first (Atlassian's own client); under the seed's reading /file/binary is a 404
+    assert upload["upload_forms_tried"] == (["binary", "multipart"] if media_reading == "multipart" else ["binary"])
+    assert upload["size"] == doc.stat().st_size and upload["size_verified"] is True
     assert job["result"]["attachment_id"] is not None
     assert_landed_once(sandbox, doc)
 
 
-def test_under_binary_media_every_job_lands_its_bytes_and_the_form_is_remembered(ferry_env, ferry, sandbox,
-                                                                                 tmp_path):
-    sandbox.configure(media_upload="binary")
-    docs = [document(tmp_path / f"doc-{n}.bin", seed=n, size=30_000 + n) for n in range(3)]
-    posts_before = []
-    for doc in docs:
-        posts_before.append(len(media_posts(sandbox)))
+def test_under_binary_media_without_read_back_every_job_lands_its_bytes_with_one_upload(ferry_env, ferry,
+                                                                                         sandbox, tmp_path):
+    sandbox.configure(media_upload="binary", media_read_back=False)
+    for n in range(2):
+        doc = document(tmp_path / f"doc-{n}.bin", seed=n, size=30_000 + n)
+        posts, credentials = len(media_posts(sandbox)), len(sandbox.requests(path_contains="/credentials"))
         code, job = attach(ferry_env, sandbox, doc)
         assert code == 0, job
         assert_landed_once(sandbox, doc)
+        assert [r["path"] for r in media_posts(sandbox)[posts:]] == ["/media/file/binary"]
+        assert len(sandbox.requests(path_contains="/credentials")) == credentials + 1
+        assert job["steps"][1]["result"]["credentials_refreshed"] is False
+
+
+def test_under_the_seeds_multipart_reading_the_form_that_worked_is_remembered(ferry_env, ferry, sandbox,
+                                                                             tmp_path):
+    first, second = document(tmp_path / "first.bin", seed=1), document(tmp_path / "second.bin", seed=2)
+    assert attach(ferry_env, sandbox, first)[0] == 0
     posts = len(media_posts(sandbox))
-    assert posts_before[1] - posts_before[0] == 2  # first job: multipart (empty file), then binary
-    assert posts_before[2] - posts_before[1] == 1  # second job: ONE upload request, the remembered form
-    assert posts - posts_before[2] == 1
-    assert [r["path"] for r in media_posts(sandbox)][-1] == "/media/file/binary"
+    code, job = attach(ferry_env, sandbox, second)
+    assert code == 0, job
+    assert job["steps"][1]["result"]["upload_forms_tried"] == ["multipart"]
+    assert [r["path"] for r in media_posts(sandbox)[posts:]] == ["/media/file"]
+    assert_landed_once(sandbox, first)
+    assert_landed_once(sandbox, second)
+
+
+@pytest.mark.parametrize("records_carry_media_id", [True, False], ids=["with-mediaId", "dc-records"])
+def test_a_size_nobody_will_tell_is_verified_from_the_attachment_record(ferry_env, ferry, sandbox, tmp_path,
+                                                                       records_carry_media_id):
+    sandbox.configure(media_upload="multipart-sizeless", media_read_back=False,
+                      attachment_media_id=records_carry_media_id)
+    doc = document(tmp_path / "unsized.pdf")
+    code, job = attach(ferry_env, sandbox, doc)
+    assert code == 0, job
+    upload = job["steps"][1]["result"]
+    assert upload["size_verified"] is False and upload["size"] == doc.stat().st_size
+    assert upload["upload_forms_tried"] == ["binary", "multipart"]  # binary is a 404 here; no second upload
+    assert upload["credentials_refreshed"] is False  # a read-back 403 is no reason for new credentials
+    assert len(sandbox.requests(path_contains="/credentials")) == 1
+    assert_landed_once(sandbox, doc)
+
+
+@pytest.mark.parametrize("link_checks_size", [True, False], ids=["link-refuses", "link-accepts"])
+@pytest.mark.parametrize("records_carry_media_id", [True, False], ids=["with-mediaId", "dc-records"])
+def test_a_short_file_seen_only_at_the_link_fails_for_good_and_the_form_is_probed_again(
+        ferry_env, ferry, sandbox, tmp_path, link_checks_size, records_carry_media_id):
+    assert attach(ferry_env, sandbox, document(tmp_path / "before.bin", seed=1))[0] == 0  # remembers multipart
+    sandbox.configure(media_upload="binary", media_read_back=False, link_checks_size=link_checks_size,
+                      attachment_media_id=records_carry_media_id)
+    doc = document(tmp_path / "moved.bin", seed=2)
+    posts = len(media_posts(sandbox))
+    code, job = attach(ferry_env, sandbox, doc)
+    assert code == 1, job
+    assert [r["path"] for r in media_posts(sandbox)[posts:]] == ["/media/file"]  # no second upload
+    assert job["error"]["step"] == "link_attachment" and job["steps"][2]["attempts"] == 1
+    if link_checks_size:
+        assert job["error"]["status"] == 400 and attachments_of(sandbox, doc) == []
+    else:
+        linked = attachments_of(sandbox, doc)
+        assert len(linked) == 1
+        assert (f"media service stored 0 of {doc.stat().st_size} bytes" in job["error"]["message"]
+                and f"remove attachment {linked[0]['id']} on object" in job["error"]["message"])
+    later = document(tmp_path / "later.bin", seed=3)
+    code, job = attach(ferry_env, sandbox, later)
+    assert code == 0, job
+    assert job["steps"][1]["result"]["upload_forms_tried"] == ["binary"]
+    assert_landed_once(sandbox, later)
 
 
 def test_a_remembered_form_that_is_gone_is_dropped_for_the_other(ferry_env, ferry, sandbox, tmp_path):
@@ -171,6 +225,59 @@ def test_a_create_answered_not_processed_is_retried(ferry_env, ferry, sandbox, t
     assert code == 0, job
     assert job["steps"][0]["attempts"] == 2
     assert len(sandbox.assets()) == 1
+
+
+# ---- 3b. Marketplace upload forms, image keys ---------------------------------------------------
+def artifact_posts(sandbox: Any) -> list[dict[str, Any]]:
+    return [r for r in sandbox.requests(path_contains="/rest/2/assets/artifact") if r["method"] == "POST"]
+
+
+def test_raw_artifacts_land_once_and_the_form_is_remembered(ferry_env, ferry, sandbox, tmp_path):
+    sandbox.configure(artifact_form="raw")
+    first, second = jar(tmp_path / "app-1.0.jar"), jar(tmp_path / "app-1.1.jar")
+    code, job = job_json(ferry_env, "marketplace-artifact", "-c", "marketplace", str(first))
+    assert code == 0, job
+    assert job["steps"][0]["result"]["upload_forms_tried"] == ["multipart", "binary"]  # a 415 creates nothing
+    assert [r["status"] for r in artifact_posts(sandbox)] == [415, 200]
+    assert len(sandbox.assets()) == 1 and len(uploads_with(sandbox, sha256(first))) == 1
+    assert sandbox.assets()[0]["size"] == first.stat().st_size
+    assert sandbox.file_bytes(sha256(first)) == first.read_bytes()
+    second.write_bytes(second.read_bytes() + b"\0")  # another artifact
+    code, job = job_json(ferry_env, "marketplace-artifact", "-c", "marketplace", str(second))
+    assert code == 0, job
+    assert job["steps"][0]["result"]["upload_forms_tried"] == ["binary"]
+    assert len(artifact_posts(sandbox)) == 3
+
+
+def test_an_image_refused_with_415_goes_through_the_other_forms_once_each(ferry_env, ferry, sandbox, tmp_path):
+    sandbox.add_fault(path="/rest/2/assets/image/", status=415, times=1)  # raw refused: multipart, then binary
+    image = png(tmp_path / "banner.png")
+    code, job = job_json(ferry_env, "marketplace-image", "-c", "marketplace", "--image-type", "banner", str(image))
+    assert code == 0, job
+    assert job["steps"][0]["result"]["upload_forms_tried"] == ["raw", "multipart", "binary"]
+    assert len(sandbox.assets()) == 1 and sandbox.file_bytes(sha256(image)) == image.read_bytes()
+
+
+def test_icon_is_refused_at_submit_listing_the_v2_keys(ferry_env, sandbox, tmp_path):
+    refused = ferry_env.cli("submit", "marketplace-image", "-c", "marketplace", "--image-type", "icon",
+                            str(png(tmp_path / "icon.png")))
+    assert refused.returncode == 2
+    assert "title-logo" in refused.stderr and "screenshot-thumbnail" in refused.stderr
+    assert sandbox.assets() == []
+
+
+# ---- 3c. awork behind Kong ----------------------------------------------------------------------
+def test_a_kong_429_from_awork_is_waited_out_as_it_asks_and_its_message_shown(ferry_env, ferry, sandbox,
+                                                                              tmp_path):
+    sandbox.configure(awork_429="kong")
+    sandbox.add_fault(path="/files/images/users/", method="POST", status=429, times=1, retry_after=2)
+    user = sandbox.seed()["awork"]["users"]
+    code, job = job_json(ferry_env, "awork-image", "-c", "awork", "--entity", "users", "--id", user,
+                         str(png(tmp_path / "me.png")))
+    assert code == 0, job
+    refused = job["steps"][0]["history"][0]
+    assert refused["http_status"] == 429 and refused["message"] == "API rate limit exceeded"
+    assert refused["retry_delay"] == 2
 
 
 # ---- 4. project avatars by key ------------------------------------------------------------------

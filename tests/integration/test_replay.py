@@ -70,6 +70,7 @@ def stored_failed_copy(ferry: Ferry, template: JobRecord) -> str:
 @both_brokers
 def test_replay_from_the_failed_step_does_not_upload_again(ferry_env, ferry, sandbox, tmp_path):
     seed = sandbox.seed()
+    sandbox.configure(media_upload="binary")  # Ferry's first form: one media request per upload
     sandbox.add_fault(**LINK_FAULT, times=1)
     doc = document(tmp_path)
     job = ferry.submit("assets-attachment", connection="acme", file=str(doc),
@@ -99,7 +100,7 @@ def test_replay_from_the_failed_step_does_not_upload_again(ferry_env, ferry, san
 def test_replay_after_the_jwt_expired_fetches_new_credentials_and_uploads_again(
         ferry, sandbox, tmp_path):
     seed = sandbox.seed()
-    sandbox.configure(jwt_ttl_seconds=2)
+    sandbox.configure(jwt_ttl_seconds=2, media_upload="binary")  # one media request per upload
     sandbox.add_fault(path="^/media/file", method="POST", status=400, times=1)
     doc = document(tmp_path, "scan.pdf")
     job = ferry.submit("assets-attachment", connection="acme", file=str(doc),

@@ -4,7 +4,10 @@ own, ``[files] roots``); the queue row puts a pickle message in front of the rea
 
 Rows backed elsewhere: huge JSON (tests/integration/test_http_api.py::test_413_…), bad token
 (test_http_api.py::test_auth_401_…), CSRF-less dashboard action (test_replay.py::
-test_dashboard_session_needs_its_csrf_token), the worker's own re-checks (test_hostile_input.py).
+test_dashboard_session_needs_its_csrf_token), the worker's own re-checks (test_hostile_input.py),
+inner addresses inside IPv6 (tests/unit/test_uri_checks.py), open event streams, the
+Idempotency-Key header, forwarded headers and the health routes (test_http_api.py), the workers'
+metrics bind (test_metrics_flower.py).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from producers.config import load_config
 from producers.embedded import RedisLocation
 from producers.kinds import AWORK_MAX_BYTES
 from producers.queue import queue_of, task_name
+from producers.records import StepError
 from tests.fixtures.api import LiveApi
 from tests.fixtures.worker import write_config
 from tests.integration.helpers import png
@@ -171,3 +175,24 @@ def test_a_pickle_message_on_the_queue_is_refused_by_the_worker(ferry, worker_pr
     job = ferry.submit("awork-image-delete", connection="awork", params={"entity": "users", "id": "u-1"})
     assert ferry.wait(job.id, timeout=60).done
     assert not marker.exists()
+
+
+# A destination's message echoing a parameter: set the terminal's title, clear the screen, rewrite
+# the line, and a rich link.
+HOSTILE_MESSAGE = "bad\x1b]0;pwned\x07\x1b[2J\rforged\x9b31m \u202etxt.exe [link=https://evil.example]x[/link]"
+
+
+def test_cli_tables_print_a_destination_s_escape_sequences_as_plain_text(ferry, ferry_env):
+    """`ferry status` and `ferry jobs` once printed such a message raw."""
+    job, _ = ferry.store.create(kind="awork-image-delete", connection="awork", steps=["delete_profile_image"],
+                                params={"entity": "users", "id": "u-1"}, file=None)
+    ferry.store.start_step(job.id, "delete_profile_image")
+    ferry.store.mark_failed(job.id, "delete_profile_image",
+                            StepError(step="delete_profile_image", status=400, message=HOSTILE_MESSAGE))
+
+    for args in (("status", job.id), ("jobs",)):
+        shown = ferry_env.cli(*args, "--status", "failed") if args == ("jobs",) else ferry_env.cli(*args)
+        assert shown.returncode in (0, 1), shown.stderr
+        assert job.id[:8] in shown.stdout
+        assert not set(shown.stdout) & {"\x1b", "\x07", "\r", "\x9b", "\u202e"}, repr(shown.stdout)
+        assert "\x1b]8;" not in shown.stdout  # no hyperlink either

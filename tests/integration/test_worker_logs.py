@@ -74,3 +74,16 @@ def test_sixteen_concurrent_jobs_through_two_prefork_children_log_one_json_objec
     assert len(attempt_ends) == steps_run
     assert all(isinstance(r["duration_ms"], int | float) and r["duration_ms"] >= 0 for r in attempt_ends)
     assert not any(token in log for token in TOKEN_ENV.values())
+
+
+def test_every_line_a_worker_writes_on_stdout_and_stderr_banner_included_is_json(
+        sandbox_server: Any, sandbox: SandboxControl, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Celery's start-up banner was ~30 plain-text lines; it is one JSON line now, with what it said."""
+    home = tmp_path_factory.mktemp("banner")
+    with own_worker(home, sandbox, stdout_apart=False) as (_, worker):
+        records = parse_lines(worker.log())
+
+    [banner] = [r for r in records if r["event"] == "worker starting"]
+    assert banner["pool"] == "prefork" and banner["concurrency"] == 2
+    assert "ferry.atlassian" in banner["queues"] and banner["broker"].startswith("redis+socket://")
+    assert any(r["event"].endswith(" ready.") for r in records)

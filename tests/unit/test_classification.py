@@ -146,7 +146,7 @@ LOCAL_URLS = FerryConfig(allow_http_uris=True, allow_private_uris=True)
 
 
 def fetched(uri: str, config: FerryConfig = LOCAL_URLS) -> bytes:
-    with open_file(FileInfo(uri=uri, name="file.jar"), config) as file:
+    with open_file(FileInfo(uri=uri, name="file.jar"), config, None) as file:
         return file.stream.read()
 
 

@@ -157,6 +157,14 @@ def test_image_type_must_be_a_declared_one(ferry: Ferry, tmp_path: Path) -> None
                    params={"image_type": "logo"})
 
 
+def test_icon_is_not_a_v2_image_key_and_the_refusal_lists_the_keys(ferry: Ferry, tmp_path: Path) -> None:
+    image = png(tmp_path / "a.png", (8, 8))
+    text = problems(ferry, "marketplace-image", "marketplace", {"image_type": "icon"}, str(image))
+    for key in ("logo", "banner", "screenshot", "screenshot-thumbnail", "hero", "title-logo"):
+        assert f"'{key}'" in text
+    assert text.startswith("image_type:") and "'icon'" not in text
+
+
 def test_asset_delete_needs_the_asset_name(ferry: Ferry) -> None:
     assert "asset" in problems(ferry, "marketplace-asset-delete", "marketplace", {})
 

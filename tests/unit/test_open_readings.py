@@ -1,5 +1,6 @@
-"""Pure parts of Ferry's answers to the open readings: which media form to try, how a media
-name travels, and how an attachment record is recognised as this job's."""
+"""Pure parts of Ferry's answers to the open readings: which media or Marketplace form to try,
+how a media name travels, how an attachment record is recognised as this job's and what size it
+shows."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from worker.clients.assets import CLOCK_SKEW_SECONDS, WantedAttachment
+from worker.clients import marketplace
+from worker.clients.assets import CLOCK_SKEW_SECONDS, WantedAttachment, record_size, shown_bytes, size_could_be
 from worker.clients.media import FILE, form_order
 
 SINCE = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -22,9 +24,9 @@ def record(**fields: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(("setting", "remembered", "order"), [
-    ("auto", None, ("multipart", "binary")),
-    ("auto", "binary", ("binary", "multipart")),
-    ("auto", "nonsense", ("multipart", "binary")),
+    ("auto", None, ("binary", "multipart")),  # Atlassian's own client's form first
+    ("auto", "multipart", ("multipart", "binary")),
+    ("auto", "nonsense", ("binary", "multipart")),
     ("binary", None, ("binary",)),
     ("multipart", "binary", ("multipart",)),  # a pinned form ignores what was remembered
 ])
@@ -68,3 +70,48 @@ def test_only_records_created_since_the_first_attempt_less_clock_skew():
 def test_the_newest_match_is_chosen():
     assert WANTED.find([record(id="1"), record(id="2", comment="x"), record(id="3")]) == record(id="3")
     assert WANTED.find([record(comment="x")]) is None
+
+
+@pytest.mark.parametrize(("shown", "size"), [
+    ("490 B", 490), ("3.8 kB", 3900), ("3.8 kB", 3850), ("1.2 MB", 1_250_000), ("1.2 MB", 1_258_291),
+    ("1 GB", 1_073_741_824), (40000, 40000),
+])
+def test_a_shown_size_may_be_1024_or_1000_based(shown, size):
+    assert size_could_be(shown, size)
+
+
+@pytest.mark.parametrize(("shown", "size"), [("0 B", 40000), ("3.8 kB", 40000), ("41 kB", 40_000), (0, 40000)])
+def test_a_size_outside_both_readings_is_another_size(shown, size):
+    assert not size_could_be(shown, size)
+
+
+def test_what_a_record_shows_as_its_size():
+    assert record_size({"size": 12, "filesize": "1 kB"}) == 12
+    assert record_size({"filesize": " 3.8 kB "}) == "3.8 kB"
+    assert record_size({"filesize": "unknown"}) is None and record_size({}) is None
+    assert (shown_bytes("0 B"), shown_bytes("3.8 kB"), shown_bytes(7)) == ("0", "3.8 kB", "7")
+
+
+def test_an_unknown_size_does_not_decide_the_match():
+    unknown = WantedAttachment(media_id="m-1", filename="scan.pdf", size=1536, comment="signed", since=SINCE,
+                               size_known=False)
+    assert unknown.matches(record(filesize="0 B")) and not WANTED.matches(record(filesize="0 B"))
+
+
+@pytest.mark.parametrize(("kind", "remembered", "order"), [
+    ("artifact", None, ("multipart", "binary")),
+    ("artifact", "binary", ("binary", "multipart")),
+    ("artifact", "raw", ("multipart", "binary")),  # not an artifact form: ignored
+    ("image", None, ("raw", "multipart", "binary")),
+    ("image", "binary", ("binary", "raw", "multipart")),
+])
+def test_marketplace_form_order(kind, remembered, order):
+    assert marketplace.form_order(kind, remembered) == order
+
+
+def test_after_a_415_the_form_it_names_comes_next_else_the_next_untried():
+    image = ("raw", "multipart", "binary")
+    assert marketplace.next_form(image, ["raw"], "Unsupported Media Type") == "multipart"
+    assert marketplace.next_form(image, ["raw"], "send it as application/binary") == "binary"
+    assert marketplace.next_form(image, ["raw", "multipart"], "expected multipart/form-data") == "binary"
+    assert marketplace.next_form(("multipart", "binary"), ["multipart", "binary"], "") is None

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from producers.records import JobRecord, JobStatus, StepRecord, StepStatus
-from worker.recovery import RETRY_GRACE, lease_seconds, orphaned_step, stall_grace, stalled_step
+import fakeredis
+
+from producers import keys
+from producers.config import FerryConfig
+from producers.embedded import RedisLocation
+from producers.queue import StepPublisher, make_celery
+from producers.records import FileInfo, JobRecord, JobStatus, StepError, StepRecord, StepStatus
+from producers.store import JobStore
+from worker.recovery import RETRY_GRACE, lease_seconds, orphaned_step, reap, stall_grace, stalled_step
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -79,3 +86,36 @@ def test_a_job_waiting_behind_a_backlog_or_just_recorded_is_not_stalled():
     assert stalled_step(between_steps(stall_grace() + 1), held, NOW, queue_empty=True) is None
     retrying = StepRecord(name="get_credentials", status=StepStatus.RETRYING, attempts=1, next_attempt_at=iso(-30))
     assert stalled_step(job(retrying, quiet_for=3600), NO_LEASE, NOW, queue_empty=True) is None
+
+
+# ---- steps parked on a paused connection have no message on purpose --------------------------------
+def test_steps_parked_on_a_paused_connection_are_not_revived_by_the_reaper(monkeypatch):
+    """A parked step looks orphaned (its retry overdue) or stalled (pending, queue empty); it once
+    got a new message every ``REVIVE_WINDOW``, which parked it again."""
+    monkeypatch.delenv("FERRY_BROKER_URL", raising=False)
+    config, location = FerryConfig(), RedisLocation(url="redis://unused", broker_url="memory://")
+    app = make_celery(location, config)
+    store = JobStore(fakeredis.FakeRedis(decode_responses=True))
+    steps = ["get_credentials", "media_upload", "link_attachment"]
+
+    def quiet_job(connection: str) -> str:
+        record, _ = store.create(kind="assets-attachment", connection=connection, steps=steps,
+                                 params={"object": "88"}, file=FileInfo(path="/tmp/a.pdf", name="a.pdf"))
+        return record.id
+
+    parked_retry = quiet_job("acme")  # met the pause mid-step: a retry, then parked when it came back
+    store.start_step(parked_retry, "get_credentials")
+    store.pause_connection("acme", "ops")
+    store.retry_step(parked_retry, "get_credentials", error=StepError(step="get_credentials", message="paused"),
+                     delay=-2 * RETRY_GRACE)
+    parked_first = quiet_job("acme")
+    assert store.begin_step(parked_first, "get_credentials").outcome == "parked"
+    assert store.begin_step(parked_retry, "get_credentials").outcome == "parked"
+    lost_message = quiet_job("acme")  # on the paused connection, but never parked: revived (and parks)
+    elsewhere = quiet_job("awork")
+    for job_id in (parked_first, parked_retry, lost_message, elsewhere):
+        store.redis.hset(keys.job(job_id), "updated_at", iso(stall_grace() + 60))
+
+    revived = reap(app, store, StepPublisher(app, config, location))
+
+    assert sorted(revived) == sorted([lost_message, elsewhere])

@@ -1,6 +1,8 @@
 """A job's URL: https only, public hosts only, unless ``[files]`` says otherwise. The same
 function answers at submit and in the worker (``producers.files.uri_problem``); no DNS is needed
-here except for ``localhost`` and a name that must not resolve."""
+here except for ``localhost`` and a name that must not resolve. Which addresses are public is one
+judgement (``producers.addresses``) for a job's ``uri`` and a webhook's ``callback_url``: the
+matrix below goes through both checkers."""
 
 from __future__ import annotations
 
@@ -8,17 +10,19 @@ import ipaddress
 
 import pytest
 
+from producers.addresses import address_kind
 from producers.client import Ferry
-from producers.config import FerryConfig, parse_config
+from producers.config import FerryConfig, NotificationsConfig, parse_config
 from producers.errors import SubmitError
-from producers.files import address_kind, uri_problem
+from producers.files import uri_problem
+from producers.notifications import CallbackRefused, check_url
 
 STRICT = FerryConfig()
 HTTP_ALLOWED = FerryConfig(allow_http_uris=True)
 PRIVATE_ALLOWED = FerryConfig(allow_private_uris=True)
 
 
-@pytest.mark.parametrize(("address", "kind"), [
+INNER_ADDRESSES = [
     ("127.0.0.1", "loopback"),
     ("127.8.9.10", "loopback"),
     ("0.0.0.0", "loopback"),  # reaches this host
@@ -41,15 +45,40 @@ PRIVATE_ALLOWED = FerryConfig(allow_private_uris=True)
     ("::ffff:169.254.169.254", "metadata"),
     ("64:ff9b::a9fe:a9fe", "metadata"),  # 169.254.169.254 through NAT64
     ("2002:7f00:1::", "loopback"),  # 6to4 of 127.0.0.1
-])
-def test_addresses_a_job_url_may_not_reach(address: str, kind: str) -> None:
+    ("64:ff9b::127.0.0.1", "loopback"),  # NAT64, well-known prefix
+    ("64:ff9b::10.0.0.1", "private"),
+    ("64:ff9b:1::a9fe:a9fe", "metadata"),  # NAT64, local-use prefix
+    ("64:ff9b:1::8.8.8.8", "private"),  # local use: the operator's own translator, never public
+    ("2002:a9fe:a9fe::1", "metadata"),  # 6to4 of 169.254.169.254
+    ("2002:c0a8:1::", "private"),  # 6to4 of 192.168.0.1
+    ("::127.0.0.1", "loopback"),  # IPv4-compatible
+    ("::169.254.169.254", "metadata"),
+    ("::10.0.0.1", "private"),
+    ("::ffff:0:127.0.0.1", "loopback"),  # IPv4-translated (SIIT)
+]
+PUBLIC_ADDRESSES = ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::8.8.8.8",
+                    "2002:808:808::1", "::8.8.8.8"]
+
+
+def literal(address: str) -> str:
+    """The address as a URL's host."""
+    return f"[{address}]" if ":" in address else address
+
+
+@pytest.mark.parametrize(("address", "kind"), INNER_ADDRESSES)
+def test_addresses_a_job_url_or_a_callback_may_not_reach(address: str, kind: str) -> None:
     assert address_kind(ipaddress.ip_address(address)) == kind
+    assert f"a {kind} address" in str(uri_problem(f"https://{literal(address)}/app.jar", STRICT))
+    with pytest.raises(CallbackRefused, match=f"a {kind} address .*allow_private"):
+        check_url("https://hooks.example.com/in", NotificationsConfig(), lambda host, port: [address])
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "8.8.8.8", "2606:4700:4700::1111",
-                                     "::ffff:8.8.8.8"])
+@pytest.mark.parametrize("address", PUBLIC_ADDRESSES)
 def test_public_addresses_pass(address: str) -> None:
     assert address_kind(ipaddress.ip_address(address)) is None
+    assert uri_problem(f"https://{literal(address)}/app.jar", STRICT) is None
+    assert check_url("https://hooks.example.com/in", NotificationsConfig(),
+                     lambda host, port: [address]).addresses == (address,)
 
 
 def test_https_to_a_public_host_is_accepted() -> None:

@@ -125,6 +125,9 @@ class WantedAttachment:
     size: int
     comment: str
     since: float  # epoch seconds of the step's first attempt
+    # False: the media service would not say what it stored; a record of another size may be
+    # ours (stored short), so size does not decide the match and is checked afterwards.
+    size_known: bool = True
 
     def matches(self, record: dict[str, Any]) -> bool:
         """By media id when the record carries one. The only documented record (Data Center:
@@ -132,7 +135,8 @@ class WantedAttachment:
         filename + size + comment among attachments created since the first attempt."""
         if record.get("mediaId") is not None:
             return str(record["mediaId"]) == self.media_id
-        return (record.get("filename") == self.filename and _size_matches(record, self.size)
+        return (record.get("filename") == self.filename
+                and (not self.size_known or _size_matches(record, self.size))
                 and str(record.get("comment") or "") == self.comment
                 and _created_since(record.get("created"), self.since))
 
@@ -143,15 +147,44 @@ class WantedAttachment:
 
 
 def _size_matches(record: dict[str, Any], size: int) -> bool:
+    """A record that does not say its size: filename, comment and time decide."""
+    shown = record_size(record)
+    return shown is None or size_could_be(shown, size)
+
+
+def record_size(record: dict[str, Any]) -> int | str | None:
+    """The size an attachment record shows: bytes (``size``), else display text (``filesize``,
+    "490 B", "3.8 kB"); None when it shows neither."""
     for key in ("size", "filesize"):
         value = record.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
-            return value == size
-        if isinstance(value, str):
-            shown = _HUMAN_SIZE.match(value)
-            if shown:
-                return _could_show(size, shown.group(1).replace(",", "."), shown.group(2).lower())
-    return True  # the record does not say its size: filename, comment and time decide
+            return value
+        if isinstance(value, str) and _HUMAN_SIZE.match(value):
+            return value.strip()
+    return None
+
+
+def size_could_be(shown: int | str, size: int) -> bool:
+    """Whether a record showing ``shown`` may hold ``size`` bytes."""
+    if isinstance(shown, int):
+        return shown == size
+    number, unit = _display_parts(shown)
+    return _could_show(size, number, unit)
+
+
+def shown_bytes(shown: int | str) -> str:
+    """A shown size as the bytes it names ("0 B" -> "0"), or the display text ("3.8 kB")."""
+    if isinstance(shown, int):
+        return str(shown)
+    number, unit = _display_parts(shown)
+    return number if not unit else shown
+
+
+def _display_parts(text: str) -> tuple[str, str]:
+    """"3,8 kB" -> ("3.8", "k"); only for text ``record_size`` accepted."""
+    match = _HUMAN_SIZE.match(text)
+    assert match is not None, text
+    return match.group(1).replace(",", "."), match.group(2).lower()
 
 
 def _could_show(size: int, number: str, unit: str) -> bool:

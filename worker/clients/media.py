@@ -8,7 +8,9 @@ Which upload form stores the bytes is an open reading (shared/apis/open-readings
   Content-Type (Atlassian's own media client, where ``POST /file`` creates an *empty* file).
 Either may answer success for a wrong result, so an upload counts only once the service says it
 stored exactly the file's size (``data.size``, else ``GET /file/{id}``); ``upload_verified``
-tries the other form once when it did not.
+tries the other form once when it said another size. Whether the upload token may read a file
+back is unknown (an upload-only token answers 401/403): then the size is *unknown*, not wrong,
+and the link step verifies it from the attachment record instead of a second upload.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any, Literal, get_args
 
 import requests
@@ -27,8 +30,11 @@ from worker.uploads import OpenFile, multipart
 
 UploadForm = Literal["multipart", "binary"]
 FORMS: tuple[UploadForm, ...] = get_args(UploadForm)
-DEFAULT_FORM: UploadForm = "multipart"  # the seed's reading comes first
+# Atlassian's own media client and a public script that uploads Assets attachments send the bytes
+# raw to /file/binary (their /file makes an EMPTY file); the seed's multipart comes second.
+DEFAULT_FORM: UploadForm = "binary"
 GONE = (404, 405)  # the form's route no longer exists (Atlassian moved uploads once already)
+UNREADABLE = (401, 403)  # on the read-back: this token may upload but not read (open-readings §1)
 
 OpenSource = Callable[[], AbstractContextManager[OpenFile]]
 
@@ -49,10 +55,13 @@ class MediaFile:
 
 @dataclass(frozen=True)
 class VerifiedUpload:
-    media: MediaFile  # its size is the verified stored size (== the file's)
+    media: MediaFile  # its size is the file's: verified as stored unless ``verified`` is False
     form: UploadForm
     tried: tuple[UploadForm, ...]  # every form sent, in order (the last one worked)
     gone: tuple[UploadForm, ...] = field(default=())  # forms answered 404/405
+    # False: the service did not say its size and the token may not read it back. Not a
+    # failure: the link step checks the size the attachment record shows.
+    verified: bool = True
 
 
 def other_form(form: UploadForm) -> UploadForm:
@@ -61,7 +70,7 @@ def other_form(form: UploadForm) -> UploadForm:
 
 def form_order(setting: str, remembered: str | None) -> tuple[UploadForm, ...]:
     """The forms to try, in order: a pinned form alone; ``auto`` starts with the form that
-    worked last on this connection (else the seed's multipart) and keeps the other in reserve."""
+    worked last on this connection (else binary) and keeps the other in reserve."""
     for form in FORMS:
         if setting == form:
             return (form,)
@@ -108,8 +117,10 @@ class MediaClient:
     def upload_verified(self, credentials: MediaCredentials, open_source: OpenSource,
                         forms: Sequence[UploadForm]) -> VerifiedUpload:
         """Upload in the first form; if the service stored another size, once more in the next.
-        A form answering 404/405 is gone: the next one is used. Neither storing the whole file
-        is a permanent error, "media service stored N of M bytes"."""
+        A form answering 404/405 is gone: the next one is used. A size the service will not tell
+        (no ``data.size``, read-back 401/403) ends the tries unverified: another upload could not
+        tell either and would leave one more file. Neither form storing the whole file is a
+        permanent error, "media service stored N of M bytes"."""
         tried: list[UploadForm] = []
         gone: list[UploadForm] = []
         shortfalls: list[str] = []
@@ -123,16 +134,35 @@ class MediaClient:
                         raise
                     gone.append(form)
                     continue
-                stored = media.size if media.size is not None else self.stored_size(credentials, media.id)
-                if stored == file.size:
-                    verified = MediaFile(media.id, stored, media.mime_type)
-                    return VerifiedUpload(verified, form, tuple(tried), tuple(gone))
+                stored = media.size if media.size is not None else self._read_back(credentials, media.id)
+                if stored == file.size or stored is UNKNOWN:
+                    verified = MediaFile(media.id, file.size, media.mime_type)
+                    return VerifiedUpload(verified, form, tuple(tried), tuple(gone), stored is not UNKNOWN)
                 shown = "an unknown number" if stored is None else str(stored)
                 shortfalls.append(f"media service stored {shown} of {file.size} bytes ({form} upload)")
         if not shortfalls:
             raise PermanentError(f"media service has no upload form left: {', '.join(gone)} "
                                  "answered 404/405", status=404)
         raise PermanentError("; ".join(shortfalls))
+
+    def _read_back(self, credentials: MediaCredentials, media_id: str) -> int | Unknown | None:
+        """``stored_size``, or UNKNOWN when the token may not read the file (401/403). Never a
+        reason to refresh the JWT: it just uploaded with it."""
+        try:
+            return self.stored_size(credentials, media_id)
+        except PermanentError as exc:
+            if exc.status in UNREADABLE:
+                return UNKNOWN
+            raise
+
+
+class Unknown(Enum):
+    """The service would not say how many bytes it stored."""
+
+    UNKNOWN = "unknown"
+
+
+UNKNOWN = Unknown.UNKNOWN
 
 
 def _data(response: requests.Response) -> dict[str, Any]:

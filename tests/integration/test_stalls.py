@@ -1,0 +1,120 @@
+"""Long uploads against a destination that stalls (real Redis, the sandbox over HTTP, a real
+worker with ``stall_seconds = 20``): a request whose body stops moving, or whose answer does not
+begin, is aborted after the stall window and never holds a worker slot for longer; a repeatable
+step then runs again, a create that cannot be repeated fails "outcome unknown"; and a slow but
+steady upload is never a stall, however long it takes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from producers.client import Ferry
+from producers.records import JobRecord, JobStatus
+from sandbox.testing import SandboxControl
+from tests.fixtures.worker import FerryEnv, own_worker
+
+STALL_SECONDS = 20
+HELD_MS = 60_000  # far past the stall window: the worker must give up first
+MEDIA_UPLOAD = r"^/media/file(/binary)?$"
+
+
+@dataclass
+class Stalling:
+    env: FerryEnv
+    ferry: Ferry
+    sandbox: SandboxControl
+    files: Path
+
+
+@pytest.fixture(scope="module")
+def stalling(tmp_path_factory: pytest.TempPathFactory, sandbox_server: object) -> Iterator[Stalling]:
+    home = tmp_path_factory.mktemp("stalls")
+    control = sandbox_server.control()  # type: ignore[attr-defined]
+    with own_worker(home, control, settings=f"stall_seconds = {STALL_SECONDS}", concurrency=4) as (env, _):
+        ferry = env.ferry()
+        yield Stalling(env, ferry, control, home / "files")
+        ferry.close()
+
+
+@pytest.fixture
+def setup(stalling: Stalling) -> Stalling:
+    stalling.sandbox.reset()
+    stalling.files.mkdir(exist_ok=True)
+    return stalling
+
+
+def pdf(folder: Path, name: str, size: int) -> Path:
+    """A PDF of ``size`` bytes (sparse past its head: nothing large is written)."""
+    path = folder / name
+    head, tail = b"%PDF-1.4\n", b"\n%%EOF\n"
+    with path.open("wb") as fh:
+        fh.write(head)
+        fh.seek(size - len(tail))
+        fh.write(tail)
+    return path
+
+
+def attach(setup: Stalling, path: Path) -> tuple[JobRecord, str]:
+    object_id = setup.sandbox.seed()["object_id"]
+    job = setup.ferry.submit("assets-attachment", connection="acme", file=str(path),
+                             params={"object": object_id})
+    return job, object_id
+
+
+def linked(sandbox: SandboxControl, object_id: str, name: str) -> list[dict[str, object]]:
+    return [a for a in sandbox.attachments()
+            if str(a.get("objectId")) == str(object_id) and a.get("filename") == name]
+
+
+def test_a_media_service_that_never_answers_is_left_after_the_stall_window(setup):
+    setup.sandbox.add_fault(path=MEDIA_UPLOAD, method="POST", latency_ms=HELD_MS, times=1)
+    job, object_id = attach(setup, pdf(setup.files, "unanswered.pdf", 200_000))
+
+    done = setup.ferry.wait(job.id, timeout=STALL_SECONDS + 60)
+    assert done.status == JobStatus.SUCCEEDED, done.error
+    upload = done.step("media_upload")
+    assert upload.attempts == 2 and "stalled" in (upload.history[0].message or ""), upload.history
+    assert len(linked(setup.sandbox, object_id, "unanswered.pdf")) == 1
+
+
+def test_a_server_that_stops_reading_a_24_mib_body_is_left_after_the_stall_window(setup):
+    setup.sandbox.add_fault(path=MEDIA_UPLOAD, method="POST", latency_ms=HELD_MS, times=1)
+    job, object_id = attach(setup, pdf(setup.files, "unread.pdf", 24 * 1024 * 1024))
+
+    done = setup.ferry.wait(job.id, timeout=STALL_SECONDS + 90)
+    assert done.status == JobStatus.SUCCEEDED, done.error
+    assert done.step("media_upload").attempts == 2
+    [attachment] = linked(setup.sandbox, object_id, "unread.pdf")
+    assert attachment["size"] == 24 * 1024 * 1024
+
+
+def test_a_stalled_marketplace_create_fails_outcome_unknown_within_the_window(setup):
+    setup.sandbox.add_fault(path=r"^/rest/2/assets/artifact$", method="POST", latency_ms=HELD_MS, times=1)
+    jar = setup.files / "app-1.0.jar"
+    jar.write_bytes(b"PK\x03\x04" + b"\0" * 4096)
+    started = time.monotonic()
+    job = setup.ferry.submit("marketplace-artifact", connection="marketplace", file=str(jar))
+
+    done = setup.ferry.wait(job.id, timeout=STALL_SECONDS + 60)
+    assert time.monotonic() - started < STALL_SECONDS + 30
+    assert done.status == JobStatus.FAILED and done.error is not None
+    assert "outcome unknown" in done.error.message and "stalled" in done.error.message
+    assert done.step("upload_artifact").attempts == 1  # never sent twice
+
+
+def test_a_slow_but_steady_upload_is_never_a_stall(setup):
+    size = 3 * 1024 * 1024  # at 64 KiB/s about 48 s: more than twice the stall window
+    setup.sandbox.add_fault(path=MEDIA_UPLOAD, method="POST", read_kib_per_s=64, times=1)
+    job, object_id = attach(setup, pdf(setup.files, "slow.pdf", size))
+
+    done = setup.ferry.wait(job.id, timeout=120)
+    assert done.status == JobStatus.SUCCEEDED, done.error
+    upload = done.step("media_upload")
+    assert upload.attempts == 1, (upload.history, setup.sandbox.requests(path_contains="/media/file"))
+    assert len(setup.sandbox.requests(path_contains="/media/file")) == 1
+    assert len(linked(setup.sandbox, object_id, "slow.pdf")) == 1
