@@ -34,8 +34,7 @@ from producers.kinds import KINDS, Kind, get_kind
 from producers.notifications import CallbackRefused, check_url
 from producers.params import Params
 from producers.records import DeliveryRecord, FileInfo, JobRecord, StepError
-from producers.selection import Filters
-from producers.store import FINISHED_ALREADY, CancelOutcome, ConnectionState, Created, JobStore, NewJob, Page
+from producers.store import FINISHED_ALREADY, CancelOutcome, ConnectionState, Created, Filters, JobStore, NewJob, Page
 
 # A batch inspects its first FILE_THREADS_FROM file paths inline, and the rest on FILE_THREADS
 # threads (this many per task) only if those waited for the disk SLOW_FILE_WAIT seconds or more

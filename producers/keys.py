@@ -87,6 +87,21 @@ def step_memo(job_id: str, step: str) -> str:
     return f"{PREFIX}:memo:{job_id}:{step}"
 
 
+def reaper_round() -> str:
+    """Held by the worker whose reaper has the current round (``worker.recovery``)."""
+    return f"{PREFIX}:reaper"
+
+
+def revived(job_id: str, step: str) -> str:
+    """Set when the reaper re-enqueues a job's step, so it does so once per window."""
+    return f"{PREFIX}:revived:{job_id}:{step}"
+
+
+def in_flight_slots(connection: str) -> str:
+    """Sorted set of the request slots taken on one connection (``max_in_flight``)."""
+    return rate_limit(connection) + ":inflight"
+
+
 def media_upload_form(connection: str) -> str:
     """The media upload form ("multipart" / "binary") that last stored whole files for a
     connection; expires, so a service that moves again is re-probed. Not a secret."""
