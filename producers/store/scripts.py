@@ -86,13 +86,14 @@ class StoreScripts(Scripts):
                conn_names: str) -> dict[int, str]:
         """Stores ``jobs`` (``kind_names``/``conn_names``: the name sets to add to, '' none);
         returns the id each job not written found behind its idempotency key, by position."""
-        args: list[Any] = [keys.job(""), keys.idempotency(""), idempotency_seconds, keys.index_kind(""),
-                           keys.index_connection(""), events_max, now, len(jobs)]
+        per_job: list[Any] = []
         for job, job_id, (target, payload) in zip(jobs, ids, messages, strict=True):
-            args += (job_id, job.kind, job.connection, job.idempotency_key or "", codec.new_meta(job, now),
-                     target, payload)
+            per_job += (job_id, job.kind, job.connection, job.idempotency_key or "", codec.new_meta(job, now),
+                        target, payload)
         reply = cast(list[Any], self.run("create", [
-            keys.index_all(), keys.index_status("queued"), keys.events(), kind_names, conn_names], args))
+            keys.index_all(), keys.index_status("queued"), keys.events(), kind_names, conn_names], [
+            keys.job(""), keys.idempotency(""), idempotency_seconds, keys.index_kind(""), keys.index_connection(""),
+            events_max, now, len(jobs), *per_job]))
         return {int(reply[i]): str(reply[i + 1]) for i in range(0, len(reply), 2)}
 
     def resume(self, connection: str) -> tuple[bool, list[str]]:

@@ -8,6 +8,7 @@ import time
 import fakeredis
 import pytest
 
+from producers import keys
 from producers.errors import IdempotencyConflict, JobNotFound
 from producers.records import MAX_ATTEMPT_HISTORY, AttemptStatus, FileInfo, JobStatus, StepError, StepStatus
 from producers.store import Filters, JobStore, Lease, OutboxEntry, Outgoing
@@ -334,3 +335,12 @@ def test_an_outbox_entry_is_due_once_stale_and_gone_once_done(store):
     assert store.outbox_due(older_than=0) == [entry]
     store.outbox_done(entry)
     assert store.outbox_due(older_than=0) == []
+
+
+def test_a_purge_removes_the_jobs_secrets_and_step_memos(store):
+    job, _ = new_job(store)
+    store.redis.set(keys.step_memo(job.id, "link_attachment"), "1700000000.000")  # as the step notes it
+    store.put_secret(job.id, "get_credentials", {"jwt": "x"}, 60)
+    assert store.delete(job.id)
+    assert not store.redis.exists(keys.step_memo(job.id, "link_attachment"))
+    assert not store.redis.exists(keys.job_secret(job.id, "get_credentials"))
