@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import ValidationError
+
 from producers.errors import Problem, SubmitError
 from producers.files import FileRule
 from producers.params import (
@@ -69,6 +71,15 @@ class Kind:
         for name in self.step_names:
             merged.update(outputs.get(name, {}))
         return {k: merged[k] for k in self.landed if k in merged} if self.landed else merged
+
+    def parse_params(self, params: dict[str, Any]) -> tuple[Params | None, list[Problem]]:
+        """The kind's typed parameters, or every problem with them (at submit, and again in the
+        worker before any request: a record that skipped validation sends nothing)."""
+        try:
+            return self.params.model_validate(params), []
+        except ValidationError as exc:
+            return None, [Problem(".".join(str(x) for x in e["loc"]) or "params",
+                                  str(e["msg"]).removeprefix("Value error, ")) for e in exc.errors()]
 
     def step(self, name: str) -> Step:
         for s in self.steps:

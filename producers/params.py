@@ -8,23 +8,59 @@ list). Field descriptions are the CLI's ``--help`` text.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, NamedTuple, get_args
+import re
+from typing import Annotated, Any, Literal, NamedTuple, get_args
+from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 
 class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+# ---- values that become one segment of a destination's URL path ---------------------------------
+# The worker encodes every path value (worker.http.Route) and refuses what is not one segment;
+# refusing it here too means a hostile value is a clear 422 / exit 2, never a stored job.
+SEGMENT_MAX = 128
+_SEGMENT = re.compile(rf"(?!\.+$)[A-Za-z0-9_:.-]{{1,{SEGMENT_MAX}}}")
+_NUMERIC = re.compile(r"[0-9]{1,18}")
+_PROJECT_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,254}")  # Jira's key form (admins may allow '_')
+
+
+def path_segment(value: str) -> str:
+    if not _SEGMENT.fullmatch(value):
+        raise ValueError(f"must be one URL path segment: 1-{SEGMENT_MAX} letters, digits, '-', '_', "
+                         "':' or '.' (not only dots); no '/', '?', '#', '%', spaces or other characters")
+    return value
+
+
+def numeric_id(value: str) -> str:
+    if not _NUMERIC.fullmatch(value):
+        raise ValueError("must be a numeric id (ASCII digits only, at most 18)")
+    return value
+
+
+PathSegment = Annotated[str, AfterValidator(path_segment)]
+NumericId = Annotated[str, AfterValidator(numeric_id)]
+
+
 class AssetsTarget(Params):
-    workspace: str | None = Field(
+    workspace: PathSegment | None = Field(
         default=None, description="Assets workspace id; discovered from the site (and cached) if omitted")
 
 
 class AssetsAvatarParams(AssetsTarget):
     object_type: int = Field(description="object type id (needed for the upload and the object)")
-    object: str | None = Field(default=None, description="edit this existing object")
+    object: PathSegment | None = Field(default=None, description="edit this existing object")
     attributes: list[dict[str, Any]] | None = Field(
         default=None,
         description='create a new object with these attributes: JSON, either Assets\' own list '
@@ -56,7 +92,7 @@ class AssetsAvatarParams(AssetsTarget):
 
 
 class AssetsAttachmentParams(AssetsTarget):
-    object: str = Field(description="the object the file is attached to")
+    object: PathSegment = Field(description="the object the file is attached to")
     comment: str = Field(default="", description="attachment comment")
 
 
@@ -84,6 +120,17 @@ class JiraAvatarTarget(Params):
     type: JiraAvatarType = Field(description="whose avatar: project, issuetype or priority")
     owner: str = Field(description="id of the project (or its key), issue type or priority")
 
+    @field_validator("owner")
+    @classmethod
+    def _owner_form(cls, owner: str, info: ValidationInfo) -> str:
+        """Jira documents numeric ids for all three; a project may also be named by its key."""
+        kind = info.data.get("type", "project")
+        if _NUMERIC.fullmatch(owner) or (kind == "project" and _PROJECT_KEY.fullmatch(owner)):
+            return owner
+        wanted = "a numeric project id or a project key such as FERRY" if kind == "project" \
+            else f"a numeric {kind} id"
+        raise ValueError(f"must be {wanted}")
+
 
 class JiraAvatarParams(JiraAvatarTarget):
     x: int | None = Field(default=None, ge=0, description="left edge of the crop square, px")
@@ -109,7 +156,7 @@ class JiraAvatarParams(JiraAvatarTarget):
 
 
 class JiraAvatarDeleteParams(JiraAvatarTarget):
-    avatar: str = Field(description="id of the custom avatar to delete")
+    avatar: NumericId = Field(description="id of the custom avatar to delete")
 
 
 class MarketplaceArtifactParams(Params):
@@ -121,12 +168,31 @@ class MarketplaceImageParams(Params):
         description=f"what the image is for: {', '.join(MARKETPLACE_IMAGE_TYPES)}")
 
 
+def asset_name(ref: str) -> str:
+    """The asset's name from a name, a ``/rest/2/assets/...`` path or a full ``_links.self`` URL."""
+    path = urlsplit(ref).path if "://" in ref else ref
+    marker = "/rest/2/assets/"
+    if marker in path:
+        path = path.split(marker, 1)[1]
+    return unquote(path)
+
+
+def marketplace_asset(value: str) -> str:
+    """A name as Marketplace gives them (``images/<uuid>.png``, ``artifacts/<uuid>.jar``): one or
+    two segments. The worker sends the whole name as ONE path segment (its '/' as %2F)."""
+    parts = asset_name(value).split("/")
+    if len(parts) > 2 or not all(_SEGMENT.fullmatch(p) for p in parts):
+        raise ValueError("must be an asset name such as images/<uuid>.png (or its _links.self URL): "
+                         "at most two parts of letters, digits, '-', '_', ':' or '.'")
+    return value
+
+
 class MarketplaceAssetDeleteParams(Params):
-    asset: str = Field(
+    asset: Annotated[str, AfterValidator(marketplace_asset)] = Field(
         description="asset name (images/<uuid>.png) or its _links.self URL; only the uploader can "
         "delete it, and only while nothing uses it")
 
 
 class AworkImageParams(Params):
     entity: AworkEntity = Field(description=f"whose profile image: {', '.join(get_args(AworkEntity))}")
-    id: str = Field(description="id of the company / contact person / project / … in awork")
+    id: PathSegment = Field(description="id of the company / contact person / project / … in awork")

@@ -10,7 +10,7 @@ from typing import Any
 
 import redis
 from kombu.exceptions import OperationalError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from producers import queue
 from producers.client_core import ClientCore
@@ -106,7 +106,7 @@ class Submission(ClientCore):
         if _nests_deeper(params or {}, MAX_PARAMS_DEPTH):
             parsed, param_problems = None, [Problem("params", f"nested more than {MAX_PARAMS_DEPTH} levels deep")]
         else:
-            parsed, param_problems = _parse_params(spec, params or {})
+            parsed, param_problems = spec.parse_params(params or {})
         problems += param_problems
         if file and require_file_roots and not self.config.file_roots:
             info, file_problems = None, [Problem("file", NO_ROOTS_MESSAGE)]
@@ -325,18 +325,3 @@ def _nests_deeper(value: Any, limit: int) -> bool:
             return True
         pending.extend((child, depth + 1) for child in children)
     return False
-
-
-def _parse_params(spec: Kind, params: dict[str, Any]) -> tuple[Params | None, list[Problem]]:
-    try:
-        return spec.params.model_validate(params), []
-    except ValidationError as exc:
-        return None, [
-            Problem(".".join(str(x) for x in e["loc"]) or "params", _message(e))
-            for e in exc.errors()
-        ]
-
-
-def _message(error: Any) -> str:
-    msg = str(error["msg"])
-    return msg.removeprefix("Value error, ")

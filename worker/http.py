@@ -4,12 +4,17 @@ Clients above it never see a ``requests`` exception or an unchecked status."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import IO, Any, Protocol
+import re
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import IO, Any, NamedTuple, Protocol
+from urllib.parse import quote
 
 import requests
 from requests.auth import AuthBase
 from urllib3.exceptions import NewConnectionError
+from urllib3.util import parse_url
 
 from worker import metrics
 from worker.errors import OutcomeUnknown, PermanentError, RetryableError
@@ -44,6 +49,65 @@ class BearerAuth(AuthBase):
         return "BearerAuth('[redacted]')"
 
 
+# ---- routes: the only paths a client can send -----------------------------------------------------
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# What one rendered segment may hold: unreserved characters, ':' and percent escapes, never a
+# dot-segment, literal or encoded (a server that decodes %2E would collapse it). ':' stays literal
+# (legal in a path segment, RFC 3986 §3.3) since servers differ in whether they decode %3A; '/',
+# '?', '#', '%' and everything else are escaped.
+_SEGMENT_RE = r"(?!\.+(?:/|\?|$))(?:[A-Za-z0-9._~:-]|%(?!2[Ee])[0-9A-Fa-f]{2})+"
+SEGMENT_SAFE = ":"
+
+
+class UnsafePath(PermanentError):
+    """A value that cannot be one path segment: the request is refused before anything is sent."""
+
+
+def path_segment(name: str, value: object) -> str:
+    """``value`` as exactly one percent-encoded path segment. Empty and dot-only values are
+    refused (urllib3 would collapse ``..`` and step out of the route); every '/', '?', '#' and
+    '%' is escaped, so no value can add a segment, a query or a fragment."""
+    text = str(value)
+    if not text or text.strip(".") == "":
+        raise UnsafePath(f"{name}={text!r} cannot be a URL path segment; nothing was sent")
+    return quote(text, safe=SEGMENT_SAFE)
+
+
+class RoutedPath(NamedTuple):
+    """A path rendered from a declared route (``Route.path``): what ``Destination.call`` sends."""
+
+    route: Route
+    text: str  # encoded path, relative to the destination's base URL, with its query if any
+    query: str = ""
+
+
+@dataclass(frozen=True)
+class Route:
+    """A request path a client declares once (``"/rest/api/3/project/{project}/avatar"``),
+    relative to its destination's base URL. ``path`` fills each ``{name}`` with one encoded
+    segment; ``Destination.call`` sends a ``RoutedPath`` only, and only for its declared routes.
+    The empty route is the base URL itself (a job's ``uri``)."""
+
+    template: str
+    names: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(_PLACEHOLDER.findall(self.template)))
+
+    def path(self, *, query: Mapping[str, str] | None = None, **values: object) -> RoutedPath:
+        if set(values) != set(self.names):
+            raise TypeError(f"route {self.template} takes {self.names}, got {tuple(values)}")
+        text = _PLACEHOLDER.sub(lambda m: path_segment(m.group(1), values[m.group(1)]), self.template)
+        encoded = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in (query or {}).items())
+        return RoutedPath(self, f"{text}?{encoded}" if encoded else text, encoded)
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        """The encoded path (without query) this route can produce."""
+        parts = _PLACEHOLDER.split(self.template)
+        return re.compile("".join(re.escape(p) if i % 2 == 0 else _SEGMENT_RE for i, p in enumerate(parts)))
+
+
 def new_session() -> requests.Session:
     session = requests.Session()
     session.headers["User-Agent"] = USER_AGENT
@@ -52,23 +116,51 @@ def new_session() -> requests.Session:
 
 
 class Destination:
-    """One base URL with its auth, over a shared ``requests.Session`` (connection pooling)."""
+    """One base URL with its auth, over a shared ``requests.Session`` (connection pooling).
+    ``routes``: the only paths it sends (a client passes its declared routes through ``only``)."""
 
     def __init__(self, session: requests.Session, base_url: str, *, auth: Auth = None,
-                 headers: Mapping[str, str] | None = None, limiter: Limiter | None = None) -> None:
+                 headers: Mapping[str, str] | None = None, limiter: Limiter | None = None,
+                 routes: Collection[Route] = ()) -> None:
         self.session = session
+        self.base = base_url
         self.base_url = base_url.rstrip("/")
         self.auth = auth
         self.headers = dict(headers or {})
         self.limiter = limiter
+        self.routes = frozenset(routes)
 
-    def url(self, path: str) -> str:
-        return path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
+    def only(self, *routes: Route) -> Destination:
+        """The same destination, limited to ``routes``: what a client holds."""
+        return Destination(self.session, self.base, auth=self.auth, headers=self.headers,
+                           limiter=self.limiter, routes=routes)
+
+    def url(self, path: RoutedPath) -> str:
+        if not path.route.template:
+            return self.base  # the empty route: the base URL exactly as given
+        return f"{self.base_url}/{path.text.lstrip('/')}"
+
+    def checked_url(self, method: str, path: RoutedPath) -> str:
+        """The URL to send, once it is certain to be a declared route as urllib3 will send it
+        (urllib3 removes dot-segments, so a path that changes there is refused too)."""
+        url = self.url(path)
+        if path.route not in self.routes or not self._sends_route(url, path):
+            raise UnsafePath(f"refused to send {method} {parse_url(url).path}: not a route this "
+                             "client declares")
+        return url
+
+    def _sends_route(self, url: str, path: RoutedPath) -> bool:
+        if not path.route.template:
+            return True  # the base URL itself, as given: nothing of ours was added to it
+        base_path = (parse_url(self.base_url).path or "").rstrip("/")
+        sent = parse_url(url)
+        return (sent.path or "").startswith(base_path) and (sent.query or "") == path.query \
+            and path.route.pattern.fullmatch((sent.path or "")[len(base_path):]) is not None
 
     def call(
         self,
         method: str,
-        path: str,
+        path: RoutedPath,
         *,
         ok: Iterable[int] = (200, 201, 204),
         upload: bool = False,
@@ -83,12 +175,13 @@ class Destination:
         rather than a blind retry that could duplicate it; ``check`` tells the human where to
         look. Only 429, 503 and connect errors before any byte was sent are retried for it.
         Errors name no step: the task running the step names it where it catches them."""
+        url = self.checked_url(method, path)
         timeout = (CONNECT_TIMEOUT, None if upload else READ_TIMEOUT)
         slot = self.limiter.acquire() if self.limiter is not None else None
         response: requests.Response | None = None
         try:
             response = self.session.request(
-                method, self.url(path), auth=self.auth, headers={**self.headers, **(headers or {})},
+                method, url, auth=self.auth, headers={**self.headers, **(headers or {})},
                 timeout=timeout, **kwargs)
         except (requests.ConnectTimeout, requests.ConnectionError, requests.Timeout) as exc:
             raise _transport_error(exc, repeatable, check) from None

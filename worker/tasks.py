@@ -104,6 +104,10 @@ class Attempt:
         outputs = {s.name: dict(s.result or {}) for s in self.job.steps
                    if s.status in (StepStatus.SUCCEEDED, StepStatus.REUSED)}
         self.log.info("step started")
+        _, problems = KINDS[self.job.kind].parse_params(self.job.params)
+        if problems:  # the record skipped submit's validation (written by hand, an older Ferry)
+            self._fail(PermanentError("parameters refused by the worker, nothing was sent: "
+                                      + "; ".join(map(str, problems)), step=self.step))
         try:
             ctx = StepContext(job=self.job, step=self.step, attempt=self.attempts, outputs=outputs,
                               store=self.store, clients=self.rt.clients(self.job.connection))

@@ -29,10 +29,13 @@ from producers.config import FerryConfig
 from producers.files import is_within_roots, uri_problem
 from producers.records import FileInfo
 from worker.errors import DestinationError, PermanentError, RetryableError
-from worker.http import Destination, Download, new_session
+from worker.http import Destination, Download, Route, new_session
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5
+# A job's ``uri`` is fetched exactly as given (after its own checks), with no credentials: the
+# empty route is the base URL itself.
+THE_URI = Route("")
 
 
 @dataclass
@@ -143,8 +146,8 @@ def _get(session: requests.Session, uri: str, config: FerryConfig) -> requests.R
     """GET ``uri`` and follow its redirects by hand, each target checked like the first (a
     public URL must not redirect the worker to a private one)."""
     for _ in range(MAX_REDIRECTS + 1):
-        response = Destination(session, checked_uri(uri, config)).call(
-            "GET", uri, ok={200, *REDIRECTS}, stream=True, allow_redirects=False,
+        response = Destination(session, checked_uri(uri, config), routes=(THE_URI,)).call(
+            "GET", THE_URI.path(), ok={200, *REDIRECTS}, stream=True, allow_redirects=False,
             headers={"Accept": "*/*"})
         if response.status_code not in REDIRECTS:
             return response

@@ -13,7 +13,7 @@ import requests
 from producers.config import FerryConfig
 from producers.records import FileInfo
 from worker.errors import OutcomeUnknown, PermanentError, RetryableError
-from worker.http import Destination, classify, destination_message
+from worker.http import Destination, Route, classify, destination_message
 from worker.uploads import open_file
 
 
@@ -65,9 +65,10 @@ def test_plain_text_bodies_are_kept():
 
 
 def test_a_refused_connection_is_retryable_even_for_a_create():
-    dest = Destination(requests.Session(), "http://127.0.0.1:9")  # discard port: nothing listens
+    create = Route("/object/create")
+    dest = Destination(requests.Session(), "http://127.0.0.1:9", routes=(create,))  # nothing listens
     with pytest.raises(RetryableError):
-        dest.call("POST", "/object/create", json={}, repeatable=False)
+        dest.call("POST", create.path(), json={}, repeatable=False)
 
 
 def test_outcome_unknown_is_permanent():
@@ -105,9 +106,10 @@ def test_a_reply_lost_after_sending_a_create_is_outcome_unknown():
         conn.close()
 
     threading.Thread(target=swallow, daemon=True).start()
-    dest = Destination(requests.Session(), f"http://127.0.0.1:{listener.getsockname()[1]}")
+    route = Route("/x")
+    dest = Destination(requests.Session(), f"http://127.0.0.1:{listener.getsockname()[1]}", routes=(route,))
     with pytest.raises(OutcomeUnknown, match="outcome unknown"):
-        dest.call("POST", "/x", data=b"abc", repeatable=False, check="the assets")
+        dest.call("POST", route.path(), data=b"abc", repeatable=False, check="the assets")
     listener.close()
 
 

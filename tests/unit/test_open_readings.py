@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from worker.clients.assets import CLOCK_SKEW_SECONDS, WantedAttachment
-from worker.clients.media import form_order, name_query
+from worker.clients.media import FILE, form_order
 
 SINCE = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 WANTED = WantedAttachment(media_id="m-1", filename="scan.pdf", size=1536, comment="signed", since=SINCE)
@@ -33,7 +33,8 @@ def test_form_order(setting, remembered, order):
 
 
 def test_media_names_are_percent_encoded_never_form_encoded():
-    assert name_query("my report+v2 (final).pdf") == "name=my%20report%2Bv2%20%28final%29.pdf"
+    sent = FILE.path(query={"name": "my report+v2 (final).pdf"})
+    assert sent.text == "/file?name=my%20report%2Bv2%20%28final%29.pdf"
 
 
 def test_a_media_id_decides_when_the_record_has_one():

@@ -12,13 +12,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.errors import PermanentError
-from worker.http import Destination
+from worker.http import Destination, Route
 from worker.uploads import OpenFile, multipart
 
 AVATAR_FIELD = "rlabs-insight-object-avatar"  # the KB's current name (older revisions said "file")
 NO_CHECK = {"X-Atlassian-Token": "no-check"}
 # How far the service's clock may lag ours when we ask "created since our first attempt".
 CLOCK_SKEW_SECONDS = 60.0
+
+# Every request this client can send (worker.http.Route): on the site, then on the API gateway.
+WORKSPACES = Route("/rest/servicedeskapi/assets/workspace")
+_WS = "/jsm/assets/workspace/{workspace}/v1"
+AVATAR_UPLOAD = Route(f"{_WS}/avatar/upload")
+OBJECT_CREATE = Route(f"{_WS}/object/create")
+OBJECT = Route(f"{_WS}/object/{{object}}")
+ATTACHMENT_CREDENTIALS = Route(f"{_WS}/attachments/object/{{object}}/credentials")
+OBJECT_ATTACHMENTS = Route(f"{_WS}/attachments/object/{{object}}")
 _HUMAN_SIZE = re.compile(r"^\s*(\d+(?:[.,]\d+)?)\s*([kmgt]?)i?b(?:ytes?)?\s*$", re.IGNORECASE)
 
 
@@ -37,14 +46,12 @@ class MediaCredentials:
 
 class AssetsClient:
     def __init__(self, site: Destination, gateway: Destination) -> None:
-        self.site = site  # https://<site>.atlassian.net
-        self.gateway = gateway  # https://api.atlassian.com
-
-    def _ws(self, workspace: str, path: str) -> str:
-        return f"/jsm/assets/workspace/{workspace}/v1/{path.lstrip('/')}"
+        self.site = site.only(WORKSPACES)  # https://<site>.atlassian.net
+        self.gateway = gateway.only(  # https://api.atlassian.com
+            AVATAR_UPLOAD, OBJECT_CREATE, OBJECT, ATTACHMENT_CREDENTIALS, OBJECT_ATTACHMENTS)
 
     def discover_workspace(self) -> str:
-        body = self.site.call("GET", "/rest/servicedeskapi/assets/workspace").json()
+        body = self.site.call("GET", WORKSPACES.path()).json()
         values = body.get("values") or []
         if not values or not values[0].get("workspaceId"):
             raise PermanentError("the site has no Assets workspace")
@@ -54,7 +61,7 @@ class AssetsClient:
                       client_uuid: str) -> AvatarUpload:
         body = multipart(AVATAR_FIELD, file, {"avatarUUID": client_uuid, "objectTypeId": str(object_type_id)})
         data = self.gateway.call(
-            "POST", self._ws(workspace, "avatar/upload"), upload=True, data=body,
+            "POST", AVATAR_UPLOAD.path(workspace=workspace), upload=True, data=body,
             headers={**NO_CHECK, "Content-Type": body.content_type}).json()
         server_uuid = data.get("avatarUUID")
         if not server_uuid:
@@ -67,22 +74,22 @@ class AssetsClient:
                 "avatarUUID": avatar_uuid, "hasAvatar": True}
         # Creating is not repeatable: a reply lost after sending must not become a second object.
         check = f"workspace {workspace} for a new object of type {object_type_id}"
-        return dict(self.gateway.call("POST", self._ws(workspace, "object/create"),
+        return dict(self.gateway.call("POST", OBJECT_CREATE.path(workspace=workspace),
                                       json=body, repeatable=False, check=check).json())
 
     def update_object(self, workspace: str, object_id: str, object_type_id: int,
                       avatar_uuid: str) -> dict[str, Any]:
         body = {"objectTypeId": str(object_type_id), "attributes": [],
                 "avatarUUID": avatar_uuid, "hasAvatar": True}
-        return dict(self.gateway.call("PUT", self._ws(workspace, f"object/{object_id}"),
+        return dict(self.gateway.call("PUT", OBJECT.path(workspace=workspace, object=object_id),
                                       json=body).json())
 
     def get_object(self, workspace: str, object_id: str) -> dict[str, Any]:
-        return dict(self.gateway.call("GET", self._ws(workspace, f"object/{object_id}")).json())
+        return dict(self.gateway.call("GET", OBJECT.path(workspace=workspace, object=object_id)).json())
 
     def get_attachment_credentials(self, workspace: str, object_id: str) -> MediaCredentials:
         data = self.gateway.call(
-            "GET", self._ws(workspace, f"attachments/object/{object_id}/credentials")).json()
+            "GET", ATTACHMENT_CREDENTIALS.path(workspace=workspace, object=object_id)).json()
         try:
             return MediaCredentials(str(data["clientId"]), str(data["mediaBaseUrl"]), str(data["mediaJwtToken"]))
         except KeyError as exc:
@@ -95,7 +102,7 @@ class AssetsClient:
         Repeating it links twice (no server-side dedup), so the step lists before any repeat."""
         body = {"attachments": [{"contentType": content_type, "filename": filename,
                                  "mediaId": media_id, "size": size, "comment": comment}]}
-        response = self.gateway.call("POST", self._ws(workspace, f"attachments/object/{object_id}"),
+        response = self.gateway.call("POST", OBJECT_ATTACHMENTS.path(workspace=workspace, object=object_id),
                                      json=body)
         if not response.content.strip():
             return []
@@ -105,7 +112,7 @@ class AssetsClient:
 
     def list_attachments(self, workspace: str, object_id: str) -> list[dict[str, Any]]:
         # UNCONFIRMED on cloud (inferred from Data Center); used only to avoid a duplicate link.
-        data = self.gateway.call("GET", self._ws(workspace, f"attachments/object/{object_id}")).json()
+        data = self.gateway.call("GET", OBJECT_ATTACHMENTS.path(workspace=workspace, object=object_id)).json()
         return list(data) if isinstance(data, list) else list(data.get("values", []))
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from worker.http import Destination, Download
+from worker.http import Destination, Download, Route, RoutedPath
 from worker.uploads import OpenFile, multipart
 
 Entity = Literal["companies", "contactpersons", "projects", "projecttemplates", "users", "workspaces"]
@@ -38,19 +38,21 @@ class ProfileImage:
                 "size": self.size, "width": self.width, "height": self.height}
 
 
-def api_path(base_url: str, path: str) -> str:
-    """awork's base is documented as ``https://api.awork.com/api/v1``; a connection may name the
-    host alone, so add ``/api/v1`` only when the base does not already end with it."""
+def image_route(base_url: str) -> Route:
+    """The one route this client sends. awork's base is documented as
+    ``https://api.awork.com/api/v1``; a connection may name the host alone, so ``/api/v1`` is
+    added only when the base does not already end with it."""
     prefix = "" if base_url.rstrip("/").endswith(API_PREFIX) else API_PREFIX
-    return f"{prefix}/{path.lstrip('/')}"
+    return Route(f"{prefix}/files/images/{{entity}}/{{id}}")
 
 
 class AworkClient:
     def __init__(self, api: Destination) -> None:
-        self.api = api
+        self.route = image_route(api.base_url)
+        self.api = api.only(self.route)
 
-    def _path(self, entity: Entity, entity_id: str) -> str:
-        return api_path(self.api.base_url, f"files/images/{entity}/{entity_id}")
+    def _path(self, entity: Entity, entity_id: str) -> RoutedPath:
+        return self.route.path(entity=entity, id=entity_id)
 
     def upload_image(self, entity: Entity, entity_id: str, file: OpenFile) -> ProfileImage:
         # An entity has one profile image and an upload replaces it, so repeating this request

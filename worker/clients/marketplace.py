@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
 
+from producers.params import asset_name
 from worker.errors import PermanentError
-from worker.http import Destination
+from worker.http import Destination, Route, RoutedPath
 from worker.uploads import OpenFile, multipart
 
-ASSETS = "/rest/2/assets"
+# Every request this client can send (worker.http.Route).
+ASSETS = Route("/rest/2/assets")
+ARTIFACT = Route("/rest/2/assets/artifact")
+ARTIFACT_FETCH = Route("/rest/2/assets/artifact/fetch")
+IMAGE = Route("/rest/2/assets/image/{type}")
+ASSET = Route("/rest/2/assets/{name}")  # the name's own '/' travels as %2F: one segment
 
 
 @dataclass(frozen=True)
@@ -46,27 +51,17 @@ class Asset:
                 "logical_file_name": self.logical_file_name, "size": self.size, "links": self.links}
 
 
-def asset_name(ref: str) -> str:
-    """The asset's name from a name, a ``/rest/2/assets/...`` path or a full ``_links.self`` URL."""
-    path = urlsplit(ref).path if "://" in ref else ref
-    marker = ASSETS + "/"
-    if marker in path:
-        path = path.split(marker, 1)[1]
-    return unquote(path)
-
-
-def asset_path(name: str) -> str:
-    # safe="" so the slash inside the name becomes %2F: the whole name is one path segment.
-    return f"{ASSETS}/{quote(asset_name(name), safe='')}"
+def asset_path(name: str) -> RoutedPath:
+    return ASSET.path(name=asset_name(name))
 
 
 class MarketplaceClient:
     def __init__(self, api: Destination) -> None:
-        self.api = api  # https://marketplace.atlassian.com
+        self.api = api.only(ASSETS, ARTIFACT, ARTIFACT_FETCH, IMAGE, ASSET)  # https://marketplace.atlassian.com
 
     def asset_links(self) -> dict[str, Any]:
         """The HAL links to the asset resources (``artifact``, ``fetchArtifact``, ``imageByType``)."""
-        return dict(self.api.call("GET", ASSETS).json().get("_links") or {})
+        return dict(self.api.call("GET", ASSETS.path()).json().get("_links") or {})
 
     # Uploads create a new stored asset each time and there is no listing to find an earlier
     # one, so a reply lost after sending is OutcomeUnknown (repeatable=False), never a blind retry.
@@ -74,19 +69,19 @@ class MarketplaceClient:
 
     def upload_artifact(self, file: OpenFile) -> Asset:
         body = multipart("file", file)
-        data = self.api.call("POST", f"{ASSETS}/artifact", upload=True, repeatable=False,
+        data = self.api.call("POST", ARTIFACT.path(), upload=True, repeatable=False,
                              check=self.CHECK, data=body, headers={"Content-Type": body.content_type}).json()
         return Asset.from_json(data)
 
     def fetch_artifact(self, uri: str) -> Asset:
         """Marketplace downloads ``uri`` itself: the bytes never pass through Ferry."""
-        data = self.api.call("POST", f"{ASSETS}/artifact/fetch", params={"uri": uri},
+        data = self.api.call("POST", ARTIFACT_FETCH.path(), params={"uri": uri},
                              upload=True, repeatable=False, check=self.CHECK).json()
         return Asset.from_json(data)
 
     def upload_image(self, image_type: str, file: OpenFile) -> Asset:
         # Raw image body with the image's Content-Type and ?file=<logical name> (sources/003).
-        data = self.api.call("POST", f"{ASSETS}/image/{quote(image_type, safe='')}",
+        data = self.api.call("POST", IMAGE.path(type=image_type),
                              params={"file": file.name}, upload=True, repeatable=False, check=self.CHECK,
                              data=file.stream, headers={"Content-Type": file.mime_type}).json()
         return Asset.from_json(data)

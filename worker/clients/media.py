@@ -17,13 +17,12 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
-from urllib.parse import quote
 
 import requests
 
 from worker.clients.assets import MediaCredentials
 from worker.errors import PermanentError
-from worker.http import BearerAuth, Destination, Limiter
+from worker.http import BearerAuth, Destination, Limiter, Route
 from worker.uploads import OpenFile, multipart
 
 UploadForm = Literal["multipart", "binary"]
@@ -32,6 +31,13 @@ DEFAULT_FORM: UploadForm = "multipart"  # the seed's reading comes first
 GONE = (404, 405)  # the form's route no longer exists (Atlassian moved uploads once already)
 
 OpenSource = Callable[[], AbstractContextManager[OpenFile]]
+
+# Every request this client can send (worker.http.Route), under the credentials' mediaBaseUrl.
+# ``?name=`` is percent-encoded by the route (``%20``, never ``+``: the media service may not read
+# form encoding in a query, and a ``+`` is a legal file-name character).
+FILE = Route("/file")
+FILE_BINARY = Route("/file/binary")
+FILE_BY_ID = Route("/file/{id}")
 
 
 @dataclass(frozen=True)
@@ -63,12 +69,6 @@ def form_order(setting: str, remembered: str | None) -> tuple[UploadForm, ...]:
     return (first, other_form(first))
 
 
-def name_query(name: str) -> str:
-    """``?name=`` with the name percent-encoded (``%20``, never ``+``: the media service may not
-    read form encoding in a query, and a ``+`` is a legal file-name character)."""
-    return f"name={quote(name, safe='')}"
-
-
 class MediaClient:
     def __init__(self, session: requests.Session, limiter: Limiter | None = None) -> None:
         self.session = session
@@ -76,7 +76,8 @@ class MediaClient:
 
     def _media(self, credentials: MediaCredentials) -> Destination:
         return Destination(self.session, credentials.media_base_url, auth=BearerAuth(credentials.jwt),
-                           headers={"X-Client-Id": credentials.client_id}, limiter=self.limiter)
+                           headers={"X-Client-Id": credentials.client_id}, limiter=self.limiter,
+                           routes=(FILE, FILE_BINARY, FILE_BY_ID))
 
     def upload(self, credentials: MediaCredentials, file: OpenFile,
                form: UploadForm = DEFAULT_FORM) -> MediaFile:
@@ -84,10 +85,10 @@ class MediaClient:
         media = self._media(credentials)
         if form == "multipart":
             body = multipart("file", file)
-            response = media.call("POST", f"/file?{name_query(file.name)}", upload=True,
+            response = media.call("POST", FILE.path(query={"name": file.name}), upload=True,
                                   data=body, headers={"Content-Type": body.content_type})
         else:
-            response = media.call("POST", f"/file/binary?{name_query(file.name)}", upload=True,
+            response = media.call("POST", FILE_BINARY.path(query={"name": file.name}), upload=True,
                                   data=file.stream, headers={"Content-Type": file.mime_type})
         data = _data(response)
         if not data.get("id"):
@@ -97,7 +98,7 @@ class MediaClient:
     def stored_size(self, credentials: MediaCredentials, media_id: str) -> int | None:
         """What the service holds for ``media_id`` (``GET /file/{id}``); None if it will not say."""
         try:
-            response = self._media(credentials).call("GET", f"/file/{quote(media_id, safe='')}")
+            response = self._media(credentials).call("GET", FILE_BY_ID.path(id=media_id))
         except PermanentError as exc:
             if exc.status in GONE:
                 return None
