@@ -94,6 +94,21 @@ def upload_form(connection: str, asset: str) -> str:
     return f"{PREFIX}:cache:upload-form:{connection}:{asset}"
 
 
+def reaper_round() -> str:
+    """Held by the worker whose reaper has the current round (``worker.recovery``)."""
+    return f"{PREFIX}:reaper"
+
+
+def revived(job_id: str, step: str) -> str:
+    """Set when the reaper re-enqueues a job's step, so it does so once per window."""
+    return f"{PREFIX}:revived:{job_id}:{step}"
+
+
+def in_flight_slots(connection: str) -> str:
+    """Sorted set of the request slots taken on one connection (``max_in_flight``)."""
+    return rate_limit(connection) + ":inflight"
+
+
 def sequence() -> str:
     """Counter that makes job scores unique within one millisecond."""
     return f"{PREFIX}:seq"

@@ -36,7 +36,6 @@ from kombu.common import maybe_declare
 from kombu.entity import Exchange, Queue, maybe_delivery_mode
 from kombu.serialization import dumps
 
-from producers import keys
 from producers.config import ConnectionConfig, FerryConfig
 from producers.embedded import RedisLocation
 from producers.kinds import Kind
@@ -89,14 +88,12 @@ def declared_queues(names: Iterable[str], *, rabbitmq: bool) -> list[Queue]:
 class JobRouter:
     """A Celery router: each step of a job goes to the queue of the job's connection."""
 
-    def __init__(self, config: FerryConfig, client: redis.Redis) -> None:
+    def __init__(self, config: FerryConfig, store: JobStore) -> None:
         self.config = config
-        self.redis = client  # redis-py opens new connections in a forked child
+        self.store = store  # redis-py opens new connections in a forked child
 
     def queue_for(self, job_id: str) -> str:
-        meta = self.redis.hget(keys.job(job_id), "meta")
-        name = json.loads(meta).get("connection") if meta else None
-        return queue_for_connection(self.config, name if isinstance(name, str) else None)
+        return queue_for_connection(self.config, self.store.connection_of(job_id))
 
     def __call__(self, name: str, args: Any, kwargs: Any, options: Any, task: Any = None,
                  **_: Any) -> dict[str, str] | None:
@@ -137,7 +134,7 @@ def celery_settings(location: RedisLocation, config: FerryConfig) -> dict[str, A
         "task_default_exchange": EXCHANGE,
         "task_default_exchange_type": exchange_type(rabbitmq),
         "task_default_routing_key": DEFAULT_QUEUE,
-        "task_routes": (JobRouter(config, redis.Redis.from_url(location.url, decode_responses=True)),),
+        "task_routes": (JobRouter(config, JobStore(redis.Redis.from_url(location.url, decode_responses=True))),),
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
         # structlog writes JSON lines to stderr itself; routing them through Celery's stdout

@@ -5,7 +5,7 @@ later step needs has expired: each ``Step.needs_secret_of`` in ``producers.kinds
 whose short-lived secret (the media JWT) it uses, and when that secret is gone the replay starts
 at the producing step instead, saying why in the run's note. Nothing here knows a kind by name.
 
-Which jobs a bulk action touches is ``producers.selection`` (filters paged over the indexes).
+Which jobs a bulk action touches is ``producers.store.selection`` (filters paged over the indexes).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from producers.client import Ferry
 from producers.errors import ActiveJob, JobNotFound, ReplayRefused
 from producers.kinds import KINDS, Kind
 from producers.records import JobRecord, JobStatus, StepStatus
-from producers.selection import Filters
+from producers.store import Filters
 
 DEFAULT_RATE = 20.0  # jobs per second a bulk replay enqueues: gentle on the destination
 CLAIM_SECONDS = 30  # two operators pressing replay at once: only one enqueues a chain

@@ -21,11 +21,13 @@ import random
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import cast
 
 import redis
 
 from producers import keys
+from producers.store.loader import Scripts
 from worker import metrics
 from worker.errors import Throttled
 
@@ -33,42 +35,8 @@ MAX_INLINE_WAIT = 5.0
 PAUSED_RECHECK = 2.0  # a step meeting an operator's pause mid-way comes back this soon (and is parked)
 KNOWN_PAUSE_SECONDS = 1.0  # how long a pause read with the step's start stands for a request
 
-# KEYS[1] = bucket; ARGV = interval ms, burst ms. Returns 0 (go) or the ms to wait.
-_GCRA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local wait = tat - burst - now
-if wait > 0 then return wait end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], new_tat, 'PX', math.max(1, new_tat - now + burst))
-return 0
-"""
-
-
-# KEYS[1] = slots; ARGV = capacity, slot lifetime ms, token. Returns 1 if the token took a slot.
-_TAKE_SLOT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1
-"""
-
-# KEYS[1] = slots; ARGV = slot lifetime ms, tokens… Extends the tokens still there (XX: a slot
-# that already lapsed is not taken back behind the back of whoever holds it now).
-_RENEW_SLOTS = """
-local t = redis.call('TIME')
-local expires = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
-for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', expires, ARGV[i]) end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 0
-"""
+# The limiter's Lua scripts (gcra, take_slot, renew_slots), each file's header says its KEYS and ARGV.
+LUA = Path(__file__).resolve().parent / "lua"
 
 SLOT_SECONDS = 60.0  # a dead worker's slot is free again after this; live ones renew every third
 
@@ -80,11 +48,10 @@ class InFlightSlots:
                  lifetime: float = SLOT_SECONDS) -> None:
         self.client = client
         self.connection = connection
-        self.key = keys.rate_limit(connection) + ":inflight"
+        self.key = keys.in_flight_slots(connection)
         self.capacity = capacity
         self.lifetime_ms = max(1, int(lifetime * 1000))
-        self._take = client.register_script(_TAKE_SLOT)
-        self._renew = client.register_script(_RENEW_SLOTS)
+        self._lua = Scripts(client, LUA)
         self._held: set[str] = set()
         self._lock = threading.Lock()
         self._renewer: threading.Thread | None = None
@@ -92,7 +59,7 @@ class InFlightSlots:
     def try_take(self) -> str | None:
         """A slot's token, or None when all are taken."""
         token = uuid.uuid4().hex
-        if not self._take(keys=[self.key], args=[self.capacity, self.lifetime_ms, token]):
+        if not self._lua.run("take_slot", [self.key], [self.capacity, self.lifetime_ms, token]):
             return None
         with self._lock:
             self._held.add(token)
@@ -134,7 +101,7 @@ class InFlightSlots:
                 continue
             # A failed round is tried again next time; a lapsed slot only lets one more request in.
             with contextlib.suppress(redis.RedisError):
-                self._renew(keys=[self.key], args=[self.lifetime_ms, *held])
+                self._lua.run("renew_slots", [self.key], [self.lifetime_ms, *held])
 
 
 class ConnectionLimiter:
@@ -147,7 +114,7 @@ class ConnectionLimiter:
         self.operator_pause_key = keys.connection_paused(connection)
         self._known = threading.local()
         self.per_second = per_second
-        self._script = client.register_script(_GCRA) if per_second else None
+        self._lua = Scripts(client, LUA)
         self.slots = InFlightSlots(client, connection, max_in_flight) if max_in_flight else None
 
     def acquire(self) -> str | None:
@@ -209,10 +176,10 @@ class ConnectionLimiter:
         return max(0.0, float(str(until)) - time.time()) if until else 0.0
 
     def _bucket_wait(self) -> float:
-        if self._script is None or not self.per_second:
+        if not self.per_second:
             return 0.0
         interval = 1000.0 / self.per_second
         # Tolerance for a burst of one second's worth of requests: n at once, then one per interval.
         burst = interval * max(0.0, self.per_second - 1)
-        wait_ms = self._script(keys=[self.bucket], args=[int(interval), int(burst)])
+        wait_ms = self._lua.run("gcra", [self.bucket], [int(interval), int(burst)])
         return float(wait_ms) / 1000.0

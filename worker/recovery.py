@@ -28,7 +28,6 @@ import redis
 from celery import Celery
 from kombu.transport import redis as kombu_redis
 
-from producers import keys
 from producers.kinds import KINDS
 from producers.queue import StepPublisher, enqueue, queue_for_connection, queue_names
 from producers.records import JobRecord, JobStatus, StepStatus
@@ -97,7 +96,7 @@ def stall_grace() -> float:
 def reap(app: Celery, store: JobStore, publisher: StepPublisher) -> list[str]:
     """Publish stale outbox entries and re-enqueue every orphaned or stalled job once. Returns
     the ids of the jobs revived."""
-    if not store.redis.set(f"{keys.PREFIX}:reaper", os.getpid(), nx=True, ex=max(1, int(REAP_INTERVAL))):
+    if not store.claim_reaper_round(str(os.getpid()), int(REAP_INTERVAL)):
         return []  # another worker's reaper has this round
     reap_outbox(store, publisher)
     now = datetime.now(UTC)
@@ -117,7 +116,7 @@ def reap(app: Celery, store: JobStore, publisher: StepPublisher) -> list[str]:
             continue
         # Once per step per window: a revived step that is merely slow to start (a busy pool
         # holding its delayed retry) must not gain another copy every round.
-        if not store.redis.set(f"{keys.PREFIX}:revived:{job.id}:{step}", 1, nx=True, ex=REVIVE_WINDOW):
+        if not store.mark_revived(job.id, step, REVIVE_WINDOW):
             continue
         get_logger(job_id=job.id, kind=job.kind, step=step).warning("re-enqueueing orphaned step")
         enqueue(app, job.id, KINDS[job.kind], from_step=step, queue=queue)
@@ -129,7 +128,7 @@ def parked(store: JobStore, job: JobRecord, step: str) -> bool:
     """Whether ``step`` waits in its paused connection's parked set. Such a step looks orphaned
     (a retry overdue, nobody holding the lease) or stalled (pending, its queue empty), but it
     has no message on purpose: ``ferry resume`` publishes it."""
-    return bool(store.redis.sismember(keys.parked(job.connection), f"{job.id} {step}"))
+    return store.is_parked(job.connection, job.id, step)
 
 
 def _empty_queues(store: JobStore, publisher: StepPublisher) -> set[str]:
@@ -137,11 +136,7 @@ def _empty_queues(store: JobStore, publisher: StepPublisher) -> set[str]:
     queue is a list named after it). Elsewhere none: RabbitMQ loses no delivered message."""
     if not publisher.same_redis:
         return set()
-    names = queue_names(publisher.config)
-    with store.redis.pipeline(transaction=False) as pipe:
-        for name in names:
-            pipe.llen(name)
-        return {name for name, length in zip(names, pipe.execute(), strict=True) if not length}
+    return store.empty_lists(queue_names(publisher.config))
 
 
 def reap_outbox(store: JobStore, publisher: StepPublisher, grace: float | None = None) -> int:

@@ -80,9 +80,9 @@ class Runtime:
     def __init__(self, config: FerryConfig | None = None) -> None:
         self.config = config or load_config()
         self.location = resolve_redis(self.config.redis_url)
-        self.redis = redis.Redis.from_url(self.location.url, decode_responses=True, retry=redis_retry(),
-                                          retry_on_error=[BusyLoadingError])
-        self.store = JobStore(self.redis, retention_seconds=self.config.retention_seconds,
+        client = redis.Redis.from_url(self.location.url, decode_responses=True, retry=redis_retry(),
+                                      retry_on_error=[BusyLoadingError])
+        self.store = JobStore(client, retention_seconds=self.config.retention_seconds,
                               idempotency_seconds=self.config.idempotency_seconds,
                               events_max_length=self.config.events.max_length)
         self._sessions: dict[str, requests.Session] = {}
@@ -104,7 +104,7 @@ class Runtime:
         conn = self.config.connection(connection)
         if connection not in self._sessions:
             self._sessions[connection] = new_session(self.config.stall_seconds_of(connection))
-            self._limiters[connection] = ConnectionLimiter(self.redis, connection, conn.rate_limit,
+            self._limiters[connection] = ConnectionLimiter(self.store.client(), connection, conn.rate_limit,
                                                            conn.max_in_flight)
         return Clients(conn, self._sessions[connection], self._limiters[connection])
 

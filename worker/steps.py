@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 
 from PIL import Image, UnidentifiedImageError
 
-from producers import keys
 from producers.config import FerryConfig
 from producers.kinds import KINDS
 from producers.params import (
@@ -80,9 +79,9 @@ class StepContext:
         for out in self.outputs.values():
             if out.get("workspace_id"):
                 return str(out["workspace_id"])
-        cached = self.store.redis.get(self._workspace_key())
+        cached = self.store.cached_workspace(self._site())
         if cached:
-            self.cached_workspace = str(cached)
+            self.cached_workspace = cached
             return self.cached_workspace
         return self._discover_workspace()
 
@@ -93,16 +92,16 @@ class StepContext:
         stale, self.cached_workspace = self.cached_workspace, None
         if stale is None:
             return False
-        self.store.redis.delete(self._workspace_key())
+        self.store.forget_workspace(self._site())
         return self._discover_workspace() != stale
 
     def _discover_workspace(self) -> str:
         found = self.clients.assets.discover_workspace()
-        self.store.redis.set(self._workspace_key(), found, ex=WORKSPACE_CACHE_SECONDS)
+        self.store.cache_workspace(self._site(), found, WORKSPACE_CACHE_SECONDS)
         return found
 
-    def _workspace_key(self) -> str:
-        return keys.workspace_cache(self.clients.conn.site_url or "")
+    def _site(self) -> str:
+        return self.clients.conn.site_url or ""
 
 
 @dataclass(frozen=True)
@@ -113,19 +112,14 @@ class FormMemo:
     ctx: StepContext
     asset: str
 
-    @property
-    def key(self) -> str:
-        return keys.upload_form(self.ctx.job.connection, self.asset)
-
     def get(self) -> str | None:
-        stored = self.ctx.store.redis.get(self.key)
-        return str(stored) if stored is not None else None
+        return self.ctx.store.upload_form(self.ctx.job.connection, self.asset)
 
     def remember(self, form: str) -> None:
-        self.ctx.store.redis.set(self.key, form, ex=UPLOAD_FORM_SECONDS)
+        self.ctx.store.remember_upload_form(self.ctx.job.connection, self.asset, form, UPLOAD_FORM_SECONDS)
 
     def forget(self) -> None:
-        self.ctx.store.redis.delete(self.key)
+        self.ctx.store.forget_upload_form(self.ctx.job.connection, self.asset)
 
 
 StepFn = Callable[[StepContext], dict[str, Any]]
@@ -277,12 +271,12 @@ def _forget_media_form(ctx: StepContext, form: str) -> None:
 def _first_attempt(ctx: StepContext) -> tuple[float, bool]:
     """When this step first ran for this job (across retries, redeliveries and replays: the
     memo outlives a replay's reset of the step record), and whether this run is a repeat."""
-    memo, now = keys.step_memo(ctx.job.id, ctx.step), time.time()
-    if ctx.store.redis.set(memo, f"{now:.3f}", nx=True, ex=ctx.store.retention_seconds):
+    now = time.time()
+    if ctx.store.keep_step_memo(ctx.job.id, ctx.step, f"{now:.3f}"):
         recorded = ctx.job.step(ctx.step).started_at  # the memo may have expired; the record knows
         first = datetime.fromisoformat(recorded).timestamp() if recorded else now
         return min(first, now), ctx.attempt > 1
-    return float(ctx.store.redis.get(memo) or now), True
+    return float(ctx.store.step_memo(ctx.job.id, ctx.step) or now), True
 
 
 def _attachments(ctx: StepContext, workspace: str, object_id: str, *, must: bool) -> list[dict[str, Any]]:
@@ -402,12 +396,10 @@ def _earlier_avatar(ctx: StepContext, params: JiraAvatarParams) -> Avatar | None
     more new ones mean someone else is loading avatars onto the same owner: we cannot tell
     which is ours, so a human decides (OutcomeUnknown). Known limit: if ours never landed and
     exactly one foreign avatar appeared meanwhile, we adopt that one."""
-    key = keys.step_memo(ctx.job.id, ctx.step)
     custom = ctx.clients.jira_avatars.list_avatars(params.type, params.owner).custom
-    seen = ctx.store.redis.get(key)
+    seen = ctx.store.step_memo(ctx.job.id, ctx.step)
     if seen is None:
-        ctx.store.redis.set(key, json.dumps([a.id for a in custom]), nx=True,
-                            ex=ctx.store.retention_seconds)
+        ctx.store.keep_step_memo(ctx.job.id, ctx.step, json.dumps([a.id for a in custom]))
         return None
     before = set(json.loads(seen))
     new = [a for a in custom if a.id not in before]

@@ -32,7 +32,8 @@ from producers.cli.console import (
     wait_for,
 )
 from producers.cli.examples import add_examples
-from producers.config import FerryConfig, find_config, load_config
+from producers.cli.home import config_to_serve
+from producers.config import FerryConfig
 from producers.errors import ConfigError, JobNotFound, SubmitError
 from producers.kinds import KINDS, Kind
 from producers.records import JobStatus
@@ -272,7 +273,7 @@ def worker(ctx: click.Context, processes: int | None) -> None:
         processes = 1 if pool in SINGLE_PROCESS_POOLS else usable_cpus()
     elif processes > 1 and pool == "prefork":
         fail("--processes: -P prefork starts -c processes of its own; give --processes 1 or another pool")
-    config = _config_to_serve()
+    config = config_to_serve()
     with needs_extra("worker", "the worker"):
         from worker.celery_app import app
     _warn_missing_tokens(config)
@@ -286,22 +287,6 @@ def worker(ctx: click.Context, processes: int | None) -> None:
 
     as_child()  # started by a supervisor: go when it goes
     app.worker_main(["worker", *worker_args(args)])
-
-
-def _config_to_serve() -> FerryConfig:
-    """A worker with no connection would start, serve nothing and never run a job: refuse,
-    naming the ferry.toml it looked for."""
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        fail(str(exc))
-    if not config.connections:
-        found = find_config()
-        looked = (f"{found} names none" if found else
-                  f"no ferry.toml in {os.getcwd()} or any folder above it, and FERRY_CONFIG is unset")
-        fail(f"no connections to serve: {looked}; add a [connections.<name>] table "
-             "(cp examples/sandbox.ferry.toml ferry.toml to try the sandbox)")
-    return config
 
 
 def _warn_missing_tokens(config: FerryConfig) -> None:

@@ -1,5 +1,6 @@
 """Which Ferry a command talks to: ``ferry info`` (the ferry.toml, the home, Redis, the
-connections) and ``ferry redis stop`` (the embedded Redis of this home).
+connections), ``ferry redis stop`` (the embedded Redis of this home), and the ferry.toml
+``ferry worker`` refuses to start without (one with no connection).
 
 Every command finds its ferry.toml the same way (``producers.config.find_config``: ``--config``
 / ``$FERRY_CONFIG``, else the nearest ``ferry.toml`` upward) and keeps its embedded Redis in the
@@ -16,7 +17,7 @@ from typing import Any
 import click
 
 from producers.cli.console import fail, out
-from producers.config import find_config, load_config
+from producers.config import FerryConfig, find_config, load_config
 from producers.embedded import EmbeddedRedis, ferry_home, redis_server_binary
 from producers.errors import ConfigError
 
@@ -66,6 +67,22 @@ def _binary_for_new_data() -> str | None:
         return redis_server_binary()
     except ConfigError:
         return None
+
+
+def config_to_serve() -> FerryConfig:
+    """A worker with no connection would start, serve nothing and never run a job: refuse,
+    naming the ferry.toml it looked for."""
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        fail(str(exc))
+    if not config.connections:
+        found = find_config()
+        looked = (f"{found} names none" if found else
+                  f"no ferry.toml in {os.getcwd()} or any folder above it, and FERRY_CONFIG is unset")
+        fail(f"no connections to serve: {looked}; add a [connections.<name>] table "
+             "(cp examples/sandbox.ferry.toml ferry.toml to try the sandbox)")
+    return config
 
 
 @click.command()

@@ -22,7 +22,7 @@ from producers.cli.console import connect, err, fail, finish, out
 from producers.errors import JobNotFound, ReplayRefused
 from producers.kinds import KINDS, all_step_names
 from producers.records import JobStatus
-from producers.selection import Filters
+from producers.store import Filters
 
 
 def register(cli: click.Group) -> None:

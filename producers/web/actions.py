@@ -21,7 +21,7 @@ from producers.audit import audit
 from producers.client import Ferry
 from producers.errors import ActiveJob, JobNotFound, ReplayRefused
 from producers.records import JobRecord, JobStatus, utcnow
-from producers.selection import Filters
+from producers.store import Filters
 from producers.web.auth import Principal
 from producers.web.deps import Auth, FerryDep
 from producers.web.openapi import answers

@@ -19,8 +19,7 @@ from starlette.exceptions import HTTPException
 from producers.client import Ferry
 from producers.errors import JobNotFound
 from producers.kinds import KINDS, all_step_names
-from producers.selection import Filters
-from producers.store import JobRow
+from producers.store import Filters, JobRow
 from producers.web import render
 from producers.web.auth import COOKIE, SESSION_SECONDS, check_csrf
 from producers.web.deps import Auth, FerryDep, GuardDep, Viewer

@@ -17,7 +17,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from producers import keys
 from producers.client import Ferry
 from producers.kinds import KINDS
 from producers.records import JobStatus
@@ -38,9 +37,7 @@ class StoreCollector(Collector):
                   for name, conn in sorted(config.connections.items())
                   for kind in KINDS.values() if kind.service == conn.service
                   for status in JobStatus]
-        counts = self.ferry.store.intersection_counts([
-            [keys.index_status(status), keys.index_kind(kind), keys.index_connection(name)]
-            for status, kind, name in combos])
+        counts = self.ferry.store.job_counts(combos)
         jobs = GaugeMetricFamily("ferry_jobs", "Jobs in the store by status, kind and connection",
                                  labels=["status", "kind", "connection"])
         for labels, n in zip(combos, counts, strict=True):

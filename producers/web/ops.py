@@ -19,8 +19,7 @@ from pydantic import BaseModel, Field
 
 from producers.errors import ConfigError, JobNotFound
 from producers.records import JobStatus
-from producers.selection import Filters
-from producers.store import FINISHED_ALREADY
+from producers.store import FINISHED_ALREADY, Filters
 from producers.web import metrics
 from producers.web.actions import MAX_IDS, JobFilters
 from producers.web.deps import Auth, FerryDep

@@ -129,7 +129,7 @@ def test_the_worker_and_the_synchronous_reads_say_which_extra_they_need(
 def test_producers_imports_pull_in_neither_requests_nor_the_worker() -> None:
     """The same rule in the dev environment (where both are installed), without building a venv:
     nothing a producer imports — the HTTP API included — may import them."""
-    code = ("import sys, producers, producers.client, producers.replay, producers.selection, "
+    code = ("import sys, producers, producers.client, producers.replay, producers.store.selection, "
             "producers.cli, producers.cli.batch, producers.cli.reads, producers.cli.replay, "
             "producers.web.app; print(sorted(m for m in sys.modules "
             "if m.split('.')[0] in ('requests', 'worker')))")

@@ -14,7 +14,7 @@ import requests
 
 from producers import keys
 from producers.client import Ferry
-from producers.selection import Filters
+from producers.store import Filters
 from tests.fixtures.api import LiveApi
 from tests.integration.test_replay import document, statuses, wait_until
 

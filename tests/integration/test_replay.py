@@ -22,7 +22,8 @@ from producers.errors import ReplayRefused
 from producers.files import inspect_path
 from producers.kinds import KINDS
 from producers.records import FileInfo, JobRecord, StepError
-from producers.selection import Filters
+from producers.store import Filters
+from tests import jobs
 from tests.fixtures.api import LiveApi
 from tests.fixtures.broker import both_brokers
 from tests.integration.helpers import png, sha256, uploads_with
@@ -54,13 +55,13 @@ def wait_until(check: Any, timeout: float, what: str) -> None:
 def stored_failed_copy(ferry: Ferry, template: JobRecord) -> str:
     """Another job like ``template`` (same kind, params, file, steps), failed at the same step
     with the same outputs before it: what a fault would have left, made without the traffic."""
-    record, _ = ferry.store.create(kind=template.kind, connection=template.connection,
+    record, _ = jobs.create(ferry.store, kind=template.kind, connection=template.connection,
                                    steps=[s.name for s in template.steps], params=template.params,
                                    file=template.file)
     assert template.error is not None
     for step in template.steps:
         if step.result is not None:
-            ferry.store.start_step(record.id, step.name)
+            jobs.start_step(ferry.store, record.id, step.name)
             ferry.store.finish_step(record.id, step.name, step.result)
     ferry.store.mark_failed(record.id, template.error.step, template.error)
     return record.id
@@ -198,7 +199,7 @@ def test_purge_removes_only_the_filtered_jobs(ferry_env, ferry, tmp_path):
     info = FileInfo(path=str(image), name="x.png", size=image.stat().st_size, mime_type="image/png")
 
     def stored(kind: str, steps: list[str], fail_at: str | None, status: int = 400) -> str:
-        record, _ = ferry.store.create(kind=kind, connection="acme", steps=steps,
+        record, _ = jobs.create(ferry.store, kind=kind, connection="acme", steps=steps,
                                        params={"object": "1", "object_type": "2"}, file=info)
         if fail_at:
             ferry.store.mark_failed(record.id, fail_at,
@@ -212,7 +213,7 @@ def test_purge_removes_only_the_filtered_jobs(ferry_env, ferry, tmp_path):
     attachments = [stored("assets-attachment", attach_steps, "link_attachment") for _ in range(2)]
     queued = stored("assets-avatar", avatar_steps, None)
     succeeded = stored("assets-attachment", attach_steps, None)
-    ferry.store.mark_succeeded(succeeded, {"media_id": "m"})
+    jobs.succeed(ferry.store, succeeded, {"media_id": "m"})
 
     code, dry = ferry_env.cli_json("purge", "--kind", "assets-avatar", "--http-status", "400",
                          "--dry-run")
@@ -316,7 +317,7 @@ def test_a_queued_job_whose_message_was_lost_is_republished_only_with_force(ferr
     spec = KINDS["assets-attachment"]
     info, _ = inspect_path(str(doc), spec.file, ())  # type: ignore[arg-type]
     # What a producer that died between storing the job and publishing it leaves behind.
-    record, _ = ferry.store.create(kind=spec.name, connection="acme", steps=spec.step_names,
+    record, _ = jobs.create(ferry.store, kind=spec.name, connection="acme", steps=spec.step_names,
                                    params={"object": seed["object_id"]}, file=info)
     with pytest.raises(ReplayRefused, match="force"):
         ops.replay(ferry, record.id)

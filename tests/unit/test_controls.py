@@ -8,8 +8,8 @@ import pytest
 
 from producers import keys
 from producers.records import FileInfo, JobStatus, StepError, StepStatus
-from producers.selection import Filters
-from producers.store import CANCELLED, CANCELLING, FINISHED_ALREADY, JobStore
+from producers.store import CANCELLED, CANCELLING, FINISHED_ALREADY, Filters, JobStore
+from tests import jobs
 from worker.errors import Throttled
 from worker.rate_limit import ConnectionLimiter
 
@@ -22,7 +22,7 @@ def store() -> JobStore:
 
 
 def new_job(store: JobStore, name: str = "a.pdf", key: str | None = None, connection: str = "acme") -> str:
-    record, _ = store.create(kind="assets-attachment", connection=connection, steps=STEPS,
+    record, _ = jobs.create(store, kind="assets-attachment", connection=connection, steps=STEPS,
                              params={"object": "88"}, file=FileInfo(path=f"/tmp/{name}", name=name),
                              idempotency_key=key)
     return record.id
@@ -43,7 +43,7 @@ def test_a_queued_job_is_cancelled_at_once_and_stays_until_purged(store):
 
 def test_a_running_step_finishes_and_the_job_is_cancelled_at_its_next_step(store):
     job_id = new_job(store)
-    store.start_step(job_id, "get_credentials")
+    jobs.start_step(store, job_id, "get_credentials")
     assert store.cancel(job_id, "ops").outcome == CANCELLING
     assert store.get(job_id).status == JobStatus.RUNNING
     store.finish_step(job_id, "get_credentials", {"token": "x"})
@@ -58,7 +58,7 @@ def test_a_running_step_finishes_and_the_job_is_cancelled_at_its_next_step(store
 
 def test_a_retrying_job_is_cancelled_at_once(store):
     job_id = new_job(store)
-    store.start_step(job_id, "media_upload")
+    jobs.start_step(store, job_id, "media_upload")
     store.retry_step(job_id, "media_upload", error=_error(), delay=30)
     assert store.cancel(job_id, "ops").outcome == CANCELLED
 

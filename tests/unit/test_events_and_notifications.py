@@ -15,6 +15,7 @@ from producers.errors import NotifyRefused
 from producers.notifications import CallbackRefused, check_url, sign
 from producers.records import DeliveryRecord, DeliveryStatus, StepError, utc_in
 from producers.store import JobStore, Lease
+from tests import jobs
 from worker.notify import Outcome, classify, next_attempt, settle
 
 HOOK = "https://hooks.example.com/ferry?tenant=7"
@@ -26,7 +27,7 @@ def store() -> JobStore:
 
 
 def new_job(store: JobStore, callback_url: str | None = None) -> str:
-    record, _ = store.create(kind="awork-image", connection="awork", steps=["upload"], params={},
+    record, _ = jobs.create(store, kind="awork-image", connection="awork", steps=["upload"], params={},
                              file=None, callback_url=callback_url)
     return record.id
 
@@ -37,11 +38,10 @@ def all_events(store: JobStore, job_id: str) -> list[events.Event]:
 
 def test_every_transition_appends_its_event_in_order(store: JobStore) -> None:
     job = new_job(store)
-    store.start_step(job, "upload")
+    jobs.start_step(store, job, "upload")
     store.retry_step(job, "upload", StepError(step="upload", status=503, message="busy", retryable=True), 2.5)
-    store.start_step(job, "upload")
-    store.finish_step(job, "upload", {"id": "1"})
-    store.mark_succeeded(job, {"id": "1"})
+    jobs.start_step(store, job, "upload")
+    store.finish_step(job, "upload", {"id": "1"}, job_result={"id": "1"})
     store.begin_run(job, trigger="cli", from_step="upload")
 
     seen = all_events(store, job)
@@ -106,7 +106,7 @@ def test_a_transition_whose_lease_was_lost_writes_no_event(store: JobStore) -> N
 
 def test_a_claimed_delivery_is_taken_once_and_a_stale_message_does_nothing(store: JobStore) -> None:
     job = new_job(store, HOOK)
-    store.mark_succeeded(job, {})
+    jobs.succeed(store, job, {})
     [due] = store.claim_due_deliveries(lease_seconds=60)
     assert store.claim_due_deliveries(lease_seconds=60) == []  # leased: nobody else claims it
 
@@ -123,12 +123,12 @@ def test_a_claimed_delivery_is_taken_once_and_a_stale_message_does_nothing(store
 
 def test_redeliver_wants_an_ended_job_with_a_callback(store: JobStore) -> None:
     running, plain = new_job(store, HOOK), new_job(store)
-    store.mark_succeeded(plain, {})
+    jobs.succeed(store, plain, {})
     with pytest.raises(NotifyRefused, match="no callback_url"):
         store.redeliver(plain)
     with pytest.raises(NotifyRefused, match="queued"):
         store.redeliver(running)
-    store.mark_succeeded(running, {})
+    jobs.succeed(store, running, {})
     again = store.redeliver(running)
     assert again.trigger == "redeliver" and len(store.get(running).notifications) == 2
 

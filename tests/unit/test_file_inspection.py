@@ -18,8 +18,8 @@ import filetype
 import pytest
 from PIL import Image
 
-from producers import client as client_module
 from producers import files
+from producers import submit as submit_module
 from producers.client import Ferry, JobRequest
 from producers.config import parse_config
 from producers.errors import SubmitError
@@ -219,7 +219,7 @@ def test_the_sniff_shortcut_changes_no_answer(head: bytes) -> None:
 # ---- a batch's files: inline on a local disk, threads when the disk waits -----------------------
 @pytest.fixture
 def ferry(root: Path) -> Iterator[Ferry]:
-    for n in range(client_module.FILE_THREADS_FROM * 2):
+    for n in range(submit_module.FILE_THREADS_FROM * 2):
         (root / f"doc-{n}.pdf").write_bytes(PDF)
     config = parse_config({"connections": {"acme": {
         "service": "atlassian", "site_url": "https://acme.example", "api_url": "https://api.example",
@@ -229,22 +229,22 @@ def ferry(root: Path) -> Iterator[Ferry]:
 
 def batch(root: Path) -> list[JobRequest]:
     return [JobRequest(kind="assets-attachment", connection="acme", file=str(root / f"doc-{n}.pdf"),
-                       params={"object": "1"}) for n in range(client_module.FILE_THREADS_FROM * 2)]
+                       params={"object": "1"}) for n in range(submit_module.FILE_THREADS_FROM * 2)]
 
 
 def inspecting_threads(ferry: Ferry, root: Path) -> set[str]:
     names: set[str] = set()
-    real = client_module.inspect_path
+    real = submit_module.inspect_path
 
     def noting(path: str, rule: FileRule, roots: tuple[str, ...]):  # type: ignore[no-untyped-def]
         names.add(threading.current_thread().name)
         return real(path, rule, roots)
 
-    client_module.inspect_path = noting  # type: ignore[assignment]
+    submit_module.inspect_path = noting  # type: ignore[assignment]
     try:
         outcomes = ferry._validate_many(batch(root), require_file_roots=False)
     finally:
-        client_module.inspect_path = real
+        submit_module.inspect_path = real
     assert not any(isinstance(o, SubmitError) for o in outcomes)
     return names
 
@@ -259,7 +259,7 @@ def test_a_batch_on_a_slow_disk_is_inspected_on_threads(ferry: Ferry, root: Path
     real = files.os.fstat
 
     def slow_fstat(fd: int) -> os.stat_result:  # a network disk's round trip
-        time.sleep(client_module.SLOW_FILE_WAIT * 2)
+        time.sleep(submit_module.SLOW_FILE_WAIT * 2)
         return real(fd)
 
     monkeypatch.setattr(files.os, "fstat", slow_fstat)

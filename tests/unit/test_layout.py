@@ -108,3 +108,79 @@ def test_producers_import_the_worker_only_from_the_destination_reads():
                       if module.startswith("producers") and module not in MAY_IMPORT_WORKER
                       and any(t.split(".")[0] == "worker" for t in targets))
     assert crossing == []
+
+
+# ---- sizes, Lua, the store's Redis and its keys -------------------------------------------------
+MAX_MODULE_LINES, MAX_CLASS_LINES, MAX_FUNCTION_LINES = 500, 300, 80
+STORE_PACKAGE = "producers.store"
+
+
+def _trees() -> Iterator[tuple[str, ast.Module]]:
+    for module, path in MODULES.items():
+        yield module, ast.parse(path.read_text(encoding="utf-8"))
+
+
+def _too_long() -> list[str]:
+    found = []
+    for module, path in MODULES.items():
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > MAX_MODULE_LINES:
+            found.append(f"{module}: {lines} lines")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            limit = (MAX_CLASS_LINES if isinstance(node, ast.ClassDef) else MAX_FUNCTION_LINES
+                     if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) else None)
+            if limit is not None and node.end_lineno is not None and node.end_lineno - node.lineno + 1 > limit:
+                found.append(f"{module}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+    return found
+
+
+def test_no_module_class_or_function_is_too_long():
+    assert _too_long() == []
+
+
+def test_no_lua_is_kept_in_python_source():
+    """Lua lives in .lua files, each with its header (``producers.store.loader``)."""
+    assert [module for module, path in MODULES.items() if "redis.call" in path.read_text(encoding="utf-8")] == []
+
+
+def _names_store(node: ast.expr) -> bool:
+    """``store``, ``self.store``, ``ctx.store``, ``ferry.store``…: an expression naming a JobStore."""
+    return (isinstance(node, ast.Name) and node.id == "store") or (
+        isinstance(node, ast.Attribute) and node.attr == "store")
+
+
+def _store_reaches(tree: ast.Module) -> list[str]:
+    return [f"line {node.lineno}: .{node.attr}" for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and _names_store(node.value)
+            and (node.attr == "redis" or (node.attr.startswith("_") and not node.attr.startswith("__")))]
+
+
+def test_only_the_store_uses_its_redis_or_its_privates():
+    """Outside ``producers.store`` nobody uses ``store.redis`` or a ``store._…``: they ask the
+    store (a part with scripts of its own on the same Redis gets ``store.client()``)."""
+    reaching = {module: found for module, tree in _trees()
+                if not module.startswith(STORE_PACKAGE) and (found := _store_reaches(tree))}
+    assert reaching == {}
+
+
+def test_the_store_reach_finder_finds_a_reach():
+    tree = ast.parse("ctx.store.redis.get(k)\nstore._scripts.begin()\nstore.client()\nself.redis.get(k)")
+    assert _store_reaches(tree) == ["line 1: .redis", "line 2: ._scripts"]
+
+
+def test_every_key_is_named_in_keys():
+    """No key is built from ``keys.PREFIX`` or spelled out as a ``ferry:`` string but in ``producers.keys``."""
+    built = [f"{module}: line {node.lineno}" for module, tree in _trees() if module != "producers.keys"
+             for node in ast.walk(tree)
+             if (isinstance(node, ast.Attribute) and node.attr == "PREFIX"
+                 and isinstance(node.value, ast.Name) and node.value.id == "keys")
+             or (isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("ferry:"))]
+    assert built == []
+
+
+def test_only_the_codec_names_the_job_hashs_field_families():
+    """``step:…``, ``notify:…`` and ``cancel_requested`` are spelled in ``producers.store.codec`` alone."""
+    spelled = [f"{module}: line {node.lineno}" for module, tree in _trees() if module != "producers.store.codec"
+               for node in ast.walk(tree)
+               if isinstance(node, ast.Constant) and node.value in ("step:", "notify:", "cancel_requested")]
+    assert spelled == []

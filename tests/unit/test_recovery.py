@@ -12,6 +12,7 @@ from producers.embedded import RedisLocation
 from producers.queue import StepPublisher, make_celery
 from producers.records import FileInfo, JobRecord, JobStatus, StepError, StepRecord, StepStatus
 from producers.store import JobStore
+from tests import jobs
 from worker.recovery import RETRY_GRACE, lease_seconds, orphaned_step, reap, stall_grace, stalled_step
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -99,12 +100,12 @@ def test_steps_parked_on_a_paused_connection_are_not_revived_by_the_reaper(monke
     steps = ["get_credentials", "media_upload", "link_attachment"]
 
     def quiet_job(connection: str) -> str:
-        record, _ = store.create(kind="assets-attachment", connection=connection, steps=steps,
+        record, _ = jobs.create(store, kind="assets-attachment", connection=connection, steps=steps,
                                  params={"object": "88"}, file=FileInfo(path="/tmp/a.pdf", name="a.pdf"))
         return record.id
 
     parked_retry = quiet_job("acme")  # met the pause mid-step: a retry, then parked when it came back
-    store.start_step(parked_retry, "get_credentials")
+    jobs.start_step(store, parked_retry, "get_credentials")
     store.pause_connection("acme", "ops")
     store.retry_step(parked_retry, "get_credentials", error=StepError(step="get_credentials", message="paused"),
                      delay=-2 * RETRY_GRACE)

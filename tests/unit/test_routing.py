@@ -11,6 +11,7 @@ from producers.embedded import RedisLocation
 from producers.errors import ConfigError
 from producers.queue import DEFAULT_QUEUE, JobRouter, celery_settings, queue_names, task_name
 from producers.store import JobStore
+from tests import jobs
 
 CONFIG = parse_config({"connections": {
     "acme": {"service": "atlassian", "site_url": "https://a", "api_url": "https://b", "email": "e",
@@ -33,7 +34,7 @@ def store() -> JobStore:
 
 
 def job_on(store: JobStore, connection: str) -> str:
-    record, _ = store.create(kind="awork-image-delete", connection=connection, steps=["delete_image"],
+    record, _ = jobs.create(store, kind="awork-image-delete", connection=connection, steps=["delete_image"],
                              params={}, file=None)
     return record.id
 
@@ -43,16 +44,16 @@ def job_on(store: JobStore, connection: str) -> str:
     ("bulk", "ferry.bulk"),
 ])
 def test_a_step_goes_to_the_queue_of_its_jobs_connection(store, connection, queue):
-    router = JobRouter(CONFIG, store.redis)
+    router = JobRouter(CONFIG, store)
     assert router(task_name("delete_image"), (job_on(store, connection),), {}, {}) == {"queue": queue}
 
 
 def test_a_step_of_a_job_the_store_no_longer_has_goes_to_the_default_queue(store):
-    assert JobRouter(CONFIG, store.redis).queue_for("gone") == DEFAULT_QUEUE
+    assert JobRouter(CONFIG, store).queue_for("gone") == DEFAULT_QUEUE
 
 
 def test_tasks_that_are_not_steps_are_left_to_celery(store):
-    assert JobRouter(CONFIG, store.redis)("celery.ping", (), {}, {}) is None
+    assert JobRouter(CONFIG, store)("celery.ping", (), {}, {}) is None
 
 
 def test_default_workers_serve_every_configured_queue():

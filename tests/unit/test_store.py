@@ -8,10 +8,11 @@ import time
 import fakeredis
 import pytest
 
+from producers import keys
 from producers.errors import IdempotencyConflict, JobNotFound
 from producers.records import MAX_ATTEMPT_HISTORY, AttemptStatus, FileInfo, JobStatus, StepError, StepStatus
-from producers.selection import Filters
-from producers.store import JobStore, Lease, OutboxEntry, Outgoing
+from producers.store import Filters, JobStore, Lease, OutboxEntry, Outgoing
+from tests import jobs
 
 
 @pytest.fixture
@@ -20,7 +21,7 @@ def store() -> JobStore:
 
 
 def new_job(store: JobStore, kind: str = "assets-attachment", connection: str = "acme", key: str | None = None):
-    return store.create(kind=kind, connection=connection,
+    return jobs.create(store, kind=kind, connection=connection,
                         steps=["get_credentials", "media_upload", "link_attachment"],
                         params={"object": "88"}, file=FileInfo(path="/tmp/a.pdf", name="a.pdf", size=3),
                         idempotency_key=key)
@@ -45,16 +46,16 @@ def test_the_same_idempotency_key_returns_the_existing_job(store):
 
 def test_steps_record_attempts_results_and_the_job_its_outcome(store):
     job, _ = new_job(store)
-    store.start_step(job.id, "get_credentials")
+    jobs.start_step(store, job.id, "get_credentials")
     store.retry_step(job.id, "get_credentials", StepError(step="get_credentials", status=429,
                                                             message="slow down", retryable=True), 2)
-    store.start_step(job.id, "get_credentials")
+    jobs.start_step(store, job.id, "get_credentials")
     store.finish_step(job.id, "get_credentials", {"client_id": "c"})
     record = store.get(job.id)
     step = record.step("get_credentials")
     assert record.status == JobStatus.RUNNING
     assert step.attempts == 2 and step.status == StepStatus.SUCCEEDED and step.result == {"client_id": "c"}
-    store.mark_succeeded(job.id, {"attachment_id": "7"})
+    jobs.succeed(store, job.id, {"attachment_id": "7"})
     done = store.get(job.id)
     assert done.status == JobStatus.SUCCEEDED and done.finished_at and done.result == {"attachment_id": "7"}
     assert store.redis.ttl(f"ferry:job:{job.id}") > 0  # succeeded jobs expire after the retention
@@ -62,7 +63,7 @@ def test_steps_record_attempts_results_and_the_job_its_outcome(store):
 
 def test_a_failed_job_keeps_step_status_and_message_and_never_expires(store):
     job, _ = new_job(store)
-    store.start_step(job.id, "get_credentials")
+    jobs.start_step(store, job.id, "get_credentials")
     store.mark_failed(job.id, "get_credentials",
                       StepError(step="get_credentials", status=404, message="TCS 404"))
     record = store.get(job.id)
@@ -105,7 +106,7 @@ def test_select_pages_ids_counts_them_and_rows_show_them_without_their_steps(sto
 
 def test_status_moves_a_job_between_status_lists(store):
     job, _ = new_job(store)
-    store.start_step(job.id, "get_credentials")
+    jobs.start_step(store, job.id, "get_credentials")
     assert [j.id for j in store.list(status="running").jobs] == [job.id]
     assert store.list(status="queued").jobs == []
 
@@ -122,16 +123,16 @@ def test_secrets_live_in_their_own_expiring_key_and_never_in_the_record(store):
 
 def test_replay_run_keeps_earlier_outputs_and_history(store):
     job, _ = new_job(store)
-    store.start_step(job.id, "get_credentials")
+    jobs.start_step(store, job.id, "get_credentials")
     store.finish_step(job.id, "get_credentials", {"client_id": "c"})
-    store.start_step(job.id, "media_upload")
+    jobs.start_step(store, job.id, "media_upload")
     store.mark_failed(job.id, "media_upload", StepError(step="media_upload", status=413, message="too big"))
     again = store.begin_run(job.id, trigger="cli", from_step="media_upload")
     assert again.status == JobStatus.QUEUED and again.error is None
     assert again.step("get_credentials").status == StepStatus.REUSED
     assert again.step("media_upload").status == StepStatus.PENDING
     assert [r.outcome for r in again.runs] == ["failed", None]
-    assert store.outputs(job.id) == {"get_credentials": {"client_id": "c"}}
+    assert jobs.outputs(store, job.id) == {"get_credentials": {"client_id": "c"}}
 
 
 def test_missing_and_deleted_jobs(store):
@@ -145,7 +146,7 @@ def test_missing_and_deleted_jobs(store):
 def test_an_idempotency_key_reused_for_a_different_job_is_refused(store):
     first, _ = new_job(store, key="scan-88")
     with pytest.raises(IdempotencyConflict) as exc:
-        store.create(kind="assets-attachment", connection="acme",
+        jobs.create(store, kind="assets-attachment", connection="acme",
                      steps=["get_credentials", "media_upload", "link_attachment"],
                      params={"object": "89"}, file=FileInfo(path="/tmp/a.pdf", name="a.pdf", size=3),
                      idempotency_key="scan-88")
@@ -160,9 +161,9 @@ def retryable(status: int, message: str) -> StepError:
 
 def test_every_attempt_keeps_its_outcome_when_the_step_later_succeeds(store):
     job, _ = new_job(store)
-    store.start_step(job.id, "get_credentials")
+    jobs.start_step(store, job.id, "get_credentials")
     store.retry_step(job.id, "get_credentials", retryable(503, "unavailable"), 1.5)
-    store.start_step(job.id, "get_credentials")
+    jobs.start_step(store, job.id, "get_credentials")
     store.finish_step(job.id, "get_credentials", {"client_id": "c"})
 
     first, second = store.get(job.id).step("get_credentials").history
@@ -177,7 +178,7 @@ def test_every_attempt_keeps_its_outcome_when_the_step_later_succeeds(store):
 def test_a_step_keeps_its_last_20_attempts(store):
     job, _ = new_job(store)
     for _ in range(MAX_ATTEMPT_HISTORY + 5):
-        store.start_step(job.id, "get_credentials")
+        jobs.start_step(store, job.id, "get_credentials")
         store.retry_step(job.id, "get_credentials", retryable(429, "slow down"), 0.1)
     step = store.get(job.id).step("get_credentials")
     assert step.attempts == 25
@@ -187,15 +188,15 @@ def test_a_step_keeps_its_last_20_attempts(store):
 
 def test_a_successful_replay_keeps_why_the_first_run_failed(store):
     job, _ = new_job(store)
-    store.start_step(job.id, "get_credentials")
+    jobs.start_step(store, job.id, "get_credentials")
     store.finish_step(job.id, "get_credentials", {"client_id": "c"})
-    store.start_step(job.id, "media_upload")
+    jobs.start_step(store, job.id, "media_upload")
     refused = StepError(step="media_upload", status=413, message="too big")
     store.mark_failed(job.id, "media_upload", refused)
     store.begin_run(job.id, trigger="cli", from_step="media_upload")
-    store.start_step(job.id, "media_upload")
+    jobs.start_step(store, job.id, "media_upload")
     store.finish_step(job.id, "media_upload", {"media_id": "m"})
-    store.mark_succeeded(job.id, {"media_id": "m"})
+    jobs.succeed(store, job.id, {"media_id": "m"})
 
     record = store.get(job.id)
     assert record.error is None and record.status == JobStatus.SUCCEEDED
@@ -211,8 +212,8 @@ def test_a_successful_replay_keeps_why_the_first_run_failed(store):
 
 def test_an_attempt_whose_worker_died_is_recorded_as_lost(store):
     job, _ = new_job(store)
-    store.start_step(job.id, "get_credentials")  # the worker is killed here; the step runs again
-    store.start_step(job.id, "get_credentials")
+    jobs.start_step(store, job.id, "get_credentials")  # the worker is killed here; the step runs again
+    jobs.start_step(store, job.id, "get_credentials")
     store.finish_step(job.id, "get_credentials", {"client_id": "c"})
     lost, done = store.get(job.id).step("get_credentials").history
     assert (lost.status, lost.finished_at) == (AttemptStatus.LOST, None)
@@ -334,3 +335,12 @@ def test_an_outbox_entry_is_due_once_stale_and_gone_once_done(store):
     assert store.outbox_due(older_than=0) == [entry]
     store.outbox_done(entry)
     assert store.outbox_due(older_than=0) == []
+
+
+def test_a_purge_removes_the_jobs_secrets_and_step_memos(store):
+    job, _ = new_job(store)
+    store.redis.set(keys.step_memo(job.id, "link_attachment"), "1700000000.000")  # as the step notes it
+    store.put_secret(job.id, "get_credentials", {"jwt": "x"}, 60)
+    assert store.delete(job.id)
+    assert not store.redis.exists(keys.step_memo(job.id, "link_attachment"))
+    assert not store.redis.exists(keys.job_secret(job.id, "get_credentials"))

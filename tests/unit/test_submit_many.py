@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
-from producers import client as client_module
 from producers import keys, queue
+from producers import submit as submit_module
 from producers.client import Ferry, JobRequest
 from producers.config import parse_config
 from producers.embedded import RedisLocation
@@ -200,13 +200,13 @@ def test_many_files_are_inspected_alike_on_threads(ferry, db, tmp_path):
 
 def test_a_file_named_by_many_jobs_of_a_batch_is_inspected_once(ferry, db, tmp_path, monkeypatch):
     seen: list[str] = []
-    real = client_module.inspect_path
+    real = submit_module.inspect_path
 
     def counting(path, rule, roots):
         seen.append(path)
         return real(path, rule, roots)
 
-    monkeypatch.setattr(client_module, "inspect_path", counting)
+    monkeypatch.setattr(submit_module, "inspect_path", counting)
     (tmp_path / "other.pdf").write_bytes(PDF)
     requests = [attachment(tmp_path, str(n)) for n in range(100)]
     requests.append(JobRequest(kind="assets-attachment", connection="acme", file=str(tmp_path / "other.pdf"),

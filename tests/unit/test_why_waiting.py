@@ -12,6 +12,7 @@ import pytest
 from producers.client import Ferry
 from producers.config import parse_config
 from producers.records import FileInfo, StepError
+from tests import jobs
 
 STEPS = ["get_credentials", "media_upload", "link_attachment"]
 CONFIG = {"connections": {"acme": {"service": "atlassian", "site_url": "https://a", "api_url": "https://b",
@@ -24,8 +25,8 @@ def ferry() -> Ferry:
 
 
 def new_job(ferry: Ferry) -> str:
-    record, _ = ferry.store.create(kind="assets-attachment", connection="acme", steps=STEPS,
-                                   params={"object": "88"}, file=FileInfo(path="/tmp/a.pdf", name="a.pdf"))
+    record, _ = jobs.create(ferry.store, kind="assets-attachment", connection="acme", steps=STEPS,
+                            params={"object": "88"}, file=FileInfo(path="/tmp/a.pdf", name="a.pdf"))
     return record.id
 
 
@@ -61,7 +62,7 @@ def test_a_paused_connection_names_who_paused_it(ferry: Ferry) -> None:
 def test_a_retrying_step_says_when_and_after_what(ferry: Ferry) -> None:
     job_id = new_job(ferry)
     beat(ferry, ["ferry.atlassian"])
-    ferry.store.start_step(job_id, "get_credentials")
+    jobs.start_step(ferry.store, job_id, "get_credentials")
     ferry.store.retry_step(job_id, "get_credentials",
                            StepError(step="get_credentials", status=503, message="busy", retryable=True), 90)
     [reason] = ferry.why_waiting(ferry.status(job_id))

@@ -8,7 +8,6 @@ others with ZMSCORE (and, when the filter names a failed step or an HTTP status,
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -20,6 +19,7 @@ import redis
 from producers import keys
 from producers.kinds import KINDS
 from producers.records import JobStatus, StepError
+from producers.store import codec
 
 BATCH = 500
 _RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")
@@ -204,10 +204,10 @@ def _narrow(client: redis.Redis, ids: list[str], others: list[str],
             pipe.zmscore(index, ids)
         if filters.reads_errors:
             for job_id in ids:
-                pipe.hget(keys.job(job_id), "error")
+                pipe.hget(keys.job(job_id), codec.ERROR)
         if filters.file_name is not None:
             for job_id in ids:
-                pipe.hget(keys.job(job_id), "meta")
+                pipe.hget(keys.job(job_id), codec.META)
         replies = pipe.execute()
     keep = [True] * len(ids)
     for scores in replies[: len(others)]:
@@ -218,13 +218,8 @@ def _narrow(client: redis.Redis, ids: list[str], others: list[str],
         keep = [k and _error_matches(e, filters) for k, e in zip(keep, errors, strict=True)]
     if filters.file_name is not None:
         wanted = filters.file_name.lower()
-        keep = [k and wanted in _file_name(m).lower() for k, m in zip(keep, rest, strict=True)]
+        keep = [k and wanted in codec.file_name(m).lower() for k, m in zip(keep, rest, strict=True)]
     return keep
-
-
-def _file_name(meta: str | None) -> str:
-    file = json.loads(meta).get("file") if meta else None
-    return str(file.get("name") or "") if isinstance(file, dict) else ""
 
 
 def count_indexed(client: redis.Redis, filters: Filters) -> int:

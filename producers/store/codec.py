@@ -1,0 +1,162 @@
+"""The job hash's fields: the one module that names them and turns them into records and back.
+
+``ferry:job:{id}`` (``keys.job``) holds::
+
+    meta          JSON: kind, connection, created_at, params, steps, file, idempotency_key,
+                  callback_url (no nulls; no id: the key names it)
+    status        the job's status (its index entry moves with it)
+    score         its creation score (the indexes' score; a paging cursor)
+    updated_at, finished_at   ISO times (``updated_at`` absent: the creation)
+    result, error JSON: the job's result, or the error it failed with
+    runs          JSON list of runs (absent: one run, from the submit)
+    lease         ``token:until-ms`` while a worker runs one of its steps
+    cancel_requested          JSON {by, at}: set by ``cancel``; a replay clears it
+    step:{name}   JSON StepRecord, once the step has run (absent: pending)
+    notify:{id}   JSON DeliveryRecord, one per webhook delivery
+
+A new job stores meta, status and score only (``lua/create.lua``): small, for a backlog. Each
+``.lua`` file's header lists the fields it touches (``tests/unit/test_store_scripts.py`` checks
+them against ``FIELDS``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from producers.records import DeliveryRecord, FileInfo, JobRecord, JobStatus, RunRecord, StepError, StepRecord
+from producers.store.types import JobRow, NewJob, dump
+
+META = "meta"
+STATUS = "status"
+SCORE = "score"
+UPDATED_AT = "updated_at"
+FINISHED_AT = "finished_at"
+RESULT = "result"
+ERROR = "error"
+RUNS = "runs"
+LEASE = "lease"
+CANCEL = "cancel_requested"
+STEP = "step:"  # + the step's name
+NOTIFY = "notify:"  # + the delivery's id
+
+# Every field, the two prefixed families written with a trailing ``*``.
+FIELDS = frozenset({META, STATUS, SCORE, UPDATED_AT, FINISHED_AT, RESULT, ERROR, RUNS, LEASE, CANCEL,
+                    STEP + "*", NOTIFY + "*"})
+# What a job list shows of a job (``rows``), read with one HMGET.
+ROW_FIELDS = (META, STATUS, UPDATED_AT, FINISHED_AT, ERROR, RUNS)
+# What a transition needs to know (``JobState``), read with one HMGET; the step's field follows.
+STATE_FIELDS = (STATUS, SCORE, RUNS, META)
+# What a replay clears: the previous run's ending and a cancel request.
+RUN_ENDING = (ERROR, RESULT, FINISHED_AT, CANCEL)
+
+
+def step_field(step: str) -> str:
+    return STEP + step
+
+
+def delivery_field(delivery_id: str) -> str:
+    return NOTIFY + delivery_id
+
+
+def decode(raw: Mapping[str, str], job_id: str) -> JobRecord:
+    """A job's record from its hash. A new job's hash leaves out what its creation implies: the
+    id (the key names it), ``updated_at`` (its creation), its pending steps and its first run."""
+    meta = json.loads(raw[META])
+    return JobRecord(
+        id=meta.get("id") or job_id,
+        kind=meta["kind"],
+        connection=meta["connection"],
+        status=JobStatus(raw.get(STATUS, "queued")),
+        created_at=meta["created_at"],
+        updated_at=raw.get(UPDATED_AT) or meta["created_at"],
+        finished_at=raw.get(FINISHED_AT),
+        params=meta.get("params") or {},
+        file=FileInfo.model_validate(meta["file"]) if meta.get("file") else None,
+        idempotency_key=meta.get("idempotency_key"),
+        steps=[step(n, raw.get(STEP + n)) for n in meta["steps"]],
+        result=json.loads(raw[RESULT]) if raw.get(RESULT) else None,
+        error=StepError.model_validate_json(raw[ERROR]) if raw.get(ERROR) else None,
+        runs=[RunRecord.model_validate(r) for r in runs(raw, meta)],
+        callback_url=meta.get("callback_url"),
+        notifications=deliveries(raw),
+    )
+
+
+def step(name: str, stored: str | None) -> StepRecord:
+    """A step's record; a step not stored has not run yet (pending)."""
+    return StepRecord.model_validate_json(stored) if stored else StepRecord(name=name)
+
+
+def first_run(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The runs of a job whose runs field is absent: its first, from the submit."""
+    steps = meta.get("steps") or [""]
+    return [{"number": 1, "trigger": "submit", "from_step": steps[0], "started_at": meta.get("created_at")}]
+
+
+def runs(raw: Mapping[str, str | None], meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+    stored = raw.get(RUNS)
+    return cast(list[dict[str, Any]], json.loads(stored)) if stored else first_run(meta)
+
+
+def deliveries(raw: Mapping[str, str]) -> list[DeliveryRecord]:
+    found = [DeliveryRecord.model_validate_json(v) for k, v in raw.items() if k.startswith(NOTIFY)]
+    return sorted(found, key=lambda d: d.created_at)
+
+
+def row(job_id: str, values: Sequence[str | None]) -> JobRow:
+    """A job list's line from the ``ROW_FIELDS`` of its hash."""
+    meta_raw, status, updated, finished, error, stored_runs = values
+    meta = json.loads(meta_raw or "{}")
+    file = meta.get("file") or {}
+    return JobRow(
+        id=meta.get("id") or job_id, kind=meta["kind"], connection=meta["connection"],
+        status=status or JobStatus.QUEUED.value, created_at=meta["created_at"],
+        updated_at=updated or meta["created_at"], finished_at=finished,
+        error=StepError.model_validate_json(error) if error else None,
+        runs=len(json.loads(stored_runs)) if stored_runs else 1, file=file.get("name"))
+
+
+def connection_of(meta: str | None) -> str | None:
+    """The connection a job's stored meta names (None: no such job)."""
+    name = json.loads(meta).get("connection") if meta else None
+    return name if isinstance(name, str) else None
+
+
+def file_name(meta: str | None) -> str:
+    """The name of the file a job's stored meta names ('' without one)."""
+    file = json.loads(meta).get("file") if meta else None
+    return str(file.get("name") or "") if isinstance(file, dict) else ""
+
+
+def lease_until(value: str | None) -> float:
+    """When a stored lease lapses (epoch seconds; 0: nobody holds it)."""
+    _, _, until = (value or "").partition(":")
+    return int(until) / 1000 if until else 0.0
+
+
+def new_meta(job: NewJob, now: str) -> str:
+    """The meta field of a new job (no nulls: ``decode`` reads them back as None; no id: the
+    key names it)."""
+    meta: dict[str, Any] = {"kind": job.kind, "connection": job.connection, "created_at": now,
+                            "params": job.params, "steps": list(job.steps)}
+    if job.file is not None:
+        meta["file"] = job.file.model_dump(exclude_none=True)
+    if job.idempotency_key is not None:
+        meta["idempotency_key"] = job.idempotency_key
+    if job.callback_url is not None:
+        meta["callback_url"] = job.callback_url
+    return dump(meta)
+
+
+def new_record(job: NewJob, job_id: str, now: str) -> JobRecord:
+    """What ``decode`` reads back from a new job's hash, without encoding it twice. (One
+    validation of the whole record: cheaper than building its steps and run one by one, and
+    than pydantic's ``model_construct``; a given FileInfo is kept as it is.)"""
+    return JobRecord.model_validate({
+        "id": job_id, "kind": job.kind, "connection": job.connection, "status": JobStatus.QUEUED,
+        "created_at": now, "updated_at": now, "params": job.params, "file": job.file,
+        "idempotency_key": job.idempotency_key, "steps": [{"name": n} for n in job.steps],
+        "callback_url": job.callback_url,
+        "runs": [{"number": 1, "trigger": "submit", "from_step": job.steps[0], "started_at": now}]})

@@ -1,0 +1,160 @@
+"""What every part of the job store shares: its Redis client, its settings, its scripts, and
+the reads and index moves its parts build on (a record by id, a transition's state)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
+
+import redis
+
+from producers import events, keys
+from producers.errors import JobNotFound
+from producers.records import JobRecord, JobStatus
+from producers.store import codec
+from producers.store.scripts import StoreScripts
+from producers.store.types import JobState
+
+# How long the process trusts that the kind and connection names it added are still in their
+# sets (``keys.index_names``): a flushed Redis gets them again within this.
+NAMES_FRESH_SECONDS = 60.0
+
+
+class IndexNames:
+    """The kind and connection names this process has added to ``keys.index_names`` lately,
+    so a submit writes them once a minute instead of on every call."""
+
+    def __init__(self) -> None:
+        self.added: dict[tuple[str, str], float] = {}
+
+    def needed(self, which: str, names: Iterable[str]) -> bool:
+        now = time.monotonic()
+        return any(now - self.added.get((which, n), -NAMES_FRESH_SECONDS) >= NAMES_FRESH_SECONDS
+                   for n in names)
+
+    def written(self, which: str, names: Iterable[str]) -> None:
+        now = time.monotonic()
+        self.added.update(((which, n), now) for n in names)
+
+
+class StoreCore:
+    """The job store's shared state; ``producers.store.JobStore`` adds its parts' methods."""
+
+    def __init__(
+        self,
+        redis_client: redis.Redis,
+        *,
+        retention_seconds: int = 7 * 24 * 3600,
+        idempotency_seconds: int = 24 * 3600,
+        events_max_length: int = events.DEFAULT_MAX_LENGTH,
+    ) -> None:
+        self.redis = redis_client
+        self.retention_seconds = retention_seconds
+        self.idempotency_seconds = idempotency_seconds
+        self.events_max_length = events_max_length
+        self._names = IndexNames()
+
+    def client(self) -> redis.Redis:
+        """The store's Redis client, for a part that keeps its own keys on the same server
+        (the worker's rate limiter)."""
+        return self.redis
+
+    @functools.cached_property
+    def _scripts(self) -> StoreScripts:
+        return StoreScripts(self.redis)
+
+    def find(self, job_id: str) -> JobRecord | None:
+        raw = cast(dict[str, str], self.redis.hgetall(keys.job(job_id)))
+        return codec.decode(raw, job_id) if raw else None
+
+    def get(self, job_id: str) -> JobRecord:
+        record = self.find(job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        return record
+
+    def _records(self, ids: list[str]) -> list[JobRecord]:
+        """The records of ``ids`` in one round trip; ids whose record expired leave the indexes."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hgetall(keys.job(job_id))
+            raws = pipe.execute()
+        found = []
+        for job_id, raw in zip(ids, raws, strict=True):
+            if raw:
+                found.append(codec.decode(raw, job_id))
+            else:
+                self._forget(job_id)
+        return found
+
+    def intersection_counts(self, combos: Sequence[Sequence[str]]) -> list[int]:
+        """How many jobs are in every index of each combination, in one round trip (ZINTERSTORE
+        answers the size; its scratch key is dropped at once)."""
+        if not combos:
+            return []
+        with self.redis.pipeline(transaction=False) as pipe:
+            for combo in combos:
+                scratch = keys.intersection(list(combo))
+                pipe.zinterstore(scratch, list(combo))
+                pipe.delete(scratch)
+            replies = pipe.execute()
+        return [int(n) for n in replies[0::2]]
+
+    def _state(self, job_id: str, step: str | None = None) -> JobState:
+        fields = [*codec.STATE_FIELDS, *([codec.step_field(step)] if step else [])]
+        values = cast(list[str | None], self.redis.hmget(keys.job(job_id), fields))
+        meta = json.loads(values[3] or "{}")
+        if values[0] is None or (step and step not in meta.get("steps", ())):
+            raise JobNotFound(job_id, f"step {step}" if step else None)
+        return JobState(job_id=job_id, status=JobStatus(values[0]), score=self._score(job_id, values[1]),
+                        runs=codec.runs({codec.RUNS: values[2]}, meta), meta=meta,
+                        step_record=codec.step(step, values[4]) if step else None)
+
+    def _score(self, job_id: str, stored: str | None) -> float:
+        # Records written before the score was a field of the hash find it in the index.
+        score = float(stored) if stored else self.redis.zscore(keys.index_all(), job_id)
+        return score or self._next_score()
+
+    def _next_score(self) -> float:
+        # Milliseconds x 1000 plus a rolling counter: unique per job, ordered by creation, and
+        # exact in a double (< 2**53), so a score is a stable paging cursor.
+        seq = int(self.redis.incr(keys.sequence())) % 1000
+        return float(int(time.time() * 1000) * 1000 + seq)
+
+    def _set_status(self, pipe: Any, state: JobState, status: JobStatus) -> None:
+        job_id = state.job_id
+        pipe.hset(keys.job(job_id), codec.STATUS, status.value)
+        for s in JobStatus:
+            if s is not status:
+                pipe.zrem(keys.index_status(s.value), job_id)
+        pipe.zadd(keys.index_status(status.value), {job_id: state.score})
+
+    def _forget(self, job_id: str, kind: str | None = None, connection: str | None = None) -> None:
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrem(keys.index_all(), job_id)
+            for s in JobStatus:
+                pipe.zrem(keys.index_status(s.value), job_id)
+            if kind:
+                pipe.zrem(keys.index_kind(kind), job_id)
+            if connection:
+                pipe.zrem(keys.index_connection(connection), job_id)
+            pipe.execute()
+        if kind is None or connection is None:
+            # The record expired, so its kind and connection are unknown: drop the id from every
+            # kind and connection index (their names are kept in two small sets; no key scan).
+            with self.redis.pipeline(transaction=False) as pipe:
+                for k in self.redis.smembers(keys.index_names("kind")):
+                    pipe.zrem(keys.index_kind(str(k)), job_id)
+                for c in self.redis.smembers(keys.index_names("conn")):
+                    pipe.zrem(keys.index_connection(str(c)), job_id)
+                pipe.execute()
+
+    def _event(self, pipe: Any, type_: str, job_id: str, meta: Mapping[str, Any], status: JobStatus,
+               **extra: Any) -> None:
+        """Append a state change to the event stream, in the transition's own MULTI."""
+        events.append(pipe, events.new(type_, job=job_id, kind=str(meta.get("kind", "")),
+                                       connection=str(meta.get("connection", "")), status=status.value,
+                                       **extra), self.events_max_length)

@@ -1,0 +1,117 @@
+"""Webhook deliveries (``producers.notifications``, ``worker.notify``).
+
+A delivery is a field of the job's hash (its record, shown with the job; ``codec.NOTIFY``) and
+a member ``"<job> <id>"`` of ``keys.notify_due()`` scored by when to try it. The transition
+that ends a run writes both in its own call, so a job never ends without its delivery being
+due; the worker's dispatcher claims due members and publishes ``ferry.notify``.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from producers import events, keys
+from producers.errors import NotifyRefused
+from producers.records import DeliveryRecord, DeliveryStatus, JobRecord, JobStatus, utcnow
+from producers.store import codec
+from producers.store.core import StoreCore
+from producers.store.types import DueDelivery, JobState
+
+
+def new_delivery(event: str, run: int, trigger: str) -> DeliveryRecord:
+    now = utcnow()
+    return DeliveryRecord(id=uuid.uuid4().hex, event=event, run=run, trigger=trigger,
+                          created_at=now, next_attempt_at=now)
+
+
+def due_member(job_id: str, delivery_id: str) -> str:
+    return f"{job_id} {delivery_id}"
+
+
+def split_due(member: str) -> tuple[str, str]:
+    job_id, _, delivery_id = member.partition(" ")
+    return job_id, delivery_id
+
+
+def add_delivery(pipe: Any, job_id: str, event: str, run: int, trigger: str) -> DeliveryRecord:
+    """A new delivery of ``event``, due now, written in the caller's MULTI."""
+    delivery = new_delivery(event, run, trigger)
+    pipe.hset(keys.job(job_id), codec.delivery_field(delivery.id), delivery.model_dump_json())
+    pipe.zadd(keys.notify_due(), {due_member(job_id, delivery.id): time.time()})
+    return delivery
+
+
+def delivery_commands(state: JobState, event: str) -> list[list[Any]]:
+    """The commands that make a run's ending ``event`` due for delivery (none without a
+    callback URL), for a script to run with the transition's own writes."""
+    if not state.meta.get("callback_url"):
+        return []
+    record = new_delivery(event, state.run_number, "end")
+    return [["HSET", keys.job(state.job_id), codec.delivery_field(record.id), record.model_dump_json()],
+            ["ZADD", keys.notify_due(), repr(time.time()), due_member(state.job_id, record.id)]]
+
+
+def _find(record: JobRecord | None, delivery_id: str) -> DeliveryRecord | None:
+    return next((d for d in record.notifications if d.id == delivery_id), None) if record else None
+
+
+class Deliveries(StoreCore):
+    def redeliver(self, job_id: str) -> DeliveryRecord:
+        """Deliver the ended job's webhook again (a new delivery id), due now."""
+        record = self.get(job_id)
+        event = {JobStatus.SUCCEEDED: events.SUCCEEDED, JobStatus.FAILED: events.FAILED,
+                 JobStatus.CANCELLED: events.CANCELLED}.get(record.status)
+        if not record.callback_url:
+            raise NotifyRefused(f"job {job_id} has no callback_url")
+        if event is None:
+            raise NotifyRefused(f"job {job_id} is {record.status.value}; it is notified when it ends")
+        with self.redis.pipeline() as pipe:
+            delivery = add_delivery(pipe, job_id, event, len(record.runs) or 1, "redeliver")
+            pipe.execute()
+        return delivery
+
+    def claim_due_deliveries(self, lease_seconds: float, limit: int = 100) -> list[DueDelivery]:
+        """Up to ``limit`` deliveries due now, each rescheduled to ``lease_seconds`` from now in
+        the same script: of several dispatchers one claims it, and a claim whose message is lost
+        comes due again. A claim's ``token`` (its new score) lets ``begin_delivery`` tell the
+        current claim's message from a stale copy."""
+        now = time.time()
+        until = now + lease_seconds
+        return [DueDelivery(*split_due(m), repr(until)) for m in self._scripts.claim_due(now, until, limit)]
+
+    def begin_delivery(self, due: DueDelivery, lease_seconds: float) -> tuple[JobRecord, DeliveryRecord] | None:
+        """Start the next attempt of a claimed delivery: the job and the delivery, now
+        delivering and leased for ``lease_seconds``; or None when there is nothing to do (a
+        stale claim, the job is gone, or the delivery has ended)."""
+        member = due_member(due.job_id, due.delivery_id)
+        if not self._scripts.take_claim(member, due.token, time.time() + lease_seconds):
+            return None
+        record = self.find(due.job_id)
+        delivery = _find(record, due.delivery_id)
+        if record is None or delivery is None or not delivery.open:
+            self.redis.zrem(keys.notify_due(), member)
+            return None
+        delivery.attempts += 1
+        delivery.status = DeliveryStatus.DELIVERING
+        delivery.last_attempt_at, delivery.next_attempt_at = utcnow(), None
+        self._scripts.save_delivery(due.job_id, delivery.id, delivery.model_dump_json(), member, "")
+        return record, delivery
+
+    def end_delivery_attempt(self, job_id: str, delivery: DeliveryRecord, retry_at: float | None) -> None:
+        """Record how an attempt ended; ``retry_at`` (epoch seconds): when to try again, or None
+        when the delivery is over. A job deleted meanwhile is not brought back."""
+        self._scripts.save_delivery(job_id, delivery.id, delivery.model_dump_json(),
+                                    due_member(job_id, delivery.id), "done" if retry_at is None else repr(retry_at))
+
+    def delivery_body(self, delivery_id: str, body: bytes, ttl_seconds: int) -> bytes:
+        """The body of a delivery: ``body`` if this is its first attempt, else the body the first
+        attempt sent (every retry sends the same bytes)."""
+        key = keys.notify_body(delivery_id)
+        self.redis.set(key, body.decode(), nx=True, ex=max(1, ttl_seconds))
+        stored = self.redis.get(key)
+        return str(stored).encode() if stored is not None else body
+
+    def due_deliveries(self) -> int:
+        return int(self.redis.zcard(keys.notify_due()))

@@ -1,0 +1,190 @@
+"""Reading jobs (by id, by filters, in counts), replaying and purging them.
+
+Status by id is one HGETALL; lists page through the sorted-set indexes by score
+(``producers.store.selection``) without scanning keys. Succeeded jobs expire after the
+retention; failed ones stay until replayed or purged. Index entries of expired jobs are dropped
+lazily when a listing meets them, and by ``sweep``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, cast
+
+from producers import events, keys
+from producers.records import JobRecord, JobStatus, RunRecord, StepRecord, StepStatus, utcnow
+from producers.store import codec
+from producers.store.core import StoreCore
+from producers.store.selection import BATCH, Filters, Selection, count_indexed, select_page
+from producers.store.types import JobRow, Page, dump
+
+
+class JobReads(StoreCore):
+    def list(
+        self,
+        *,
+        status: str | None = None,
+        kind: str | None = None,
+        connection: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Newest first, ``limit`` per page; ``cursor`` is the ``next_cursor`` of the page before.
+        A record that expired since the index named it is left out (and leaves the index)."""
+        chosen = self.select(Filters(status=status, kind=kind, connection=connection), limit=limit,
+                             cursor=cursor)
+        return Page(self._records(chosen.ids), chosen.next_cursor)
+
+    def select(self, filters: Filters, *, limit: int | None = None,
+               cursor: str | None = None) -> Selection:
+        """The ids matching ``filters``, newest first, from ``cursor`` on: ``limit`` of them (None:
+        every one), and the cursor of the next page. The one loop over ``select_page``, which
+        may stop short of a page when narrowing filters use up its scan budget."""
+        ids: builtins.list[str] = []
+        scanned = 0
+        while limit is None or len(ids) < limit:
+            want = BATCH if limit is None else min(BATCH, limit - len(ids))
+            page = select_page(self.redis, filters, limit=want, cursor=cursor, scan_budget=50 * BATCH)
+            ids += page.ids
+            scanned += page.scanned
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return Selection(ids, cursor, scanned)
+
+    def count(self, filters: Filters) -> int:
+        """How many jobs match: inside Redis when the indexes answer, else by walking them."""
+        if filters.reads_records:
+            return len(self.select(filters).ids)
+        return count_indexed(self.redis, filters)
+
+    def counts(self) -> dict[str, int]:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for s in JobStatus:
+                pipe.zcard(keys.index_status(s.value))
+            values = pipe.execute()
+        return {s.value: int(v) for s, v in zip(JobStatus, values, strict=True)}
+
+    def iter_ids(self, *, status: str | None = None, kind: str | None = None,
+                 connection: str | None = None) -> Iterator[str]:
+        """Every job id matching the filters, newest first."""
+        yield from self.select(Filters(status=status, kind=kind, connection=connection)).ids
+
+    def rows(self, ids: builtins.list[str]) -> builtins.list[JobRow]:
+        """What a job list shows of each of ``ids``, in one round trip and without decoding the
+        steps; ids whose record expired are left out."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(keys.job(job_id), builtins.list(codec.ROW_FIELDS))
+            replies: builtins.list[builtins.list[str | None]] = pipe.execute()
+        return [codec.row(job_id, values) for job_id, values in zip(ids, replies, strict=True) if values[0]]
+
+    def statuses(self, ids: builtins.list[str]) -> builtins.list[str | None]:
+        """Each job's status (None: no such job any more), in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hget(keys.job(job_id), codec.STATUS)
+            return [None if v is None else str(v) for v in pipe.execute()]
+
+    def connection_of(self, job_id: str) -> str | None:
+        """The connection of a job (None: no such job), in one small read."""
+        return codec.connection_of(cast(str | None, self.redis.hget(keys.job(job_id), codec.META)))
+
+    def index_sizes(self, kinds: Iterable[str],
+                    connections: Iterable[str]) -> tuple[dict[str, int], dict[str, int]]:
+        """How many jobs each kind and each connection has: ({kind: n}, {connection: n})."""
+        kinds, connections = builtins.list(kinds), builtins.list(connections)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for kind in kinds:
+                pipe.zcard(keys.index_kind(kind))
+            for name in connections:
+                pipe.zcard(keys.index_connection(name))
+            values = [int(v) for v in pipe.execute()]
+        return dict(zip(kinds, values[: len(kinds)], strict=True)), \
+            dict(zip(connections, values[len(kinds):], strict=True))
+
+    def job_counts(self, combos: Sequence[tuple[str, str, str]]) -> builtins.list[int]:
+        """How many jobs have each (status, kind, connection), in one round trip."""
+        return self.intersection_counts([[keys.index_status(status), keys.index_kind(kind),
+                                          keys.index_connection(connection)]
+                                         for status, kind, connection in combos])
+
+    def lookup(self, text: str) -> builtins.list[str]:
+        """The job ``text`` names exactly: by its id, or by its idempotency key (the dashboard's
+        search; a file name is matched by ``Filters.file_name``)."""
+        text = text.strip()
+        if not text:
+            return []
+        if self.redis.exists(keys.job(text)):
+            return [text]
+        found = self.redis.get(keys.idempotency(text))
+        return [str(found)] if found and self.redis.exists(keys.job(str(found))) else []
+
+    def throughput(self, minutes: int = 60) -> builtins.list[tuple[int, int]]:
+        """Jobs finished per minute over the last ``minutes`` (oldest first): (epoch minute, n)."""
+        now = int(time.time() // 60)
+        span = builtins.list(range(now - minutes + 1, now + 1))
+        values = self.redis.mget([keys.throughput(m) for m in span])
+        return [(m, int(v or 0)) for m, v in zip(span, values, strict=True)]
+
+    # ---- replay and purge ----------------------------------------------------------------
+    def begin_run(
+        self, job_id: str, *, trigger: str, from_step: str, note: str | None = None
+    ) -> JobRecord:
+        """Start another pass: steps before ``from_step`` keep their output (marked reused), the
+        rest are reset; the history of earlier runs stays in ``runs`` and each step's attempts."""
+        record = self.get(job_id)
+        names = [s.name for s in record.steps]
+        start = names.index(from_step)
+        runs = [*record.runs, RunRecord(number=len(record.runs) + 1, trigger=trigger,
+                                        from_step=from_step, note=note)]
+        fields: dict[Any, Any] = {codec.RUNS: dump([r.model_dump(exclude_none=True) for r in runs]),
+                                  codec.UPDATED_AT: utcnow()}
+        for i, s in enumerate(record.steps):
+            if i < start:
+                s.status = StepStatus.REUSED
+            else:
+                s = StepRecord(name=s.name, history=s.history)
+            fields[codec.step_field(s.name)] = s.stored()
+        with self.redis.pipeline() as pipe:
+            pipe.hset(keys.job(job_id), mapping=fields)
+            pipe.hdel(keys.job(job_id), *codec.RUN_ENDING)
+            self._set_status(pipe, self._state(job_id), JobStatus.QUEUED)
+            pipe.persist(keys.job(job_id))
+            self._event(pipe, events.REPLAYED, job_id, record.model_dump(include={"kind", "connection"}),
+                        JobStatus.QUEUED, step=from_step, run=len(runs))
+            pipe.execute()
+        return self.get(job_id)
+
+    def delete(self, job_id: str) -> bool:
+        """Purge a job: its record, its steps' secrets and memos, its index entries."""
+        record = self.find(job_id)
+        if record is None:
+            return False
+        with self.redis.pipeline() as pipe:
+            pipe.delete(keys.job(job_id))
+            for step in record.steps:
+                pipe.delete(keys.job_secret(job_id, step.name), keys.step_memo(job_id, step.name))
+            pipe.execute()
+        self._forget(job_id, record.kind, record.connection)
+        return True
+
+    def sweep(self, batch: int = 1000) -> int:
+        """Drop index entries of succeeded jobs whose record has expired. Returns how many."""
+        ids = cast(builtins.list[str], self.redis.zrange(keys.index_status(JobStatus.SUCCEEDED.value), 0, batch - 1))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.exists(keys.job(job_id))
+            alive = pipe.execute()
+        gone = [j for j, a in zip(ids, alive, strict=True) if not a]
+        for job_id in gone:
+            self._forget(job_id)
+        return len(gone)
+
+    def sweep_if_due(self, every_seconds: int = 60) -> int:
+        """``sweep`` at most once per ``every_seconds`` across every caller (dashboard viewers)."""
+        if self.redis.set(keys.sweep_lock(), "1", nx=True, ex=every_seconds):
+            return self.sweep()
+        return 0

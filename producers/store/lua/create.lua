@@ -1,0 +1,85 @@
+-- create: store a chunk of new queued jobs in one call.
+-- KEYS: all, queued, events, kind_names, conn_names
+-- ARGV: job_prefix, idem_prefix, idem_ttl, kind_prefix, conn_prefix, events_max, now, count, ...jobs
+-- FIELDS: meta, status, score
+-- RETURNS: {position, existing id, ...} of the jobs not written (0-based positions).
+--
+-- jobs: count groups of 7: id, kind, connection, idempotency key ('' none), meta JSON, message
+-- list ('' none), message. Each job's hash, its idempotency key, its index entries (one ZADD per
+-- index for the chunk), its job.queued event and its first message are written together, so a
+-- job and its message exist together or not at all. A job whose idempotency key names a job
+-- that still exists is not written: the caller decides (the same job: returned; another:
+-- refused). Pending steps are not stored (absent reads as pending), nor the first run, nor
+-- updated_at, nor the id in meta: bytes in every queued job's hash. kind_names and conn_names
+-- ('' = known already, no SADD) collect the names that have an index.
+local all_index, queued_index, events_key, kind_names, conn_names = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local job_prefix, idem_prefix, ttl, kind_prefix, conn_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local events_max, now, n = ARGV[6], ARGV[7], tonumber(ARGV[8])
+local width, base = 7, 9
+local clash, taken = {}, {}
+for j = 0, n - 1 do
+  local key = ARGV[base + j * width + 3]
+  if key ~= '' then
+    local old = redis.call('GET', idem_prefix .. key)
+    if old and redis.call('EXISTS', job_prefix .. old) == 1 then
+      taken[j] = true
+      clash[#clash + 1] = j
+      clash[#clash + 1] = old
+    end
+  end
+end
+if #clash == 2 * n then return clash end
+local indexes, order, pushes, porder, quoted = {}, {}, {}, {}, {}
+local function add(tbl, names, key, a, b)
+  local t = tbl[key]
+  if not t then t = {}; tbl[key] = t; names[#names + 1] = key end
+  t[#t + 1] = a
+  t[#t + 1] = b
+end
+local function q(s)
+  local v = quoted[s]
+  if not v then v = cjson.encode(s); quoted[s] = v end
+  return v
+end
+for j = 0, n - 1 do
+  if not taken[j] then
+    local a = base + j * width
+    local id, kind, conn, key = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+    local meta, list, message = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+    local event = redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'type', 'job.queued', 'data',
+      '{"job":"' .. id .. '","kind":' .. q(kind) .. ',"connection":' .. q(conn) ..
+      ',"step":null,"status":"queued","time":"' .. now .. '"}')
+    -- The score: milliseconds x 1000 plus a counter below 1000, here the job.queued event's
+    -- stream id (ms-seq), which grows with every entry: no counter to INCR.
+    local ms, seq = string.match(event, '^(%d+)-(%d+)$')
+    local score = string.format('%.0f', tonumber(ms) * 1000 + tonumber(seq) % 1000)
+    if key ~= '' then redis.call('SET', idem_prefix .. key, id, 'EX', ttl) end
+    redis.call('HSET', job_prefix .. id, 'meta', meta, 'status', 'queued', 'score', score)
+    add(indexes, order, all_index, score, id)
+    add(indexes, order, queued_index, score, id)
+    add(indexes, order, kind_prefix .. kind, score, id)
+    add(indexes, order, conn_prefix .. conn, score, id)
+    if list ~= '' then
+      if not pushes[list] then pushes[list] = {}; porder[#porder + 1] = list end
+      local p = pushes[list]
+      p[#p + 1] = message
+    end
+  end
+end
+-- In slices: Lua's unpack is bounded by its stack (~8000 values).
+local function each_slice(command, key, values)
+  for s = 1, #values, 4000 do
+    redis.call(command, key, unpack(values, s, math.min(s + 3999, #values)))
+  end
+end
+for _, index in ipairs(order) do each_slice('ZADD', index, indexes[index]) end
+-- LPUSH in submit order: kombu's consumer pops from the other end, so the first job goes first.
+for _, list in ipairs(porder) do each_slice('LPUSH', list, pushes[list]) end
+for offset, set in ipairs({kind_names, conn_names}) do
+  if set ~= '' then
+    local names = {}
+    for j = 0, n - 1 do names[#names + 1] = ARGV[base + j * width + offset] end
+    redis.call('SADD', set, unpack(names))
+  end
+end
+return clash

@@ -1,0 +1,113 @@
+"""The job store's Lua scripts (``lua/*.lua``), one typed method each: named arguments in, KEYS
+and ARGV in the order of the script's header out, the reply decoded.
+
+Keys a script touches arrive in KEYS where the caller knows them in advance; key families a
+script picks from what it reads (the job's connection, its status before) arrive as prefixes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+
+from producers import keys
+from producers.records import MAX_ATTEMPT_HISTORY
+from producers.store import codec
+from producers.store.loader import STORE_SCRIPTS, Scripts
+from producers.store.types import NewJob
+
+_THROTTLE_PREFIX, _, _THROTTLE_SUFFIX = keys.rate_limit_pause("\0").partition("\0")
+_STATUS_PREFIX = keys.index_status("")
+
+
+@dataclass(frozen=True)
+class BeginReply:
+    """What ``begin.lua`` answered: its outcome, the job's hash as it read it (empty when
+    missing) and, when the step started, the step's new record (JSON) and the 429 pause."""
+
+    outcome: str
+    raw: dict[str, str]
+    step_json: str | None = None
+    paused_until: str | None = None
+
+
+@dataclass(frozen=True)
+class Settle:
+    """One transition for ``settle.lua`` (see its header)."""
+
+    job_id: str
+    fields: dict[str, str]
+    token: str = ""  # '' = no lease to check and release
+    status_from: str = ""
+    status_to: str = ""  # '' = the status stays
+    score: str = "0"
+    finished: bool = False  # counts in the minute's throughput
+    expire: int = 0
+    outbox_entry: str = ""
+    commands: Sequence[Sequence[Any]] = ()
+
+
+class StoreScripts(Scripts):
+    def __init__(self, client: redis.Redis) -> None:
+        super().__init__(client, STORE_SCRIPTS)
+
+    def begin(self, job_id: str, step: str, *, token: str, now_ms: int, lease_ms: int, now: str,
+              events_max: int) -> BeginReply:
+        reply = self.run("begin", [keys.job(job_id), keys.events()], [
+            codec.step_field(step), token, now_ms, lease_ms, now, _STATUS_PREFIX, MAX_ATTEMPT_HISTORY,
+            job_id, _THROTTLE_PREFIX, _THROTTLE_SUFFIX, keys.connection_paused(""), keys.parked(""), step,
+            events_max])
+        flat = reply[1]
+        raw = dict(zip(flat[::2], flat[1::2], strict=True))
+        if reply[0] != "started":
+            return BeginReply(str(reply[0]), raw)
+        return BeginReply("started", raw, str(reply[2]), reply[3] or None)
+
+    def settle(self, change: Settle, now_ms: int, minute: int) -> bool:
+        pairs = [x for item in change.fields.items() for x in item]
+        moves = bool(change.status_to)
+        reply = self.run("settle", [
+            keys.job(change.job_id), keys.index_status(change.status_from) if moves else "",
+            keys.index_status(change.status_to) if moves else "",
+            keys.throughput(minute) if change.finished else "", keys.outbox()], [
+            change.job_id, change.token, change.score, change.expire, change.outbox_entry, now_ms,
+            json.dumps(change.commands), len(pairs) // 2, *pairs])
+        return bool(reply == 1)
+
+    def renew(self, job_id: str, token: str, until_ms: int) -> bool:
+        return bool(self.run("renew", [keys.job(job_id)], [token, until_ms]))
+
+    def create(self, jobs: Sequence[NewJob], ids: Sequence[str], messages: Sequence[tuple[str, str]], *,
+               now: str, idempotency_seconds: int, events_max: int, kind_names: str,
+               conn_names: str) -> dict[int, str]:
+        """Stores ``jobs`` (``kind_names``/``conn_names``: the name sets to add to, '' none);
+        returns the id each job not written found behind its idempotency key, by position."""
+        per_job: list[Any] = []
+        for job, job_id, (target, payload) in zip(jobs, ids, messages, strict=True):
+            per_job += (job_id, job.kind, job.connection, job.idempotency_key or "", codec.new_meta(job, now),
+                        target, payload)
+        reply = cast(list[Any], self.run("create", [
+            keys.index_all(), keys.index_status("queued"), keys.events(), kind_names, conn_names], [
+            keys.job(""), keys.idempotency(""), idempotency_seconds, keys.index_kind(""), keys.index_connection(""),
+            events_max, now, len(jobs), *per_job]))
+        return {int(reply[i]): str(reply[i + 1]) for i in range(0, len(reply), 2)}
+
+    def resume(self, connection: str) -> tuple[bool, list[str]]:
+        was, members = self.run("resume", [keys.connection_paused(connection), keys.parked(connection)], [])
+        return bool(was), [str(m) for m in members]
+
+    def claim_due(self, now: float, until: float, limit: int) -> list[str]:
+        return [str(m) for m in self.run("claim_due", [keys.notify_due()], [repr(now), repr(until), limit])]
+
+    def take_claim(self, member: str, token: str, until: float) -> bool:
+        return bool(self.run("take_claim", [keys.notify_due()], [member, token, repr(until)]))
+
+    def save_delivery(self, job_id: str, delivery_id: str, record: str, member: str, when: str) -> bool:
+        """``when``: '' keeps the due set as it is, 'done' takes ``member`` out, else its next
+        attempt (epoch seconds)."""
+        return bool(self.run("save_delivery", [keys.job(job_id), keys.notify_due()], [
+            codec.delivery_field(delivery_id), record, member, when]))
