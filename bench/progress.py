@@ -14,8 +14,6 @@ alternating runs of each.
 from __future__ import annotations
 
 import argparse
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,7 +22,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.common import MiB, human, parse_size
+from bench.common import human, parse_size
 from producers.records import Progress
 from worker.http import Destination, Route, new_session
 from worker.progress import counted, tracking
@@ -44,7 +42,8 @@ while True:
     left = length - len(body)
     while left > 0:
         left -= conn.recv_into(buf, min(left, len(buf)))
-    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{}")
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n"
+                 b"Connection: close\r\n\r\n{}")
     conn.close()
 """
 UPLOAD = Route("/upload")
@@ -90,11 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     plain, counted_ = statistics.median(cpu[False]), statistics.median(cpu[True])
     print(f"{human(size)} upload, median of {args.repeat}: sender CPU {plain:.3f} s without progress, "
           f"{counted_:.3f} s with progress ({counted_ / plain:.3f}x; {figures} figures written)")
-    print(f"  runs without: {', '.join(f'{s:.3f}' for s in cpu[False])}; with: {', '.join(f'{s:.3f}' for s in cpu[True])}")
+    runs = {label: ", ".join(f"{s:.3f}" for s in cpu[flag]) for label, flag in (("without", False), ("with", True))}
+    print(f"  runs without: {runs['without']}; with: {runs['with']}")
     return 0
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    socket.setdefaulttimeout(None)
     raise SystemExit(main())
