@@ -8,7 +8,7 @@ the capped send buffer) as a raw body to a sink in another process that reads an
 made at most once a second; the writer here stores nothing, so the figure is the counting, not
 Redis, which sees one call a second). "without": the plain file. The sender's CPU
 (``time.process_time``: user + system of this process) per run; the median of ``--repeat``
-alternating runs of each.
+alternating runs of each, after one unmeasured warm-up upload.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fh.truncate(size)
             cpu: dict[bool, list[float]] = {False: [], True: []}
             figures = 0
+            send(port, path, size, False)  # warm-up: imports, the first connection, the page cache
             for _ in range(args.repeat):
                 for with_progress in (False, True):
                     seconds, made = send(port, path, size, with_progress)
