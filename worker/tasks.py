@@ -31,9 +31,9 @@ from celery.exceptions import Ignore
 from producers.errors import ConfigError
 from producers.kinds import KINDS, all_step_names
 from producers.queue import TASK_PREFIX, StepPublisher, queue_for_connection, task_name
-from producers.records import JobRecord, StepError, StepStatus
+from producers.records import JobRecord, Progress, StepError, StepStatus
 from producers.store import JobState, JobStore, Lease, Outgoing
-from worker import controls, metrics
+from worker import controls, metrics, progress
 from worker.errors import DestinationError, PermanentError, RetryableError, Throttled
 from worker.log import get_logger, redact_text
 from worker.recovery import lease_seconds
@@ -114,7 +114,8 @@ class Attempt:
             self.rt.note_pause(self.job.connection, self.paused_until)
             ctx = StepContext(job=self.job, step=self.step, attempt=self.attempts, outputs=outputs,
                               store=self.store, clients=self.rt.clients(self.job.connection))
-            result = _run(ctx, self.log)
+            with progress.tracking(self._write_progress):
+                result = _run(ctx, self.log)
         except RetryableError as exc:
             self._retry_or_fail(exc)
         except DestinationError as exc:
@@ -135,6 +136,13 @@ class Attempt:
             self._timed().exception("step crashed")
             self._fail(PermanentError(f"internal error: {type(exc).__name__}: {exc}", step=self.step))
         self._succeed(outputs, result)
+
+    def _write_progress(self, figures: Progress, final: bool) -> None:
+        """Best effort: an upload never fails for its progress figures (Redis busy or gone)."""
+        try:
+            self.store.record_progress(self.job, self.step, figures, self.lease)
+        except redis.RedisError:
+            self.log.warning("upload progress not recorded", final=final)
 
     def _succeed(self, outputs: dict[str, dict[str, Any]], result: dict[str, Any]) -> None:
         kind = KINDS[self.job.kind]

@@ -167,6 +167,7 @@ def show_record(j: JobRecord) -> None:
         table.add_row(s.name, styled_text(s.status), str(s.attempts), _clock(s.started_at),
                       took(s.started_at, s.finished_at), detail)
     out.print(table)
+    _show_progress(j)
     _show_attempts(j)
     _show_runs(j)
     _show_notifications(j)
@@ -175,6 +176,13 @@ def show_record(j: JobRecord) -> None:
                   f"{plain(j.error.message)}")
     elif j.result:
         out.print("[green]landed:[/green] " + plain(outcome_text(j)))
+
+
+def _show_progress(j: JobRecord) -> None:
+    """Each upload step's bytes: how far it got, at what rate, how long is left."""
+    for s in j.steps:
+        if s.progress is not None:
+            out.print(f"[bold]{plain(s.name)}[/bold] uploaded {plain(s.progress.describe())}")
 
 
 def _show_attempts(j: JobRecord) -> None:
