@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from producers.client import Ferry
 from producers.records import JobRecord, JobStatus
 from sandbox.testing import SandboxControl
+from tests.fixtures.api import LiveApi
 from tests.fixtures.worker import FerryEnv, own_worker
 
 STALL_SECONDS = 20
@@ -136,6 +138,10 @@ def test_a_slow_but_steady_upload_is_never_a_stall_and_shows_its_progress(setup)
     assert progress[-1]["bytes_sent"] == size and all(e["step"] == "media_upload" for e in progress)
     screen = terminal.output()  # ferry status --follow in a terminal: the live bar, then the record
     assert "media_upload" in screen and "MiB" in screen and "KiB/s" in screen, screen
+    with LiveApi(setup.ferry, tokens=["stalls-token"]) as api:  # the dashboard's job page keeps the bar
+        page = requests.get(f"{api.url}/ui/job/{job.id}", headers={"Authorization": "Bearer stalls-token"},
+                            timeout=10)
+    assert '<progress max="100" value="100">' in page.text and "uploaded 3.0 MiB of 3.0 MiB (100 %)" in page.text
 
 
 class Terminal:
