@@ -80,14 +80,16 @@ class ApiTokenConfig(BaseModel):
 
     token_env: str | None = None
     token_file: str | None = None
-    scopes: tuple[ApiScope, ...] = Field(min_length=1)
+    scopes: tuple[ApiScope, ...]
     connections: tuple[str, ...] | None = None
     tenants: tuple[str, ...] | None = None
 
     @model_validator(mode="after")
-    def _one_secret(self) -> ApiTokenConfig:
+    def _secret_and_scopes(self) -> ApiTokenConfig:
         if bool(self.token_env) == bool(self.token_file):
             raise ValueError("an API token needs exactly one of token_env or token_file")
+        if not self.scopes:
+            raise ValueError("scopes: give at least one of read, submit, operate, admin")
         return self
 
 
@@ -320,7 +322,8 @@ def _type_problem(error: ErrorDetails) -> str:
     place = " ".join(filter(None, [f"[{'.'.join(table)}]" if table else "", key]))
     value = error.get("input")
     got = f" (got {value!r})" if isinstance(value, str | int | float) and error["type"] != "value_error" else ""
-    return f"{place}: {error['msg'].removeprefix('Value error, ')}{got}"
+    message = f"{error['msg'].removeprefix('Value error, ')}{got}"
+    return f"{place}: {message}" if place else message  # a check across tables names its own place
 
 
 def _type_name(value: object) -> str:
