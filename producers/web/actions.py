@@ -152,8 +152,13 @@ def replay_jobs(request: BulkReplayRequest, who: Auth, ferry: FerryDep) -> JSONR
 
 @router.get("/jobs:replay", response_model=BulkReplay | None)
 def last_bulk(who: Auth, ferry: FerryDep) -> JSONResponse:
-    """The latest bulk replay's progress (null when none in the last day)."""
-    return JSONResponse(ferry.store.last_bulk_replay())
+    """The latest bulk replay's progress (null when none in the last day, or, for a token limited
+    to some connections or tenants, when another token started it)."""
+    bulk = ferry.store.last_bulk_replay()
+    if bulk and who.grant.limited and bulk.get("by") not in {Principal(via, who.grant).trigger()
+                                                             for via in ("bearer", "session")}:
+        bulk = None
+    return JSONResponse(bulk)
 
 
 @router.delete("/jobs/{job_id}", status_code=204,

@@ -244,3 +244,11 @@ def test_a_session_remembers_its_label_and_the_audit_line_names_it(visibility, c
     refused = browser.post(f"{api.url}/jobs:purge", json={"dry_run": True}, headers={"X-CSRF-Token": csrf},
                            timeout=10)
     assert refused.status_code == 403 and "'ops' lacks the 'admin' scope" in refused.json()["detail"]
+
+
+def test_another_token_s_bulk_replay_is_not_shown_to_a_limited_token(visibility):
+    api, _ = visibility
+    started = requests.post(f"{api.url}/jobs:replay", json={"ids": []}, headers=bearer(EVERYTHING), timeout=10)
+    assert started.status_code == 202 and started.json()["by"] == "api (root)"
+    assert get(api, "/jobs:replay", EVERYTHING).json()["by"] == "api (root)"
+    assert get(api, "/jobs:replay").json() is None

@@ -40,3 +40,11 @@ def test_the_walk_sees_the_dashboard_and_the_hidden_routes():
     routes = app_routes(offline_app())
     assert {"GET /", "GET /ui/fragments/list", "GET /openapi.json", "POST /login",
             "GET /static/{name}", "GET /metrics"} <= set(routes)
+
+
+def test_the_openapi_document_names_each_operation_s_scope():
+    document = offline_app().openapi()
+    scopes = {f"{method.upper()} {path}": operation["x-scope"]
+              for path, item in document["paths"].items() for method, operation in item.items()}
+    assert scopes["POST /jobs"] == "submit" and scopes["POST /jobs:purge"] == "admin"
+    assert all(value == ROUTE_SCOPES[key].value for key, value in scopes.items())
