@@ -189,7 +189,8 @@ def job_page(job_id: str, request: Request, who: Viewer, ferry: FerryDep) -> Res
     return _html(render.page("job.html", f"Job {job_id[:12]}", csrf=who.csrf, who=who.label,
                              attrs={"page": "job", "job": job_id,
                                     "fragment": f"/ui/fragments/job/{job_id}"},
-                             may=may(who), **render.job_view(record, KINDS.get(record.kind))))
+                             may=may(who), waiting=ferry.why_waiting(record),
+                             **render.job_view(record, KINDS.get(record.kind))))
 
 
 # ---- fragments the page polls -------------------------------------------------------------
@@ -201,8 +202,9 @@ def list_fragment(request: Request, who: Auth, ferry: FerryDep) -> JSONResponse:
 @router.get("/ui/fragments/job/{job_id}")
 def job_fragment(job_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
     record = visibility.job(ferry, who.grant, job_id)
-    view = render.job_view(record, KINDS.get(record.kind))
-    return JSONResponse({"job": render.html("job_view.html", may=may(who), **view),
+    view = render.html("job_view.html", may=may(who), waiting=ferry.why_waiting(record),
+                       **render.job_view(record, KINDS.get(record.kind)))
+    return JSONResponse({"job": view,
                          "status": record.status.value,
                          "open_deliveries": any(d.open for d in record.notifications)},
                         headers={"Cache-Control": "no-store"})
