@@ -7,11 +7,14 @@ indexes per read (issue 20 item 3)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
 from producers import keys
+from producers.embedded import EmbeddedRedis
 from producers.records import FileInfo, JobStatus, StepError
 from producers.store import Filters, JobStore, NewJob
 from tests import jobs
@@ -104,7 +107,19 @@ def scrape_cost(store: JobStore, redis_client: redis.Redis) -> dict[str, int]:
             if after[name] != before.get(name, 0) and name != "info"}
 
 
-def test_reading_the_counts_costs_the_same_at_any_store_size(store: JobStore, redis_client: redis.Redis) -> None:
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[redis.Redis]:
+    """A Redis of this test's own: its command counts are this test's alone (the session's Redis
+    also serves other tests' workers)."""
+    server = EmbeddedRedis(tmp_path / "redis")
+    client = redis.Redis.from_url(server.ensure_running().url, decode_responses=True)
+    yield client
+    client.close()
+    server.stop()
+
+
+def test_reading_the_counts_costs_the_same_at_any_store_size(own_redis: redis.Redis) -> None:
+    store, redis_client = JobStore(own_redis), own_redis
     submit(store, "acme", 10)
     small = scrape_cost(store, redis_client)
     for _ in range(20):
