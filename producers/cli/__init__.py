@@ -72,6 +72,7 @@ def _submit_command(kind: Kind) -> click.Command:
         click.Option(["--idempotency-key"], help="the same key returns the existing job"),
         click.Option(["--callback", "callback_url"], metavar="URL",
                      help="POST a signed webhook to URL each time the job ends ([notifications])"),
+        click.Option(["--batch"], metavar="ID", help="join the open batch ID (ferry batch open)"),
         click.Option(["--wait"], is_flag=True, help="block until the job ends; exit 1 if it failed"),
         click.Option(["--timeout"], type=float, default=None, help="with --wait: give up after N s"),
         click.Option(["--json", "as_json"], is_flag=True, help="print the job record as JSON"),
@@ -97,7 +98,8 @@ def _submit(ctx: click.Context, kind: Kind, kw: dict[str, Any]) -> None:
     try:
         record, _ = ferry.submit_checked(
             kind.name, connection=kw["connection"], file=kw.get("file"), uri=kw.get("uri"),
-            params=values, idempotency_key=kw.get("idempotency_key"), callback_url=kw.get("callback_url"))
+            params=values, idempotency_key=kw.get("idempotency_key"), callback_url=kw.get("callback_url"),
+            batch=kw.get("batch"))
     except SubmitError as exc:
         fail("; ".join(f"{_option_name(kind, p.field)}: {p.message}" for p in exc.problems))
     finish(ferry, record, wait=kw["wait"], timeout=kw.get("timeout"), as_json=kw["as_json"])
@@ -113,9 +115,12 @@ for _kind in KINDS.values():
 @click.option("--wait", is_flag=True, help="follow the jobs to the end; exit 1 if any failed")
 @click.option("--timeout", type=float, default=None, help="with --wait: give up after N s")
 @click.option("--json", "as_json", is_flag=True, help="print the outcome as JSON")
+@click.option("--name", help="the batch's name")
+@click.option("--batch-callback", "callback_url", metavar="URL",
+              help="POST a signed batch.completed webhook to URL when the batch completes")
 @click.pass_context
 def submit_batch(ctx: click.Context, manifest: str, strict: bool, wait: bool,
-                 timeout: float | None, as_json: bool) -> None:
+                 timeout: float | None, as_json: bool, name: str | None, callback_url: str | None) -> None:
     """Submit one job per line of a .jsonl (a POST /jobs body per line) or .csv manifest.
     Exit 0 all submitted (and succeeded, with --wait), 1 a job failed, 2 bad lines."""
     from pathlib import Path
@@ -123,7 +128,8 @@ def submit_batch(ctx: click.Context, manifest: str, strict: bool, wait: bool,
     from producers.cli import batch
 
     sys.exit(batch.run(connect(ctx), Path(manifest), strict=strict, wait_for_jobs=wait,
-                       timeout=timeout, as_json=as_json, out=out, err=err))
+                       timeout=timeout, as_json=as_json, out=out, err=err, name=name,
+                       callback_url=callback_url))
 
 
 # ---- reading the store -------------------------------------------------------------------------
@@ -151,12 +157,14 @@ def status(ctx: click.Context, job_id: str, as_json: bool) -> None:
 @click.option("--connection")
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--cursor", help="next_cursor of the previous page")
+@click.option("--batch", metavar="ID", help="only the jobs of batch ID")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def jobs(ctx: click.Context, status_: str | None, kind: str | None, connection: str | None,
-         limit: int, cursor: str | None, as_json: bool) -> None:
+         limit: int, cursor: str | None, batch: str | None, as_json: bool) -> None:
     """List jobs, newest first."""
-    page = connect(ctx).jobs(status=status_, kind=kind, connection=connection, limit=limit, cursor=cursor)
+    page = connect(ctx).jobs(status=status_, kind=kind, connection=connection, limit=limit, cursor=cursor,
+                             batch=batch)
     if as_json:
         click.echo(json.dumps({"jobs": [j.model_dump(mode="json") for j in page.jobs],
                                "next_cursor": page.next_cursor}, indent=2))
@@ -412,8 +420,15 @@ def _register_ops() -> None:
     register(cli)
 
 
+def _register_batches() -> None:
+    from producers.cli.batches import register  # `ferry batch list|status|wait|replay|cancel|open|seal`
+
+    register(cli)
+
+
 _register_notify()
 _register_ops()
+_register_batches()
 
 
 def main() -> None:

@@ -11,6 +11,9 @@ Formats (chosen by the name: ``.csv`` is CSV, anything else is JSONL):
   (``params.object``, ``params.comment``) or as one ``params`` column holding a JSON object; both
   may be used together as long as they don't name the same parameter. Empty cells are absent.
 
+The manifest's jobs are one batch (``--name``, ``--batch-callback URL``: told once it completes);
+the JSON outcome names it (``"batch"``), ``ferry batch status|wait|replay`` follow it.
+
 A relative ``file`` is taken relative to the manifest's folder, so a manifest and its files can
 move together. Every line is validated before anything is submitted and every bad line is
 reported with its number (the header is line 1 of a CSV). Without ``--strict`` the good lines are
@@ -64,6 +67,7 @@ class BatchOutcome:
     submitted: list[Submitted] = field(default_factory=list)
     waited: bool = False
     timed_out: bool = False
+    batch: str | None = None
 
     @property
     def bad(self) -> list[ManifestLine]:
@@ -182,9 +186,10 @@ def check(ferry: Ferry, lines: list[ManifestLine]) -> None:
             ln.problems = [Problem(request_field(p.field), p.message) for p in exc.problems]
 
 
-def submit(ferry: Ferry, lines: list[ManifestLine], console: Console) -> list[Submitted]:
-    """Submit the good lines with ``Ferry.submit_many``, a chunk at a time (the progress bar moves
-    per chunk). A line refused now (its file vanished since the check…) gets its problems."""
+def submit(ferry: Ferry, lines: list[ManifestLine], console: Console, batch: str) -> list[Submitted]:
+    """Submit the good lines into the open ``batch`` with ``Ferry.submit_many``, a chunk at a
+    time (the progress bar moves per chunk). A line refused now (its file vanished since the
+    check…) gets its problems."""
     good = [ln for ln in lines if not ln.problems and ln.request is not None]
     submitted: list[Submitted] = []
     with _progress(console) as progress:
@@ -192,7 +197,7 @@ def submit(ferry: Ferry, lines: list[ManifestLine], console: Console) -> list[Su
         for start in range(0, len(good), SUBMIT_CHUNK):
             chunk = good[start:start + SUBMIT_CHUNK]
             outcomes = ferry.submit_many([ln.request for ln in chunk if ln.request is not None],
-                                         chunk_size=SUBMIT_CHUNK)
+                                         chunk_size=SUBMIT_CHUNK, batch=batch)
             for ln, outcome in zip(chunk, outcomes, strict=True):
                 if isinstance(outcome, SubmitError):
                     ln.problems = [Problem(request_field(p.field), p.message) for p in outcome.problems]
@@ -245,8 +250,10 @@ def _progress(console: Console) -> Progress:
 
 # ---- the command ------------------------------------------------------------------------------
 def run(ferry: Ferry, path: Path, *, strict: bool, wait_for_jobs: bool, timeout: float | None,
-        as_json: bool, out: Console, err: Console) -> int:
-    """``ferry submit-batch``: returns the exit code. Progress goes to stderr, results to stdout."""
+        as_json: bool, out: Console, err: Console, name: str | None = None,
+        callback_url: str | None = None) -> int:
+    """``ferry submit-batch``: returns the exit code. Progress goes to stderr, results to stdout.
+    The manifest's jobs are one batch (``name``, told ``callback_url`` when it completes)."""
     try:
         lines = read_manifest(path)
     except ManifestError as exc:
@@ -263,7 +270,14 @@ def run(ferry: Ferry, path: Path, *, strict: bool, wait_for_jobs: bool, timeout:
         if as_json:
             out.print_json(data=_report(outcome))
         return 2
-    outcome.submitted = submit(ferry, lines, err)
+    try:
+        opened = ferry.open_batch(name, callback_url)
+    except SubmitError as exc:
+        err.print(f"[red]error:[/red] --batch-callback: {plain('; '.join(p.message for p in exc.problems))}")
+        return 2
+    with opened:  # sealed once every line is in, whatever happened
+        outcome.batch = opened.id
+        outcome.submitted = submit(ferry, lines, err, opened.id)
     if wait_for_jobs:
         outcome.waited = True
         outcome.timed_out = not wait(ferry, outcome.submitted, err, timeout)
@@ -281,6 +295,7 @@ def run(ferry: Ferry, path: Path, *, strict: bool, wait_for_jobs: bool, timeout:
 def _report(outcome: BatchOutcome) -> dict[str, Any]:
     statuses = [s.record.status.value for s in outcome.submitted]
     return {
+        "batch": outcome.batch,
         "submitted": [{"line": s.line, "created": s.created, "job": s.record.model_dump(mode="json")}
                       for s in outcome.submitted],
         "problems": [{"line": ln.number, "field": p.field, "message": p.message}
@@ -310,4 +325,5 @@ def _show(outcome: BatchOutcome, out: Console, *, waited: bool) -> None:
                        if statuses.count(st.value))
     out.print(f"{len(outcome.submitted)} submitted ({counts or 'none'}); "
               f"{len(outcome.bad)} bad line(s)" + ("" if waited else "; not waited for"))
+    out.print(f"batch {outcome.batch}  (ferry batch status {outcome.batch})")
 
