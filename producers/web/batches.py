@@ -37,6 +37,13 @@ class BatchOpening(BaseModel):
                                      description="POSTed a signed batch.completed webhook each time it completes")
 
 
+class BatchReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[str] | None = Field(None, max_length=100_000,
+                                  description="only these of its failed jobs (default: every one)")
+
+
 class BatchList(BaseModel):
     batches: list[BatchRecord]
 
@@ -102,18 +109,21 @@ def seal_batch(batch_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
 
 
 @router.post("/batches/{batch_id}/replay", status_code=202, response_model=BatchReplay, responses=answers(404))
-def replay_batch(batch_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
-    """Replay the batch's failed jobs from their failed steps, in the background at the bulk
-    replay rate; it completes (and is told) again after the last of them."""
+def replay_batch(batch_id: str, who: Auth, ferry: FerryDep,
+                 chosen: Annotated[BatchReplayRequest | None, Body()] = None) -> JSONResponse:
+    """Replay the batch's failed jobs (``ids``: those of them) from their failed steps, in the
+    background at the bulk replay rate; it completes (and is told) again after the last of them."""
     try:
         ferry.batch(batch_id)
     except BatchNotFound:
         raise _missing(batch_id) from None
-    matched = ferry.store.count(Filters(batch=batch_id, status=JobStatus.FAILED.value))
+    only = chosen.ids if chosen is not None else None
+    failed = ferry.store.select(Filters(batch=batch_id, status=JobStatus.FAILED.value)).ids
+    matched = len(failed) if only is None else len(set(only) & set(failed))
 
     def run() -> None:
         try:
-            ops.replay_batch(ferry, batch_id, trigger=who.trigger() + " batch")
+            ops.replay_batch(ferry, batch_id, trigger=who.trigger() + " batch", only=only)
         except Exception:  # the thread must not die silently
             log.exception("replay of batch %s stopped", batch_id)
 

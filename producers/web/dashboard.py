@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.exceptions import HTTPException
 
 from producers.client import Ferry
-from producers.errors import JobNotFound
+from producers.errors import BatchNotFound, JobNotFound
 from producers.kinds import KINDS, all_step_names
 from producers.store import Filters, JobRow
 from producers.web import render
@@ -26,7 +26,7 @@ from producers.web.deps import Auth, FerryDep, GuardDep, Viewer
 
 PAGE_SIZE = 50
 LIST_FIELDS = ("meta", "status", "updated_at", "finished_at", "error", "runs")
-FILTER_NAMES = ("status", "kind", "connection", "error_step", "http_status", "since", "until", "q")
+FILTER_NAMES = ("status", "kind", "connection", "error_step", "http_status", "since", "until", "q", "batch")
 # No inline script or style anywhere: the policy can forbid both, and framing (clickjacking).
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
@@ -63,7 +63,9 @@ def _safe_next(value: str | None) -> str:
 router = APIRouter(include_in_schema=False)
 
 
-FRAGMENTS = ("counters", "fleet", "rows", "pager")
+FRAGMENTS = ("counters", "fleet", "batches", "rows", "pager")
+BATCHES_SHOWN = 10
+FAILURES_GROUPED = 5000  # a batch page groups its newest failures, at most this many
 
 
 def summary(ferry: Ferry) -> render.Summary:
@@ -97,7 +99,8 @@ def listing(ferry: Ferry, query: dict[str, str]) -> dict[str, Any]:
 def regions(ferry: Ferry, query: dict[str, str]) -> dict[str, Any]:
     """What the list page shows and polls: counters, rows and pager, as template data."""
     return {"counters": render.counters(summary(ferry), query), "query": query,
-            "fleet": render.fleet(ferry.connections(), ferry.workers()), **listing(ferry, query)}
+            "fleet": render.fleet(ferry.connections(), ferry.workers()),
+            "batches": [render.batch_row(b) for b in ferry.batches(BATCHES_SHOWN)], **listing(ferry, query)}
 
 
 def fragments(context: dict[str, Any]) -> dict[str, str]:
@@ -177,7 +180,39 @@ def job_page(job_id: str, request: Request, who: Viewer, ferry: FerryDep) -> Res
                              **render.job_view(record, KINDS.get(record.kind))))
 
 
+@router.get("/ui/batch/{batch_id}")
+def batch_page(batch_id: str, request: Request, who: Viewer, ferry: FerryDep) -> Response:
+    if who is None:
+        return to_login(request)
+    try:
+        view = batch_view(ferry, batch_id)
+    except BatchNotFound:
+        return _html(render.page("not_found.html", "Not found", csrf=who.csrf, who=who.label, job_id=batch_id,
+                                 what="batch"), 404)
+    return _html(render.page("batch.html", f"Batch {view['b']['label']}", csrf=who.csrf, who=who.label,
+                             attrs={"page": "batch", "batch": batch_id,
+                                    "fragment": f"/ui/fragments/batch/{batch_id}"}, **view))
+
+
+def batch_view(ferry: Ferry, batch_id: str) -> dict[str, Any]:
+    """A batch's page: its record, and its failures grouped (step, HTTP status, message)."""
+    record = ferry.batch(batch_id)
+    failed = ferry.store.select(Filters(batch=batch_id, status="failed"), limit=FAILURES_GROUPED).ids
+    capped = FAILURES_GROUPED if len(failed) == FAILURES_GROUPED else 0
+    return {"b": render.batch_row(record), "groups": render.failure_groups(ferry.store.rows(failed)),
+            "groups_capped": capped}
+
+
 # ---- fragments the page polls -------------------------------------------------------------
+@router.get("/ui/fragments/batch/{batch_id}")
+def batch_fragment(batch_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
+    try:
+        view = batch_view(ferry, batch_id)
+    except BatchNotFound:
+        raise HTTPException(404, f"no batch {batch_id}") from None
+    return JSONResponse({"batch": render.html("batch_view.html", **view)}, headers={"Cache-Control": "no-store"})
+
+
 @router.get("/ui/fragments/list")
 def list_fragment(request: Request, who: Auth, ferry: FerryDep) -> JSONResponse:
     return JSONResponse(fragments(regions(ferry, _query(request))), headers={"Cache-Control": "no-store"})
