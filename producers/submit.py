@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -240,7 +241,19 @@ class Submission(ClientCore):
     def _submit_all(self, requests: Sequence[JobRequest], *, require_file_roots: bool, chunk_size: int = 500,
                     batch: str | None = None) -> list[Outcome]:
         """``submit_many``'s work, every job into the open ``batch`` (None: none)."""
-        checked = self._validate_many(requests, require_file_roots, batch)
+        return self.submit_prepared(self._validate_many(requests, require_file_roots, batch), batch=batch,
+                                    chunk_size=chunk_size)
+
+    def prepare_many(self, requests: Sequence[JobRequest]) -> list[NewJob | SubmitError]:
+        """Validate each request (each distinct file inspected once): the job to store, or why
+        not. A manifest is checked whole this way before anything is stored (``submit_prepared``)."""
+        return self._validate_many(requests, False)
+
+    def submit_prepared(self, checked: Sequence[NewJob | SubmitError], *, batch: str | None,
+                        chunk_size: int = 500) -> list[Outcome]:
+        """Store and enqueue the jobs ``prepare_many`` made, into the open ``batch``; a refusal
+        stays the outcome of its place."""
+        checked = [replace(c, batch=batch) if isinstance(c, NewJob) and c.batch != batch else c for c in checked]
         valid = [(i, job) for i, job in enumerate(checked) if isinstance(job, NewJob)]
         stored: dict[int, Outcome] = {}
         # On the store's own Redis a job's message goes in the MULTI that stores the job; with
