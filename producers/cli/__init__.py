@@ -7,6 +7,7 @@ kind brings its command and options with it.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -451,52 +452,11 @@ def demo(keep: bool, sandbox_url: str | None) -> None:
     sys.exit(run_demo(keep=keep, sandbox_url=sandbox_url))
 
 
-def _register_reads() -> None:
-    from producers.cli.reads import register  # `ferry jira|marketplace|awork …`
-
-    register(cli)
-
-
-_register_reads()
-
-
-def _register_replay() -> None:
-    from producers.cli.replay import register  # `ferry replay`, `ferry purge`
-
-    register(cli)
-
-
-_register_replay()
-
-
-def _register_notify() -> None:
-    from producers.cli.notify import register  # `ferry notify`, `ferry events`
-
-    register(cli)
-
-
-def _register_home() -> None:
-    from producers.cli.home import register  # `ferry info`, `ferry redis stop`
-
-    register(cli)
-
-
-def _register_ops() -> None:
-    from producers.cli.ops import register  # `ferry cancel|pause|resume|connections|workers|flower`
-
-    register(cli)
-
-
-def _register_batches() -> None:
-    from producers.cli.batches import register  # `ferry batch list|status|wait|replay|cancel|open|seal`
-
-    register(cli)
-
-
-_register_notify()
-_register_ops()
-_register_batches()
-_register_home()
+# The commands kept in modules of their own, each with its ``register(cli)``: `ferry jira|marketplace|awork …`
+# (reads), `ferry replay|purge`, `ferry notify|events`, `ferry cancel|pause|resume|connections|workers|flower`
+# (ops), `ferry batch …` (batches), `ferry info|redis stop` (home). Imported here, after the commands above.
+for _module in ("reads", "replay", "notify", "ops", "batches", "home"):
+    importlib.import_module(f"producers.cli.{_module}").register(cli)
 add_examples(cli)
 
 
