@@ -18,7 +18,15 @@ from jinja2 import Environment, PackageLoader
 from starlette.templating import Jinja2Templates
 
 from producers.kinds import Kind
-from producers.records import AttemptRecord, BatchRecord, JobRecord, JobStatus, StepRecord, StepStatus
+from producers.records import (
+    AttemptRecord,
+    BatchRecord,
+    JobRecord,
+    JobStatus,
+    StepRecord,
+    StepStatus,
+    byte_size,
+)
 from producers.store import JobRow
 
 # Parameters and results never hold secrets by design; this is the belt to those braces.
@@ -253,15 +261,6 @@ BAR_ORDER = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStat
 BAR_WIDTH = 300
 
 
-def size_text(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
-
-
 def status_bar(counts: Mapping[str, int], total: int) -> list[dict[str, Any]]:
     """The SVG segments of a batch's bar: one per status that has jobs, ended ones first."""
     x, segments = 0.0, []
@@ -280,7 +279,7 @@ def batch_row(record: BatchRecord) -> dict[str, Any]:
     return {"id": record.id, "label": record.name or record.id[:12], "state": state, "total": record.total,
             "existing": record.existing, "counts": {k: v for k, v in record.counts.items() if v},
             "bar": status_bar(record.counts, record.total), "failed": record.counts.get("failed", 0),
-            "bytes": f"{size_text(record.bytes_done)} of {size_text(record.bytes_total)}",
+            "bytes": f"{byte_size(record.bytes_done)} of {byte_size(record.bytes_total)}",
             "bytes_done": record.bytes_done, "bytes_total": record.bytes_total,
             "eta": duration(record.eta_seconds) if record.eta_seconds is not None else "—",
             "created_at": record.created_at, "sealed_at": record.sealed_at, "finished_at": record.finished_at,
