@@ -68,10 +68,37 @@ class ConnectionConfig(BaseModel):
         return ["base_url"]
 
 
+ApiScope = Literal["read", "submit", "operate", "admin"]
+
+
+class ApiTokenConfig(BaseModel):
+    """``[api.tokens.<label>]``: one party's bearer tokens and what they may do. The secret is
+    named (``token_env`` / ``token_file``, several tokens a line or comma apart for rotation),
+    never written here. ``connections`` / ``tenants``: the jobs it sees and touches (unset: all)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token_env: str | None = None
+    token_file: str | None = None
+    scopes: tuple[ApiScope, ...]
+    connections: tuple[str, ...] | None = None
+    tenants: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _secret_and_scopes(self) -> ApiTokenConfig:
+        if bool(self.token_env) == bool(self.token_file):
+            raise ValueError("an API token needs exactly one of token_env or token_file")
+        if not self.scopes:
+            raise ValueError("scopes: give at least one of read, submit, operate, admin")
+        return self
+
+
 class ApiConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # The old form: every token in this variable has full access (a warning at start says so).
     tokens_env: str = "FERRY_API_TOKENS"
+    tokens: dict[str, ApiTokenConfig] = Field(default_factory=dict)
     max_body_bytes: int = 1_000_000
     # The variable holding the bearer token GET /metrics wants; unset: /metrics needs none.
     metrics_token_env: str | None = None
@@ -146,6 +173,14 @@ class FerryConfig(BaseModel):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     path: str | None = None
+
+    @model_validator(mode="after")
+    def _token_connections_exist(self) -> FerryConfig:
+        for label, token in self.api.tokens.items():
+            unknown = sorted(set(token.connections or ()) - set(self.connections))
+            if unknown:
+                raise ValueError(f"[api.tokens.{label}] connections: unknown {', '.join(unknown)}")
+        return self
 
     def stall_seconds_of(self, connection: str) -> float:
         return self.connection(connection).stall_seconds or self.stall_seconds
@@ -314,7 +349,8 @@ def _type_problem(error: ErrorDetails) -> str:
     place = " ".join(filter(None, [f"[{'.'.join(table)}]" if table else "", key]))
     value = error.get("input")
     got = f" (got {value!r})" if isinstance(value, str | int | float) and error["type"] != "value_error" else ""
-    return f"{place}: {error['msg'].removeprefix('Value error, ')}{got}"
+    message = f"{error['msg'].removeprefix('Value error, ')}{got}"
+    return f"{place}: {message}" if place else message  # a check across tables names its own place
 
 
 def _type_name(value: object) -> str:

@@ -222,11 +222,13 @@ def jobs(ctx: click.Context, status_: str | None, kind: str | None, connection: 
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8080, show_default=True)
 @click.option("--tokens-file", envvar="FERRY_API_TOKENS_FILE", type=click.Path(dir_okay=False),
-              help="bearer tokens, one per line (a mounted secret), instead of [api] tokens_env")
+              help="full-access bearer tokens, one per line (a mounted secret), instead of the "
+                   "configured ones")
 @click.pass_context
 def api(ctx: click.Context, host: str, port: int, tokens_file: str | None) -> None:
-    """Serve the HTTP API (POST /jobs…); bearer tokens from the variable [api] tokens_env names
-    or from --tokens-file. Refuses to start (exit 2) with no token at all."""
+    """Serve the HTTP API (POST /jobs…); bearer tokens from the [api.tokens.<label>] tables (each
+    with its scopes), the variable [api] tokens_env names, or --tokens-file (full access). Refuses
+    to start (exit 2) with no token at all."""
     with needs_extra("api", "the HTTP API"):
         from producers.web.app import serve  # the api extra: only those who serve it need fastapi
     try:

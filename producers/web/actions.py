@@ -22,6 +22,7 @@ from producers.client import Ferry
 from producers.errors import ActiveJob, JobNotFound, ReplayRefused
 from producers.records import JobRecord, JobStatus, utcnow
 from producers.store import Filters
+from producers.web import visibility
 from producers.web.auth import Principal
 from producers.web.deps import Auth, FerryDep
 from producers.web.openapi import answers
@@ -115,6 +116,7 @@ def replay_job(job_id: str, who: Auth, ferry: FerryDep,
     """Replay one job from its failed step (``restart``: from the first). 202 with the
     record, now queued; 409 when it is queued/running, or succeeded without ``force``."""
     chosen = options or ReplayOptions()
+    visibility.check(ferry, who.grant, job_id)
     try:
         record = ops.replay(ferry, job_id, restart=chosen.restart, force=chosen.force,
                             trigger=who.trigger())
@@ -133,12 +135,15 @@ def replay_jobs(request: BulkReplayRequest, who: Auth, ferry: FerryDep) -> JSONR
     failed). ``dry_run`` only counts. Otherwise 202 at once; the replays go out at ``rate``
     per second in the background (progress: ``GET /jobs:replay``)."""
     filters = request.parsed()
-    if request.dry_run and request.ids is None:
+    visible = visibility.selected(ferry, who.grant, filters, request.ids)
+    if request.dry_run and request.ids is None and visible is None:
         return JSONResponse({"dry_run": True, "matched": ops.count(ferry, filters),
                              "filters": filters.as_query()})
-    ids = request.ids if request.ids is not None else ops.select(ferry, filters)
+    ids = visible if visible is not None else request.ids if request.ids is not None \
+        else ops.select(ferry, filters)
     if request.dry_run:
-        return JSONResponse({"dry_run": True, "matched": len(ids), "filters": {}})
+        return JSONResponse({"dry_run": True, "matched": len(ids),
+                             "filters": {} if request.ids is not None else filters.as_query()})
     bulk = _start_bulk(ferry, ids, request, who)
     audit("replay", who.label, target=filters.as_query() if request.ids is None else {"ids": len(ids)},
           jobs=len(ids), rate=request.rate)
@@ -147,14 +152,20 @@ def replay_jobs(request: BulkReplayRequest, who: Auth, ferry: FerryDep) -> JSONR
 
 @router.get("/jobs:replay", response_model=BulkReplay | None)
 def last_bulk(who: Auth, ferry: FerryDep) -> JSONResponse:
-    """The latest bulk replay's progress (null when none in the last day)."""
-    return JSONResponse(ferry.store.last_bulk_replay())
+    """The latest bulk replay's progress (null when none in the last day, or, for a token limited
+    to some connections or tenants, when another token started it)."""
+    bulk = ferry.store.last_bulk_replay()
+    if bulk and who.grant.limited and bulk.get("by") not in {Principal(via, who.grant).trigger()
+                                                             for via in ("bearer", "session")}:
+        bulk = None
+    return JSONResponse(bulk)
 
 
 @router.delete("/jobs/{job_id}", status_code=204,
                responses=answers(404, 409, why={409: "the job is queued or running"}))
 def delete_job(job_id: str, who: Auth, ferry: FerryDep) -> Response:
     """Forget one job that has ended (409 while it is queued or running)."""
+    visibility.check(ferry, who.grant, job_id)
     try:
         ops.delete(ferry, job_id)
     except JobNotFound:
@@ -170,11 +181,13 @@ def purge_jobs(request: PurgeRequest, who: Auth, ferry: FerryDep) -> JSONRespons
     """Delete the ended jobs among ``ids`` or matching the filters (status defaults to
     failed); queued and running jobs are kept. ``dry_run`` only counts."""
     filters = request.parsed()
+    visible = visibility.selected(ferry, who.grant, filters, request.ids)
+    ids = visible if visible is not None else request.ids
     if request.dry_run:
-        matched = len(request.ids) if request.ids is not None else ops.count(ferry, filters)
+        matched = len(ids) if ids is not None else ops.count(ferry, filters)
         return JSONResponse({"dry_run": True, "matched": matched,
                              "filters": filters.as_query()})
-    outcome = ops.purge(ferry, filters, ids=request.ids)
+    outcome = ops.purge(ferry, filters, ids=ids)
     audit("purge", who.label, target=filters.as_query() if request.ids is None else {"ids": len(request.ids)},
           jobs=outcome.deleted, matched=outcome.matched)
     return JSONResponse(outcome.as_json())

@@ -1,8 +1,10 @@
 """Ferry's HTTP API: how a system that is not written in Python (or not on this machine) submits
 jobs and reads them back. ``ferry api --port 8080`` serves it; ``create_app`` builds it for tests.
 
-Every route but ``/healthz`` wants ``Authorization: Bearer <token>``; the allowed tokens are in the
-environment variable that ``[api] tokens_env`` names (comma-separated). The API validates exactly
+Every route but ``/healthz`` and ``/readyz`` wants ``Authorization: Bearer <token>``: a token of an
+``[api.tokens.<label>]`` table, which may do what its ``scopes`` say to the jobs of its
+``connections`` (``producers.web.scopes`` declares each route's scope), or one of the full-access
+tokens of ``[api] tokens_env``'s variable or ``ferry api --tokens-file``. The API validates exactly
 as the CLI does (``Ferry.validate``), answers 422 listing every problem, and enqueues nothing
 invalid. It never accepts file bytes: a job names a path under ``[files] roots`` or an https:// URL.
 
@@ -13,7 +15,6 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
 import redis
@@ -26,12 +27,13 @@ from starlette.exceptions import HTTPException
 from producers import errors
 from producers.client import MAX_IDEMPOTENCY_KEY, Ferry, JobRequest, Outcome, request_field
 from producers.config import FerryConfig
-from producers.errors import ConfigError, IdempotencyConflict, JobNotFound, SubmitError
+from producers.errors import ConfigError, IdempotencyConflict, SubmitError
 from producers.kinds import KindName
 from producers.records import JobRecord, JobStatus
-from producers.web import actions, batches, dashboard, events, ops
-from producers.web.auth import Guard
-from producers.web.deps import FerryDep, bearer
+from producers.web import actions, batches, dashboard, events, ops, visibility
+from producers.web.auth import Guard, Principal
+from producers.web.deps import Bearer, FerryDep, bearer
+from producers.web.grants import LEGACY_WARNING, Token, full_access, labelled, read_tokens_file, split_tokens
 from producers.web.hub import EventHub
 from producers.web.openapi import (
     SUBMISSION_BODY,
@@ -75,8 +77,9 @@ class BatchRequest(BaseModel):
 
 class BatchItemResult(BaseModel):
     index: int
-    status: int = Field(description="202 created, 200 existing (idempotency key), 409 key reused for "
-                                    "another job, 422 refused, "
+    status: int = Field(description="202 created, 200 existing (idempotency key), 403 a connection "
+                                    "the token may not submit to, 409 key reused for another job, "
+                                    "422 refused, "
                                     "503 the job store or broker was unreachable (nothing of the job was kept)")
     job: JobRecord | None = None
     problems: list[FieldProblem] = Field(default_factory=list)
@@ -135,24 +138,13 @@ class BodyLimit:
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-def api_tokens(config: FerryConfig) -> list[str]:
-    return split_tokens(os.environ.get(config.api.tokens_env, ""))
-
-
-def split_tokens(raw: str) -> list[str]:
-    """Tokens separated by commas and/or line breaks (a secret file holds one per line)."""
-    return [t.strip() for t in raw.replace("\n", ",").split(",") if t.strip()]
-
-
-def read_tokens_file(path: str) -> list[str]:
-    """The tokens in a file (a mounted secret, e.g. /run/secrets/ferry_api_tokens); none is an error."""
-    try:
-        tokens = split_tokens(Path(path).read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read the API tokens file {path}: {exc.strerror}") from None
-    if not tokens:
-        raise ConfigError(f"no API tokens in {path}: put one bearer token per line")
-    return tokens
+def api_tokens(config: FerryConfig) -> list[Token]:
+    """The ``[api.tokens.<label>]`` tokens, and the old ``[api] tokens_env`` ones (full access,
+    with one warning line saying so)."""
+    legacy = split_tokens(os.environ.get(config.api.tokens_env, ""))
+    if legacy:
+        log.warning(LEGACY_WARNING.format(env=config.api.tokens_env))
+    return labelled(config.api) + full_access(legacy)
 
 
 def _problems(problems: list[errors.Problem]) -> list[FieldProblem]:
@@ -179,7 +171,7 @@ def _record(record: JobRecord, status: int) -> JSONResponse:
 
 # ---- the routes ----------------------------------------------------------------------------------
 router = APIRouter(tags=["jobs"])
-Bearer = [Depends(bearer)]
+BEARER = [Depends(bearer)]
 
 
 def submit_one(ferry: Ferry, request: JobRequest) -> tuple[int, JobRecord | None, list[FieldProblem]]:
@@ -204,7 +196,20 @@ def _outcome(request: JobRequest, outcome: Outcome) -> tuple[int, JobRecord | No
     return (202 if created else 200), record, []
 
 
-@router.post("/jobs", status_code=202, dependencies=Bearer, response_model=JobRecord,
+def unreachable(who: Principal, request: JobRequest) -> list[FieldProblem]:
+    """Why the token may not submit this job (empty: it may): a connection or tenant outside its grant."""
+    found = []
+    if not who.grant.sees_connection(request.connection):
+        found.append(FieldProblem(field="connection", message=f"the token {who.label!r} may not use "
+                                                              f"connection {request.connection!r}"))
+    tenant = getattr(request, "tenant", None)  # jobs get a tenant in issue 25
+    if not who.grant.sees_tenant(tenant):
+        found.append(FieldProblem(field="tenant", message=f"the token {who.label!r} may not use "
+                                                          f"tenant {tenant!r}"))
+    return found
+
+
+@router.post("/jobs", status_code=202, response_model=JobRecord,
              response_description="created and enqueued", openapi_extra=SUBMISSION_BODY,
              responses={202: {"headers": LOCATION},
                         200: {"model": JobRecord, "headers": LOCATION,
@@ -212,6 +217,7 @@ def _outcome(request: JobRequest, outcome: Outcome) -> tuple[int, JobRecord | No
                         **answers(409, why={409: "the idempotency key was used for another job"})})
 def post_job(
     job: Annotated[JobRequest, Body()],
+    who: Bearer,
     ferry: FerryDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
                                                   max_length=MAX_IDEMPOTENCY_KEY)] = None,
@@ -224,6 +230,8 @@ def post_job(
                                             "idempotency_key field differ")])
     if idempotency_key:
         job = job.model_copy(update={"idempotency_key": idempotency_key})
+    if refused := unreachable(who, job):
+        return problem(403, refused[0].message, refused)
     status, record, problems = submit_one(ferry, job)
     if record is not None and status in (200, 202):
         return _record(record, status)
@@ -231,8 +239,8 @@ def post_job(
                    else "the job store or the broker is unavailable", problems)
 
 
-@router.post("/jobs:batch", dependencies=Bearer, response_model=BatchResult)
-def post_batch(batch: BatchRequest, ferry: FerryDep) -> BatchResult | JSONResponse:
+@router.post("/jobs:batch", response_model=BatchResult)
+def post_batch(batch: BatchRequest, who: Bearer, ferry: FerryDep) -> BatchResult | JSONResponse:
     """Submit many jobs as one batch (``name``; ``callback_url`` is told once it completes);
     each item succeeds or fails on its own (partial success). The answer is 200 with the batch
     and one result per item, in order. Valid items are stored and enqueued together
@@ -241,11 +249,16 @@ def post_batch(batch: BatchRequest, ferry: FerryDep) -> BatchResult | JSONRespon
     requests: dict[int, JobRequest] = {}
     for index, item in enumerate(batch.jobs):
         try:
-            requests[index] = JobRequest.model_validate(item)
-            results.append(None)
+            request = JobRequest.model_validate(item)
         except ValidationError as exc:
             problems = _validation_problems(list(exc.errors()), strip=0)
             results.append(BatchItemResult(index=index, status=422, problems=problems))
+            continue
+        if refused := unreachable(who, request):
+            results.append(BatchItemResult(index=index, status=403, problems=refused))
+            continue
+        requests[index] = request
+        results.append(None)
     try:
         outcomes = ferry.submit_many(list(requests.values()), require_file_roots=True, name=batch.name,
                                      callback_url=batch.callback_url)
@@ -261,18 +274,15 @@ def post_batch(batch: BatchRequest, ferry: FerryDep) -> BatchResult | JSONRespon
                        refused=sum(r.status not in (200, 202) for r in done))
 
 
-@router.get("/jobs/{job_id}", dependencies=Bearer, response_model=JobRecord,
-            responses=answers(404))
-def get_job(job_id: str, ferry: FerryDep) -> JSONResponse:
+@router.get("/jobs/{job_id}", response_model=JobRecord, responses=answers(404))
+def get_job(job_id: str, who: Bearer, ferry: FerryDep) -> JSONResponse:
     """One job: status, each step with attempts, what landed or why it failed."""
-    try:
-        return JSONResponse(ferry.status(job_id).model_dump(mode="json"))
-    except JobNotFound:
-        raise HTTPException(404, f"no job {job_id}") from None
+    return JSONResponse(visibility.job(ferry, who.grant, job_id).model_dump(mode="json"))
 
 
-@router.get("/jobs", dependencies=Bearer, response_model=JobPage)
+@router.get("/jobs", response_model=JobPage)
 def list_jobs(
+    who: Bearer,
     ferry: FerryDep,
     status: JobStatus | None = None,
     kind: KindName | None = None,
@@ -283,9 +293,12 @@ def list_jobs(
     batch: Annotated[str | None, Query(max_length=64, description="only the jobs of this batch")] = None,
 ) -> JSONResponse:
     """Jobs newest first, filtered; page with ``cursor``. Same JSON as ``ferry jobs --json``."""
+    possible, connection = visibility.connection_filter(who.grant, connection)
+    if not possible:
+        return JSONResponse({"jobs": [], "next_cursor": None})
     page = ferry.jobs(status=status.value if status else None, kind=kind,
                       connection=connection, limit=limit, cursor=cursor, batch=batch)
-    return JSONResponse({"jobs": [j.model_dump(mode="json") for j in page.jobs],
+    return JSONResponse({"jobs": [j.model_dump(mode="json") for j in page.jobs if who.grant.sees(j)],
                          "next_cursor": page.next_cursor})
 
 
@@ -300,7 +313,7 @@ def healthz(ferry: FerryDep) -> JSONResponse:
     return JSONResponse({"status": "ok", "redis": "ok"})
 
 
-@router.get("/openapi.json", dependencies=Bearer, include_in_schema=False)
+@router.get("/openapi.json", dependencies=BEARER, include_in_schema=False)
 def openapi_document(request: Request) -> dict[str, Any]:
     return cast(dict[str, Any], request.app.openapi())
 
@@ -320,14 +333,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
                tokens: list[str] | None = None) -> FastAPI:
     """Build the API over ``ferry`` (default: ``Ferry(config=config)``, i.e. ferry.toml and
-    REDIS_URL). ``tokens`` overrides the ``[api] tokens_env`` variable; none at all is an error.
-    The routes find ``ferry``, the token ``guard`` and the ``events_hub`` in ``app.state``."""
+    REDIS_URL). ``tokens`` (full access, like ``--tokens-file``) replace the configured ones;
+    none at all is an error. The routes find ``ferry``, the token ``guard`` and the
+    ``events_hub`` in ``app.state``."""
     ferry = ferry if ferry is not None else Ferry(config=config)
-    allowed = tokens if tokens is not None else api_tokens(ferry.config)
+    allowed = full_access(tokens) if tokens is not None else api_tokens(ferry.config)
     if not allowed:
         raise ConfigError(
-            f"no API tokens: set {ferry.config.api.tokens_env} to a comma-separated list of bearer "
-            "tokens ([api] tokens_env in ferry.toml names the variable)")
+            "no API tokens: add an [api.tokens.<label>] table to ferry.toml (token_env or "
+            f"token_file, scopes), or set {ferry.config.api.tokens_env} to full-access tokens")
     _ = ferry.celery  # built once here, not raced by the first concurrent requests
 
     app = DocumentedApp(title="Ferry", version="1", openapi_url=None, docs_url=None, redoc_url=None,
@@ -353,7 +367,7 @@ def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
 
 def serve(host: str = "127.0.0.1", port: int = 8080, config_path: str | None = None,
           tokens_file: str | None = None) -> None:
-    """Serve the API; ``tokens_file`` (one token per line) replaces the ``[api] tokens_env`` variable."""
+    """Serve the API; ``tokens_file`` (one full-access token per line) replaces the configured tokens."""
     import uvicorn  # the api extra; imported here so building the app does not need it
 
     tokens = read_tokens_file(tokens_file) if tokens_file else None  # refuse before touching Redis

@@ -1,16 +1,16 @@
-"""Who may use the API, the replay endpoints and the dashboard: the bearer tokens of
-``[api] tokens_env``, or a browser session opened by pasting one of those tokens once.
+"""Who may use the API, the replay endpoints and the dashboard: the bearer tokens ``ferry api``
+accepts (``producers.web.grants``), or a browser session opened by pasting one of them once.
+What each may do is its ``Grant``; which scope a route needs is declared in ``producers.web.scopes``.
 
 - API clients send ``Authorization: Bearer <token>``.
 - A browser logs in at ``/login``; it gets an opaque session id in an HttpOnly, SameSite=Strict
   cookie. The session (in Redis, by the id's hash) remembers a hash of the token it was opened
-  with, so removing a token from ``[api] tokens_env`` ends its sessions too.
+  with, so removing a token ends its sessions too, and a changed grant applies to them at once.
 - Every state-changing request (anything but GET/HEAD/OPTIONS) authenticated by the cookie must
   carry the session's CSRF token in ``X-CSRF-Token`` (or a ``csrf`` form field): a page on another
   site can make the browser send the cookie, but it cannot read the token.
 """
 
-import hashlib
 import hmac
 import json
 import secrets
@@ -23,66 +23,68 @@ from starlette.exceptions import HTTPException
 
 from producers import keys
 from producers.records import utcnow
+from producers.web.grants import Grant, Token, digest
+from producers.web.scopes import Scope
 
 COOKIE = "ferry_session"
 CSRF_HEADER = "X-CSRF-Token"
 SESSION_SECONDS = 12 * 3600
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-bearer_scheme = HTTPBearer(auto_error=False, description="one of the tokens in [api] tokens_env")
+bearer_scheme = HTTPBearer(auto_error=False, description="an API token ([api.tokens.<label>])")
 
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is asking: ``via`` bearer or session, and a label naming the token without showing it."""
+    """Who is asking: ``via`` bearer or session, and the grant of its token (whose label names
+    the token without showing it)."""
 
     via: str
-    label: str
+    grant: Grant
     csrf: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.grant.label
 
     def trigger(self) -> str:
         """What the run history records as the replay's trigger."""
         return f"{'dashboard' if self.via == 'session' else 'api'} ({self.label})"
 
 
-def _digest(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
-
-
-def token_label(token: str) -> str:
-    return f"token #{_digest(token)[:8]}"
-
-
 class Guard:
     """Checks requests against the API's bearer tokens and the browser sessions."""
 
-    def __init__(self, client: redis.Redis, tokens: list[str]) -> None:
+    def __init__(self, client: redis.Redis, tokens: list[Token]) -> None:
         self.redis = client
-        self._tokens = [t.encode() for t in tokens]
-        self._token_digests = {_digest(t) for t in tokens}
+        self._tokens = list(tokens)
+        self._by_digest = {t.digest: t for t in tokens}
 
-    def authorize(self, credentials: HTTPAuthorizationCredentials | None) -> None:
-        """401 without a bearer token, 403 with one that is not allowed."""
+    def authorize(self, credentials: HTTPAuthorizationCredentials | None) -> Token:
+        """The token given; 401 without one, 403 with one that is not allowed."""
         if credentials is None:
             raise HTTPException(401, "a bearer token is required",
                                 headers={"WWW-Authenticate": 'Bearer realm="ferry"'})
         given = credentials.credentials.encode()
-        # Compare against every token, constant-time each, so timing says nothing about which.
-        ok = False
+        # Compare against every token, constant-time each and without stopping at a match, so
+        # timing says nothing about which token (or label) it was.
+        found: Token | None = None
         for token in self._tokens:
-            ok |= hmac.compare_digest(given, token)
-        if not ok:
+            if hmac.compare_digest(given, token.secret):
+                found = token
+        if found is None:
             raise HTTPException(403, "this token is not allowed")
+        return found
 
     # ---- sessions ---------------------------------------------------------------------------
     def login(self, token: str) -> tuple[str, str] | None:
         """(session id, csrf token) when ``token`` is an API token, else None."""
         try:
-            self.authorize(HTTPAuthorizationCredentials(scheme="Bearer", credentials=token))
+            found = self.authorize(HTTPAuthorizationCredentials(scheme="Bearer", credentials=token))
         except HTTPException:
             return None
         session_id, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        data = {"csrf": csrf, "token": _digest(token), "label": token_label(token),
+        data = {"csrf": csrf, "token": found.digest, "label": found.grant.label,
                 "created_at": utcnow()}
         self.redis.set(self._key(session_id), json.dumps(data), ex=SESSION_SECONDS)
         return session_id, csrf
@@ -99,22 +101,22 @@ class Guard:
         if not raw:
             return None
         data = json.loads(str(raw))
-        if data.get("token") not in self._token_digests:  # its token was revoked
+        token = self._by_digest.get(str(data.get("token")))
+        if token is None:  # its token was revoked
             self.logout(session_id)
             return None
-        return Principal("session", str(data.get("label", "session")), str(data["csrf"]))
+        return Principal("session", token.grant, str(data["csrf"]))
 
     @staticmethod
     def _key(session_id: str) -> str:
-        return keys.session(_digest(session_id))
+        return keys.session(digest(session_id))
 
     # ---- checks -----------------------------------------------------------------------------
     def require(self, request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal:
         """Bearer token, else a session cookie plus, on a state-changing
         request, the session's CSRF token. 401 with neither."""
         if credentials is not None:
-            self.authorize(credentials)
-            return Principal("bearer", token_label(credentials.credentials))
+            return Principal("bearer", self.authorize(credentials).grant)
         principal = self.session(request)
         if principal is None:
             self.authorize(None)  # the bearer 401 with its WWW-Authenticate header
@@ -126,8 +128,7 @@ class Guard:
     def viewer(self, request: Request, credentials: HTTPAuthorizationCredentials | None) -> Principal | None:
         """For HTML pages: who is looking, or None (the page then redirects to /login)."""
         if credentials is not None:
-            self.authorize(credentials)
-            return Principal("bearer", token_label(credentials.credentials))
+            return Principal("bearer", self.authorize(credentials).grant)
         return self.session(request)
 
 
@@ -135,3 +136,10 @@ def check_csrf(principal: Principal, given: str | None) -> None:
     expected = principal.csrf or ""
     if not given or not hmac.compare_digest(given.encode(), expected.encode()):
         raise HTTPException(403, "missing or wrong CSRF token (reload the page)")
+
+
+def check_scope(principal: Principal, scope: Scope) -> None:
+    """403, naming the token's label and the scope it lacks, unless its grant holds ``scope``."""
+    if not principal.grant.allows(scope):
+        raise HTTPException(403, f"the token {principal.label!r} lacks the {scope.value!r} scope "
+                                 "this route needs")

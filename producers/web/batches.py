@@ -21,6 +21,7 @@ from producers.audit import audit
 from producers.errors import BatchNotFound, JobNotFound, SubmitError
 from producers.records import BatchRecord, JobStatus
 from producers.store import Filters
+from producers.web.auth import Principal
 from producers.web.deps import Auth, FerryDep
 from producers.web.openapi import FieldProblem, answers, problem
 
@@ -70,10 +71,18 @@ def _missing(batch_id: str) -> HTTPException:
     return HTTPException(404, f"no batch {batch_id}")
 
 
+def _visible(who: Principal, batch_id: str) -> None:
+    """A batch may hold jobs of any connection: a token limited to some connections sees none."""
+    if who.grant.limited:
+        raise _missing(batch_id)
+
+
 @router.get("/batches", response_model=BatchList)
 def list_batches(who: Auth, ferry: FerryDep) -> JSONResponse:
-    """The newest batches (50), those still running first."""
-    return JSONResponse({"batches": [b.model_dump(mode="json") for b in ferry.batches()]})
+    """The newest batches (50), those still running first (none for a token limited to some
+    connections: a batch may hold jobs of any)."""
+    found = [] if who.grant.limited else ferry.batches()
+    return JSONResponse({"batches": [b.model_dump(mode="json") for b in found]})
 
 
 @router.post("/batches", status_code=201, response_model=BatchRecord)
@@ -81,6 +90,8 @@ def open_batch(who: Auth, ferry: FerryDep, opening: Annotated[BatchOpening | Non
     """Open a batch for jobs submitted one by one (``"batch": id`` in each ``POST /jobs``); seal
     it with ``POST /batches/{id}/seal``."""
     chosen = opening or BatchOpening()
+    if who.grant.limited:
+        raise HTTPException(403, "a token limited to some connections cannot open a batch (it may hold any)")
     try:
         opened = ferry.open_batch(chosen.name, chosen.callback_url)
     except SubmitError as exc:
@@ -92,6 +103,7 @@ def open_batch(who: Auth, ferry: FerryDep, opening: Annotated[BatchOpening | Non
 @router.get("/batches/{batch_id}", response_model=BatchRecord, responses=answers(404))
 def get_batch(batch_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
     """A batch's status record: counts by status, bytes, ETA, sealed and finished times."""
+    _visible(who, batch_id)
     try:
         return _record(ferry.batch(batch_id))
     except BatchNotFound:
@@ -101,6 +113,7 @@ def get_batch(batch_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
 @router.post("/batches/{batch_id}/seal", response_model=BatchRecord, responses=answers(404))
 def seal_batch(batch_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
     """No more jobs join it; it completes once none of its jobs is left to run."""
+    _visible(who, batch_id)
     try:
         ferry.seal_batch(batch_id)
         return _record(ferry.batch(batch_id))
@@ -113,6 +126,7 @@ def replay_batch(batch_id: str, who: Auth, ferry: FerryDep,
                  chosen: Annotated[BatchReplayRequest | None, Body()] = None) -> JSONResponse:
     """Replay the batch's failed jobs (``ids``: those of them) from their failed steps, in the
     background at the bulk replay rate; it completes (and is told) again after the last of them."""
+    _visible(who, batch_id)
     try:
         ferry.batch(batch_id)
     except BatchNotFound:
@@ -136,6 +150,7 @@ def replay_batch(batch_id: str, who: Auth, ferry: FerryDep,
 @router.post("/batches/{batch_id}/cancel", response_model=BatchCancel, responses=answers(404))
 def cancel_batch(batch_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
     """Seal the batch and cancel its queued and running jobs."""
+    _visible(who, batch_id)
     try:
         return JSONResponse(ferry.cancel_batch(batch_id, by=who.label))
     except (BatchNotFound, JobNotFound):

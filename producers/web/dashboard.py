@@ -17,12 +17,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.exceptions import HTTPException
 
 from producers.client import Ferry
-from producers.errors import BatchNotFound, JobNotFound
+from producers.errors import BatchNotFound
 from producers.kinds import KINDS, all_step_names
 from producers.store import Filters, JobRow
-from producers.web import render
-from producers.web.auth import COOKIE, SESSION_SECONDS, check_csrf
+from producers.web import render, visibility
+from producers.web.auth import COOKIE, SESSION_SECONDS, Principal, check_csrf
 from producers.web.deps import Auth, FerryDep, GuardDep, Viewer
+from producers.web.grants import Grant
 
 PAGE_SIZE = 50
 LIST_FIELDS = ("meta", "status", "updated_at", "finished_at", "error", "runs")
@@ -68,39 +69,54 @@ BATCHES_SHOWN = 10
 FAILURES_GROUPED = 5000  # a batch page groups its newest failures, at most this many
 
 
-def summary(ferry: Ferry) -> render.Summary:
+def summary(ferry: Ferry, grant: Grant) -> render.Summary:
     # Succeeded records expire on their own; drop their index entries now and then so the
     # counters do not keep counting them (one viewer a minute does it, not every poll).
     ferry.store.sweep_if_due(60)
+    if grant.limited:  # only its own jobs, and no throughput (that counts every job)
+        seen = visibility.counts(ferry, grant)
+        return render.Summary(seen.by_status, seen.by_kind, seen.by_connection, [], None)
     by_kind, by_conn = ferry.store.index_sizes(KINDS, sorted(ferry.config.connections))
     return render.Summary(ferry.store.counts(), by_kind, by_conn, ferry.store.throughput(60),
                           ferry.store.last_bulk_replay())
 
 
-def listing(ferry: Ferry, query: dict[str, str]) -> dict[str, Any]:
-    """One page of the list. ``q`` (the search box) names a job by its id or idempotency key,
-    or else matches part of its file name, within the other filters."""
+def listing(ferry: Ferry, grant: Grant, query: dict[str, str]) -> dict[str, Any]:
+    """One page of the list, of the jobs ``grant`` sees. ``q`` (the search box) names a job by
+    its id or idempotency key, or else matches part of its file name, within the other filters."""
     search = query.get("q")
     exact = ferry.store.lookup(search) if search else []
     if exact:
-        return render.listing(ferry.store.rows(exact), render.pager(None, query, len(exact), newest=True))
+        rows = [r for r in ferry.store.rows(exact) if grant.sees(r)]
+        return render.listing(rows, render.pager(None, query, len(rows), newest=True))
     try:
-        filters = Filters.parse({**query, "file_name": search})
+        filters = visibility.narrowed(grant, Filters.parse({**query, "file_name": search}))
     except ValueError as exc:
         return render.listing([], None, error=str(exc))
     cursor = query.get("cursor")
     if cursor is not None and not cursor.isdigit():
         cursor = None
+    if filters is None:
+        return render.listing([], render.pager(None, query, 0, newest=cursor is None))
     page = ferry.store.select(filters, limit=PAGE_SIZE, cursor=cursor)
-    rows = ferry.store.rows(page.ids)
+    rows = [r for r in ferry.store.rows(page.ids) if grant.sees(r)]
     return render.listing(rows, render.pager(page.next_cursor, query, len(rows), newest=cursor is None))
 
 
-def regions(ferry: Ferry, query: dict[str, str]) -> dict[str, Any]:
+def may(who: Principal) -> frozenset[str]:
+    """The scopes whose buttons the page shows (the others are left out, not disabled)."""
+    return frozenset(scope.value for scope in who.grant.scopes)
+
+
+def regions(ferry: Ferry, who: Principal, query: dict[str, str]) -> dict[str, Any]:
     """What the list page shows and polls: counters, rows and pager, as template data."""
-    return {"counters": render.counters(summary(ferry), query), "query": query,
-            "fleet": render.fleet(ferry.connections(), ferry.workers()),
-            "batches": [render.batch_row(b) for b in ferry.batches(BATCHES_SHOWN)], **listing(ferry, query)}
+    grant = who.grant
+    connections = [c for c in ferry.connections() if grant.sees_connection(c.get("name"))]
+    fleet = render.fleet(connections, visibility.workers(ferry, grant, ferry.workers()))
+    return {"counters": render.counters(summary(ferry, grant), query), "query": query, "may": may(who),
+            "fleet": fleet, **listing(ferry, grant, query),
+            # A batch may hold jobs of any connection: a token limited to some sees no batch.
+            "batches": [] if grant.limited else [render.batch_row(b) for b in ferry.batches(BATCHES_SHOWN)]}
 
 
 def fragments(context: dict[str, Any]) -> dict[str, str]:
@@ -158,11 +174,12 @@ def index(request: Request, who: Viewer, ferry: FerryDep) -> Response:
     if who is None:
         return to_login(request)
     query = _query(request)
-    choices = render.filter_choices(KINDS, sorted(ferry.config.connections), sorted(all_step_names()))
+    choices = render.filter_choices(KINDS, who.grant.visible(sorted(ferry.config.connections)),
+                                    sorted(all_step_names()))
     fragment = "/ui/fragments/list?" + urlencode(query)
     return _html(render.page("list.html", "Jobs", csrf=who.csrf, who=who.label,
                              attrs={"page": "list", "fragment": fragment, "filters": json.dumps(query)},
-                             **regions(ferry, query), **choices))
+                             **regions(ferry, who, query), **choices))
 
 
 @router.get("/ui/job/{job_id}")
@@ -170,14 +187,15 @@ def job_page(job_id: str, request: Request, who: Viewer, ferry: FerryDep) -> Res
     if who is None:
         return to_login(request)
     try:
-        record = ferry.store.get(job_id)
-    except JobNotFound:
+        record = visibility.job(ferry, who.grant, job_id)
+    except HTTPException:
         return _html(render.page("not_found.html", "Not found", csrf=who.csrf, who=who.label,
                                  job_id=job_id), 404)
     return _html(render.page("job.html", f"Job {job_id[:12]}", csrf=who.csrf, who=who.label,
                              attrs={"page": "job", "job": job_id,
                                     "fragment": f"/ui/fragments/job/{job_id}"},
-                             waiting=ferry.why_waiting(record), **render.job_view(record, KINDS.get(record.kind))))
+                             may=may(who), waiting=ferry.why_waiting(record),
+                             **render.job_view(record, KINDS.get(record.kind))))
 
 
 @router.get("/ui/batch/{batch_id}")
@@ -185,7 +203,7 @@ def batch_page(batch_id: str, request: Request, who: Viewer, ferry: FerryDep) ->
     if who is None:
         return to_login(request)
     try:
-        view = batch_view(ferry, batch_id)
+        view = batch_view(ferry, who, batch_id)
     except BatchNotFound:
         return _html(render.page("not_found.html", "Not found", csrf=who.csrf, who=who.label, job_id=batch_id,
                                  what="batch"), 404)
@@ -194,20 +212,23 @@ def batch_page(batch_id: str, request: Request, who: Viewer, ferry: FerryDep) ->
                                     "fragment": f"/ui/fragments/batch/{batch_id}"}, **view))
 
 
-def batch_view(ferry: Ferry, batch_id: str) -> dict[str, Any]:
-    """A batch's page: its record, and its failures grouped (step, HTTP status, message)."""
+def batch_view(ferry: Ferry, who: Principal, batch_id: str) -> dict[str, Any]:
+    """A batch's page: its record, and its failures grouped (step, HTTP status, message). A
+    batch may hold jobs of any connection: a token limited to some sees none (BatchNotFound)."""
+    if who.grant.limited:
+        raise BatchNotFound(batch_id)
     record = ferry.batch(batch_id)
     failed = ferry.store.select(Filters(batch=batch_id, status="failed"), limit=FAILURES_GROUPED).ids
     capped = FAILURES_GROUPED if len(failed) == FAILURES_GROUPED else 0
     return {"b": render.batch_row(record), "groups": render.failure_groups(ferry.store.rows(failed)),
-            "groups_capped": capped}
+            "groups_capped": capped, "may": may(who)}
 
 
 # ---- fragments the page polls -------------------------------------------------------------
 @router.get("/ui/fragments/batch/{batch_id}")
 def batch_fragment(batch_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
     try:
-        view = batch_view(ferry, batch_id)
+        view = batch_view(ferry, who, batch_id)
     except BatchNotFound:
         raise HTTPException(404, f"no batch {batch_id}") from None
     return JSONResponse({"batch": render.html("batch_view.html", **view)}, headers={"Cache-Control": "no-store"})
@@ -215,16 +236,13 @@ def batch_fragment(batch_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
 
 @router.get("/ui/fragments/list")
 def list_fragment(request: Request, who: Auth, ferry: FerryDep) -> JSONResponse:
-    return JSONResponse(fragments(regions(ferry, _query(request))), headers={"Cache-Control": "no-store"})
+    return JSONResponse(fragments(regions(ferry, who, _query(request))), headers={"Cache-Control": "no-store"})
 
 
 @router.get("/ui/fragments/job/{job_id}")
 def job_fragment(job_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
-    try:
-        record = ferry.store.get(job_id)
-    except JobNotFound:
-        raise HTTPException(404, f"no job {job_id}") from None
-    view = render.html("job_view.html", waiting=ferry.why_waiting(record),
+    record = visibility.job(ferry, who.grant, job_id)
+    view = render.html("job_view.html", may=may(who), waiting=ferry.why_waiting(record),
                        **render.job_view(record, KINDS.get(record.kind)))
     return JSONResponse({"job": view,
                          "status": record.status.value,
@@ -234,7 +252,7 @@ def job_fragment(job_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
 
 @router.get("/ui/summary")
 def summary_json(who: Auth, ferry: FerryDep) -> JSONResponse:
-    s = summary(ferry)
+    s = summary(ferry, who.grant)
     return JSONResponse({"by_status": s.by_status, "by_kind": s.by_kind,
                          "by_connection": s.by_connection,
                          "throughput": [{"minute": m, "finished": n} for m, n in s.throughput],
@@ -247,11 +265,13 @@ def jobs_json(request: Request, who: Auth, ferry: FerryDep,
     """The list as JSON (ids and row fields), with every filter the dashboard has."""
     query = _query(request)
     try:
-        filters = Filters.parse(query)
+        filters = visibility.narrowed(who.grant, Filters.parse(query))
+        if filters is None:
+            return JSONResponse({"jobs": [], "next_cursor": None})
         page = ferry.store.select(filters, limit=limit, cursor=query.get("cursor"))
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    rows = ferry.store.rows(page.ids)
+    rows = [r for r in ferry.store.rows(page.ids) if who.grant.sees(r)]
     return JSONResponse({"jobs": [_row_json(r) for r in rows],
                          "next_cursor": page.next_cursor})
 

@@ -26,6 +26,7 @@ from starlette.exceptions import HTTPException
 from producers import events
 from producers.errors import JobNotFound, NotifyRefused
 from producers.records import DeliveryRecord
+from producers.web import visibility
 from producers.web.deps import Auth, FerryDep
 from producers.web.hub import EventHub, Subscription, newer
 from producers.web.openapi import answers
@@ -65,7 +66,8 @@ async def stream_events(
     if subscription is None:
         raise HTTPException(503, f"{hub.max_streams} event streams are open; try again later",
                             headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-    filters = events.EventFilters(job=job, kind=kind, connection=connection)
+    filters = visibility.GrantedEvents(job=job, kind=kind, connection=connection,
+                                       grant=who.grant if who.grant.limited else None)
     return StreamingResponse(_frames(hub, subscription, start, filters), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
@@ -112,6 +114,7 @@ async def _live(subscription: Subscription, position: str, filters: events.Event
                                               409: "no callback_url, or the job has not ended"}))
 def redeliver(job_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
     """Deliver the ended job's webhook again: a new delivery (new id), due now."""
+    visibility.check(ferry, who.grant, job_id)
     try:
         delivery = ferry.notify(job_id)
     except JobNotFound:

@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException
 from producers.client import JobRequest
 from producers.kinds import KINDS, Kind
 from producers.web import render
+from producers.web.scopes import UNDECLARED, declared
 
 SCHEMAS = "#/components/schemas/"
 SUBMISSION = "JobSubmission"
@@ -47,8 +48,9 @@ SUBMISSION = "JobSubmission"
 MEANINGS: dict[int, str] = {
     400: "the body could not be parsed: not UTF-8, or JSON nested too deep",
     401: "no bearer token (or dashboard session) was given",
-    403: "the token is not allowed, or a dashboard action came without its CSRF token",
-    404: "no such job (it never existed, was purged, or expired)",
+    403: "the token is not allowed or lacks the scope the operation needs (x-scope), or a "
+         "dashboard action came without its CSRF token",
+    404: "no such job (it never existed, was purged or expired, or is outside the token's connections)",
     409: "the job is in a state that refuses this (queued, running, succeeded), or the idempotency "
          "key was used for another job",
     413: "the request body is over [api] max_body_bytes",
@@ -185,6 +187,9 @@ def document(app: FastAPI) -> dict[str, Any]:
         if name in schemas and schemas[name] != schema:
             raise RuntimeError(f"two different OpenAPI schemas are named {name}")
         schemas[name] = schema
+    for path, item in doc.get("paths", {}).items():
+        for method, operation in item.items():  # the scope a token needs, from the one table
+            operation["x-scope"] = (declared(method.upper(), path) or UNDECLARED).value
     operations = [op for path in doc.get("paths", {}).values() for op in path.values()]
     for operation in operations:
         _apply_rules(operation)

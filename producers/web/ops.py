@@ -20,8 +20,9 @@ from pydantic import BaseModel, Field
 from producers.errors import ConfigError, JobNotFound
 from producers.records import JobStatus
 from producers.store import FINISHED_ALREADY, Filters
-from producers.web import metrics
+from producers.web import metrics, visibility
 from producers.web.actions import MAX_IDS, JobFilters
+from producers.web.auth import Principal
 from producers.web.deps import Auth, FerryDep
 from producers.web.openapi import FieldProblem, answers, problem, redis_down
 
@@ -32,6 +33,13 @@ router = APIRouter(tags=["operate"])
 
 def field_problem(status: int, field: str, message: str) -> JSONResponse:
     return problem(status, message, [FieldProblem(field=field, message=message)])
+
+
+def out_of_reach(who: Principal, connection: str) -> JSONResponse | None:
+    """403 when the token's grant does not reach ``connection``, else None."""
+    if who.grant.sees_connection(connection):
+        return None
+    return field_problem(403, "name", f"the token {who.label!r} may not use connection {connection!r}")
 
 
 class CancelRequest(JobFilters):
@@ -51,6 +59,8 @@ class CancelRequest(JobFilters):
 def cancel_job(job_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
     """Cancel one job: 200 ``cancelled`` (queued or between steps), or ``cancelling`` (a step
     runs now; the job is cancelled when it ends); 409 when it had ended already."""
+    if not visibility.sees(ferry, who.grant, job_id):
+        return field_problem(404, "job_id", f"no job {job_id}")
     try:
         outcome = ferry.cancel(job_id, by=who.label)
     except JobNotFound:
@@ -63,7 +73,9 @@ def cancel_job(job_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
 @router.post("/jobs:cancel")
 def cancel_jobs(request: CancelRequest, who: Auth, ferry: FerryDep) -> JSONResponse:
     """Cancel ``ids`` or every job matching the filters; ``dry_run`` only counts."""
-    summary = ferry.cancel_many(request.chosen(), ids=request.ids, by=who.label,
+    filters = request.chosen()
+    visible = visibility.selected(ferry, who.grant, filters, request.ids, limit=request.limit)
+    summary = ferry.cancel_many(filters, ids=visible if visible is not None else request.ids, by=who.label,
                                 dry_run=request.dry_run, limit=request.limit)
     return JSONResponse(summary.as_json())
 
@@ -72,12 +84,15 @@ def cancel_jobs(request: CancelRequest, who: Auth, ferry: FerryDep) -> JSONRespo
 def list_connections(who: Auth, ferry: FerryDep) -> JSONResponse:
     """Every connection: service, queue, paused, rate limit, in-flight cap, the destination's 429
     pause (until when), steps waiting for a resume, and jobs queued / running / failed."""
-    return JSONResponse({"connections": ferry.connections()})
+    return JSONResponse({"connections": [c for c in ferry.connections()
+                                         if who.grant.sees_connection(c.get("name"))]})
 
 
 @connections_router.post("/connections/{name}/pause")
 def pause_connection(name: str, who: Auth, ferry: FerryDep) -> JSONResponse:
     """Hold every request on the connection until it is resumed (jobs wait, spending no attempt)."""
+    if refused := out_of_reach(who, name):
+        return refused
     try:
         changed = ferry.pause(name, by=who.label)
     except ConfigError as exc:
@@ -88,6 +103,8 @@ def pause_connection(name: str, who: Auth, ferry: FerryDep) -> JSONResponse:
 @connections_router.post("/connections/{name}/resume")
 def resume_connection(name: str, who: Auth, ferry: FerryDep) -> JSONResponse:
     """Lift the pause; the steps that waited are sent on at once."""
+    if refused := out_of_reach(who, name):
+        return refused
     try:
         outcome = ferry.resume(name, by=who.label)
     except ConfigError as exc:
@@ -98,7 +115,7 @@ def resume_connection(name: str, who: Auth, ferry: FerryDep) -> JSONResponse:
 @router.get("/workers")
 def list_workers(who: Auth, ferry: FerryDep) -> JSONResponse:
     """The live workers (heartbeat in the last 30 s): host, pid, pool, slots, steps running now."""
-    return JSONResponse({"workers": ferry.workers()})
+    return JSONResponse({"workers": visibility.workers(ferry, who.grant, ferry.workers())})
 
 
 class Readiness(BaseModel):

@@ -1,5 +1,5 @@
 -- begin: take the job's lease and mark one of its steps running, in one call.
--- KEYS: job, events
+-- KEYS: job, events, counts
 -- ARGV: step_field, token, now_ms, lease_ms, now, status_prefix, history_kept, job_id, throttle_prefix, throttle_suffix, paused_prefix, parked_prefix, step, events_max, batch
 -- FIELDS: meta, status, score, runs, lease, cancel_requested, updated_at, step:*
 -- LIB: batch
@@ -16,7 +16,7 @@
 -- only once the job is read). A step that starts appends its step.started event. batch: the
 -- batch context (lib/batch.lua) with key and members as prefixes; a job of a batch moves its
 -- counts from its status to running.
-local job_key, events_key = KEYS[1], KEYS[2]
+local job_key, events_key, counts_key = KEYS[1], KEYS[2], KEYS[3]
 local step_field, token, now_ms, lease_ms, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local status_prefix, history_kept, job_id = ARGV[6], tonumber(ARGV[7]), ARGV[8]
 local throttle_prefix, throttle_suffix, paused_prefix, parked_prefix = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
@@ -81,6 +81,9 @@ if f.status ~= 'running' then
   local score = f.score or redis.call('ZSCORE', before, job_id) or 0
   redis.call('ZREM', before, job_id)
   redis.call('ZADD', status_prefix .. 'running', score, job_id)
+  local tail = '|' .. meta.kind .. '|' .. meta.connection
+  redis.call('HINCRBY', counts_key, (f.status or 'queued') .. tail, -1)
+  redis.call('HINCRBY', counts_key, 'running' .. tail, 1)
   if meta.batch then
     local ctx = cjson.decode(batch_ctx)
     ctx.key, ctx.members, ctx.id = ctx.key .. meta.batch, ctx.members .. meta.batch, meta.batch

@@ -1,5 +1,5 @@
 -- create: store a chunk of new queued jobs in one call.
--- KEYS: all, queued, events, kind_names, conn_names, batch, batch_jobs
+-- KEYS: all, queued, events, kind_names, conn_names, counts, batch, batch_jobs
 -- ARGV: job_prefix, idem_prefix, idem_ttl, kind_prefix, conn_prefix, events_max, now, count, ...jobs
 -- FIELDS: meta, status, score
 -- RETURNS: {position, existing id, ...} of the jobs not written (0-based positions); an error
@@ -17,10 +17,11 @@
 -- sizes (one ARGV, comma-separated). Each job written joins batch_jobs and the batch counts it (total,
 -- n:queued, bytes_total) in this call; a job found by its idempotency key is not counted.
 local all_index, queued_index, events_key, kind_names, conn_names = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local counts_key = KEYS[6]
 local job_prefix, idem_prefix, ttl, kind_prefix, conn_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local events_max, now, n = ARGV[6], ARGV[7], tonumber(ARGV[8])
 local width, base = 7, 9
-local batch_key, batch_jobs = KEYS[6], KEYS[7]
+local batch_key, batch_jobs = KEYS[7], KEYS[8]
 local sizes = {}
 if batch_key ~= '' then
   local b = redis.call('HMGET', batch_key, 'spec', 'sealed')
@@ -42,7 +43,7 @@ for j = 0, n - 1 do
   end
 end
 if #clash == 2 * n then return clash end
-local indexes, order, pushes, porder, quoted = {}, {}, {}, {}, {}
+local indexes, order, pushes, porder, quoted, queued = {}, {}, {}, {}, {}, {}
 local function add(tbl, names, key, a, b)
   local t = tbl[key]
   if not t then t = {}; tbl[key] = t; names[#names + 1] = key end
@@ -77,6 +78,8 @@ for j = 0, n - 1 do
       joined = joined + 1
       joined_bytes = joined_bytes + (sizes[j + 1] or 0)
     end
+    local field = 'queued|' .. kind .. '|' .. conn
+    queued[field] = (queued[field] or 0) + 1
     if list ~= '' then
       if not pushes[list] then pushes[list] = {}; porder[#porder + 1] = list end
       local p = pushes[list]
@@ -91,6 +94,7 @@ local function each_slice(command, key, values)
   end
 end
 for _, index in ipairs(order) do each_slice('ZADD', index, indexes[index]) end
+for field, added in pairs(queued) do redis.call('HINCRBY', counts_key, field, added) end
 -- LPUSH in submit order: kombu's consumer pops from the other end, so the first job goes first.
 for _, list in ipairs(porder) do each_slice('LPUSH', list, pushes[list]) end
 if joined > 0 then
