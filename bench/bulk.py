@@ -26,7 +26,7 @@ from pathlib import Path
 
 import redis
 
-from bench.common import table
+from bench.common import table, verdict
 from producers import keys, queue
 from producers.client import Ferry, JobRequest
 from producers.config import parse_config
@@ -167,10 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = measure(args.jobs, args.one_by_one, files=max(1, args.files))
     print()
     print(report(result))
-    results = checks(result)
-    print()
-    print(table(["check", "target", "measured", "ok"], [[n, t, m, "yes" if ok else "NO"] for n, t, m, ok in results]))
-    return 1 if args.check and not all(ok for *_, ok in results) else 0
+    return verdict(checks(result), args.check)
 
 
 if __name__ == "__main__":

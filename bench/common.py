@@ -239,3 +239,10 @@ def human(size: int) -> str:
         if size >= scale:
             return f"{size / scale:g} {unit}"
     return f"{size} B"
+
+
+def verdict(results: Sequence[tuple[str, str, str, bool]], check: bool) -> int:
+    """Print a module's table of checks; its exit code (1 with ``check`` when one is missed)."""
+    print()
+    print(table(["check", "target", "measured", "ok"], [[n, t, m, "yes" if ok else "NO"] for n, t, m, ok in results]))
+    return 1 if check and not all(ok for *_, ok in results) else 0

@@ -12,6 +12,7 @@ holds the secret.
 
 from __future__ import annotations
 
+from producers.batches import BatchOps, OpenBatch
 from producers.controls import READY_SECONDS, CancelSummary, Controls, ResumeOutcome
 from producers.reads import Reads
 from producers.submit import (
@@ -19,17 +20,16 @@ from producers.submit import (
     NO_ROOTS_MESSAGE,
     JobRequest,
     Outcome,
-    Submission,
     request_field,
 )
 
 __all__ = ["MAX_IDEMPOTENCY_KEY", "NO_ROOTS_MESSAGE", "READY_SECONDS", "CancelSummary", "Ferry", "JobRequest",
-           "Outcome", "ResumeOutcome", "request_field"]
+           "OpenBatch", "Outcome", "ResumeOutcome", "request_field"]
 
 
-class Ferry(Submission, Reads, Controls):
-    """The Python API: submit (``producers.submit``), read (``producers.reads``) and operate
-    (``producers.controls``); it accepts a Redis client for tests."""
+class Ferry(BatchOps, Reads, Controls):
+    """The Python API: submit (``producers.submit``) and batches (``producers.batches``), read
+    (``producers.reads``) and operate (``producers.controls``); it accepts a Redis client for tests."""
 
     def close(self) -> None:
         if self._chain_messages is not None:

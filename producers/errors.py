@@ -2,9 +2,11 @@
 
     FerryError                 the root (producers.errors)
     ├── SubmitError            a job refused before anything was enqueued; lists every Problem
-    │   └── IdempotencyConflict  a known idempotency key came back with a different job
+    │   ├── IdempotencyConflict  a known idempotency key came back with a different job
+    │   └── BatchClosed    a job named a batch that is sealed or gone
     ├── ConfigError            ferry.toml is missing something or says something impossible
     ├── JobNotFound            no job with that id (never existed, purged, past retention)
+    ├── BatchNotFound          no batch with that id (never opened, or expired with its jobs)
     ├── ReplayRefused          the job cannot be replayed in its state (running, succeeded…)
     ├── ActiveJob              a queued or running job cannot be deleted
     ├── NotifyRefused          a job with no callback_url, or not ended, cannot be notified
@@ -49,6 +51,13 @@ class IdempotencyConflict(SubmitError):
     answer (returning the old job would hide that the new one was never submitted)."""
 
 
+class BatchClosed(SubmitError):
+    """A job named a batch no job may join any more: sealed, or gone."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__([Problem("batch", message)])
+
+
 class ConfigError(FerryError):
     """ferry.toml is missing something or says something impossible."""
 
@@ -59,6 +68,14 @@ class JobNotFound(FerryError):
     def __init__(self, job_id: str, detail: str | None = None) -> None:
         self.job_id = job_id
         super().__init__(f"no job {job_id}" + (f" ({detail})" if detail else ""))
+
+
+class BatchNotFound(FerryError):
+    """No batch with that id (never opened, or expired with its last job)."""
+
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+        super().__init__(f"no batch {batch_id}")
 
 
 class ReplayRefused(FerryError):

@@ -173,3 +173,18 @@ def outbox() -> str:
     """Sorted set of step messages recorded for a broker other than the store's Redis and not
     yet published, scored by when they were recorded (ms): the reaper publishes stale ones."""
     return f"{PREFIX}:outbox"
+
+
+def batch(batch_id: str) -> str:
+    """Hash holding one batch's record and its counts (``producers.store.codec``, BATCH_*)."""
+    return f"{PREFIX}:batch:{batch_id}"
+
+
+def batch_jobs(batch_id: str) -> str:
+    """Sorted set of a batch's jobs, scored like the job indexes (``jobs --batch``)."""
+    return f"{PREFIX}:batch-jobs:{batch_id}"
+
+
+def batches() -> str:
+    """Sorted set of every batch id, scored by when it was opened (epoch ms)."""
+    return f"{PREFIX}:batches"

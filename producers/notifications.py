@@ -2,7 +2,8 @@
 (checked at submit, and again by the worker right before it connects), the body and the signature.
 
 A job that carries ``callback_url`` is POSTed ``{"event", "delivery_id", "created_at", "job"}``
-when a run of it ends, with ``Ferry-Event``, ``Ferry-Delivery`` and
+when a run of it ends (a batch with one: ``{…, "batch"}`` when it completes: ``batch.completed``),
+with ``Ferry-Event``, ``Ferry-Delivery`` and
 ``Ferry-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>">``. The secret is the
 worker's environment variable that ``[notifications] secret_env`` names; a job never holds it.
 
@@ -28,7 +29,7 @@ from urllib.parse import urlsplit
 
 from producers.addresses import address_kind, parse
 from producers.config import NotificationsConfig
-from producers.records import JobRecord
+from producers.records import BatchRecord, JobRecord
 
 EVENT_HEADER = "Ferry-Event"
 DELIVERY_HEADER = "Ferry-Delivery"
@@ -115,6 +116,14 @@ def body(event: str, delivery_id: str, created_at: str, job: JobRecord) -> bytes
     ``notifications`` (the deliveries' own progress, which this body would freeze mid-way)."""
     document = {"event": event, "delivery_id": delivery_id, "created_at": created_at,
                 "job": job.model_dump(mode="json", exclude={"notifications"})}
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def batch_body(event: str, delivery_id: str, created_at: str, batch: BatchRecord) -> bytes:
+    """A batch's completion body: ``batch`` is the record ``ferry batch status --json`` prints
+    (its ``failures`` says where to list the failed jobs), without its deliveries."""
+    document = {"event": event, "delivery_id": delivery_id, "created_at": created_at,
+                "batch": batch.model_dump(mode="json", exclude={"notifications"})}
     return json.dumps(document, separators=(",", ":")).encode()
 
 

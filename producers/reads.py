@@ -32,8 +32,10 @@ class Reads(ClientCore):
             time.sleep(poll)
 
     def jobs(self, *, status: str | None = None, kind: str | None = None,
-             connection: str | None = None, limit: int = 50, cursor: str | None = None) -> Page:
-        return self.store.list(status=status, kind=kind, connection=connection, limit=limit, cursor=cursor)
+             connection: str | None = None, limit: int = 50, cursor: str | None = None,
+             batch: str | None = None) -> Page:
+        return self.store.list(status=status, kind=kind, connection=connection, limit=limit, cursor=cursor,
+                               batch=batch)
 
     def notify(self, job_id: str) -> DeliveryRecord:
         """Deliver an ended job's webhook again (a new delivery, due now; a worker sends it)."""

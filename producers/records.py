@@ -233,6 +233,7 @@ class JobRecord(BaseModel):
     runs: list[RunRecord] = Field(default_factory=list)
     callback_url: str | None = None
     notifications: list[DeliveryRecord] = Field(default_factory=list)  # oldest first
+    batch: str | None = None  # the batch it was submitted in (its first, for a repeated key)
 
     def step(self, name: str) -> StepRecord:
         for s in self.steps:
@@ -243,3 +244,38 @@ class JobRecord(BaseModel):
     @property
     def done(self) -> bool:
         return self.status in FINISHED
+
+
+class BatchRecord(BaseModel):
+    """A batch of jobs (a manifest, ``POST /jobs:batch``, ``submit_many``, or one opened and
+    sealed by its submitter): what ``ferry batch status --json`` and ``GET /batches/{id}`` show.
+    ``counts`` move in the same Lua call as each job's status; ``bytes_done`` counts a job's
+    whole file when it succeeds (upload progress does not move it yet)."""
+
+    id: str
+    name: str | None = None
+    created_at: str
+    total: int = 0  # the jobs it counts (a job found by its idempotency key is ``existing``)
+    existing: int = 0
+    counts: dict[str, int] = Field(default_factory=dict)  # status -> jobs
+    bytes_total: int = 0
+    bytes_done: int = 0
+    sealed_at: str | None = None  # no more jobs join it; it completes when none is left to run
+    finished_at: str | None = None  # null until completion (cleared again by a replay)
+    completions: int = 0  # how many times it completed (a replay of its failures completes it again)
+    eta_seconds: float | None = None
+    callback_url: str | None = None
+    failures: str = ""  # where to list its failed jobs (HTTP)
+    notifications: list[DeliveryRecord] = Field(default_factory=list)  # oldest first
+
+    @property
+    def active(self) -> int:
+        return self.counts.get(JobStatus.QUEUED.value, 0) + self.counts.get(JobStatus.RUNNING.value, 0)
+
+    @property
+    def done(self) -> bool:
+        return self.finished_at is not None
+
+    @property
+    def all_succeeded(self) -> bool:
+        return self.counts.get(JobStatus.SUCCEEDED.value, 0) == self.total

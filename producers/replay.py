@@ -141,6 +141,26 @@ def replay_many(ferry: Ferry, ids: list[str], *, restart: bool = False, force: b
     return outcome
 
 
+def replay_batch(ferry: Ferry, batch_id: str, *, trigger: str = "cli", rate: float = DEFAULT_RATE,
+                 only: list[str] | None = None, progress: Callable[[int, int], None] | None = None) -> BulkOutcome:
+    """Replay the batch's failed jobs (``only``: those of them), each from its failed step, at
+    most ``rate`` per second. The batch is unsealed while they are enqueued and sealed again
+    after, so it completes (and is told so, a new delivery) once, after the last of them has
+    ended. Raises BatchNotFound."""
+    ferry.store.get_batch(batch_id)
+    ids = select(ferry, Filters(batch=batch_id, status=JobStatus.FAILED.value))
+    if only is not None:
+        wanted = set(only)
+        ids = [i for i in ids if i in wanted]
+    if not ids:
+        return BulkOutcome()
+    ferry.store.unseal_batch(batch_id)
+    try:
+        return replay_many(ferry, ids, trigger=trigger, rate=rate, progress=progress)
+    finally:
+        ferry.store.seal_batch(batch_id)
+
+
 # ---- purge -------------------------------------------------------------------------------------
 @dataclass
 class PurgeOutcome:

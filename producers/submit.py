@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
 import redis
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from producers import queue
 from producers.client_core import ClientCore
-from producers.errors import ConfigError, Problem, SubmitError
+from producers.errors import BatchClosed, ConfigError, Problem, SubmitError
 from producers.files import FileRule, inspect_path, inspect_uri
 from producers.kinds import KINDS, Kind, get_kind
 from producers.notifications import CallbackRefused, check_url
@@ -49,6 +50,12 @@ NO_ROOTS_MESSAGE = (
 )
 
 
+class BatchSubmitted(list[Outcome]):
+    """``submit_many``'s outcomes, one per request in order, and the batch they were submitted in."""
+
+    batch: str = ""
+
+
 class JobRequest(BaseModel):
     """One job as another system hands it over: the body of ``POST /jobs`` and one line of a
     batch manifest. ``params`` uses the CLI option names in snake_case."""
@@ -68,6 +75,9 @@ class JobRequest(BaseModel):
         default=None, min_length=1, max_length=2000,
         description="POSTed a signed JSON webhook each time a run of the job ends "
                     "(https://, a public host; see [notifications])")
+    batch: str | None = Field(
+        default=None, min_length=1, max_length=64,
+        description="an open batch (POST /batches) the job joins; a bulk submission is a batch of its own")
 
 
 def request_field(field: str) -> str:
@@ -172,37 +182,40 @@ class Submission(ClientCore):
     # ---- submission ----------------------------------------------------------------------
     def submit(self, kind: str, *, connection: str, file: str | None = None, uri: str | None = None,
                params: dict[str, Any] | None = None, idempotency_key: str | None = None,
-               callback_url: str | None = None) -> JobRecord:
+               callback_url: str | None = None, batch: str | None = None) -> JobRecord:
         record, _ = self.submit_checked(kind, connection=connection, file=file, uri=uri,
                                         params=params, idempotency_key=idempotency_key,
-                                        callback_url=callback_url)
+                                        callback_url=callback_url, batch=batch)
         return record
 
     def submit_checked(self, kind: str, *, connection: str, file: str | None = None,
                        uri: str | None = None, params: dict[str, Any] | None = None,
                        idempotency_key: str | None = None,
                        require_file_roots: bool = False,
-                       callback_url: str | None = None) -> tuple[JobRecord, bool]:
-        """Validate, store, enqueue. Returns (record, created); created is False when the
-        idempotency key named an existing job, which is then returned untouched."""
+                       callback_url: str | None = None, batch: str | None = None) -> tuple[JobRecord, bool]:
+        """Validate, store, enqueue (into the open ``batch``, if given). Returns (record,
+        created); created is False when the idempotency key named an existing job, which is then
+        returned untouched."""
         request = JobRequest(kind=kind, connection=connection, file=file, uri=uri, params=params or {},
-                             idempotency_key=idempotency_key, callback_url=callback_url)
-        [outcome] = self.submit_many([request], require_file_roots=require_file_roots)
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
+                             idempotency_key=idempotency_key, callback_url=callback_url, batch=batch)
+        return self.submit_request(request, require_file_roots=require_file_roots)
 
     def submit_request(self, request: JobRequest, *,
                        require_file_roots: bool = False) -> tuple[JobRecord, bool]:
         """``submit_checked`` for a :class:`JobRequest` (an HTTP body or a manifest line)."""
-        [outcome] = self.submit_many([request], require_file_roots=require_file_roots)
+        [outcome] = self._submit_all([request], require_file_roots=require_file_roots, batch=request.batch)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
     def submit_many(self, requests: Sequence[JobRequest], *, require_file_roots: bool = False,
-                    chunk_size: int = 500) -> list[Outcome]:
-        """Validate every request, then store and enqueue the valid ones ``chunk_size`` per Redis
+                    chunk_size: int = 500, name: str | None = None, callback_url: str | None = None,
+                    batch: str | None = None) -> BatchSubmitted:
+        """Submit ``requests`` as one batch (``name``, and ``callback_url``: told once when it
+        completes): opened, filled and sealed here, or, with ``batch``, into that open batch,
+        left open. The answer is a list with the ``batch`` id beside it.
+
+        Validate every request, then store and enqueue the valid ones ``chunk_size`` per Redis
         MULTI: each job's record, index entries, idempotency key and Celery message are written
         together or not at all, in one round trip per chunk.
 
@@ -211,7 +224,36 @@ class Submission(ClientCore):
         an :class:`IdempotencyConflict` when the key was used for a different job), or the error
         that kept a valid job's chunk from being stored (Redis unreachable), in which case none of
         that chunk's jobs exists."""
-        checked = self._validate_many(requests, require_file_roots)
+        problems = self._check_callback(callback_url) if batch is None else []
+        if problems:
+            raise SubmitError(problems)
+        try:
+            opened = batch or self.store.open_batch(name, callback_url)
+        except (redis.RedisError, OSError) as exc:
+            return BatchSubmitted([exc] * len(requests))  # the store is unreachable: nothing is stored
+        outcomes = BatchSubmitted(self._submit_all(requests, require_file_roots=require_file_roots,
+                                              chunk_size=chunk_size, batch=opened))
+        outcomes.batch = opened
+        if batch is None:
+            self.store.seal_batch(opened)
+        return outcomes
+
+    def _submit_all(self, requests: Sequence[JobRequest], *, require_file_roots: bool, chunk_size: int = 500,
+                    batch: str | None = None) -> list[Outcome]:
+        """``submit_many``'s work, every job into the open ``batch`` (None: none)."""
+        return self.submit_prepared(self._validate_many(requests, require_file_roots, batch), batch=batch,
+                                    chunk_size=chunk_size)
+
+    def prepare_many(self, requests: Sequence[JobRequest]) -> list[NewJob | SubmitError]:
+        """Validate each request (each distinct file inspected once): the job to store, or why
+        not. A manifest is checked whole this way before anything is stored (``submit_prepared``)."""
+        return self._validate_many(requests, False)
+
+    def submit_prepared(self, checked: Sequence[NewJob | SubmitError], *, batch: str | None,
+                        chunk_size: int = 500) -> list[Outcome]:
+        """Store and enqueue the jobs ``prepare_many`` made, into the open ``batch``; a refusal
+        stays the outcome of its place."""
+        checked = [replace(c, batch=batch) if isinstance(c, NewJob) and c.batch != batch else c for c in checked]
         valid = [(i, job) for i, job in enumerate(checked) if isinstance(job, NewJob)]
         stored: dict[int, Outcome] = {}
         # On the store's own Redis a job's message goes in the MULTI that stores the job; with
@@ -222,7 +264,9 @@ class Submission(ClientCore):
             try:
                 outcomes: list[Outcome] = list(self.store.create_many(
                     [job for _, job in part], message=self._message if in_store else None,
-                    chunk_size=chunk_size))
+                    chunk_size=chunk_size, batch=batch))
+            except BatchClosed as exc:
+                outcomes = [exc] * len(part)
             except (redis.RedisError, OperationalError, OSError) as exc:
                 # kombu (building the first message's template) wraps the Redis error it met.
                 cause = exc.__cause__ if isinstance(exc, OperationalError) else None
@@ -232,7 +276,8 @@ class Submission(ClientCore):
             stored.update((i, outcome) for (i, _), outcome in zip(part, outcomes, strict=True))
         return [stored[i] if isinstance(c, NewJob) else c for i, c in enumerate(checked)]
 
-    def _validate_many(self, requests: Sequence[JobRequest], require_file_roots: bool) -> list[NewJob | SubmitError]:
+    def _validate_many(self, requests: Sequence[JobRequest], require_file_roots: bool,
+                       batch: str | None = None) -> list[NewJob | SubmitError]:
         """``validate`` each request, each distinct file inspected once (``_inspect_all``)."""
         inspected = self._inspect_all(requests, require_file_roots)
 
@@ -246,7 +291,8 @@ class Submission(ClientCore):
                 return exc
             return NewJob(kind=spec.name, connection=request.connection, steps=spec.step_names,
                           params=parsed.model_dump(mode="json", exclude_none=True), file=info,
-                          idempotency_key=request.idempotency_key, callback_url=request.callback_url)
+                          idempotency_key=request.idempotency_key, callback_url=request.callback_url,
+                          batch=batch)
 
         return [check(r) for r in requests]
 

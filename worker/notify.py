@@ -30,7 +30,7 @@ from celery import Celery
 
 from producers import notifications
 from producers.config import NotificationsConfig
-from producers.records import DeliveryRecord, DeliveryStatus, JobRecord, utc_in, utcnow
+from producers.records import BatchRecord, DeliveryRecord, DeliveryStatus, JobRecord, utc_in, utcnow
 from producers.store import DueDelivery, JobStore
 from worker.log import get_logger, redact_text
 from worker.retry import backoff_delay, server_retry_delay
@@ -177,13 +177,15 @@ def deliver(job_id: str, delivery_id: str, token: str) -> None:
              http_status=outcome.status, error=outcome.error)
 
 
-def _attempt(store: JobStore, job: JobRecord, delivery: DeliveryRecord, config: NotificationsConfig) -> Outcome:
-    if not job.callback_url:
-        return Outcome(error="the job has no callback_url")
-    raw = store.delivery_body(delivery.id,
-                              notifications.body(delivery.event, delivery.id, delivery.created_at, job),
-                              config.retry_window_seconds + 3600)
-    return post(job.callback_url, raw, delivery.event, delivery.id, config)
+def _attempt(store: JobStore, owner: JobRecord | BatchRecord, delivery: DeliveryRecord,
+             config: NotificationsConfig) -> Outcome:
+    if not owner.callback_url:
+        return Outcome(error="no callback_url")
+    body = (notifications.batch_body(delivery.event, delivery.id, delivery.created_at, owner)
+            if isinstance(owner, BatchRecord) else
+            notifications.body(delivery.event, delivery.id, delivery.created_at, owner))
+    raw = store.delivery_body(delivery.id, body, config.retry_window_seconds + 3600)
+    return post(owner.callback_url, raw, delivery.event, delivery.id, config)
 
 
 def register_notify(app: Celery) -> None:

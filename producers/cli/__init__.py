@@ -7,6 +7,7 @@ kind brings its command and options with it.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -87,6 +88,7 @@ def _submit_command(kind: Kind) -> click.Command:
         click.Option(["--idempotency-key"], help="the same key returns the existing job"),
         click.Option(["--callback", "callback_url"], metavar="URL",
                      help="POST a signed webhook to URL each time the job ends ([notifications])"),
+        click.Option(["--batch"], metavar="ID", help="join the open batch ID (ferry batch open)"),
         click.Option(["--wait"], is_flag=True,
                      help="print the id, then block until the job ends; exit 1 if it failed (Ctrl-C: 130)"),
         click.Option(["--timeout"], type=float, default=None,
@@ -114,7 +116,8 @@ def _submit(ctx: click.Context, kind: Kind, kw: dict[str, Any]) -> None:
     try:
         record, _ = ferry.submit_checked(
             kind.name, connection=kw["connection"], file=kw.get("file"), uri=kw.get("uri"),
-            params=values, idempotency_key=kw.get("idempotency_key"), callback_url=kw.get("callback_url"))
+            params=values, idempotency_key=kw.get("idempotency_key"), callback_url=kw.get("callback_url"),
+            batch=kw.get("batch"))
     except SubmitError as exc:
         fail("; ".join(f"{_option_name(kind, p.field)}: {p.message}" for p in exc.problems))
     finish(ferry, record, wait=kw["wait"], timeout=kw.get("timeout"), as_json=kw["as_json"])
@@ -130,9 +133,13 @@ for _kind in KINDS.values():
 @click.option("--wait", is_flag=True, help="follow the jobs to the end; exit 1 if any failed")
 @click.option("--timeout", type=float, default=None, help="with --wait: stop waiting after N s (exit 124)")
 @click.option("--json", "as_json", is_flag=True, help="print the outcome as JSON")
+@click.option("--name", help="the batch's name")
+@click.option("--batch-callback", "callback_url", metavar="URL",
+              help="POST a signed batch.completed webhook to URL when the batch completes")
 @click.pass_context
 def submit_batch(ctx: click.Context, manifest: str, strict: bool, wait: bool,
-                 timeout: float | None, as_json: bool) -> None:
+                 timeout: float | None, as_json: bool, name: str | None,
+                 callback_url: str | None) -> None:
     """Submit one job per line of a .jsonl or .csv manifest; every bad line is reported with its
     number. Exit 0 all submitted (and succeeded, with --wait), 1 a job failed, 2 bad lines,
     124 --timeout passed, 130 Ctrl-C (the jobs run on).
@@ -145,13 +152,15 @@ def submit_batch(ctx: click.Context, manifest: str, strict: bool, wait: bool,
     parameter as a params.<name> column (or one params column of JSON):
       kind,connection,file,params.object,params.comment
       assets-attachment,acme,scans/88.pdf,88,scan
-    A relative file is relative to the manifest's folder."""
+    A relative file is relative to the manifest's folder. The manifest is one batch
+    (--name, --batch-callback URL: told once it completes); --json names it."""
     from pathlib import Path
 
     from producers.cli import batch
 
     sys.exit(batch.run(connect(ctx), Path(manifest), strict=strict, wait_for_jobs=wait,
-                       timeout=timeout, as_json=as_json, out=out, err=err))
+                       timeout=timeout, as_json=as_json, out=out, err=err, name=name,
+                       callback_url=callback_url))
 
 
 # ---- reading the store -------------------------------------------------------------------------
@@ -188,12 +197,14 @@ def status(ctx: click.Context, job_id: str, wait: bool, follow: bool, timeout: f
 @click.option("--connection")
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--cursor", help="next_cursor of the previous page")
+@click.option("--batch", metavar="ID", help="only the jobs of batch ID")
 @click.option("--json", "as_json", is_flag=True, help="print it as JSON")
 @click.pass_context
 def jobs(ctx: click.Context, status_: str | None, kind: str | None, connection: str | None,
-         limit: int, cursor: str | None, as_json: bool) -> None:
+         limit: int, cursor: str | None, batch: str | None, as_json: bool) -> None:
     """List jobs, newest first."""
-    page = connect(ctx).jobs(status=status_, kind=kind, connection=connection, limit=limit, cursor=cursor)
+    page = connect(ctx).jobs(status=status_, kind=kind, connection=connection, limit=limit, cursor=cursor,
+                             batch=batch)
     if as_json:
         click.echo(json.dumps({"jobs": [j.model_dump(mode="json") for j in page.jobs],
                                "next_cursor": page.next_cursor}, indent=2))
@@ -443,45 +454,11 @@ def demo(keep: bool, sandbox_url: str | None) -> None:
     sys.exit(run_demo(keep=keep, sandbox_url=sandbox_url))
 
 
-def _register_reads() -> None:
-    from producers.cli.reads import register  # `ferry jira|marketplace|awork …`
-
-    register(cli)
-
-
-_register_reads()
-
-
-def _register_replay() -> None:
-    from producers.cli.replay import register  # `ferry replay`, `ferry purge`
-
-    register(cli)
-
-
-_register_replay()
-
-
-def _register_notify() -> None:
-    from producers.cli.notify import register  # `ferry notify`, `ferry events`
-
-    register(cli)
-
-
-def _register_home() -> None:
-    from producers.cli.home import register  # `ferry info`, `ferry redis stop`
-
-    register(cli)
-
-
-def _register_ops() -> None:
-    from producers.cli.ops import register  # `ferry cancel|pause|resume|connections|workers|flower`
-
-    register(cli)
-
-
-_register_notify()
-_register_ops()
-_register_home()
+# The commands kept in modules of their own, each with its ``register(cli)``: `ferry jira|marketplace|awork …`
+# (reads), `ferry replay|purge`, `ferry notify|events`, `ferry cancel|pause|resume|connections|workers|flower`
+# (ops), `ferry batch …` (batches), `ferry info|redis stop` (home). Imported here, after the commands above.
+for _module in ("reads", "replay", "notify", "ops", "batches", "home"):
+    importlib.import_module(f"producers.cli.{_module}").register(cli)
 add_examples(cli)
 
 

@@ -50,6 +50,13 @@ EXAMPLES: dict[str, str] = {
     "flower": "ferry flower --port=5555",
     "info": "ferry info",
     "redis stop": "ferry redis stop",
+    "batch open": "ferry batch open --name nightly --batch-callback https://erp.example/hooks/ferry --json",
+    "batch seal": "ferry batch seal 9d1c0e5b6d4e7f8a9b0c1d2e3f4a5b6c",
+    "batch list": "ferry batch list",
+    "batch status": "ferry batch status 9d1c0e5b6d4e7f8a9b0c1d2e3f4a5b6c --json",
+    "batch wait": "ferry batch wait 9d1c0e5b6d4e7f8a9b0c1d2e3f4a5b6c --timeout 3600",
+    "batch replay": "ferry batch replay 9d1c0e5b6d4e7f8a9b0c1d2e3f4a5b6c",
+    "batch cancel": "ferry batch cancel 9d1c0e5b6d4e7f8a9b0c1d2e3f4a5b6c",
 }
 
 

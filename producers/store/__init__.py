@@ -20,6 +20,7 @@ keep beside the record); ``core`` what they share, ``selection`` the filters ove
 
 from __future__ import annotations
 
+from producers.store.batches import Batches
 from producers.store.controls import Controls
 from producers.store.create import Creation
 from producers.store.deliveries import Deliveries
@@ -50,7 +51,7 @@ from producers.store.types import (
 from producers.store.workers import Workers
 
 
-class JobStore(JobReads, Transitions, Creation, Deliveries, Controls, Workers, Memos):
+class JobStore(JobReads, Transitions, Creation, Deliveries, Controls, Workers, Memos, Batches):
     """Reads and writes job records. Every write that changes status also moves the index entry."""
 
 

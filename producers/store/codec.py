@@ -3,7 +3,7 @@
 ``ferry:job:{id}`` (``keys.job``) holds::
 
     meta          JSON: kind, connection, created_at, params, steps, file, idempotency_key,
-                  callback_url (no nulls; no id: the key names it)
+                  callback_url, batch (no nulls; no id: the key names it)
     status        the job's status (its index entry moves with it)
     score         its creation score (the indexes' score; a paging cursor)
     updated_at, finished_at   ISO times (``updated_at`` absent: the creation)
@@ -14,6 +14,11 @@
     step:{name}   JSON StepRecord, once the step has run (absent: pending)
     progress:{name}   JSON Progress of an upload step (``lua/progress.lua``; kept after the step)
     notify:{id}   JSON DeliveryRecord, one per webhook delivery
+
+``ferry:batch:{id}`` (``keys.batch``) holds the BATCH_* fields below: its spec (JSON: name,
+created_at, callback_url), ``total``/``existing``, one count per status (``n:{status}``), bytes,
+when it was sealed and completed, how many times it completed, and its deliveries (``notify:*``).
+The counts move in the scripts that move its jobs' statuses (``lua/lib/batch.lua``).
 
 A new job stores meta, status and score only (``lua/create.lua``): small, for a backlog. Each
 ``.lua`` file's header lists the fields it touches (``tests/unit/test_store_scripts.py`` checks
@@ -27,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from producers.records import (
+    BatchRecord,
     DeliveryRecord,
     FileInfo,
     JobRecord,
@@ -61,6 +67,20 @@ ROW_FIELDS = (META, STATUS, UPDATED_AT, FINISHED_AT, ERROR, RUNS)
 STATE_FIELDS = (STATUS, SCORE, RUNS, META)
 # What a replay clears: the previous run's ending and a cancel request.
 RUN_ENDING = (ERROR, RESULT, FINISHED_AT, CANCEL)
+
+
+# The batch hash's fields (``keys.batch``); none shares a name with a job field.
+BATCH_SPEC = "spec"
+BATCH_TOTAL = "total"
+BATCH_EXISTING = "existing"
+BATCH_COUNT = "n:"  # + a status
+BATCH_BYTES_TOTAL = "bytes_total"
+BATCH_BYTES_DONE = "bytes_done"
+BATCH_SEALED = "sealed"
+BATCH_COMPLETED = "completed"
+BATCH_COMPLETIONS = "completions"
+BATCH_FIELDS = frozenset({BATCH_SPEC, BATCH_TOTAL, BATCH_EXISTING, BATCH_COUNT + "*", BATCH_BYTES_TOTAL,
+                          BATCH_BYTES_DONE, BATCH_SEALED, BATCH_COMPLETED, BATCH_COMPLETIONS, NOTIFY + "*"})
 
 
 def step_field(step: str) -> str:
@@ -101,6 +121,7 @@ def decode(raw: Mapping[str, str], job_id: str) -> JobRecord:
         runs=[RunRecord.model_validate(r) for r in runs(raw, meta)],
         callback_url=meta.get("callback_url"),
         notifications=deliveries(raw),
+        batch=meta.get("batch"),
     )
 
 
@@ -171,6 +192,8 @@ def new_meta(job: NewJob, now: str) -> str:
         meta["idempotency_key"] = job.idempotency_key
     if job.callback_url is not None:
         meta["callback_url"] = job.callback_url
+    if job.batch is not None:
+        meta["batch"] = job.batch
     return dump(meta)
 
 
@@ -182,5 +205,37 @@ def new_record(job: NewJob, job_id: str, now: str) -> JobRecord:
         "id": job_id, "kind": job.kind, "connection": job.connection, "status": JobStatus.QUEUED,
         "created_at": now, "updated_at": now, "params": job.params, "file": job.file,
         "idempotency_key": job.idempotency_key, "steps": [{"name": n} for n in job.steps],
-        "callback_url": job.callback_url,
+        "callback_url": job.callback_url, "batch": job.batch,
         "runs": [{"number": 1, "trigger": "submit", "from_step": job.steps[0], "started_at": now}]})
+
+
+# ---- batches -------------------------------------------------------------------------------------
+def new_batch(name: str | None, callback_url: str | None, now: str) -> dict[str, str]:
+    """The fields of a batch just opened."""
+    spec = {k: v for k, v in (("name", name), ("created_at", now), ("callback_url", callback_url)) if v}
+    return {BATCH_SPEC: dump(spec), BATCH_TOTAL: "0"}
+
+
+def decode_batch(raw: Mapping[str, str], batch_id: str) -> BatchRecord:
+    """A batch's record from its hash (the ETA is the caller's: it needs the clock)."""
+    spec = json.loads(raw[BATCH_SPEC])
+    counts = {s.value: int(raw.get(BATCH_COUNT + s.value) or 0) for s in JobStatus}
+    return BatchRecord(
+        id=batch_id, name=spec.get("name"), created_at=spec["created_at"],
+        total=int(raw.get(BATCH_TOTAL) or 0), existing=int(raw.get(BATCH_EXISTING) or 0), counts=counts,
+        bytes_total=int(raw.get(BATCH_BYTES_TOTAL) or 0), bytes_done=int(raw.get(BATCH_BYTES_DONE) or 0),
+        sealed_at=raw.get(BATCH_SEALED), finished_at=raw.get(BATCH_COMPLETED),
+        completions=int(raw.get(BATCH_COMPLETIONS) or 0), callback_url=spec.get("callback_url"),
+        failures=f"/jobs?batch={batch_id}&status=failed", notifications=deliveries(raw))
+
+
+def batch_of(meta: Mapping[str, Any]) -> str | None:
+    """The batch a job's meta names (None: none)."""
+    found = meta.get("batch")
+    return found if isinstance(found, str) else None
+
+
+def file_size(meta: Mapping[str, Any]) -> int:
+    """The size of the file a job's meta names (0: none, or unknown: a URL)."""
+    file = meta.get("file")
+    return int(file.get("size") or 0) if isinstance(file, dict) else 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
@@ -13,10 +14,17 @@ import redis
 
 from producers import events, keys
 from producers.errors import JobNotFound
-from producers.records import JobRecord, JobStatus
+from producers.records import JobRecord, JobStatus, utc_at
 from producers.store import codec
 from producers.store.scripts import StoreScripts
 from producers.store.types import JobState
+
+BATCH_OWNER = "batch:"  # a batch's deliveries sit in the due set as "batch:<id> <delivery id>"
+
+
+def batch_due_member(batch_id: str, delivery_id: str) -> str:
+    return f"{BATCH_OWNER}{batch_id} {delivery_id}"
+
 
 # How long the process trusts that the kind and connection names it added are still in their
 # sets (``keys.index_names``): a flushed Redis gets them again within this.
@@ -112,8 +120,25 @@ class StoreCore:
         seq = int(self.redis.incr(keys.sequence())) % 1000
         return float(int(time.time() * 1000) * 1000 + seq)
 
+    def _batch_context(self, batch_id: str, *, to: str = "", size: int = 0) -> str:
+        """What ``lua/lib/batch.lua`` needs to move (and maybe complete) batch ``batch_id``."""
+        now = time.time()
+        return json.dumps({
+            "key": keys.batch(batch_id), "members": keys.batch_jobs(batch_id), "id": batch_id,
+            "now": utc_at(now), "now_s": repr(now), "events": keys.events(), "events_max": self.events_max_length,
+            "due": keys.notify_due(), "member": batch_due_member(batch_id, ""), "delivery": uuid.uuid4().hex,
+            "retention": self.retention_seconds, "to": to, "size": size}, separators=(",", ":"))
+
+    def _job_batch_context(self, state: JobState, status: JobStatus) -> str:
+        """The batch context of a job moving to ``status`` ('' for a job of no batch)."""
+        batch_id = codec.batch_of(state.meta)
+        return self._batch_context(batch_id, to=status.value, size=codec.file_size(state.meta)) if batch_id else ""
+
     def _set_status(self, pipe: Any, state: JobState, status: JobStatus) -> None:
         job_id = state.job_id
+        context = self._job_batch_context(state, status)
+        if context:
+            self._scripts.batch_move(job_id, context, pipe)
         pipe.hset(keys.job(job_id), codec.STATUS, status.value)
         for s in JobStatus:
             if s is not status:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
+import redis
+
 from producers import keys
-from producers.errors import IdempotencyConflict, Problem
+from producers.errors import BatchClosed, IdempotencyConflict, Problem
 from producers.records import FileInfo, JobRecord, utcnow
 from producers.store import codec
 from producers.store.core import StoreCore
@@ -16,6 +18,7 @@ from producers.store.types import Created, MessageFor, NewJob
 # millisecond two could meet. A script of 500 jobs keeps that far off even on a Redis whose
 # scripts see one frozen clock (7.0's XADD reads the time anew: its ids spread).
 MAX_CHUNK = 500
+BATCH_REFUSAL = "BATCH "  # how create.lua's error for a sealed or missing batch begins
 
 
 def check_same_job(found: JobRecord, job: NewJob) -> None:
@@ -65,21 +68,25 @@ def _leaders(jobs: Sequence[NewJob], pending: list[int]) -> tuple[list[int], lis
 
 class Creation(StoreCore):
     def create_many(self, jobs: Sequence[NewJob], *, message: MessageFor | None = None,
-                    chunk_size: int = MAX_CHUNK) -> list[Created | IdempotencyConflict]:
+                    chunk_size: int = MAX_CHUNK, batch: str | None = None) -> list[Created | IdempotencyConflict]:
         """Store new queued jobs: one Lua script per ``chunk_size`` jobs writes their records,
         indexes, idempotency keys, events and, with ``message``, each new job's Celery message
         (so a job and its message are stored together or not at all). One result per job, in
         order: the record and whether it is new, or the conflict for a key reused for a
         different job (also within ``jobs``). Of N identical requests from concurrent
-        producers, exactly one creates the job and the others read it back."""
+        producers, exactly one creates the job and the others read it back. ``batch``: the open
+        batch every job joins (each job's ``batch`` names it too); a job found by its key stays in
+        its first batch, and this one counts it as ``existing``."""
         chunk_size = max(1, min(chunk_size, MAX_CHUNK))
         results: list[Created | IdempotencyConflict] = []
         for start in range(0, len(jobs), chunk_size):
-            results += self._create_chunk(jobs[start:start + chunk_size], message)
+            results += self._create_chunk(jobs[start:start + chunk_size], message, batch)
+        if batch is not None:
+            self._count_existing(batch, sum(1 for r in results if isinstance(r, tuple) and not r[1]))
         return results
 
-    def _create_chunk(self, jobs: Sequence[NewJob],
-                      message: MessageFor | None) -> list[Created | IdempotencyConflict]:
+    def _create_chunk(self, jobs: Sequence[NewJob], message: MessageFor | None,
+                      batch: str | None) -> list[Created | IdempotencyConflict]:
         """One call of the script for the chunk's jobs whose idempotency key is their first use
         in the chunk; a later job with a key used earlier in the chunk takes the outcome of the
         job behind that key (the same job: returned; another: refused). A job whose key's
@@ -88,7 +95,7 @@ class Creation(StoreCore):
         pending = list(range(len(jobs)))
         while pending:
             sent, followers = _leaders(jobs, pending)
-            created, clashes = self._run_create([jobs[i] for i in sent], message)
+            created, clashes = self._run_create([jobs[i] for i in sent], message, batch)
             behind: dict[int, JobRecord] = {}  # sent job -> the record its key names
             for n, i in enumerate(sent):
                 if n in created:
@@ -112,8 +119,8 @@ class Creation(StoreCore):
             pending.sort()
         return [results[i] for i in range(len(jobs))]
 
-    def _run_create(self, jobs: Sequence[NewJob],
-                    message: MessageFor | None) -> tuple[dict[int, JobRecord], dict[int, str]]:
+    def _run_create(self, jobs: Sequence[NewJob], message: MessageFor | None,
+                    batch: str | None) -> tuple[dict[int, JobRecord], dict[int, str]]:
         """One call of the script: the records of the jobs written and, for the others, the id
         of the stored job their idempotency key names (both by position in ``jobs``)."""
         now = utcnow()
@@ -123,12 +130,22 @@ class Creation(StoreCore):
         conn_names = keys.index_names("conn") if self._names.needed("conn", conns) else ""
         messages: list[tuple[str, str]] = [message(job_id, job) if message is not None else ("", "")
                                            for job, job_id in zip(jobs, ids, strict=True)]
-        clashes = self._scripts.create(jobs, ids, messages, now=now, idempotency_seconds=self.idempotency_seconds,
-                                       events_max=self.events_max_length, kind_names=kind_names,
-                                       conn_names=conn_names)
+        try:
+            clashes = self._scripts.create(jobs, ids, messages, now=now, idempotency_seconds=self.idempotency_seconds,
+                                           events_max=self.events_max_length, kind_names=kind_names,
+                                           conn_names=conn_names, batch=batch)
+        except redis.ResponseError as exc:
+            if str(exc).startswith(BATCH_REFUSAL):
+                raise BatchClosed(f"{batch}: {str(exc).removeprefix(BATCH_REFUSAL)}") from None
+            raise
         if kind_names:
             self._names.written("kind", kinds)
         if conn_names:
             self._names.written("conn", conns)
         created = {n: codec.new_record(job, ids[n], now) for n, job in enumerate(jobs) if n not in clashes}
         return created, clashes
+
+    def _count_existing(self, batch_id: str, found: int) -> None:
+        """Jobs a batch's submission found by their idempotency key (not counted in it)."""
+        if found:
+            self.redis.hincrby(keys.batch(batch_id), codec.BATCH_EXISTING, found)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from producers import events, keys
 from producers.errors import NotifyRefused
-from producers.records import DeliveryRecord, DeliveryStatus, JobRecord, JobStatus, utcnow
+from producers.records import BatchRecord, DeliveryRecord, DeliveryStatus, JobRecord, JobStatus, utcnow
 from producers.store import codec
-from producers.store.core import StoreCore
+from producers.store.core import BATCH_OWNER, StoreCore
 from producers.store.types import DueDelivery, JobState
 
 
@@ -53,7 +53,18 @@ def delivery_commands(state: JobState, event: str) -> list[list[Any]]:
             ["ZADD", keys.notify_due(), repr(time.time()), due_member(state.job_id, record.id)]]
 
 
-def _find(record: JobRecord | None, delivery_id: str) -> DeliveryRecord | None:
+def _batch_owner(owner: str) -> str | None:
+    """The batch a due member's owner names (None: a job)."""
+    return owner.removeprefix(BATCH_OWNER) if owner.startswith(BATCH_OWNER) else None
+
+
+def _owner_key(owner: str) -> str:
+    """The hash a delivery of ``owner`` (a job id, or ``batch:<id>``) is kept in."""
+    batch_id = _batch_owner(owner)
+    return keys.job(owner) if batch_id is None else keys.batch(batch_id)
+
+
+def _find(record: JobRecord | BatchRecord | None, delivery_id: str) -> DeliveryRecord | None:
     return next((d for d in record.notifications if d.id == delivery_id), None) if record else None
 
 
@@ -81,14 +92,18 @@ class Deliveries(StoreCore):
         until = now + lease_seconds
         return [DueDelivery(*split_due(m), repr(until)) for m in self._scripts.claim_due(now, until, limit)]
 
-    def begin_delivery(self, due: DueDelivery, lease_seconds: float) -> tuple[JobRecord, DeliveryRecord] | None:
-        """Start the next attempt of a claimed delivery: the job and the delivery, now
-        delivering and leased for ``lease_seconds``; or None when there is nothing to do (a
-        stale claim, the job is gone, or the delivery has ended)."""
+    def begin_delivery(self, due: DueDelivery,
+                       lease_seconds: float) -> tuple[JobRecord | BatchRecord, DeliveryRecord] | None:
+        """Start the next attempt of a claimed delivery: the job (or batch: its ``job_id`` is
+        ``batch:<id>``) and the delivery, now delivering and leased for ``lease_seconds``; or
+        None when there is nothing to do (a stale claim, the owner is gone, or the delivery has
+        ended)."""
         member = due_member(due.job_id, due.delivery_id)
         if not self._scripts.take_claim(member, due.token, time.time() + lease_seconds):
             return None
-        record = self.find(due.job_id)
+        batch_id = _batch_owner(due.job_id)
+        record: JobRecord | BatchRecord | None = (self.find(due.job_id) if batch_id is None else
+                                                  self._find_batch_record(batch_id))
         delivery = _find(record, due.delivery_id)
         if record is None or delivery is None or not delivery.open:
             self.redis.zrem(keys.notify_due(), member)
@@ -96,13 +111,17 @@ class Deliveries(StoreCore):
         delivery.attempts += 1
         delivery.status = DeliveryStatus.DELIVERING
         delivery.last_attempt_at, delivery.next_attempt_at = utcnow(), None
-        self._scripts.save_delivery(due.job_id, delivery.id, delivery.model_dump_json(), member, "")
+        self._scripts.save_delivery(_owner_key(due.job_id), delivery.id, delivery.model_dump_json(), member, "")
         return record, delivery
+
+    def _find_batch_record(self, batch_id: str) -> BatchRecord | None:
+        raw = cast(dict[str, str], self.redis.hgetall(keys.batch(batch_id)))
+        return codec.decode_batch(raw, batch_id) if raw else None
 
     def end_delivery_attempt(self, job_id: str, delivery: DeliveryRecord, retry_at: float | None) -> None:
         """Record how an attempt ended; ``retry_at`` (epoch seconds): when to try again, or None
         when the delivery is over. A job deleted meanwhile is not brought back."""
-        self._scripts.save_delivery(job_id, delivery.id, delivery.model_dump_json(),
+        self._scripts.save_delivery(_owner_key(job_id), delivery.id, delivery.model_dump_json(),
                                     due_member(job_id, delivery.id), "done" if retry_at is None else repr(retry_at))
 
     def delivery_body(self, delivery_id: str, body: bytes, ttl_seconds: int) -> bytes:

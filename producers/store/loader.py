@@ -5,6 +5,7 @@ ARGV, the job-hash fields it touches and what it returns::
     -- KEYS: job, events
     -- ARGV: token, now_ms, ...fields      (a last name with "..." is a variable tail)
     -- FIELDS: lease, step:*
+    -- LIB: batch                          (optional: lua/lib/batch.lua goes before the script)
     -- RETURNS: ...
 
 Every script of a directory is registered once per client (``register_script``): a call is an
@@ -37,6 +38,7 @@ class LuaFile:
     argv: tuple[str, ...]  # the fixed arguments, in order
     tail: str | None  # the name of a variable tail of ARGV, if any
     fields: tuple[str, ...]
+    libs: tuple[str, ...] = ()  # lib/{name}.lua files put before the source when registered
 
     @classmethod
     def read(cls, path: Path) -> LuaFile:
@@ -46,12 +48,17 @@ class LuaFile:
             if not line.startswith("--"):
                 break
             label, colon, names = line.removeprefix("--").strip().partition(":")
-            if colon and label in ("KEYS", "ARGV", "FIELDS"):
+            if colon and label in ("KEYS", "ARGV", "FIELDS", "LIB"):
                 header[label] = tuple(n.strip() for n in names.split(",") if n.strip())
         argv = header.get("ARGV", ())
         tail = argv[-1].removeprefix("...") if argv and argv[-1].startswith("...") else None
         return cls(path.stem, source, header.get("KEYS", ()), argv[:-1] if tail else argv, tail,
-                   header.get("FIELDS", ()))
+                   header.get("FIELDS", ()), header.get("LIB", ()))
+
+    def registered(self, directory: Path) -> str:
+        """The source as Redis runs it: its libraries' sources first."""
+        libs = [(directory / "lib" / f"{name}.lua").read_text(encoding="utf-8") for name in self.libs]
+        return "\n".join([*libs, self.source])
 
 
 @functools.cache
@@ -65,8 +72,9 @@ class Scripts:
 
     def __init__(self, client: redis.Redis, directory: Path) -> None:
         self._registered: dict[str, Script] = {
-            name: client.register_script(lua.source) for name, lua in library(directory).items()}
+            name: client.register_script(lua.registered(directory)) for name, lua in library(directory).items()}
 
-    def run(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """EVALSHA of script ``name`` (loaded again on NOSCRIPT)."""
-        return self._registered[name](keys=keys, args=args)
+    def run(self, name: str, keys: Sequence[Any], args: Sequence[Any], client: Any = None) -> Any:
+        """EVALSHA of script ``name`` (loaded again on NOSCRIPT); ``client``: a pipeline whose
+        MULTI it joins (it loads the script before the MULTI)."""
+        return self._registered[name](keys=keys, args=args, client=client)

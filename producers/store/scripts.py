@@ -22,6 +22,8 @@ from producers.store.types import NewJob
 
 _THROTTLE_PREFIX, _, _THROTTLE_SUFFIX = keys.rate_limit_pause("\0").partition("\0")
 _STATUS_PREFIX = keys.index_status("")
+# begin.lua's batch context: key and members as prefixes (the job's meta names its batch).
+_BEGIN_BATCH = json.dumps({"key": keys.batch(""), "members": keys.batch_jobs("")})
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Settle:
     expire: int = 0
     outbox_entry: str = ""
     commands: Sequence[Sequence[Any]] = ()
+    batch: str = ""  # the batch context (lib/batch.lua), '' for a job of no batch or no move
 
 
 class StoreScripts(Scripts):
@@ -60,7 +63,7 @@ class StoreScripts(Scripts):
         reply = self.run("begin", [keys.job(job_id), keys.events(), keys.job_counts()], [
             codec.step_field(step), token, now_ms, lease_ms, now, _STATUS_PREFIX, MAX_ATTEMPT_HISTORY,
             job_id, _THROTTLE_PREFIX, _THROTTLE_SUFFIX, keys.connection_paused(""), keys.parked(""), step,
-            events_max])
+            events_max, _BEGIN_BATCH])
         flat = reply[1]
         raw = dict(zip(flat[::2], flat[1::2], strict=True))
         if reply[0] != "started":
@@ -75,7 +78,7 @@ class StoreScripts(Scripts):
             keys.index_status(change.status_to) if moves else "",
             keys.throughput(minute) if change.finished else "", keys.outbox()], [
             change.job_id, change.token, change.score, change.expire, change.outbox_entry, now_ms,
-            json.dumps(change.commands), len(pairs) // 2, *pairs])
+            json.dumps(change.commands), change.batch, len(pairs) // 2, *pairs])
         return bool(reply == 1)
 
     def progress(self, job_id: str, step: str, *, token: str, until_ms: int, progress: str, event_data: str,
@@ -98,19 +101,30 @@ class StoreScripts(Scripts):
 
     def create(self, jobs: Sequence[NewJob], ids: Sequence[str], messages: Sequence[tuple[str, str]], *,
                now: str, idempotency_seconds: int, events_max: int, kind_names: str,
-               conn_names: str) -> dict[int, str]:
-        """Stores ``jobs`` (``kind_names``/``conn_names``: the name sets to add to, '' none);
-        returns the id each job not written found behind its idempotency key, by position."""
+               conn_names: str, batch: str | None = None) -> dict[int, str]:
+        """Stores ``jobs`` (``kind_names``/``conn_names``: the name sets to add to, '' none), in
+        the open ``batch`` if given; returns the id each job not written found behind its
+        idempotency key, by position."""
         per_job: list[Any] = []
         for job, job_id, (target, payload) in zip(jobs, ids, messages, strict=True):
             per_job += (job_id, job.kind, job.connection, job.idempotency_key or "", codec.new_meta(job, now),
                         target, payload)
+        # The jobs' file sizes close the tail (create.lua reads them for the batch's bytes).
+        per_job.append(",".join(str(j.file.size or 0) if j.file else "0" for j in jobs) if batch else "")
         reply = cast(list[Any], self.run("create", [
             keys.index_all(), keys.index_status("queued"), keys.events(), kind_names, conn_names,
-            keys.job_counts()], [
+            keys.job_counts(), keys.batch(batch) if batch else "", keys.batch_jobs(batch) if batch else ""], [
             keys.job(""), keys.idempotency(""), idempotency_seconds, keys.index_kind(""), keys.index_connection(""),
             events_max, now, len(jobs), *per_job]))
         return {int(reply[i]): str(reply[i + 1]) for i in range(0, len(reply), 2)}
+
+    def batch_move(self, job_id: str, context: str, pipe: Any) -> None:
+        """In ``pipe``'s MULTI: the job's batch counts move to ``context``'s status."""
+        self.run("batch_move", [keys.job(job_id)], [context], client=pipe)
+
+    def seal(self, batch_id: str, context: str) -> int:
+        """1 sealed now (and completed, if nothing is left to run), 0 already, -1 no such batch."""
+        return int(self.run("seal", [keys.batch(batch_id)], [context]))
 
     def resume(self, connection: str) -> tuple[bool, list[str]]:
         was, members = self.run("resume", [keys.connection_paused(connection), keys.parked(connection)], [])
@@ -122,8 +136,8 @@ class StoreScripts(Scripts):
     def take_claim(self, member: str, token: str, until: float) -> bool:
         return bool(self.run("take_claim", [keys.notify_due()], [member, token, repr(until)]))
 
-    def save_delivery(self, job_id: str, delivery_id: str, record: str, member: str, when: str) -> bool:
-        """``when``: '' keeps the due set as it is, 'done' takes ``member`` out, else its next
-        attempt (epoch seconds)."""
-        return bool(self.run("save_delivery", [keys.job(job_id), keys.notify_due()], [
+    def save_delivery(self, owner_key: str, delivery_id: str, record: str, member: str, when: str) -> bool:
+        """``owner_key``: the job's (or batch's) hash. ``when``: '' keeps the due set as it is,
+        'done' takes ``member`` out, else its next attempt (epoch seconds)."""
+        return bool(self.run("save_delivery", [owner_key, keys.notify_due()], [
             codec.delivery_field(delivery_id), record, member, when]))

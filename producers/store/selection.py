@@ -39,6 +39,7 @@ class Filters:
     since: datetime | None = None
     until: datetime | None = None
     file_name: str | None = None  # part of the job's file name, any case
+    batch: str | None = None  # the batch's id
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Filters:
@@ -60,7 +61,7 @@ class Filters:
         return cls(status=status, kind=kind, connection=text("connection"),
                    error_step=text("error_step"), http_status=int(http) if http else None,
                    since=parse_time(text("since"), "since"), until=parse_time(text("until"), "until"),
-                   file_name=text("file_name"))
+                   file_name=text("file_name"), batch=text("batch"))
 
     @property
     def reads_records(self) -> bool:
@@ -123,6 +124,7 @@ def _indexes(filters: Filters) -> list[str]:
         keys.index_status(filters.status) if filters.status else None,
         keys.index_kind(filters.kind) if filters.kind else None,
         keys.index_connection(filters.connection) if filters.connection else None,
+        keys.batch_jobs(filters.batch) if filters.batch else None,
     ) if k]
     return chosen or [keys.index_all()]
 

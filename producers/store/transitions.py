@@ -171,7 +171,8 @@ class Transitions(StoreCore):
             state.job_id, fields, token=lease.token if lease else "", status_from=state.status.value,
             status_to=status.value if moves and status else "", score=f"{state.score:.0f}",
             finished=moves and status in (JobStatus.SUCCEEDED, JobStatus.FAILED), expire=expire,
-            outbox_entry=then.outbox.encode() if then.outbox else "", commands=commands),
+            outbox_entry=then.outbox.encode() if then.outbox else "", commands=commands,
+            batch=self._job_batch_context(state, status) if moves and status else ""),
             now_ms=int(now * 1000), minute=int(now // 60))
         if written and moves and status is not None:
             state.status = status

@@ -174,6 +174,7 @@ class NewJob:
     file: FileInfo | None = None
     idempotency_key: str | None = None
     callback_url: str | None = None
+    batch: str | None = None  # the open batch it joins
 
 
 Created = tuple[JobRecord, bool]  # the record, and False when an idempotency key named an old job

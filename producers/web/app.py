@@ -30,7 +30,7 @@ from producers.config import FerryConfig
 from producers.errors import ConfigError, IdempotencyConflict, SubmitError
 from producers.kinds import KindName
 from producers.records import JobRecord, JobStatus
-from producers.web import actions, dashboard, events, ops, visibility
+from producers.web import actions, batches, dashboard, events, ops, visibility
 from producers.web.auth import Guard, Principal
 from producers.web.deps import Bearer, FerryDep, bearer
 from producers.web.grants import LEGACY_WARNING, Token, full_access, labelled, read_tokens_file, split_tokens
@@ -70,6 +70,9 @@ class BatchRequest(BaseModel):
         min_length=1, max_length=MAX_BATCH_ITEMS, json_schema_extra={"items": SUBMISSION_REF},
         description="each item is a POST /jobs body (kind, connection, file | uri, params, "
                     "idempotency_key)")
+    name: str | None = Field(None, max_length=200, description="the batch's name")
+    callback_url: str | None = Field(None, min_length=1, max_length=2000,
+                                     description="POSTed a signed batch.completed webhook when the batch completes")
 
 
 class BatchItemResult(BaseModel):
@@ -83,6 +86,7 @@ class BatchItemResult(BaseModel):
 
 
 class BatchResult(BaseModel):
+    batch: str = Field(description="the batch these jobs are: GET /batches/{id}")
     results: list[BatchItemResult]
     created: int
     existing: int
@@ -236,10 +240,11 @@ def post_job(
 
 
 @router.post("/jobs:batch", response_model=BatchResult)
-def post_batch(batch: BatchRequest, who: Bearer, ferry: FerryDep) -> BatchResult:
-    """Submit many jobs; each item succeeds or fails on its own (partial success). The
-    answer is 200 with one result per item, in order. Valid items are stored and enqueued
-    together (``Ferry.submit_many``: one Redis round trip per 500)."""
+def post_batch(batch: BatchRequest, who: Bearer, ferry: FerryDep) -> BatchResult | JSONResponse:
+    """Submit many jobs as one batch (``name``; ``callback_url`` is told once it completes);
+    each item succeeds or fails on its own (partial success). The answer is 200 with the batch
+    and one result per item, in order. Valid items are stored and enqueued together
+    (``Ferry.submit_many``: one Redis round trip per 500)."""
     results: list[BatchItemResult | None] = []
     requests: dict[int, JobRequest] = {}
     for index, item in enumerate(batch.jobs):
@@ -254,12 +259,16 @@ def post_batch(batch: BatchRequest, who: Bearer, ferry: FerryDep) -> BatchResult
             continue
         requests[index] = request
         results.append(None)
-    outcomes = ferry.submit_many(list(requests.values()), require_file_roots=True)
+    try:
+        outcomes = ferry.submit_many(list(requests.values()), require_file_roots=True, name=batch.name,
+                                     callback_url=batch.callback_url)
+    except SubmitError as exc:  # the batch's own callback URL
+        return _refused(_problems(exc.problems))
     for (index, request), outcome in zip(requests.items(), outcomes, strict=True):
         status, record, problems = _outcome(request, outcome)
         results[index] = BatchItemResult(index=index, status=status, job=record, problems=problems)
     done = [r for r in results if r is not None]
-    return BatchResult(results=done,
+    return BatchResult(batch=outcomes.batch, results=done,
                        created=sum(r.status == 202 for r in done),
                        existing=sum(r.status == 200 for r in done),
                        refused=sum(r.status not in (200, 202) for r in done))
@@ -281,13 +290,14 @@ def list_jobs(
     cursor: Annotated[str | None, Query(pattern=r"^\d+$",
                                         description="next_cursor of the page before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    batch: Annotated[str | None, Query(max_length=64, description="only the jobs of this batch")] = None,
 ) -> JSONResponse:
     """Jobs newest first, filtered; page with ``cursor``. Same JSON as ``ferry jobs --json``."""
     possible, connection = visibility.connection_filter(who.grant, connection)
     if not possible:
         return JSONResponse({"jobs": [], "next_cursor": None})
     page = ferry.jobs(status=status.value if status else None, kind=kind,
-                      connection=connection, limit=limit, cursor=cursor)
+                      connection=connection, limit=limit, cursor=cursor, batch=batch)
     return JSONResponse({"jobs": [j.model_dump(mode="json") for j in page.jobs if who.grant.sees(j)],
                          "next_cursor": page.next_cursor})
 
@@ -350,6 +360,7 @@ def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
     app.include_router(ops.router)
     app.include_router(ops.jobs_router, responses=answers(404, 409))
     app.include_router(ops.connections_router, responses=answers(404))
+    app.include_router(batches.router)  # GET/POST /batches, /batches/{id}[/seal|replay|cancel]
     app.include_router(dashboard.router)
     return app
 

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from starlette.exceptions import HTTPException
 
 from producers.client import Ferry
+from producers.errors import BatchNotFound
 from producers.kinds import KINDS, all_step_names
 from producers.store import Filters, JobRow
 from producers.web import render, visibility
@@ -26,7 +27,7 @@ from producers.web.grants import Grant
 
 PAGE_SIZE = 50
 LIST_FIELDS = ("meta", "status", "updated_at", "finished_at", "error", "runs")
-FILTER_NAMES = ("status", "kind", "connection", "error_step", "http_status", "since", "until", "q")
+FILTER_NAMES = ("status", "kind", "connection", "error_step", "http_status", "since", "until", "q", "batch")
 # No inline script or style anywhere: the policy can forbid both, and framing (clickjacking).
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
@@ -63,7 +64,9 @@ def _safe_next(value: str | None) -> str:
 router = APIRouter(include_in_schema=False)
 
 
-FRAGMENTS = ("counters", "fleet", "rows", "pager")
+FRAGMENTS = ("counters", "fleet", "batches", "rows", "pager")
+BATCHES_SHOWN = 10
+FAILURES_GROUPED = 5000  # a batch page groups its newest failures, at most this many
 
 
 def summary(ferry: Ferry, grant: Grant) -> render.Summary:
@@ -111,7 +114,9 @@ def regions(ferry: Ferry, who: Principal, query: dict[str, str]) -> dict[str, An
     connections = [c for c in ferry.connections() if grant.sees_connection(c.get("name"))]
     fleet = render.fleet(connections, visibility.workers(ferry, grant, ferry.workers()))
     return {"counters": render.counters(summary(ferry, grant), query), "query": query, "may": may(who),
-            "fleet": fleet, **listing(ferry, grant, query)}
+            "fleet": fleet, **listing(ferry, grant, query),
+            # A batch may hold jobs of any connection: a token limited to some sees no batch.
+            "batches": [] if grant.limited else [render.batch_row(b) for b in ferry.batches(BATCHES_SHOWN)]}
 
 
 def fragments(context: dict[str, Any]) -> dict[str, str]:
@@ -193,7 +198,42 @@ def job_page(job_id: str, request: Request, who: Viewer, ferry: FerryDep) -> Res
                              **render.job_view(record, KINDS.get(record.kind))))
 
 
+@router.get("/ui/batch/{batch_id}")
+def batch_page(batch_id: str, request: Request, who: Viewer, ferry: FerryDep) -> Response:
+    if who is None:
+        return to_login(request)
+    try:
+        view = batch_view(ferry, who, batch_id)
+    except BatchNotFound:
+        return _html(render.page("not_found.html", "Not found", csrf=who.csrf, who=who.label, job_id=batch_id,
+                                 what="batch"), 404)
+    return _html(render.page("batch.html", f"Batch {view['b']['label']}", csrf=who.csrf, who=who.label,
+                             attrs={"page": "batch", "batch": batch_id,
+                                    "fragment": f"/ui/fragments/batch/{batch_id}"}, **view))
+
+
+def batch_view(ferry: Ferry, who: Principal, batch_id: str) -> dict[str, Any]:
+    """A batch's page: its record, and its failures grouped (step, HTTP status, message). A
+    batch may hold jobs of any connection: a token limited to some sees none (BatchNotFound)."""
+    if who.grant.limited:
+        raise BatchNotFound(batch_id)
+    record = ferry.batch(batch_id)
+    failed = ferry.store.select(Filters(batch=batch_id, status="failed"), limit=FAILURES_GROUPED).ids
+    capped = FAILURES_GROUPED if len(failed) == FAILURES_GROUPED else 0
+    return {"b": render.batch_row(record), "groups": render.failure_groups(ferry.store.rows(failed)),
+            "groups_capped": capped, "may": may(who)}
+
+
 # ---- fragments the page polls -------------------------------------------------------------
+@router.get("/ui/fragments/batch/{batch_id}")
+def batch_fragment(batch_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
+    try:
+        view = batch_view(ferry, who, batch_id)
+    except BatchNotFound:
+        raise HTTPException(404, f"no batch {batch_id}") from None
+    return JSONResponse({"batch": render.html("batch_view.html", **view)}, headers={"Cache-Control": "no-store"})
+
+
 @router.get("/ui/fragments/list")
 def list_fragment(request: Request, who: Auth, ferry: FerryDep) -> JSONResponse:
     return JSONResponse(fragments(regions(ferry, who, _query(request))), headers={"Cache-Control": "no-store"})

@@ -152,6 +152,7 @@ def submission_model(kind: Kind) -> type[BaseModel]:
             (str | None, _request_field("file", default=None))
     fields["idempotency_key"] = (str | None, _request_field("idempotency_key", default=None,
                                                             min_length=1, max_length=200))
+    fields["batch"] = (str | None, _request_field("batch", default=None, min_length=1, max_length=64))
     note = " Give `file` or `uri`." if rule is not None and rule.uri_allowed else ""
     return create_model(f"{_camel(kind.name)}Job", __config__=ConfigDict(extra="forbid"),
                         __doc__=kind.summary + "." + note, **fields)

@@ -18,7 +18,15 @@ from jinja2 import Environment, PackageLoader
 from starlette.templating import Jinja2Templates
 
 from producers.kinds import Kind
-from producers.records import AttemptRecord, JobRecord, JobStatus, StepRecord, StepStatus
+from producers.records import (
+    AttemptRecord,
+    BatchRecord,
+    JobRecord,
+    JobStatus,
+    StepRecord,
+    StepStatus,
+    byte_size,
+)
 from producers.store import JobRow
 
 # Parameters and results never hold secrets by design; this is the belt to those braces.
@@ -246,3 +254,44 @@ def _attempt(a: AttemptRecord) -> dict[str, Any]:
             "took": duration(seconds_between(a.started_at, a.finished_at)),
             "next_in": None if a.retry_delay is None else duration(a.retry_delay),
             "http_status": a.http_status or "", "message": a.message or ""}
+
+
+# ---- batches -------------------------------------------------------------------------------------
+BAR_ORDER = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.RUNNING, JobStatus.QUEUED)
+BAR_WIDTH = 300
+
+
+def status_bar(counts: Mapping[str, int], total: int) -> list[dict[str, Any]]:
+    """The SVG segments of a batch's bar: one per status that has jobs, ended ones first."""
+    x, segments = 0.0, []
+    for status in BAR_ORDER:
+        n = counts.get(status.value, 0)
+        if n and total:
+            width = BAR_WIDTH * n / total
+            segments.append({"status": status.value, "x": round(x, 2), "width": round(width, 2), "count": n})
+            x += width
+    return segments
+
+
+def batch_row(record: BatchRecord) -> dict[str, Any]:
+    """A batch as the Batches panel and its page show it."""
+    state = "complete" if record.done else ("running" if record.sealed_at else "open")
+    return {"id": record.id, "label": record.name or record.id[:12], "state": state, "total": record.total,
+            "existing": record.existing, "counts": {k: v for k, v in record.counts.items() if v},
+            "bar": status_bar(record.counts, record.total), "failed": record.counts.get("failed", 0),
+            "bytes": f"{byte_size(record.bytes_done)} of {byte_size(record.bytes_total)}",
+            "bytes_done": record.bytes_done, "bytes_total": record.bytes_total,
+            "eta": duration(record.eta_seconds) if record.eta_seconds is not None else "—",
+            "created_at": record.created_at, "sealed_at": record.sealed_at, "finished_at": record.finished_at,
+            "completions": record.completions, "active": record.active}
+
+
+def failure_groups(rows: Iterable[JobRow]) -> list[dict[str, Any]]:
+    """Failed jobs grouped by step, HTTP status and message, biggest group first."""
+    groups: dict[tuple[str, int | None, str], list[str]] = {}
+    for row in rows:
+        if row.error is not None:
+            groups.setdefault((row.error.step, row.error.status, row.error.message), []).append(row.id)
+    ranked = sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0][0], kv[0][2]))
+    return [{"step": step, "http_status": status, "message": message, "count": len(ids), "ids": " ".join(ids)}
+            for (step, status, message), ids in ranked]

@@ -50,9 +50,15 @@ ROUTE_SCOPES: dict[str, Scope] = {
     "GET /ui/fragments/job/{job_id}": Scope.READ,
     "GET /ui/summary": Scope.READ,
     "GET /ui/jobs": Scope.READ,
+    "GET /batches": Scope.READ,
+    "GET /batches/{batch_id}": Scope.READ,
+    "GET /ui/batch/{batch_id}": Scope.READ,
+    "GET /ui/fragments/batch/{batch_id}": Scope.READ,
     # submitting
     "POST /jobs": Scope.SUBMIT,
     "POST /jobs:batch": Scope.SUBMIT,
+    "POST /batches": Scope.SUBMIT,
+    "POST /batches/{batch_id}/seal": Scope.SUBMIT,
     # operating
     "POST /jobs/{job_id}/replay": Scope.OPERATE,
     "POST /jobs:replay": Scope.OPERATE,
@@ -61,6 +67,8 @@ ROUTE_SCOPES: dict[str, Scope] = {
     "POST /jobs/{job_id}/notify": Scope.OPERATE,
     "POST /connections/{name}/pause": Scope.OPERATE,
     "POST /connections/{name}/resume": Scope.OPERATE,
+    "POST /batches/{batch_id}/replay": Scope.OPERATE,
+    "POST /batches/{batch_id}/cancel": Scope.OPERATE,
     # destroying
     "DELETE /jobs/{job_id}": Scope.ADMIN,
     "POST /jobs:purge": Scope.ADMIN,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from producers.client import Ferry
+from producers.client import Ferry, JobRequest
 from tests.fixtures.api import LiveApi
 from tests.integration.helpers import png
 from tests.integration.test_replay import API_TOKEN, LINK_FAULT, document, wait_until
@@ -172,3 +172,35 @@ def test_markup_in_a_file_name_and_a_destination_error_shows_as_text(tab: Page, 
     expect(page.locator(f'#rows tr[data-id="{job.id}"] .why')).to_contain_text(HOSTILE)
     assert page.locator("img[src=x]").count() == 0
     assert page.evaluate("window.pwned") is None
+
+
+def test_a_batch_page_groups_its_failures_and_replays_a_group_until_it_completes_again(
+        tab: Page, ferry, sandbox, live_api, tmp_path):
+    page = tab
+    seed = sandbox.seed()
+    sandbox.add_fault(**LINK_FAULT, times=2)
+    request = JobRequest(kind="assets-attachment", connection="acme", file=str(document(tmp_path)),
+                         params={"object": seed["object_id"]})
+    batch = ferry.submit_many([request] * 4, name="contracts").batch
+    assert ferry.wait_batch(batch, timeout=60).counts["failed"] == 2
+
+    page.goto(live_api.url + "/login")
+    page.fill('input[name="token"]', API_TOKEN)
+    page.click('button[type="submit"]')
+    row = page.locator(f'#batches-panel tr[data-batch="{batch}"]')
+    expect(row).to_contain_text("contracts")
+    expect(row.locator(".badge")).to_have_text("complete")
+    row.locator("a").click()
+    expect(page.locator("rect.seg.s-failed")).to_have_count(1)
+    group = page.locator("tr.failure-group")
+    expect(group).to_have_count(1)
+    expect(group).to_contain_text("link_attachment")
+    expect(group).to_contain_text("400")
+    group.locator("button").click()
+    expect(page.locator("#batch-message")).to_contain_text("Replaying 2 failed job(s)")
+    # No reload: the job events and batch.completed on the event stream redraw the page.
+    expect(page.locator("rect.seg.s-failed")).to_have_count(0, timeout=60_000)
+    wait_until(lambda: ferry.batch(batch).completions == 2, 60, "the batch's second completion")
+    expect(page.locator(".batch-view h2 .badge")).to_have_text("complete", timeout=10_000)
+    expect(page.locator("rect.seg.s-succeeded title")).to_have_text("4 succeeded")
+    assert ferry.batch(batch).counts["succeeded"] == 4

@@ -184,6 +184,36 @@ def test_batch_reports_each_item_and_submits_only_the_good_ones(api, store, http
     assert job_count(store) == 2 and queued_messages(store) == 2
 
 
+def test_a_bulk_submission_is_a_batch_and_an_open_batch_takes_jobs_until_sealed(api, store, http, files_root):
+    r = http.post(f"{api.url}/jobs:batch", json={"jobs": [attachment(files_root)] * 3, "name": "scans"})
+    assert r.status_code == 200, r.text
+    batch = r.json()["batch"]
+    status = http.get(f"{api.url}/batches/{batch}").json()
+    assert {k: status[k] for k in ("id", "name", "total", "finished_at", "callback_url")} == {
+        "id": batch, "name": "scans", "total": 3, "finished_at": None, "callback_url": None}
+    assert status["counts"]["queued"] == 3 and status["sealed_at"] and status["bytes_total"] > 0
+    listed = http.get(f"{api.url}/jobs", params={"batch": batch}).json()["jobs"]
+    assert len(listed) == 3 and {j["batch"] for j in listed} == {batch}
+
+    opened = http.post(f"{api.url}/batches", json={"name": "one by one"})
+    assert opened.status_code == 201, opened.text
+    own = opened.json()["id"]
+    assert http.post(f"{api.url}/jobs", json=attachment(files_root, batch=own)).status_code == 202
+    assert http.post(f"{api.url}/batches/{own}/seal").json()["sealed_at"]
+    late = http.post(f"{api.url}/jobs", json=attachment(files_root, batch=own))
+    assert late.status_code == 422 and fields(late) == {"batch"}
+    assert [b["id"] for b in http.get(f"{api.url}/batches").json()["batches"]] == [own, batch]
+    cancelled = http.post(f"{api.url}/batches/{own}/cancel").json()
+    assert (cancelled["matched"], cancelled["cancelled"]) == (1, 1)
+    assert http.get(f"{api.url}/batches/{own}").json()["finished_at"]  # its one job ended: complete
+    assert http.post(f"{api.url}/batches/{own}/replay").json()["matched"] == 0  # cancelled is not failed
+    for method, path in [("get", "/batches/nope"), ("post", "/batches/nope/seal"),
+                         ("post", "/batches/nope/replay"), ("post", "/batches/nope/cancel")]:
+        assert getattr(http, method)(f"{api.url}{path}").status_code == 404
+    refused = http.post(f"{api.url}/batches", json={"callback_url": "ftp://example.com"})
+    assert refused.status_code == 422 and fields(refused) == {"callback_url"}
+
+
 # ---- idempotency ----------------------------------------------------------------------------------
 def test_twenty_concurrent_identical_requests_make_exactly_one_job(api, store, files_root):
     body = attachment(files_root)

@@ -7,10 +7,8 @@ import hashlib
 import hmac
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -23,42 +21,13 @@ from producers.records import DeliveryRecord, DeliveryStatus, JobRecord
 from sandbox.testing import SandboxControl, SandboxProcess, free_port
 from tests.fixtures.api import LiveApi
 from tests.fixtures.worker import FerryEnv, own_worker
-from tests.integration.helpers import png
+from tests.integration.helpers import Receiver, png
 from worker.processes import WorkerProcess
 
 SECRET = "whsec-test-0123456789"
 API_TOKEN = "events-token"
 IMAGE_UPLOAD = r"/files/images/users/"
 README = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"  # the receiver check users copy
-
-
-class Receiver:
-    """An HTTP server on loopback that records every request and answers with ``answers`` in turn
-    (then 200)."""
-
-    def __init__(self, answers: list[int] | None = None) -> None:
-        self.answers = list(answers or [])
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                receiver.received.append((dict(self.headers.items()), body))
-                self.send_response(receiver.answers.pop(0) if receiver.answers else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/ferry"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")

@@ -37,9 +37,9 @@ def _calls(path: Path) -> dict[str, list[tuple[int, int, bool]]]:
 
 
 def test_the_two_script_directories_hold_every_script():
-    assert sorted(library(STORE_SCRIPTS)) == ["begin", "claim_due", "create", "forget", "progress",
-                                              "rebuild_counts", "renew", "resume", "save_delivery", "settle",
-                                              "take_claim"]
+    assert sorted(library(STORE_SCRIPTS)) == ["batch_move", "begin", "claim_due", "create", "forget", "progress",
+                                              "rebuild_counts", "renew", "resume", "save_delivery", "seal",
+                                              "settle", "take_claim"]
     assert sorted(library(WORKER_SCRIPTS)) == ["gcra", "renew_slots", "take_slot"]
 
 
@@ -66,6 +66,17 @@ def test_each_script_lists_the_job_fields_it_touches_and_they_are_the_codecs(dir
     plain = {f for f in codec.FIELDS if not f.endswith("*")}
     touched = {f for f in plain if re.search(rf"'{f}'|\bf\.{f}\b", code)}
     assert touched == {f for f in named if not f.endswith("*")}
+
+
+def test_a_script_naming_a_lib_runs_with_it_and_the_lib_names_no_argument():
+    """lua/lib/batch.lua goes before each script whose header says LIB: batch; it reads only
+    what its callers hand it, never KEYS or ARGV."""
+    scripts = library(STORE_SCRIPTS)
+    assert sorted(n for n, lua in scripts.items() if lua.libs == ("batch",)) == ["batch_move", "begin", "seal",
+                                                                                 "settle"]
+    lib = (STORE_SCRIPTS / "lib" / "batch.lua").read_text(encoding="utf-8")
+    assert "KEYS[" not in lib and "ARGV[" not in lib
+    assert scripts["seal"].registered(STORE_SCRIPTS).startswith(lib)
 
 
 def test_the_header_reader_reads_a_variable_tail():

@@ -1,7 +1,8 @@
 -- begin: take the job's lease and mark one of its steps running, in one call.
 -- KEYS: job, events, counts
--- ARGV: step_field, token, now_ms, lease_ms, now, status_prefix, history_kept, job_id, throttle_prefix, throttle_suffix, paused_prefix, parked_prefix, step, events_max
+-- ARGV: step_field, token, now_ms, lease_ms, now, status_prefix, history_kept, job_id, throttle_prefix, throttle_suffix, paused_prefix, parked_prefix, step, events_max, batch
 -- FIELDS: meta, status, score, runs, lease, cancel_requested, updated_at, step:*
+-- LIB: batch
 -- RETURNS: {outcome, the job's hash as read (flat), the step's new JSON, the 429 pause}; outcome
 --   is missing (no job or step: {'missing', {}}), done (the step succeeded or was reused),
 --   ended (the job ended), cancel (a cancel was requested), parked (the connection is paused:
@@ -12,12 +13,14 @@
 -- so cjson's one ambiguity, an empty array read back as {}, cannot arise: a running step has no
 -- result, and its history is never empty. The 429 pause key is throttle_prefix .. connection ..
 -- throttle_suffix, the operator's pause paused_prefix .. connection (the connection is known
--- only once the job is read). A step that starts appends its step.started event.
+-- only once the job is read). A step that starts appends its step.started event. batch: the
+-- batch context (lib/batch.lua) with key and members as prefixes; a job of a batch moves its
+-- counts from its status to running.
 local job_key, events_key, counts_key = KEYS[1], KEYS[2], KEYS[3]
 local step_field, token, now_ms, lease_ms, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local status_prefix, history_kept, job_id = ARGV[6], tonumber(ARGV[7]), ARGV[8]
 local throttle_prefix, throttle_suffix, paused_prefix, parked_prefix = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
-local step_name, events_max = ARGV[13], ARGV[14]
+local step_name, events_max, batch_ctx = ARGV[13], ARGV[14], ARGV[15]
 
 local flat = redis.call('HGETALL', job_key)
 if #flat == 0 then return {'missing', {}} end
@@ -81,6 +84,11 @@ if f.status ~= 'running' then
   local tail = '|' .. meta.kind .. '|' .. meta.connection
   redis.call('HINCRBY', counts_key, (f.status or 'queued') .. tail, -1)
   redis.call('HINCRBY', counts_key, 'running' .. tail, 1)
+  if meta.batch then
+    local ctx = cjson.decode(batch_ctx)
+    ctx.key, ctx.members, ctx.id = ctx.key .. meta.batch, ctx.members .. meta.batch, meta.batch
+    batch.move(ctx, f.status or 'queued', 'running', 0)
+  end
 end
 redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'type', 'step.started', 'data', cjson.encode({
   job = job_id, kind = meta.kind, connection = meta.connection, step = step_name, status = 'running',

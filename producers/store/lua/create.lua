@@ -1,8 +1,9 @@
 -- create: store a chunk of new queued jobs in one call.
--- KEYS: all, queued, events, kind_names, conn_names, counts
+-- KEYS: all, queued, events, kind_names, conn_names, counts, batch, batch_jobs
 -- ARGV: job_prefix, idem_prefix, idem_ttl, kind_prefix, conn_prefix, events_max, now, count, ...jobs
 -- FIELDS: meta, status, score
--- RETURNS: {position, existing id, ...} of the jobs not written (0-based positions).
+-- RETURNS: {position, existing id, ...} of the jobs not written (0-based positions); an error
+--   "BATCH ..." when batch is given and is gone or sealed (nothing written).
 --
 -- jobs: count groups of 7: id, kind, connection, idempotency key ('' none), meta JSON, message
 -- list ('' none), message. Each job's hash, its idempotency key, its index entries (one ZADD per
@@ -12,11 +13,23 @@
 -- refused). Pending steps are not stored (absent reads as pending), nor the first run, nor
 -- updated_at, nor the id in meta: bytes in every queued job's hash. kind_names and conn_names
 -- ('' = known already, no SADD) collect the names that have an index.
+-- batch ('' none): the open batch the jobs join; the tail ends, after the jobs, with their file
+-- sizes (one ARGV, comma-separated). Each job written joins batch_jobs and the batch counts it (total,
+-- n:queued, bytes_total) in this call; a job found by its idempotency key is not counted.
 local all_index, queued_index, events_key, kind_names, conn_names = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local counts_key = KEYS[6]
 local job_prefix, idem_prefix, ttl, kind_prefix, conn_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local events_max, now, n = ARGV[6], ARGV[7], tonumber(ARGV[8])
 local width, base = 7, 9
+local batch_key, batch_jobs = KEYS[7], KEYS[8]
+local sizes = {}
+if batch_key ~= '' then
+  local b = redis.call('HMGET', batch_key, 'spec', 'sealed')
+  if not b[1] then return redis.error_reply('BATCH no such batch (it expired, or was never opened)') end
+  if b[2] then return redis.error_reply('BATCH the batch is sealed: no job may join it') end
+  for size in string.gmatch(ARGV[base + n * width], '[^,]+') do sizes[#sizes + 1] = tonumber(size) end
+end
+local joined, joined_bytes = 0, 0
 local clash, taken = {}, {}
 for j = 0, n - 1 do
   local key = ARGV[base + j * width + 3]
@@ -60,6 +73,11 @@ for j = 0, n - 1 do
     add(indexes, order, queued_index, score, id)
     add(indexes, order, kind_prefix .. kind, score, id)
     add(indexes, order, conn_prefix .. conn, score, id)
+    if batch_key ~= '' then
+      add(indexes, order, batch_jobs, score, id)
+      joined = joined + 1
+      joined_bytes = joined_bytes + (sizes[j + 1] or 0)
+    end
     local field = 'queued|' .. kind .. '|' .. conn
     queued[field] = (queued[field] or 0) + 1
     if list ~= '' then
@@ -79,6 +97,11 @@ for _, index in ipairs(order) do each_slice('ZADD', index, indexes[index]) end
 for field, added in pairs(queued) do redis.call('HINCRBY', counts_key, field, added) end
 -- LPUSH in submit order: kombu's consumer pops from the other end, so the first job goes first.
 for _, list in ipairs(porder) do each_slice('LPUSH', list, pushes[list]) end
+if joined > 0 then
+  redis.call('HINCRBY', batch_key, 'total', joined)
+  redis.call('HINCRBY', batch_key, 'n:queued', joined)
+  redis.call('HINCRBY', batch_key, 'bytes_total', joined_bytes)
+end
 for offset, set in ipairs({kind_names, conn_names}) do
   if set ~= '' then
     local names = {}

@@ -7,7 +7,7 @@ const POLL_MS = 2000; // only while the event stream is down, and while a webhoo
 const REFRESH_MS = 1000; // at most one re-fetch a second, however many events arrive
 const FLEET_MS = 3000; // heartbeats, 429 pauses and parked steps are no job events: these panels poll
 const EVENT_TYPES = ["job.queued", "step.started", "step.succeeded", "step.retrying", "job.succeeded",
-  "job.failed", "job.cancelled", "job.replayed"];
+  "job.failed", "job.cancelled", "job.replayed", "batch.completed"];
 const meta = document.querySelector('meta[name="csrf-token"]');
 const csrf = meta ? meta.content : "";
 const page = document.body.dataset.page;
@@ -230,6 +230,17 @@ document.addEventListener("click", async (event) => {
       await call("POST", `/jobs/${encodeURIComponent(jobId)}/notify`);
       say("job-message", "Webhook redelivery queued.", "ok");
       refresh();
+    } else if (action === "replay-batch" || action === "replay-group") {
+      target.disabled = true;
+      const ids = action === "replay-group" ? { ids: target.dataset.ids.split(" ") } : {};
+      const done = await call("POST", `/batches/${encodeURIComponent(target.dataset.batch)}/replay`, ids);
+      say("batch-message", `Replaying ${done.matched} failed job(s) at ${done.rate}/s; the batch completes again after them.`, "ok");
+      refresh();
+    } else if (action === "cancel-batch") {
+      target.disabled = true;
+      const done = await call("POST", `/batches/${encodeURIComponent(target.dataset.batch)}/cancel`, {});
+      say("batch-message", `Sealed; cancelled ${done.cancelled}, cancelling ${done.cancelling} of ${done.matched}.`, "ok");
+      refresh();
     } else if (action === "delete-job") {
       const really = button("Yes, delete this job", async () => {
         try {
@@ -242,7 +253,7 @@ document.addEventListener("click", async (event) => {
     }
   } catch (err) {
     target.disabled = false;
-    say(page === "job" ? "job-message" : "bulk-message", err.message, "bad");
+    say(page === "job" ? "job-message" : page === "batch" ? "batch-message" : "bulk-message", err.message, "bad");
   }
 });
 

@@ -1,0 +1,129 @@
+"""Batches in the job store: counts moved by the scripts that move each job's status, and one
+completion (event + delivery) per time the sealed batch runs out of jobs."""
+
+from __future__ import annotations
+
+import json
+
+import fakeredis
+import pytest
+
+from producers import keys
+from producers.errors import BatchClosed, BatchNotFound
+from producers.records import FileInfo, StepError
+from producers.store import JobStore, NewJob
+from tests import jobs
+
+STEPS = ("get_credentials", "media_upload", "link_attachment")
+
+
+@pytest.fixture
+def store() -> JobStore:
+    return JobStore(fakeredis.FakeRedis(decode_responses=True), retention_seconds=60)
+
+
+def add(store: JobStore, batch: str, n: int, key: str | None = None) -> list[str]:
+    outcomes = store.create_many([
+        NewJob(kind="assets-attachment", connection="acme", steps=STEPS, params={"object": str(i)},
+               file=FileInfo(path="/tmp/a.pdf", name="a.pdf", size=10), idempotency_key=key, batch=batch)
+        for i in range(n)], batch=batch)
+    return [o[0].id for o in outcomes if isinstance(o, tuple)]
+
+
+def fail(store: JobStore, job_id: str) -> None:
+    jobs.start_step(store, job_id, "get_credentials")
+    store.mark_failed(job_id, "get_credentials", StepError(step="get_credentials", status=400, message="no"))
+
+
+def completions(store: JobStore) -> list[dict[str, object]]:
+    return [json.loads(f["data"]) for _, f in store.redis.xrange(keys.events()) if f["type"] == "batch.completed"]
+
+
+def test_counts_follow_each_job_through_its_steps_and_the_sealed_batch_completes_once(store):
+    batch = store.open_batch("night avatars", "https://example.com/hook")
+    ids = add(store, batch, 3)
+    assert store.get(ids[0]).batch == batch
+    record = store.get_batch(batch)
+    assert (record.total, record.counts["queued"], record.bytes_total) == (3, 3, 30)
+    jobs.start_step(store, ids[0], "get_credentials")
+    assert store.get_batch(batch).counts["running"] == 1
+    store.retry_step(ids[0], "get_credentials", StepError(step="get_credentials", message="slow"), 1)
+    jobs.succeed(store, ids[0], {"ok": 1})
+    jobs.succeed(store, ids[1], {"ok": 1})
+    fail(store, ids[2])
+    record = store.get_batch(batch)
+    assert record.counts == {"queued": 0, "running": 0, "succeeded": 2, "failed": 1, "cancelled": 0}
+    assert record.bytes_done == 20
+    assert record.finished_at is None and completions(store) == []  # open: more jobs may come
+    assert store.seal_batch(batch) and not store.seal_batch(batch)
+    record = store.get_batch(batch)
+    assert record.finished_at and record.completions == 1
+    assert [(c["batch"], c["status"], c["failed"]) for c in completions(store)] == [(batch, "failed", 1)]
+    [delivery] = record.notifications
+    assert delivery.event == "batch.completed"
+    assert store.redis.zscore(keys.notify_due(), f"batch:{batch} {delivery.id}") is not None
+
+
+def test_a_replay_reopens_the_batch_and_its_end_completes_it_again(store):
+    batch = store.open_batch()
+    [job_id] = add(store, batch, 1)
+    fail(store, job_id)
+    store.seal_batch(batch)
+    assert store.get_batch(batch).completions == 1
+    store.begin_run(job_id, trigger="test", from_step="get_credentials")
+    record = store.get_batch(batch)
+    assert record.finished_at is None and record.counts["queued"] == 1 and record.counts["failed"] == 0
+    jobs.succeed(store, job_id, {"ok": 1})
+    record = store.get_batch(batch)
+    assert record.completions == 2 and record.counts["succeeded"] == 1
+    assert [c["status"] for c in completions(store)] == ["failed", "succeeded"]
+    assert store.redis.ttl(keys.batch(batch)) > 0  # every job succeeded: it expires with them
+
+
+def test_a_cancel_counts_and_a_step_ending_twice_counts_once(store):
+    batch = store.open_batch()
+    a, b = add(store, batch, 2)
+    store.seal_batch(batch)
+    store.cancel(a, "op")
+    jobs.start_step(store, b, "get_credentials")
+    state = store.begin_step(b, "media_upload")  # a redelivered message: the job runs already
+    assert state.outcome == "started"
+    fail(store, b)
+    store.mark_failed(b, "get_credentials", StepError(step="get_credentials", message="again"))
+    record = store.get_batch(batch)
+    assert record.counts == {"queued": 0, "running": 0, "succeeded": 0, "failed": 1, "cancelled": 1}
+    assert record.completions == 1
+
+
+def test_a_known_idempotency_key_stays_in_its_first_batch_and_counts_as_existing_in_the_new(store):
+    first = store.open_batch()
+    [job_id] = add(store, first, 1, key="k")
+    second = store.open_batch()
+    assert add(store, second, 1, key="k") == [job_id]
+    assert store.get(job_id).batch == first
+    record = store.get_batch(second)
+    assert (record.total, record.existing, record.counts["queued"]) == (0, 1, 0)
+    store.seal_batch(second)
+    assert store.get_batch(second).completions == 1  # nothing of its own to run
+
+
+def test_a_sealed_or_unknown_batch_takes_no_job(store):
+    batch = store.open_batch()
+    store.seal_batch(batch)
+    with pytest.raises(BatchClosed, match="sealed"):
+        store.create_many([NewJob(kind="k", connection="c", steps=("s",), params={}, batch=batch)], batch=batch)
+    with pytest.raises(BatchClosed, match="no such batch"):
+        store.create_many([NewJob(kind="k", connection="c", steps=("s",), params={}, batch="nope")], batch="nope")
+    with pytest.raises(BatchNotFound):
+        store.seal_batch("nope")
+    assert store.counts()["queued"] == 0
+
+
+def test_jobs_of_a_batch_are_listed_by_it(store):
+    batch = store.open_batch()
+    ids = add(store, batch, 3)
+    add(store, store.open_batch(), 2)
+    fail(store, ids[1])
+    assert sorted(j.id for j in store.list(batch=batch).jobs) == sorted(ids)
+    assert [j.id for j in store.list(batch=batch, status="failed").jobs] == [ids[1]]
+    assert [b.id for b in store.batches()][-1] == batch
