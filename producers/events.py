@@ -30,7 +30,8 @@ SUCCEEDED = "job.succeeded"
 FAILED = "job.failed"
 CANCELLED = "job.cancelled"
 REPLAYED = "job.replayed"
-TYPES = (QUEUED, STEP_STARTED, STEP_SUCCEEDED, STEP_RETRYING, SUCCEEDED, FAILED, CANCELLED, REPLAYED)
+SCHEDULED = "job.scheduled"  # stored to start at its not_before; job.queued follows at its release
+TYPES = (QUEUED, STEP_STARTED, STEP_SUCCEEDED, STEP_RETRYING, SUCCEEDED, FAILED, CANCELLED, REPLAYED, SCHEDULED)
 ENDINGS = (SUCCEEDED, FAILED, CANCELLED)  # the events a webhook reports
 
 DEFAULT_MAX_LENGTH = 100_000

@@ -160,3 +160,14 @@ def outbox() -> str:
     """Sorted set of step messages recorded for a broker other than the store's Redis and not
     yet published, scored by when they were recorded (ms): the reaper publishes stale ones."""
     return f"{PREFIX}:outbox"
+
+
+def scheduled() -> str:
+    """Sorted set of the ids of scheduled jobs (status ``scheduled``), scored by their
+    ``not_before`` (epoch ms): the releaser takes the due ones from its low end."""
+    return f"{PREFIX}:scheduled"
+
+
+def scheduler_round() -> str:
+    """Held for one round by the worker whose releaser moves due scheduled jobs to their queues."""
+    return f"{PREFIX}:scheduler"

@@ -31,6 +31,7 @@ class JobStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"  # an operator stopped it; it ran no step after that (replayable)
+    SCHEDULED = "scheduled"  # waits for its not_before in the store; no message exists yet
 
 
 FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -211,6 +212,7 @@ class JobRecord(BaseModel):
     runs: list[RunRecord] = Field(default_factory=list)
     callback_url: str | None = None
     notifications: list[DeliveryRecord] = Field(default_factory=list)  # oldest first
+    not_before: str | None = None  # ISO time: the job (or its latest replay) starts no earlier
 
     def step(self, name: str) -> StepRecord:
         for s in self.steps:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -19,7 +20,7 @@ from producers.files import FileRule, inspect_path, inspect_uri
 from producers.kinds import KINDS, Kind, get_kind
 from producers.notifications import CallbackRefused, check_url
 from producers.params import Params
-from producers.records import FileInfo, JobRecord, StepError
+from producers.records import FileInfo, JobRecord, JobStatus, StepError
 from producers.store import Created, NewJob
 
 # A batch inspects its first FILE_THREADS_FROM file paths inline, and the rest on FILE_THREADS
@@ -68,6 +69,9 @@ class JobRequest(BaseModel):
         default=None, min_length=1, max_length=2000,
         description="POSTed a signed JSON webhook each time a run of the job ends "
                     "(https://, a public host; see [notifications])")
+    not_before: datetime | None = Field(
+        default=None,
+        description="ISO 8601 time (UTC without an offset): the job is scheduled and starts no earlier")
 
 
 def request_field(field: str) -> str:
@@ -172,21 +176,24 @@ class Submission(ClientCore):
     # ---- submission ----------------------------------------------------------------------
     def submit(self, kind: str, *, connection: str, file: str | None = None, uri: str | None = None,
                params: dict[str, Any] | None = None, idempotency_key: str | None = None,
-               callback_url: str | None = None) -> JobRecord:
+               callback_url: str | None = None, not_before: datetime | str | None = None) -> JobRecord:
         record, _ = self.submit_checked(kind, connection=connection, file=file, uri=uri,
                                         params=params, idempotency_key=idempotency_key,
-                                        callback_url=callback_url)
+                                        callback_url=callback_url, not_before=not_before)
         return record
 
     def submit_checked(self, kind: str, *, connection: str, file: str | None = None,
                        uri: str | None = None, params: dict[str, Any] | None = None,
                        idempotency_key: str | None = None,
                        require_file_roots: bool = False,
-                       callback_url: str | None = None) -> tuple[JobRecord, bool]:
-        """Validate, store, enqueue. Returns (record, created); created is False when the
-        idempotency key named an existing job, which is then returned untouched."""
-        request = JobRequest(kind=kind, connection=connection, file=file, uri=uri, params=params or {},
-                             idempotency_key=idempotency_key, callback_url=callback_url)
+                       callback_url: str | None = None,
+                       not_before: datetime | str | None = None) -> tuple[JobRecord, bool]:
+        """Validate, store, enqueue (or, with a ``not_before`` still to come, store it
+        scheduled). Returns (record, created); created is False when the idempotency key named
+        an existing job, which is then returned untouched."""
+        request = JobRequest.model_validate({
+            "kind": kind, "connection": connection, "file": file, "uri": uri, "params": params or {},
+            "idempotency_key": idempotency_key, "callback_url": callback_url, "not_before": not_before})
         [outcome] = self.submit_many([request], require_file_roots=require_file_roots)
         if isinstance(outcome, Exception):
             raise outcome
@@ -246,7 +253,8 @@ class Submission(ClientCore):
                 return exc
             return NewJob(kind=spec.name, connection=request.connection, steps=spec.step_names,
                           params=parsed.model_dump(mode="json", exclude_none=True), file=info,
-                          idempotency_key=request.idempotency_key, callback_url=request.callback_url)
+                          idempotency_key=request.idempotency_key, callback_url=request.callback_url,
+                          not_before=_still_to_come(request.not_before))
 
         return [check(r) for r in requests]
 
@@ -280,14 +288,17 @@ class Submission(ClientCore):
         return found
 
     def _message(self, job_id: str, job: NewJob) -> tuple[str, str]:
-        """A new job's Celery message, written by the script that stores the job."""
+        """A new job's Celery message, written by the script that stores the job (none for a
+        scheduled job: the releaser publishes it when due)."""
+        if job.not_before is not None:
+            return "", ""
         target = queue.queue_of(self.config.connection(job.connection))
         return self._messages.first(job_id, get_kind(job.kind), target)
 
     def _publish_alone(self, outcome: Outcome) -> Outcome:
         """A stored job's chain, published through another broker (RabbitMQ, another Redis). A
         job the broker refuses stays stored, failed and replayable (``enqueue``): its record says so."""
-        if not isinstance(outcome, tuple) or not outcome[1]:
+        if not isinstance(outcome, tuple) or not outcome[1] or outcome[0].status == JobStatus.SCHEDULED:
             return outcome
         record = outcome[0]
         try:
@@ -312,6 +323,15 @@ class Submission(ClientCore):
             self.store.mark_failed(job_id, step, StepError(
                 step=step, message=f"could not enqueue: {exc}", retryable=True))
             raise
+
+
+def _still_to_come(at: datetime | None) -> float | None:
+    """A ``not_before`` as epoch seconds, when it is still to come (a time passed runs now);
+    a time without an offset is UTC."""
+    if at is None:
+        return None
+    epoch = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+    return epoch if epoch > time.time() else None
 
 
 def _nests_deeper(value: Any, limit: int) -> bool:

@@ -24,6 +24,7 @@ from producers.cli.console import (
     fail,
     finish,
     needs_extra,
+    not_before_from,
     out,
     outcome_text,
     show_record,
@@ -72,6 +73,9 @@ def _submit_command(kind: Kind) -> click.Command:
         click.Option(["--idempotency-key"], help="the same key returns the existing job"),
         click.Option(["--callback", "callback_url"], metavar="URL",
                      help="POST a signed webhook to URL each time the job ends ([notifications])"),
+        click.Option(["--at", "at"], metavar="TIME", help="start no earlier than this ISO 8601 time (UTC "
+                                                        "without an offset): the job is scheduled"),
+        click.Option(["--in", "in_"], metavar="DURATION", help="start no earlier than 90s, 10m, 2h, 1d from now"),
         click.Option(["--wait"], is_flag=True, help="block until the job ends; exit 1 if it failed"),
         click.Option(["--timeout"], type=float, default=None, help="with --wait: give up after N s"),
         click.Option(["--json", "as_json"], is_flag=True, help="print the job record as JSON"),
@@ -97,7 +101,8 @@ def _submit(ctx: click.Context, kind: Kind, kw: dict[str, Any]) -> None:
     try:
         record, _ = ferry.submit_checked(
             kind.name, connection=kw["connection"], file=kw.get("file"), uri=kw.get("uri"),
-            params=values, idempotency_key=kw.get("idempotency_key"), callback_url=kw.get("callback_url"))
+            params=values, idempotency_key=kw.get("idempotency_key"), callback_url=kw.get("callback_url"),
+            not_before=not_before_from(kw.get("at"), kw.get("in_")))
     except SubmitError as exc:
         fail("; ".join(f"{_option_name(kind, p.field)}: {p.message}" for p in exc.problems))
     finish(ferry, record, wait=kw["wait"], timeout=kw.get("timeout"), as_json=kw["as_json"])

@@ -3,7 +3,7 @@
 ``ferry:job:{id}`` (``keys.job``) holds::
 
     meta          JSON: kind, connection, created_at, params, steps, file, idempotency_key,
-                  callback_url (no nulls; no id: the key names it)
+                  callback_url, not_before (no nulls; no id: the key names it)
     status        the job's status (its index entry moves with it)
     score         its creation score (the indexes' score; a paging cursor)
     updated_at, finished_at   ISO times (``updated_at`` absent: the creation)
@@ -25,7 +25,16 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from producers.records import DeliveryRecord, FileInfo, JobRecord, JobStatus, RunRecord, StepError, StepRecord
+from producers.records import (
+    DeliveryRecord,
+    FileInfo,
+    JobRecord,
+    JobStatus,
+    RunRecord,
+    StepError,
+    StepRecord,
+    utc_at,
+)
 from producers.store.types import JobRow, NewJob, dump
 
 META = "meta"
@@ -81,6 +90,7 @@ def decode(raw: Mapping[str, str], job_id: str) -> JobRecord:
         runs=[RunRecord.model_validate(r) for r in runs(raw, meta)],
         callback_url=meta.get("callback_url"),
         notifications=deliveries(raw),
+        not_before=meta.get("not_before"),
     )
 
 
@@ -147,7 +157,14 @@ def new_meta(job: NewJob, now: str) -> str:
         meta["idempotency_key"] = job.idempotency_key
     if job.callback_url is not None:
         meta["callback_url"] = job.callback_url
+    if job.not_before is not None:
+        meta["not_before"] = utc_at(job.not_before)
     return dump(meta)
+
+
+def with_not_before(meta: str, not_before: float) -> str:
+    """A stored meta with its ``not_before`` set (a replay scheduled for later)."""
+    return dump({**json.loads(meta), "not_before": utc_at(not_before)})
 
 
 def new_record(job: NewJob, job_id: str, now: str) -> JobRecord:
@@ -155,8 +172,10 @@ def new_record(job: NewJob, job_id: str, now: str) -> JobRecord:
     validation of the whole record: cheaper than building its steps and run one by one, and
     than pydantic's ``model_construct``; a given FileInfo is kept as it is.)"""
     return JobRecord.model_validate({
-        "id": job_id, "kind": job.kind, "connection": job.connection, "status": JobStatus.QUEUED,
+        "id": job_id, "kind": job.kind, "connection": job.connection,
+        "status": JobStatus.QUEUED if job.not_before is None else JobStatus.SCHEDULED,
         "created_at": now, "updated_at": now, "params": job.params, "file": job.file,
         "idempotency_key": job.idempotency_key, "steps": [{"name": n} for n in job.steps],
         "callback_url": job.callback_url,
+        "not_before": None if job.not_before is None else utc_at(job.not_before),
         "runs": [{"number": 1, "trigger": "submit", "from_step": job.steps[0], "started_at": now}]})

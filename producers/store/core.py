@@ -131,6 +131,8 @@ class StoreCore:
             if s is not status:
                 pipe.zrem(keys.index_status(s.value), job_id)
         pipe.zadd(keys.index_status(status.value), {job_id: state.score})
+        if status is not JobStatus.SCHEDULED:
+            pipe.zrem(keys.scheduled(), job_id)  # a cancelled scheduled job is never released
 
     def _forget(self, job_id: str, kind: str | None = None, connection: str | None = None) -> None:
         with self.redis.pipeline(transaction=False) as pipe:

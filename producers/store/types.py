@@ -174,6 +174,11 @@ class NewJob:
     file: FileInfo | None = None
     idempotency_key: str | None = None
     callback_url: str | None = None
+    not_before: float | None = None  # epoch seconds; set: stored scheduled, with no message yet
+
+    @property
+    def not_before_ms(self) -> int | None:
+        return None if self.not_before is None else int(self.not_before * 1000)
 
 
 Created = tuple[JobRecord, bool]  # the record, and False when an idempotency key named an old job
