@@ -20,6 +20,15 @@ def utc_in(seconds: float) -> str:
     return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def still_to_come(at: datetime | None) -> float | None:
+    """A ``not_before`` as epoch seconds while it is still to come (None: now, or a time
+    passed); a time without an offset is UTC."""
+    if at is None:
+        return None
+    epoch = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+    return epoch if epoch > datetime.now(UTC).timestamp() else None
+
+
 def utc_at(epoch: float) -> str:
     """An epoch time (seconds) as ``utc_in`` writes times."""
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import redis
@@ -20,7 +20,7 @@ from producers.files import FileRule, inspect_path, inspect_uri
 from producers.kinds import KINDS, Kind, get_kind
 from producers.notifications import CallbackRefused, check_url
 from producers.params import Params
-from producers.records import FileInfo, JobRecord, JobStatus, StepError
+from producers.records import FileInfo, JobRecord, JobStatus, StepError, still_to_come
 from producers.store import Created, NewJob
 
 # A batch inspects its first FILE_THREADS_FROM file paths inline, and the rest on FILE_THREADS
@@ -254,7 +254,7 @@ class Submission(ClientCore):
             return NewJob(kind=spec.name, connection=request.connection, steps=spec.step_names,
                           params=parsed.model_dump(mode="json", exclude_none=True), file=info,
                           idempotency_key=request.idempotency_key, callback_url=request.callback_url,
-                          not_before=_still_to_come(request.not_before))
+                          not_before=still_to_come(request.not_before))
 
         return [check(r) for r in requests]
 
@@ -323,15 +323,6 @@ class Submission(ClientCore):
             self.store.mark_failed(job_id, step, StepError(
                 step=step, message=f"could not enqueue: {exc}", retryable=True))
             raise
-
-
-def _still_to_come(at: datetime | None) -> float | None:
-    """A ``not_before`` as epoch seconds, when it is still to come (a time passed runs now);
-    a time without an offset is UTC."""
-    if at is None:
-        return None
-    epoch = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
-    return epoch if epoch > time.time() else None
 
 
 def _nests_deeper(value: Any, limit: int) -> bool:

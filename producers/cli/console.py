@@ -127,6 +127,8 @@ def outcome_text(j: JobRecord) -> str:
         return f"{j.error.step}{_http(j.error.status, ' HTTP ')}: {j.error.message}"
     if j.result:
         return ", ".join(f"{k}={v}" for k, v in j.result.items() if isinstance(v, str | int) and v != "")
+    if j.status == JobStatus.SCHEDULED and j.not_before:
+        return f"not before {j.not_before}"
     return ""
 
 

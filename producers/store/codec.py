@@ -125,7 +125,8 @@ def row(job_id: str, values: Sequence[str | None]) -> JobRow:
         status=status or JobStatus.QUEUED.value, created_at=meta["created_at"],
         updated_at=updated or meta["created_at"], finished_at=finished,
         error=StepError.model_validate_json(error) if error else None,
-        runs=len(json.loads(stored_runs)) if stored_runs else 1, file=file.get("name"))
+        runs=len(json.loads(stored_runs)) if stored_runs else 1, file=file.get("name"),
+        not_before=meta.get("not_before"))
 
 
 def connection_of(meta: str | None) -> str | None:

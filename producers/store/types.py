@@ -152,6 +152,7 @@ class JobRow:
     error: StepError | None
     runs: int
     file: str | None
+    not_before: str | None = None  # a scheduled job's time
 
 
 @dataclass(frozen=True)

@@ -171,3 +171,22 @@ def test_a_scheduled_job_is_neither_replayed_nor_deleted_while_it_waits(ferry, t
     with pytest.raises(ActiveJob):
         delete(ferry, job_id)
 
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("10m", 600), ("2h", 7200), ("1d", 86400), ("45", 45)])
+def test_in_reads_a_duration_from_now(text, seconds):
+    from producers.cli.console import not_before_from
+
+    when = not_before_from(None, text)
+    assert when is not None and abs(when.timestamp() - (time.time() + seconds)) < 60
+
+
+def test_at_reads_an_iso_time_as_utc_without_an_offset_and_refuses_both_or_nonsense():
+    from producers.cli.console import not_before_from
+
+    when = not_before_from("2030-01-02T02:00:00", None)
+    assert when is not None and when.isoformat() == "2030-01-02T02:00:00+00:00"
+    for at, in_ in (("2030-01-02T02:00:00Z", "10m"), ("tomorrow", None), (None, "soon")):
+        with pytest.raises(SystemExit) as exit_:
+            not_before_from(at, in_)
+        assert exit_.value.code == 2
