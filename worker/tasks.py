@@ -77,6 +77,7 @@ def run_step(task: Task, job_id: str) -> None:
         return  # done (a redelivered message: the next one was written with this step's end) or ended
     rt.note_pause(begun.job.connection, begun.paused_until)
     metrics.begin_step(begun.job.kind, step, begun.job.connection)
+    metrics.first_start(begun.job, step, begun.state.step.attempts)
     with LEASES.held(rt.store, job_id, lease):
         Attempt(task, rt, begun.job, begun.state, lease).run()
 
