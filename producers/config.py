@@ -158,22 +158,49 @@ class FerryConfig(BaseModel):
             raise ConfigError(f"unknown connection {name!r} (known: {known})") from None
 
 
-def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
-    return Path(explicit or os.environ.get("FERRY_CONFIG") or DEFAULT_CONFIG_NAME)
+def find_config(start: Path | None = None) -> Path | None:
+    """The ferry.toml every command uses: ``$FERRY_CONFIG``, else the nearest ``ferry.toml`` in
+    ``start`` (the current folder) or a folder above it, so a command run from a subfolder finds
+    the same file, and the same Ferry home beside it (``producers.embedded.ferry_home``)."""
+    explicit = os.environ.get("FERRY_CONFIG")
+    if explicit:
+        return Path(explicit)
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / DEFAULT_CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """``explicit``, else :func:`find_config`; None when there is no ferry.toml to read."""
+    return Path(explicit) if explicit else find_config()
+
+
+def no_config_warning() -> str:
+    """What a command says when it found no ferry.toml (it goes on with no connections)."""
+    return (f"no {DEFAULT_CONFIG_NAME} in {Path.cwd()} or any folder above it, and FERRY_CONFIG is "
+            f"unset: no connections; Ferry's data goes to {Path.cwd() / '.ferry'} "
+            "(cp examples/sandbox.ferry.toml ferry.toml to try the sandbox)")
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> FerryConfig:
-    """Read ferry.toml (``$FERRY_CONFIG``, default ``./ferry.toml``). A missing default file is empty."""
+    """Read ferry.toml (``path``, else ``$FERRY_CONFIG``, else the nearest ``ferry.toml`` upward).
+    None found is an empty config; a file named explicitly must exist. Relative ``[files] roots``
+    are relative to the file's folder, wherever the command runs."""
     p = config_path(path)
-    if not p.exists():
-        if path or os.environ.get("FERRY_CONFIG"):
-            raise ConfigError(f"config file not found: {p}")
+    if p is None:
         return FerryConfig()
+    if not p.exists():
+        raise ConfigError(f"config file not found: {p}")
     try:
         raw = tomllib.loads(p.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: {exc}") from exc
-    return parse_config(raw, str(p))
+    config = parse_config(raw, str(p))
+    roots = tuple(str(p.resolve().parent / Path(r).expanduser()) for r in config.file_roots)
+    return config.model_copy(update={"file_roots": roots}) if roots != config.file_roots else config
 
 
 def parse_config(raw: dict[str, object], path: str | None = None) -> FerryConfig:

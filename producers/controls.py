@@ -14,6 +14,7 @@ from producers.client_core import ClientCore
 from producers.config import ConnectionConfig
 from producers.errors import JobNotFound
 from producers.kinds import get_kind
+from producers.records import JobRecord, StepStatus
 from producers.store import FINISHED_ALREADY, CancelOutcome, ConnectionState, Filters
 
 READY_SECONDS = 30.0  # a worker whose last heartbeat is older is not counted as alive
@@ -92,6 +93,47 @@ class Controls(ClientCore):
         if newest > fresh_seconds:
             return False, f"no fresh worker heartbeat: the newest is {newest:.0f} s old"
         return True, f"{len(workers)} worker(s) alive"
+
+    def why_waiting(self, record: JobRecord) -> list[str]:
+        """Why a job that has not ended is not moving now, one sentence each (none: it moves, or
+        it ended): its connection paused, or asked by the destination to wait; a step retrying
+        later; no live worker, or none serving its queue."""
+        if record.done:
+            return []
+        reasons = self._connection_holds(record.connection)
+        for step in record.steps:
+            if step.status == StepStatus.RETRYING and step.next_attempt_at:
+                last = step.history[-1] if step.history else None
+                after = ""
+                if last is not None and last.message:
+                    after = f" after {'HTTP ' + str(last.http_status) + ': ' if last.http_status else ''}{last.message}"
+                reasons.append(f"step {step.name} is retrying at {step.next_attempt_at} "
+                               f"(in {max(0.0, -_age(step.next_attempt_at)):.0f} s){after}")
+        return reasons + self._missing_worker(record.connection)
+
+    def _connection_holds(self, name: str) -> list[str]:
+        """The connection's pause (and by whom), and the destination's 429 pause."""
+        if name not in self.config.connections:
+            return []
+        view = _connection_view(self.config.connection(name), self.store.connection_states([name])[name])
+        holds = []
+        if view["paused"]:
+            holds.append(f"connection {name} is paused (by {view['paused_by']} at {view['paused_at']}): "
+                         f"ferry resume {name}")
+        if view["throttled_until"] and _age(view["throttled_until"]) < 0:
+            holds.append(f"the destination asked connection {name} to wait until {view['throttled_until']} "
+                         "(HTTP 429)")
+        return holds
+
+    def _missing_worker(self, connection: str) -> list[str]:
+        live = [w for w in self.workers() if not w.get("parent")]
+        if not live:
+            return ["no worker is alive (none sent a heartbeat in the last 30 s): start one (ferry worker)"]
+        wanted = queue.queue_for_connection(self.config, connection)
+        served = {q for w in live for q in w.get("queues") or []}
+        if served and wanted not in served:
+            return [f"no live worker serves queue {wanted} (they serve {', '.join(sorted(served))})"]
+        return []
 
 
 @dataclass

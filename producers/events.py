@@ -31,10 +31,15 @@ FAILED = "job.failed"
 CANCELLED = "job.cancelled"
 REPLAYED = "job.replayed"
 SCHEDULED = "job.scheduled"  # stored to start at its not_before; job.queued follows at its release
-TYPES = (QUEUED, STEP_STARTED, STEP_SUCCEEDED, STEP_RETRYING, SUCCEEDED, FAILED, CANCELLED, REPLAYED, SCHEDULED)
+STEP_PROGRESS = "step.progress"  # an upload's bytes, at most once a second per job (never a webhook)
+TYPES = (QUEUED, STEP_STARTED, STEP_SUCCEEDED, STEP_RETRYING, SUCCEEDED, FAILED, CANCELLED, REPLAYED,
+         STEP_PROGRESS, SCHEDULED)
 ENDINGS = (SUCCEEDED, FAILED, CANCELLED)  # the events a webhook reports
 
 DEFAULT_MAX_LENGTH = 100_000
+# Progress events the stream holds at most (the oldest are deleted). State changes trim it to
+# their max length plus this, so a busy hour of uploads never pushes a state change out.
+PROGRESS_KEPT = 10_000
 START = "0-0"  # read from the oldest event the stream still holds
 _ID = re.compile(r"^\d+(-\d+)?$")
 

@@ -109,6 +109,12 @@ def in_flight_slots(connection: str) -> str:
     return rate_limit(connection) + ":inflight"
 
 
+def progress_event_ids() -> str:
+    """The ids of the ``step.progress`` entries in the event stream, oldest first: the oldest
+    are deleted past ``events.PROGRESS_KEPT``, so they never crowd out state changes."""
+    return f"{PREFIX}:events:progress-ids"
+
+
 def sequence() -> str:
     """Counter that makes job scores unique within one millisecond."""
     return f"{PREFIX}:seq"

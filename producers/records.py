@@ -98,6 +98,28 @@ class Progress(BaseModel):
     eta_s: float | None = None
     updated_at: str
 
+    @property
+    def percent(self) -> int:
+        return 100 if self.bytes_total <= 0 else min(100, self.bytes_sent * 100 // self.bytes_total)
+
+    def describe(self) -> str:
+        """``2.0 MiB of 3.0 MiB (66 %), 64.0 KiB/s, about 16 s left`` (CLI and dashboard)."""
+        parts = [f"{byte_size(self.bytes_sent)} of {byte_size(self.bytes_total)} ({self.percent} %)"]
+        if self.rate_bps:
+            parts.append(f"{byte_size(self.rate_bps)}/s")
+        if self.bytes_sent < self.bytes_total and self.eta_s is not None:
+            parts.append(f"about {self.eta_s:.0f} s left")
+        return ", ".join(parts)
+
+
+def byte_size(n: float) -> str:
+    """Bytes for people, 1024-based: ``512 B``, ``64.0 KiB``, ``3.0 MiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # unreachable: GiB is the last unit
+
 
 class StepRecord(BaseModel):
     name: str

@@ -113,6 +113,7 @@ def new_rule(spec: dict[str, Any]) -> FaultRule:
         headers={str(k): str(v) for k, v in (spec.get("headers") or {}).items()},
         latency_ms=int(spec.get("latency_ms") or 0),
         read_kib_per_s=float(spec["read_kib_per_s"]) if spec.get("read_kib_per_s") else None,
+        message=str(spec["message"]) if spec.get("message") is not None else None,
         cut=bool(spec.get("cut")),
         lost_reply=bool(spec.get("lost_reply")),
     )
@@ -265,7 +266,7 @@ async def apply_fault(rule: FaultRule, service: str, config: Config, receive: Re
     elif rule.retry_after is not None:
         headers = {"Retry-After": str(rule.retry_after)}
     headers.update(rule.headers)
-    message = f"Sandbox fault {rule.id}: HTTP {rule.status}"
+    message = rule.message if rule.message is not None else f"Sandbox fault {rule.id}: HTTP {rule.status}"
     body = too_many_requests(service, message, config) if rule.status == 429 else error_body(
         service, rule.status, message)
     await send_json(send, rule.status, body, headers)

@@ -135,6 +135,7 @@ class FaultRule:
     headers: dict[str, str] = field(default_factory=dict)
     latency_ms: int = 0  # the request is held unread this long, then served (a stall when long)
     read_kib_per_s: float | None = None  # the body is read at this rate (a slow, steady link)
+    message: str | None = None  # the error message the answer carries (default: names the fault)
     cut: bool = False
     # Process the request for real, then lose the reply: answer `status` (502) or cut.
     lost_reply: bool = False

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from celery import __version__ as celery_version
@@ -79,11 +80,19 @@ def _recover_orphans(sender: Any = None, **_: object) -> None:
                     pool=pool or "unknown", slots=getattr(controller, "concurrency", None),
                     queues=sorted(q.name for q in app.amqp.queues.consume_from.values())
                     if app.amqp.queues.consume_from else [],
-                    supervisor=int(os.environ.get(supervisor.SUPERVISOR_ENV) or 0) or None)
+                    supervisor=int(os.environ.get(supervisor.SUPERVISOR_ENV) or 0) or None,
+                    config=_config_in_use())
     port = os.environ.get(metrics.PORT_ENV)
     if port:
         metrics.serve(int(port))
     supervisor.notify_ready()  # under `ferry worker`'s supervisor: this process is ready
+
+
+def _config_in_use() -> str | None:
+    """The ferry.toml this worker read, as an absolute path (``ferry workers`` shows it: a worker
+    started in another folder serves other connections, or another Redis)."""
+    path = runtime().config.path
+    return str(Path(path).resolve()) if path else None
 
 
 @worker_process_init.connect  # type: ignore[untyped-decorator]

@@ -141,6 +141,7 @@ def run_demo(keep: bool = False, sandbox_url: str | None = None) -> int:
         console.print(f"Sandbox: {url}  (inspect: {url}/_sandbox/uploads)")
         worker = WorkerProcess(env, home / "worker.log", stdout_path=home / "worker.out").wait_ready()
         console.print(f"Worker: ready (log: {worker.log_path})")
+        console.print(f"Config: {config_path}  (connections acme, marketplace, awork → the sandbox)")
         ferry = Ferry(location.url, config=load_config(config_path))
         results = submit_all(ferry, seed, home / "files")
     finally:
@@ -151,7 +152,18 @@ def run_demo(keep: bool = False, sandbox_url: str | None = None) -> int:
                 sandbox.stop()
             if not redis_was_running:
                 embedded.stop()
-    return report(results)
+    code = report(results)
+    console.print(kept(config_path, worker, sandbox) if keep else
+                  "Everything it started is stopped again. `ferry demo --keep` leaves Redis, the sandbox "
+                  "and the worker running to look around; README \"Your first job by hand\" goes on from here.")
+    return code
+
+
+def kept(config_path: Path, worker: WorkerProcess | None, sandbox: SandboxProcess | None) -> str:
+    """What --keep left running, and how to use and stop it."""
+    pids = " ".join(str(p.proc.pid) for p in (worker, sandbox) if p is not None and p.proc is not None)
+    return (f"Still running (--keep): worker and sandbox (pids {pids}) and Redis. Look around with "
+            f"`FERRY_CONFIG={config_path} ferry jobs`; stop with `kill {pids}; ferry redis stop`.")
 
 
 def submit_all(ferry: Ferry, seed: Seed, folder: Path) -> Results:

@@ -21,7 +21,8 @@ from typing import IO, cast
 from producers.records import Progress, utcnow
 
 WRITE_EVERY_SECONDS = 1.0
-RATE_WINDOW_SECONDS = 5.0  # the rate is measured over the last few seconds: it follows the link
+RATE_WINDOW_SECONDS = 5.0
+SAMPLE_SECONDS = 0.2  # the rate is measured over the last few seconds: it follows the link
 
 ProgressWriter = Callable[[Progress, bool], None]  # (the figures, final)
 
@@ -46,8 +47,12 @@ class UploadProgress:
         self._written_at: float | None = None
 
     def advance(self, sent: int) -> None:
+        """Called for every block the body reads (16 KiB): a clock read, and a sample at most
+        every ``SAMPLE_SECONDS``, so counting costs next to nothing beside the send itself."""
         self.sent = sent
         now = self._clock()
+        if now - self._samples[-1].at < SAMPLE_SECONDS:
+            return
         self._samples.append(_Sample(now, sent))
         while len(self._samples) > 2 and now - self._samples[1].at >= RATE_WINDOW_SECONDS:
             self._samples.popleft()
@@ -57,6 +62,7 @@ class UploadProgress:
 
     def finish(self) -> None:
         """The last figures, whatever the time since the previous write."""
+        self._samples.append(_Sample(self._clock(), self.sent))
         self._write(self.snapshot(), True)
 
     def snapshot(self) -> Progress:

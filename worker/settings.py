@@ -43,3 +43,13 @@ def _read_token(conn: ConnectionConfig) -> str:
             return value
         raise PermanentError(f"connection {conn.name!r}: token_file {path} is empty")
     raise PermanentError(f"connection {conn.name!r} names no token")
+
+
+def missing_token(conn: ConnectionConfig) -> str | None:
+    """Why this worker cannot read ``conn``'s token (unset variable, unreadable or empty file),
+    or None. Checked at start so the operator hears it before the first job fails."""
+    try:
+        _read_token(conn)
+    except PermanentError as exc:
+        return exc.message
+    return None

@@ -28,11 +28,12 @@ import redis
 from celery import Celery, Task
 from celery.exceptions import Ignore
 
+from producers.errors import ConfigError
 from producers.kinds import KINDS, all_step_names
 from producers.queue import TASK_PREFIX, StepPublisher, queue_for_connection, task_name
-from producers.records import JobRecord, StepError, StepStatus
+from producers.records import JobRecord, Progress, StepError, StepStatus
 from producers.store import JobState, JobStore, Lease, Outgoing
-from worker import controls, metrics
+from worker import controls, metrics, progress
 from worker.errors import DestinationError, PermanentError, RetryableError, Throttled
 from worker.log import get_logger, redact_text
 from worker.recovery import lease_seconds
@@ -75,18 +76,19 @@ def run_step(task: Task, job_id: str) -> None:
         controls.stopped(rt, begun.job, step, begun.outcome)
     if begun.state is None or begun.job is None:
         return  # done (a redelivered message: the next one was written with this step's end) or ended
-    rt.note_pause(begun.job.connection, begun.paused_until)
     metrics.begin_step(begun.job.kind, step, begun.job.connection)
     metrics.first_start(begun.job, step, begun.state.step.attempts)
     with LEASES.held(rt.store, job_id, lease):
-        Attempt(task, rt, begun.job, begun.state, lease).run()
+        Attempt(task, rt, begun.job, begun.state, lease, paused_until=begun.paused_until).run()
 
 
 class Attempt:
     """One attempt at one step of one job, from the moment its start is recorded."""
 
-    def __init__(self, task: Task, rt: Runtime, job: JobRecord, state: JobState, lease: Lease) -> None:
+    def __init__(self, task: Task, rt: Runtime, job: JobRecord, state: JobState, lease: Lease, *,
+                 paused_until: str | None = None) -> None:
         self.task, self.rt, self.job, self.state, self.lease = task, rt, job, state, lease
+        self.paused_until = paused_until  # the connection's 429 pause, as the step's start read it
         self.step = state.step.name
         self.attempts = state.step.attempts
         self.log = get_logger(job_id=job.id, kind=job.kind, step=self.step, connection=job.connection,
@@ -110,13 +112,21 @@ class Attempt:
             self._fail(PermanentError("parameters refused by the worker, nothing was sent: "
                                       + "; ".join(map(str, problems)), step=self.step))
         try:
+            self.rt.note_pause(self.job.connection, self.paused_until)
             ctx = StepContext(job=self.job, step=self.step, attempt=self.attempts, outputs=outputs,
                               store=self.store, clients=self.rt.clients(self.job.connection))
-            result = _run(ctx, self.log)
+            with progress.tracking(self._write_progress):
+                result = _run(ctx, self.log)
         except RetryableError as exc:
             self._retry_or_fail(exc)
         except DestinationError as exc:
             self._fail(exc)
+        except ConfigError as exc:
+            # The job names a connection this worker's ferry.toml lacks: the file changed after
+            # the worker read it. Retrying cannot help; the record says what will.
+            self._fail(PermanentError(
+                f"{exc} in the ferry.toml this worker read at start ({self.rt.config.path or 'none'}): "
+                "restart the workers (ferry.toml changed)", step=self.step))
         except redis.RedisError:
             # The store is unreachable past the client's retries: nothing can be recorded, so the
             # job is not failed for it. It stays running; the reaper re-runs the step once its
@@ -127,6 +137,13 @@ class Attempt:
             self._timed().exception("step crashed")
             self._fail(PermanentError(f"internal error: {type(exc).__name__}: {exc}", step=self.step))
         self._succeed(outputs, result)
+
+    def _write_progress(self, figures: Progress, final: bool) -> None:
+        """Best effort: an upload never fails for its progress figures (Redis busy or gone)."""
+        try:
+            self.store.record_progress(self.job, self.step, figures, self.lease)
+        except redis.RedisError:
+            self.log.warning("upload progress not recorded", final=final)
 
     def _succeed(self, outputs: dict[str, dict[str, Any]], result: dict[str, Any]) -> None:
         kind = KINDS[self.job.kind]

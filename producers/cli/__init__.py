@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import click
 import redis
@@ -27,21 +27,29 @@ from producers.cli.console import (
     not_before_from,
     out,
     outcome_text,
+    plain,
     show_record,
     styled_text,
+    wait_for,
 )
+from producers.cli.examples import add_examples
+from producers.cli.home import config_to_serve
+from producers.config import FerryConfig
 from producers.errors import ConfigError, JobNotFound, SubmitError
 from producers.kinds import KINDS, Kind
 from producers.records import JobStatus
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", envvar="FERRY_CONFIG", help="ferry.toml to use (default ./ferry.toml)")
+@click.option("--config", envvar="FERRY_CONFIG",
+              help="ferry.toml to use (default: the nearest ferry.toml in this folder or above; see ferry info)")
 @click.pass_context
 def cli(ctx: click.Context, config: str | None) -> None:
     """Ferry carries file uploads into SaaS APIs whose uploads take several calls."""
     ctx.ensure_object(dict)
     ctx.obj["config"] = config
+    if config:  # every part (the embedded Redis's home, a worker's children) finds the same file
+        os.environ["FERRY_CONFIG"] = config
 
 
 # ---- submit ------------------------------------------------------------------------------------
@@ -55,9 +63,14 @@ def _flag(name: str) -> str:
 
 
 def _option_for(name: str, field: FieldInfo) -> click.Option:
+    """The option for one parameter. Required ones say so, and a parameter with fixed values
+    shows them; the values are still checked by the kind's model, with every other problem."""
     if field.annotation is bool:
         return click.Option([_flag(name)], is_flag=True, default=None, help=field.description)
-    return click.Option([_flag(name)], default=None, help=field.description)
+    values = get_args(field.annotation) if get_origin(field.annotation) is Literal else ()
+    metavar = "[" + "|".join(map(str, values)) + "]" if values else None
+    required = "  [required]" if field.is_required() else ""
+    return click.Option([_flag(name)], default=None, metavar=metavar, help=(field.description or "") + required)
 
 
 def _submit_command(kind: Kind) -> click.Command:
@@ -66,7 +79,9 @@ def _submit_command(kind: Kind) -> click.Command:
         *[_option_for(n, f) for n, f in kind.params.model_fields.items()],
     ]
     if kind.file is not None:
-        params.append(click.Argument(["file"], required=False))
+        # Not required by click: a missing file is reported by the kind's checks with the rest.
+        params.append(click.Argument(["file"], required=False,
+                                     metavar="(FILE | --uri URL)" if kind.file.uri_allowed else "FILE"))
         if kind.file.uri_allowed:
             params.append(click.Option(["--uri"], help="a URL to take the file from instead"))
     params += [
@@ -76,8 +91,10 @@ def _submit_command(kind: Kind) -> click.Command:
         click.Option(["--at", "at"], metavar="TIME", help="start no earlier than this ISO 8601 time (UTC "
                                                         "without an offset): the job is scheduled"),
         click.Option(["--in", "in_"], metavar="DURATION", help="start no earlier than 90s, 10m, 2h, 1d from now"),
-        click.Option(["--wait"], is_flag=True, help="block until the job ends; exit 1 if it failed"),
-        click.Option(["--timeout"], type=float, default=None, help="with --wait: give up after N s"),
+        click.Option(["--wait"], is_flag=True,
+                     help="print the id, then block until the job ends; exit 1 if it failed (Ctrl-C: 130)"),
+        click.Option(["--timeout"], type=float, default=None,
+                     help="with --wait: stop waiting after N s (exit 124; the job runs on)"),
         click.Option(["--json", "as_json"], is_flag=True, help="print the job record as JSON"),
     ]
 
@@ -116,13 +133,24 @@ for _kind in KINDS.values():
 @click.argument("manifest", type=click.Path(exists=True, dir_okay=False))
 @click.option("--strict", is_flag=True, help="submit nothing if any line is bad")
 @click.option("--wait", is_flag=True, help="follow the jobs to the end; exit 1 if any failed")
-@click.option("--timeout", type=float, default=None, help="with --wait: give up after N s")
+@click.option("--timeout", type=float, default=None, help="with --wait: stop waiting after N s (exit 124)")
 @click.option("--json", "as_json", is_flag=True, help="print the outcome as JSON")
 @click.pass_context
 def submit_batch(ctx: click.Context, manifest: str, strict: bool, wait: bool,
                  timeout: float | None, as_json: bool) -> None:
-    """Submit one job per line of a .jsonl (a POST /jobs body per line) or .csv manifest.
-    Exit 0 all submitted (and succeeded, with --wait), 1 a job failed, 2 bad lines."""
+    """Submit one job per line of a .jsonl or .csv manifest; every bad line is reported with its
+    number. Exit 0 all submitted (and succeeded, with --wait), 1 a job failed, 2 bad lines,
+    124 --timeout passed, 130 Ctrl-C (the jobs run on).
+
+    \b
+    .jsonl: one POST /jobs body per line (blank lines skipped):
+      {"kind": "assets-attachment", "connection": "acme", "file": "scans/88.pdf",
+       "params": {"object": "88"}, "idempotency_key": "scan-88"}
+    .csv: a header row; kind, connection, file, uri, idempotency_key, and each
+    parameter as a params.<name> column (or one params column of JSON):
+      kind,connection,file,params.object,params.comment
+      assets-attachment,acme,scans/88.pdf,88,scan
+    A relative file is relative to the manifest's folder."""
     from pathlib import Path
 
     from producers.cli import batch
@@ -134,19 +162,26 @@ def submit_batch(ctx: click.Context, manifest: str, strict: bool, wait: bool,
 # ---- reading the store -------------------------------------------------------------------------
 @cli.command()
 @click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--wait", is_flag=True, help="block until the job ends; exit 1 if it failed")
+@click.option("--timeout", type=float, default=None, help="with --wait: stop waiting after N s (exit 124)")
+@click.option("--json", "as_json", is_flag=True, help="print the job record as JSON")
 @click.pass_context
-def status(ctx: click.Context, job_id: str, as_json: bool) -> None:
-    """Show one job: status, each step with attempts, what landed or why it failed."""
+def status(ctx: click.Context, job_id: str, wait: bool, timeout: float | None, as_json: bool) -> None:
+    """Show one job: status, each step with attempts, what landed or why it failed (or, for a
+    job that does not move, why). Exit 0, or 1 when the job failed or is unknown."""
     ferry = connect(ctx)
     try:
         record = ferry.status(job_id)
     except JobNotFound:
-        fail(f"no job {job_id}", code=1)
+        fail(f"no job {job_id} in {ferry.location.url} (ferry info says which Redis this is)", code=1)
+    if wait:
+        record = wait_for(ferry, record, timeout)
     if as_json:
         out.print_json(record.model_dump_json())
     else:
         show_record(record)
+        for reason in ferry.why_waiting(record):
+            out.print(f"[yellow]waiting:[/yellow] {plain(reason)}")
     sys.exit(1 if record.status == JobStatus.FAILED else 0)
 
 
@@ -156,7 +191,7 @@ def status(ctx: click.Context, job_id: str, as_json: bool) -> None:
 @click.option("--connection")
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--cursor", help="next_cursor of the previous page")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print it as JSON")
 @click.pass_context
 def jobs(ctx: click.Context, status_: str | None, kind: str | None, connection: str | None,
          limit: int, cursor: str | None, as_json: bool) -> None:
@@ -206,14 +241,14 @@ SINGLE_PROCESS_POOLS = ("prefork", "solo")
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-             help=f"""Run workers: any further options go to each ``celery worker``.
+             help=f"""Run workers: any further options go to each `celery worker`.
 
 \b
 Default: one worker process per usable CPU (its affinity mask), each --pool {WORKER_POOL}
 --concurrency {WORKER_SLOTS}, under this process as their supervisor. Uploads spend their time
 waiting on the destination, so threads keep {WORKER_SLOTS} of them in flight per process for
 little memory; but each step still costs some ms of Python, and one process is bound by the GIL
-(~30 jobs/s), so one process per CPU uses the machine (bench/README.md). -c/--concurrency is per
+(~50 jobs/s), so one process per CPU uses the machine (bench/README.md). -c/--concurrency is per
 process; --processes 1 runs a single worker in this process. -P prefork (which forks -c
 processes itself) or -P solo also run a single worker here.
 
@@ -222,7 +257,9 @@ The supervisor sends SIGTERM/SIGINT on to every process as a warm shutdown (runn
 and exits 0 once all stopped; a process that dies is started again (backoff 1 s doubling to 30 s).
 Node names: ferry-<supervisor pid>-<i>@host, or -n NAME with -<i> added.
 
-It serves every configured queue; -Q ferry.atlassian,ferry.awork serves only those.
+It serves every configured queue; -Q ferry.atlassian,ferry.awork serves only those. It reads
+ferry.toml once, at start (restart it after a change), refuses to start (exit 2) with no
+connection, and warns about each connection whose token it cannot read.
 
 --metrics-port N serves Prometheus metrics at 127.0.0.1:N/metrics (every process added up);
 --metrics-host H serves them on another address (they have no auth).""")
@@ -241,8 +278,10 @@ def worker(ctx: click.Context, processes: int | None) -> None:
         processes = 1 if pool in SINGLE_PROCESS_POOLS else usable_cpus()
     elif processes > 1 and pool == "prefork":
         fail("--processes: -P prefork starts -c processes of its own; give --processes 1 or another pool")
+    config = config_to_serve()
     with needs_extra("worker", "the worker"):
         from worker.celery_app import app
+    _warn_missing_tokens(config)
     known = list(app.amqp.queues)
     unknown = [q for q in _queue_options(args) if q not in known]
     if unknown:  # Celery would create it, and wait on a queue nobody publishes to
@@ -253,6 +292,22 @@ def worker(ctx: click.Context, processes: int | None) -> None:
 
     as_child()  # started by a supervisor: go when it goes
     app.worker_main(["worker", *worker_args(args)])
+
+
+def _warn_missing_tokens(config: FerryConfig) -> None:
+    """A connection whose token this worker cannot read fails each of its jobs: say so once, at
+    start, in the worker's own JSON log (by the supervisor, not again by each of its processes)."""
+    from worker.log import get_logger
+    from worker.settings import missing_token
+    from worker.supervisor import SUPERVISOR_ENV
+
+    if os.environ.get(SUPERVISOR_ENV):
+        return
+    for conn in config.connections.values():
+        problem = missing_token(conn)
+        if problem:
+            get_logger(connection=conn.name).warning(
+                f"{problem}: its jobs will fail until it is set and the worker restarted")
 
 
 def _supervise(processes: int, args: list[str]) -> int:
@@ -366,7 +421,9 @@ def _queue_options(args: list[str]) -> list[str]:
 def sandbox(host: str, port: int, data: str, email: str, token: str, bearer: str, jwt_ttl: int,
             seed: bool, media_upload: str, no_attachment_media_id: bool, empty_link_answer: bool,
             refuse_project_keys: bool, **newer_readings: Any) -> None:
-    """Run the local emulator of the five destination APIs (readings: sandbox/README.md)."""
+    """Run the local emulator of the five destination APIs. Faults (a status N times, a 429 with
+    Retry-After, a delay, a cut connection, a lost reply) are injected through its control API,
+    POST /_sandbox/faults, as below; open readings: sandbox/README.md."""
     from sandbox.server import open_readings, run
 
     readings = open_readings(media_upload, no_attachment_media_id, empty_link_answer, refuse_project_keys,
@@ -411,6 +468,12 @@ def _register_notify() -> None:
     register(cli)
 
 
+def _register_home() -> None:
+    from producers.cli.home import register  # `ferry info`, `ferry redis stop`
+
+    register(cli)
+
+
 def _register_ops() -> None:
     from producers.cli.ops import register  # `ferry cancel|pause|resume|connections|workers|flower`
 
@@ -419,14 +482,18 @@ def _register_ops() -> None:
 
 _register_notify()
 _register_ops()
+_register_home()
+add_examples(cli)
 
 
 def main() -> None:
     try:
         cli(obj={})
     except (redis.RedisError, OperationalError) as exc:
-        # One line, not a traceback: the usual cause is a REDIS_URL pointing at nothing.
-        fail(f"cannot reach Redis: {exc} (check REDIS_URL; unset it to use the embedded Redis)", code=1)
+        # One line, not a traceback, naming where this Redis was taken from.
+        from producers.cli.home import redis_hint
+
+        fail(f"cannot reach Redis: {exc} ({redis_hint()})", code=1)
     except ConfigError as exc:
         # ferry.toml refused, or no redis-server for the embedded Redis, met outside connect()
         fail(str(exc))

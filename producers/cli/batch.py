@@ -34,7 +34,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from producers.cli.console import PlainTable, outcome_text, plain
+from producers.cli.console import EXIT_INTERRUPTED, EXIT_TIMEOUT, PlainTable, outcome_text, plain
 from producers.client import Ferry, JobRequest, request_field
 from producers.errors import ManifestError, Problem, SubmitError
 from producers.records import FINISHED, JobRecord, JobStatus
@@ -64,6 +64,7 @@ class BatchOutcome:
     submitted: list[Submitted] = field(default_factory=list)
     waited: bool = False
     timed_out: bool = False
+    interrupted: bool = False  # Ctrl-C while waiting: the jobs run on
 
     @property
     def bad(self) -> list[ManifestLine]:
@@ -72,8 +73,12 @@ class BatchOutcome:
     def exit_code(self) -> int:
         if self.bad:
             return 2
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        if self.timed_out:
+            return EXIT_TIMEOUT
         failed = any(s.record.status != JobStatus.SUCCEEDED for s in self.submitted)
-        return 1 if self.waited and (self.timed_out or failed) else 0
+        return 1 if self.waited and failed else 0
 
 
 # ---- reading ----------------------------------------------------------------------------------
@@ -266,7 +271,10 @@ def run(ferry: Ferry, path: Path, *, strict: bool, wait_for_jobs: bool, timeout:
     outcome.submitted = submit(ferry, lines, err)
     if wait_for_jobs:
         outcome.waited = True
-        outcome.timed_out = not wait(ferry, outcome.submitted, err, timeout)
+        try:
+            outcome.timed_out = not wait(ferry, outcome.submitted, err, timeout)
+        except KeyboardInterrupt:  # the ids below are what the user needs to follow the jobs
+            outcome.interrupted = True
     if as_json:
         out.print_json(data=_report(outcome))
     else:
@@ -274,7 +282,9 @@ def run(ferry: Ferry, path: Path, *, strict: bool, wait_for_jobs: bool, timeout:
     if outcome.bad:
         err.print(f"{len(outcome.bad)} bad line(s) not submitted")
     if outcome.timed_out:
-        err.print(f"timed out after {timeout}s with jobs still running")
+        err.print(f"timed out after {timeout}s; the jobs still running keep running (ferry status ID)")
+    if outcome.interrupted:
+        err.print("stopped waiting; the jobs keep running: ferry status ID --wait, or ferry cancel ID")
     return outcome.exit_code()
 
 

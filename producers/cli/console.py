@@ -19,6 +19,7 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from producers.client import Ferry
+from producers.config import find_config, no_config_warning
 from producers.errors import ConfigError
 from producers.records import JobRecord, JobStatus
 
@@ -61,22 +62,33 @@ def fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/yellow] {plain(message)}", markup=True)
+
+
 def connect(ctx: click.Context) -> Ferry:
-    """Ferry over the ``--config`` the group was given; a bad ferry.toml is one line and exit 2."""
+    """Ferry over the ``--config`` the group was given (else the nearest ferry.toml upward); a
+    bad ferry.toml is one line and exit 2, none at all a warning (the command goes on)."""
+    if find_config() is None:
+        warn(no_config_warning())
     try:
         return Ferry(config_path=ctx.obj.get("config") if ctx.obj else None)
     except ConfigError as exc:
         fail(str(exc))
 
 
+# Exit codes every command shares (README "Exit codes"): 0 done, 1 a job failed, 2 bad input
+# (nothing enqueued), and for --wait the coreutils `timeout` and shell conventions:
+EXIT_TIMEOUT = 124  # --timeout passed; the job runs on
+EXIT_INTERRUPTED = 130  # Ctrl-C while waiting; the job runs on
+
+
 def finish(ferry: Ferry, record: JobRecord, *, wait: bool, timeout: float | None, as_json: bool) -> None:
     """How a command that enqueued a job ends: its id, or (``--wait``) the record once it ended,
-    exiting 1 when it failed or the wait timed out."""
+    exiting 1 when it failed. Waiting, the id comes first (on stderr), so neither Ctrl-C (exit
+    130) nor ``--timeout`` (exit 124) leaves anyone without it."""
     if wait:
-        try:
-            record = ferry.wait(record.id, timeout=timeout)
-        except TimeoutError as exc:
-            fail(str(exc), code=1)
+        record = wait_for(ferry, record, timeout)
     if as_json:
         out.print_json(record.model_dump_json())
     elif wait:
@@ -108,6 +120,24 @@ def not_before_from(at: str | None, in_: str | None) -> datetime | None:
             fail(f"--at: {at!r} is not an ISO 8601 time (e.g. 2026-12-24T02:00:00Z)")
         return when if when.tzinfo else when.replace(tzinfo=UTC)
     return None
+
+
+def wait_for(ferry: Ferry, record: JobRecord, timeout: float | None = None) -> JobRecord:
+    """Block until the job ends. Ctrl-C or the timeout end the waiting, never the job: both say
+    so, with the id and how to follow or cancel it."""
+    if record.done:
+        return record
+    follow = f"follow it with `ferry status {record.id} --wait`, stop it with `ferry cancel {record.id}`"
+    try:
+        err.print(f"job {record.id} {record.status.value}: waiting for it to end "
+                  "(Ctrl-C stops the waiting, not the job)", highlight=False)
+        return ferry.wait(record.id, timeout=timeout)
+    except TimeoutError as exc:
+        err.print(f"[red]error:[/red] {plain(exc)}; it keeps running: {plain(follow)}")
+        sys.exit(EXIT_TIMEOUT)
+    except KeyboardInterrupt:
+        err.print(f"stopped waiting; job {record.id} keeps running: {plain(follow)}", highlight=False)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 def styled(status: str) -> str:
@@ -163,6 +193,7 @@ def show_record(j: JobRecord) -> None:
         table.add_row(s.name, styled_text(s.status), str(s.attempts), _clock(s.started_at),
                       took(s.started_at, s.finished_at), detail)
     out.print(table)
+    _show_progress(j)
     _show_attempts(j)
     _show_runs(j)
     _show_notifications(j)
@@ -171,6 +202,13 @@ def show_record(j: JobRecord) -> None:
                   f"{plain(j.error.message)}")
     elif j.result:
         out.print("[green]landed:[/green] " + plain(outcome_text(j)))
+
+
+def _show_progress(j: JobRecord) -> None:
+    """Each upload step's bytes: how far it got, at what rate, how long is left."""
+    for s in j.steps:
+        if s.progress is not None:
+            out.print(f"[bold]{plain(s.name)}[/bold] uploaded {plain(s.progress.describe())}")
 
 
 def _show_attempts(j: JobRecord) -> None:

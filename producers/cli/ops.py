@@ -45,9 +45,10 @@ def register(cli: click.Group) -> None:
 @click.pass_context
 def cancel(ctx: click.Context, /, job_id: str | None, dry_run: bool, limit: int | None,
            as_json: bool, **kw: Any) -> None:
-    """Cancel JOB_ID, or every job matching the filters (e.g. --status queued). A queued or
-    retrying job is cancelled at once and never runs another step; a running one finishes the
-    step it runs now and stops there. A cancelled job can be replayed."""
+    """Cancel JOB_ID, or every job matching the filters (only queued ones unless --status says
+    otherwise, as over HTTP). A queued or retrying job is cancelled at once and never runs another
+    step; a running one finishes the step it runs now and stops there. A cancelled job can be
+    replayed. Exit 0 cancelled, 1 it had ended, 2 no such job."""
     if bool(job_id) == any(v is not None for v in kw.values()):
         fail("give a JOB_ID, or filters (e.g. --status queued) for a bulk cancel")
     ferry = connect(ctx)
@@ -62,6 +63,7 @@ def cancel(ctx: click.Context, /, job_id: str | None, dry_run: bool, limit: int 
             FINISHED_ALREADY: f"{job_id} had ended already ({outcome.status}); nothing to cancel",
         }[outcome.outcome])
         sys.exit(1 if outcome.outcome == FINISHED_ALREADY else 0)
+    kw["status_"] = kw.get("status_") or "queued"  # POST /jobs:cancel's default too
     summary = ferry.cancel_many(filters_from(kw), by=who(), dry_run=dry_run, limit=limit)
     if dry_run:
         text = f"{summary.matched} job(s) match ({filters_from(kw)}); nothing cancelled (dry run)"
@@ -101,7 +103,7 @@ def resume(ctx: click.Context, connection: str) -> None:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print it as JSON")
 @click.pass_context
 def connections(ctx: click.Context, as_json: bool) -> None:
     """Each connection: service, paused, rate limit, the destination's 429 pause, jobs."""
@@ -121,7 +123,7 @@ def connections(ctx: click.Context, as_json: bool) -> None:
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="print it as JSON")
 @click.pass_context
 def workers(ctx: click.Context, as_json: bool) -> None:
     """The live workers (heartbeats in the last 30 s) and the steps they run now."""
@@ -132,13 +134,14 @@ def workers(ctx: click.Context, as_json: bool) -> None:
     if not found:
         out.print("[red]no worker is alive[/red] (none sent a heartbeat in the last 30 s)")
         return
-    table = PlainTable("worker", "pid", "pool", "slots", "running now", "last heartbeat", "version")
+    table = PlainTable("worker", "pid", "pool", "slots", "running now", "last heartbeat", "version",
+                       "ferry.toml")
     for w in found:
         running = "\n".join(f"{r['job_id'][:12]} {r['step']} since {r['since'][11:19]}"
                             for r in w["running"]) or "—"
         table.add_row(w.get("name") or w["hostname"], str(w["pid"]), str(w.get("pool")),
                       _or_dash(w.get("slots")), running, styled_text(w["last_heartbeat"][11:19]),
-                      w.get("version", ""))
+                      w.get("version", ""), w.get("config") or "none")
     out.print(table)
 
 
@@ -146,7 +149,7 @@ def workers(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def flower(ctx: click.Context) -> None:
     """Run Celery's Flower against Ferry's broker (the embedded Redis included); any further
-    options go to ``celery flower`` (e.g. --port=5555)."""
+    options go to `celery flower` (e.g. --port=5555)."""
     with needs_extra("flower", "Flower"):
         import flower as _flower  # noqa: F401  (its `celery flower` command)
     connect(ctx).celery.start(["flower", *ctx.args])

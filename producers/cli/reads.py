@@ -69,9 +69,19 @@ def _reading(ctx: click.Context, service: Service, connection: str | None) -> It
         yield Clients(conn, session)
     except DestinationError as exc:
         code = f"HTTP {exc.status}: " if exc.status else ""
-        fail(f"{code}{exc.message}", code=1)
+        fail(f"{code}{exc.message}{_auth_hint(conn, exc.status)}", code=1)
     finally:
         session.close()
+
+
+def _auth_hint(conn: ConnectionConfig, status: int | None) -> str:
+    """A refused credential names the connection and where its token came from."""
+    if status not in (401, 403):
+        return ""
+    source = f"${conn.token_env}" if conn.token_env and os.environ.get(conn.token_env) else \
+        f"token_file {conn.token_file}" if conn.token_file else f"${conn.token_env}"
+    email = f" and email {conn.email}" if conn.email else ""
+    return f" (connection {conn.name!r}: check the token in {source}{email})"
 
 
 def _save(download: Callable[[], Download], path: str, as_json: bool) -> None:

@@ -13,6 +13,7 @@
     lease         ``token:until-ms`` while a worker runs one of its steps
     cancel_requested          JSON {by, at}: set by ``cancel``; a replay clears it
     step:{name}   JSON StepRecord, once the step has run (absent: pending)
+    progress:{name}   JSON Progress of an upload step (``lua/progress.lua``; kept after the step)
     notify:{id}   JSON DeliveryRecord, one per webhook delivery
 
 A new job stores meta, status and score only (``lua/create.lua``): small, for a backlog. Each
@@ -31,6 +32,7 @@ from producers.records import (
     FileInfo,
     JobRecord,
     JobStatus,
+    Progress,
     RunRecord,
     StepError,
     StepRecord,
@@ -49,11 +51,12 @@ RUNS = "runs"
 LEASE = "lease"
 CANCEL = "cancel_requested"
 STEP = "step:"  # + the step's name
+PROGRESS = "progress:"  # + the step's name
 NOTIFY = "notify:"  # + the delivery's id
 
 # Every field, the two prefixed families written with a trailing ``*``.
 FIELDS = frozenset({META, STATUS, SCORE, UPDATED_AT, FINISHED_AT, RESULT, ERROR, RUNS, LEASE, CANCEL,
-                    STEP + "*", NOTIFY + "*"})
+                    STEP + "*", PROGRESS + "*", NOTIFY + "*"})
 # What a job list shows of a job (``rows``), read with one HMGET.
 ROW_FIELDS = (META, STATUS, UPDATED_AT, FINISHED_AT, ERROR, RUNS)
 # What a transition needs to know (``JobState``), read with one HMGET; the step's field follows.
@@ -64,6 +67,10 @@ RUN_ENDING = (ERROR, RESULT, FINISHED_AT, CANCEL)
 
 def step_field(step: str) -> str:
     return STEP + step
+
+
+def progress_field(step: str) -> str:
+    return PROGRESS + step
 
 
 def delivery_field(delivery_id: str) -> str:
@@ -85,7 +92,7 @@ def decode(raw: Mapping[str, str], job_id: str) -> JobRecord:
         params=meta.get("params") or {},
         file=FileInfo.model_validate(meta["file"]) if meta.get("file") else None,
         idempotency_key=meta.get("idempotency_key"),
-        steps=[step(n, raw.get(STEP + n)) for n in meta["steps"]],
+        steps=[step(n, raw.get(STEP + n), raw.get(PROGRESS + n)) for n in meta["steps"]],
         result=json.loads(raw[RESULT]) if raw.get(RESULT) else None,
         error=StepError.model_validate_json(raw[ERROR]) if raw.get(ERROR) else None,
         runs=[RunRecord.model_validate(r) for r in runs(raw, meta)],
@@ -95,9 +102,13 @@ def decode(raw: Mapping[str, str], job_id: str) -> JobRecord:
     )
 
 
-def step(name: str, stored: str | None) -> StepRecord:
-    """A step's record; a step not stored has not run yet (pending)."""
-    return StepRecord.model_validate_json(stored) if stored else StepRecord(name=name)
+def step(name: str, stored: str | None, progress: str | None = None) -> StepRecord:
+    """A step's record; a step not stored has not run yet (pending). Its upload progress is
+    kept in a field of its own (a worker writes it while the step runs)."""
+    record = StepRecord.model_validate_json(stored) if stored else StepRecord(name=name)
+    if progress:
+        record.progress = Progress.model_validate_json(progress)
+    return record
 
 
 def first_run(meta: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -54,7 +54,8 @@ class StoreCore:
         self.redis = redis_client
         self.retention_seconds = retention_seconds
         self.idempotency_seconds = idempotency_seconds
-        self.events_max_length = events_max_length
+        # XADD MAXLEN counts every entry; up to PROGRESS_KEPT of them are progress events.
+        self.events_max_length = events_max_length + events.PROGRESS_KEPT
         self._names = IndexNames()
 
     def client(self) -> redis.Redis:

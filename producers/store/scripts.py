@@ -78,6 +78,11 @@ class StoreScripts(Scripts):
             json.dumps(change.commands), len(pairs) // 2, *pairs])
         return bool(reply == 1)
 
+    def progress(self, job_id: str, step: str, *, token: str, until_ms: int, progress: str, event_data: str,
+                 kept: int) -> bool:
+        return bool(self.run("progress", [keys.job(job_id), keys.events(), keys.progress_event_ids()], [
+            token, until_ms, codec.progress_field(step), progress, event_data, kept]))
+
     def renew(self, job_id: str, token: str, until_ms: int) -> bool:
         return bool(self.run("renew", [keys.job(job_id)], [token, until_ms]))
 

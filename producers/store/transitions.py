@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from producers import events, keys
-from producers.records import AttemptStatus, JobStatus, StepError, StepStatus, utc_in, utcnow
+from producers.records import AttemptStatus, JobRecord, JobStatus, Progress, StepError, StepStatus, utc_in, utcnow
 from producers.store import codec
 from producers.store.core import StoreCore
 from producers.store.deliveries import delivery_commands
@@ -116,6 +116,17 @@ class Transitions(StoreCore):
     def renew_lease(self, job_id: str, lease: Lease) -> bool:
         """Extend ``lease`` by its length if it is still this holder's."""
         return self._scripts.renew(job_id, lease.token, int((time.time() + lease.seconds) * 1000))
+
+    def record_progress(self, job: JobRecord, step: str, progress: Progress, lease: Lease) -> bool:
+        """Keep an upload step's figures on its record and append a ``step.progress`` event,
+        while ``lease`` is still this holder's (and extend it: the holder is alive). False: the
+        job is gone or the step is another worker's now; nothing was written."""
+        event = events.new(events.STEP_PROGRESS, job=job.id, kind=job.kind, connection=job.connection,
+                           status="running", step=step, **progress.model_dump(exclude={"updated_at"}))
+        return self._scripts.progress(
+            job.id, step, token=lease.token, until_ms=int((time.time() + lease.seconds) * 1000),
+            progress=progress.model_dump_json(exclude_none=True), kept=events.PROGRESS_KEPT,
+            event_data=json.dumps(event.data, separators=(",", ":")))
 
     def lease_expiry(self, job_id: str) -> float:
         """When the job's lease lapses (epoch seconds; 0: nobody holds it)."""

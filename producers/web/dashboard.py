@@ -174,7 +174,7 @@ def job_page(job_id: str, request: Request, who: Viewer, ferry: FerryDep) -> Res
     return _html(render.page("job.html", f"Job {job_id[:12]}", csrf=who.csrf, who=who.label,
                              attrs={"page": "job", "job": job_id,
                                     "fragment": f"/ui/fragments/job/{job_id}"},
-                             **render.job_view(record, KINDS.get(record.kind))))
+                             waiting=ferry.why_waiting(record), **render.job_view(record, KINDS.get(record.kind))))
 
 
 # ---- fragments the page polls -------------------------------------------------------------
@@ -189,7 +189,9 @@ def job_fragment(job_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
         record = ferry.store.get(job_id)
     except JobNotFound:
         raise HTTPException(404, f"no job {job_id}") from None
-    return JSONResponse({"job": render.html("job_view.html", **render.job_view(record, KINDS.get(record.kind))),
+    view = render.html("job_view.html", waiting=ferry.why_waiting(record),
+                       **render.job_view(record, KINDS.get(record.kind)))
+    return JSONResponse({"job": view,
                          "status": record.status.value,
                          "open_deliveries": any(d.open for d in record.notifications)},
                         headers={"Cache-Control": "no-store"})

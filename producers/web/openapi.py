@@ -30,7 +30,7 @@ import redis
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from kombu.exceptions import OperationalError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException
 
 from producers.client import JobRequest
 from producers.kinds import KINDS, Kind
+from producers.web import render
 
 SCHEMAS = "#/components/schemas/"
 SUBMISSION = "JobSubmission"
@@ -104,8 +105,13 @@ def redis_down(route: str, exc: Exception) -> str:
     return REDIS_DOWN
 
 
-def unavailable(request: Request, exc: Exception) -> JSONResponse:
-    """Redis (the job store, or the broker) unreachable in any route: 503, not a 500."""
+def unavailable(request: Request, exc: Exception) -> Response:
+    """Redis (the job store, or the broker) unreachable in any route: 503, not a 500; a page of
+    the dashboard a browser asked for says it as a page (without Redis's own words), not as a
+    JSON body."""
+    if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
+        reason = redis_down(request.url.path, exc)
+        return HTMLResponse(render.page("unavailable.html", "Unavailable", reason=reason), status_code=503)
     return problem(503, f"the job store or the broker is unavailable: {exc}")
 
 

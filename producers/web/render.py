@@ -236,6 +236,7 @@ def _step(number: int, s: StepRecord, title: str, start: datetime | None, span: 
             "took": duration(took), "bar": bar, "error": s.error, "outputs": outputs,
             "next_attempt_at": s.next_attempt_at if s.status == StepStatus.RETRYING else None,
             "reused": s.status == StepStatus.REUSED,
+            "progress": {"percent": s.progress.percent, "text": s.progress.describe()} if s.progress else None,
             "history": [_attempt(a) for a in s.history] if s.eventful else []}
 
 

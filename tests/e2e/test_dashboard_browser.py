@@ -152,8 +152,10 @@ def test_markup_in_a_file_name_and_a_destination_error_shows_as_text(tab: Page, 
     """A file name and the destination's error message are the page's two ways in for someone
     else's text; the templates escape both, so they show as text and nothing runs."""
     image = png(tmp_path / f"{HOSTILE}.png")
+    # A job's parameters cannot carry it (each is one URL path segment), so the destination says it.
+    sandbox.add_fault(path=r"^/api/v1/files/images/", status=400, message=f"no user {HOSTILE}", times=1)
     job = ferry.submit("awork-image", connection="awork", file=str(image),
-                       params={"entity": "users", "id": HOSTILE})
+                       params={"entity": "users", "id": "u1"})
     failed = ferry.wait(job.id, timeout=60)
     assert failed.status == "failed" and failed.error is not None and "<script>" in failed.error.message
 

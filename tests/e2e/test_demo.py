@@ -21,6 +21,9 @@ def test_ferry_demo_runs_every_kind_on_an_embedded_redis(tmp_path: Path) -> None
     proc = run_demo(tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "every sample job succeeded" in proc.stdout
+    # It says where its config is and how to keep its stack running (issue 29).
+    assert f"Config: {tmp_path.resolve() / '.ferry' / 'demo' / 'ferry.toml'}" in proc.stdout
+    assert "ferry demo --keep" in proc.stdout
     for kind in KINDS:
         assert kind in proc.stdout
     # The embedded Redis kept its data (AOF) under the local .ferry folder, and was stopped again.

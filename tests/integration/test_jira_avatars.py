@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -157,6 +159,13 @@ def test_reads_return_what_the_sandbox_holds(ferry_env, ferry, sandbox, tmp_path
                             "-o", str(tmp_path / "none.png"))
     assert missing.returncode == 1 and "Avatar 999 not found." in missing.stderr
     assert not (tmp_path / "none.png").exists()
+
+    # A wrong token names the connection and the variable it came from, not just "HTTP 401".
+    wrong = subprocess.run([sys.executable, "-m", "producers", "jira", "avatars", "--type", "user"],
+                           env={**ferry_env.env, "FERRY_TEST_ATLASSIAN_TOKEN": "not-the-token"},
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 1 and "HTTP 401" in wrong.stderr, wrong.stderr
+    assert "connection 'acme': check the token in $FERRY_TEST_ATLASSIAN_TOKEN" in wrong.stderr
 
 
 def _wait_for(condition: Any, timeout: float = 20) -> None:

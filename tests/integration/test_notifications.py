@@ -29,7 +29,7 @@ from worker.processes import WorkerProcess
 SECRET = "whsec-test-0123456789"
 API_TOKEN = "events-token"
 IMAGE_UPLOAD = r"/files/images/users/"
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "webhooks.md"  # the receiver check users copy
 
 
 class Receiver:

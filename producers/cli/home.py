@@ -1,0 +1,131 @@
+"""Which Ferry a command talks to: ``ferry info`` (the ferry.toml, the home, Redis, the
+connections), ``ferry redis stop`` (the embedded Redis of this home), and the ferry.toml
+``ferry worker`` refuses to start without (one with no connection).
+
+Every command finds its ferry.toml the same way (``producers.config.find_config``: ``--config``
+/ ``$FERRY_CONFIG``, else the nearest ``ferry.toml`` upward) and keeps its embedded Redis in the
+home beside it (``producers.embedded.ferry_home``); these commands show that choice instead of
+leaving it to be guessed from a job that seems to have vanished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import click
+
+from producers.cli.console import fail, out
+from producers.config import FerryConfig, find_config, load_config
+from producers.embedded import EmbeddedRedis, ferry_home, redis_server_binary
+from producers.errors import ConfigError
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(info)
+    cli.add_command(redis_group)
+
+
+def where() -> dict[str, Any]:
+    """The ferry.toml in use (and how it was found), the home, and where Redis is."""
+    path = find_config()
+    how = "FERRY_CONFIG" if os.environ.get("FERRY_CONFIG") else "nearest ferry.toml upward" if path else None
+    home = ferry_home()
+    embedded = EmbeddedRedis(home / "redis")
+    redis: dict[str, Any]
+    configured = None
+    if path is not None:
+        try:
+            configured = load_config(path).redis_url
+        except ConfigError:
+            configured = None
+    if os.environ.get("REDIS_URL"):
+        redis = {"source": "REDIS_URL", "url": os.environ["REDIS_URL"]}
+    elif configured:
+        redis = {"source": "redis_url in ferry.toml", "url": configured}
+    else:
+        redis = {"source": "embedded", "url": embedded.location.url, "running": embedded.is_running(),
+                 "binary": embedded.recorded_binary() or _binary_for_new_data()}
+    return {"config": str(path.resolve()) if path else None, "config_found_by": how,
+            "home": str(home), "redis": redis}
+
+
+def redis_hint() -> str:
+    """What to check when Redis cannot be reached: the place it was taken from."""
+    redis = where()["redis"]
+    if redis["source"] == "REDIS_URL":
+        return "check REDIS_URL; unset it to use the embedded Redis"
+    if redis["source"] != "embedded":
+        return f"check redis_url in {find_config()}"
+    return (f"the embedded Redis in {ferry_home() / 'redis'} stopped (ferry redis stop, or killed); "
+            "the next command starts it again, with its data")
+
+
+def _binary_for_new_data() -> str | None:
+    try:
+        return redis_server_binary()
+    except ConfigError:
+        return None
+
+
+def config_to_serve() -> FerryConfig:
+    """A worker with no connection would start, serve nothing and never run a job: refuse,
+    naming the ferry.toml it looked for."""
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        fail(str(exc))
+    if not config.connections:
+        found = find_config()
+        looked = (f"{found} names none" if found else
+                  f"no ferry.toml in {os.getcwd()} or any folder above it, and FERRY_CONFIG is unset")
+        fail(f"no connections to serve: {looked}; add a [connections.<name>] table "
+             "(cp examples/sandbox.ferry.toml ferry.toml to try the sandbox)")
+    return config
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="print it as JSON")
+def info(as_json: bool) -> None:
+    """Which ferry.toml, Ferry home and Redis every command run here uses, and its connections."""
+    found = where()
+    connections: dict[str, str] = {}
+    problem = None
+    try:
+        connections = {n: c.service for n, c in load_config().connections.items()}
+    except ConfigError as exc:
+        problem = str(exc)
+    if as_json:
+        click.echo(json.dumps({**found, "connections": connections, "config_problem": problem}, indent=2))
+        return
+    config = found["config"] or (f"[yellow]none[/yellow] (no ferry.toml in {os.getcwd()} or above it; "
+                                 "FERRY_CONFIG unset)")
+    out.print(f"config:       {config}" + (f"  ({found['config_found_by']})" if found["config"] else ""))
+    out.print(f"home:         {found['home']}")
+    redis = found["redis"]
+    state = ""
+    if redis["source"] == "embedded":
+        state = ", running" if redis["running"] else ", not running (started on first use)"
+        state += f", {redis['binary'] or 'no redis-server found'}"
+    out.print(f"redis:        {redis['url']}  ({redis['source']}{state})")
+    names = ", ".join(f"{n} ({s})" for n, s in sorted(connections.items()))
+    out.print(f"connections:  {names or '[yellow]none[/yellow]'}")
+    if problem:
+        fail(problem)
+
+
+@click.group("redis")
+def redis_group() -> None:
+    """The embedded Redis of this Ferry home (used when neither REDIS_URL nor redis_url is set)."""
+
+
+@redis_group.command()
+def stop() -> None:
+    """Stop the embedded Redis (its data stays; the next command starts it again)."""
+    embedded = EmbeddedRedis(ferry_home() / "redis")
+    if not embedded.is_running():
+        out.print(f"the embedded Redis in {embedded.directory} is not running")
+        return
+    embedded.stop()
+    out.print(f"stopped the embedded Redis in {embedded.directory}")
