@@ -15,8 +15,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -25,11 +23,11 @@ from pathlib import Path
 import redis
 from PIL import Image
 
-from bench.common import percentile, stack, table
+from bench.common import percentile, scratch_redis, stack, table
 from producers import keys, queue
 from producers.client import Ferry, JobRequest
 from producers.config import parse_config
-from producers.embedded import EmbeddedRedis, RedisLocation
+from producers.embedded import RedisLocation
 from producers.records import utc_at
 from worker import schedule
 
@@ -76,10 +74,7 @@ def _release_seconds(ferry: Ferry, client: redis.Redis, location: RedisLocation,
 
 
 def measure_store(jobs: int, release: int) -> dict[str, float]:
-    home = Path(tempfile.mkdtemp(prefix="ferry-sched-"))
-    server = EmbeddedRedis(home / "redis")
-    try:
-        location = server.ensure_running()
+    with scratch_redis("ferry-sched-") as (home, location):
         doc = home / "doc.pdf"
         doc.write_bytes(b"%PDF-1.4\n" + b"x" * 10_000 + b"\n%%EOF\n")
         config = parse_config({"connections": {"acme": {
@@ -93,9 +88,6 @@ def measure_store(jobs: int, release: int) -> dict[str, float]:
         ferry.close()
         client.close()
         return figures
-    finally:
-        server.stop()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def measure_start_lag(jobs: int) -> list[float]:

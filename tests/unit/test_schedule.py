@@ -8,22 +8,22 @@ the messages can be read back from the queue list.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 import redis
 
 from producers import keys, queue
 from producers.client import Ferry
-from producers.config import parse_config
 from producers.embedded import RedisLocation
 from producers.records import JobStatus, StepError, utc_at
 from producers.replay import replay
 from producers.store import Filters
+from tests import jobs
 from worker import schedule
 
 DB = 12  # other tests use 0 and 3-11
@@ -32,32 +32,20 @@ HOUR = 3600.0
 
 
 @pytest.fixture
-def location(redis_location: RedisLocation) -> RedisLocation:
-    return RedisLocation.from_socket(Path(urlsplit(redis_location.url).path), DB)
-
-
-@pytest.fixture
-def db(location: RedisLocation) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(location.url, decode_responses=True)
-    client.flushdb()
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def ferry(location: RedisLocation, db: redis.Redis, tmp_path: Path) -> Iterator[Ferry]:
+def ferry(module_db: tuple[RedisLocation, redis.Redis], tmp_path: Path) -> Iterator[Ferry]:
     (tmp_path / "doc.pdf").write_bytes(PDF)
-    config = parse_config({"connections": {"acme": {
-        "service": "atlassian", "site_url": "https://acme.example", "api_url": "https://api.example",
-        "email": "a@b.c", "token_env": "X"}}, "files": {"roots": [str(tmp_path)]}})
-    client = Ferry(location.url, config=config)
-    yield client
-    client.close()
+    with contextlib.closing(jobs.producer(module_db[0], tmp_path)) as client:
+        yield client
 
 
 @pytest.fixture
-def publisher(ferry: Ferry, location: RedisLocation) -> queue.StepPublisher:
-    return queue.StepPublisher(ferry.celery, ferry.config, location)
+def db(module_db: tuple[RedisLocation, redis.Redis]) -> redis.Redis:
+    return module_db[1]
+
+
+@pytest.fixture
+def publisher(ferry: Ferry, module_db: tuple[RedisLocation, redis.Redis]) -> queue.StepPublisher:
+    return queue.StepPublisher(ferry.celery, ferry.config, module_db[0])
 
 
 def submit(ferry: Ferry, tmp_path: Path, at: float | None) -> str:
