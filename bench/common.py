@@ -181,6 +181,10 @@ def stack(keep_dir: bool = False) -> Iterator[Stack]:
         sandbox.start()
         control = sandbox.control()
         config = write_config(home / "ferry.toml", control.url, control.email)
+        # The same three calls on both sides: Ferry's media form pinned to the plain baseline's
+        # multipart (its default "auto" would first try binary, which this sandbox reading refuses).
+        config.write_text(config.read_text().replace(
+            "[connections.acme]\n", '[connections.acme]\nmedia_upload = "multipart"\n', 1))
         env = {**os.environ, **TOKEN_ENV, "FERRY_CONFIG": str(config), "REDIS_URL": location.url,
                "FERRY_HOME": str(home / ".ferry")}
         yield Stack(home, location, sandbox, control, config, env, embedded)

@@ -115,6 +115,13 @@ def progress_event_ids() -> str:
     return f"{PREFIX}:events:progress-ids"
 
 
+def job_counts() -> str:
+    """Hash of how many jobs the store holds by status, kind and connection (fields
+    ``status|kind|connection``), moved by the same scripts that move a job's status
+    (``producers.store.counts``): a count is one field read, whatever the store's size."""
+    return f"{PREFIX}:counts"
+
+
 def sequence() -> str:
     """Counter that makes job scores unique within one millisecond."""
     return f"{PREFIX}:seq"

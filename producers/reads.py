@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from producers import events
 from producers.client_core import ClientCore
@@ -16,13 +16,17 @@ class Reads(ClientCore):
     def status(self, job_id: str) -> JobRecord:
         return self.store.get(job_id)
 
-    def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.1) -> JobRecord:
-        """Block until the job ends (succeeded or failed). Polls the store; never a Celery result."""
+    def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.1,
+             on_poll: Callable[[JobRecord], None] | None = None) -> JobRecord:
+        """Block until the job ends (succeeded or failed). Polls the store; never a Celery result.
+        ``on_poll``: shown each record read while the job runs (a progress bar)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             record = self.store.get(job_id)
             if record.done:
                 return record
+            if on_poll is not None:
+                on_poll(record)
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"job {job_id} still {record.status} after {timeout}s")
             time.sleep(poll)

@@ -61,7 +61,11 @@ class UploadProgress:
             self._write(self.snapshot(), False)
 
     def finish(self) -> None:
-        """The last figures, whatever the time since the previous write."""
+        """The last figures, whatever the time since the previous write; none for an upload that
+        ended before its first sample (under ``SAMPLE_SECONDS``): a small file's upload costs no
+        Redis call and no event for figures nobody could watch."""
+        if self._written_at is None:
+            return
         self._samples.append(_Sample(self._clock(), self.sent))
         self._write(self.snapshot(), True)
 

@@ -5,6 +5,7 @@ the prefork fork, so no socket is shared between processes)."""
 from __future__ import annotations
 
 import os
+import threading
 from functools import cached_property
 
 import redis
@@ -85,8 +86,11 @@ class Runtime:
         self.store = JobStore(client, retention_seconds=self.config.retention_seconds,
                               idempotency_seconds=self.config.idempotency_seconds,
                               events_max_length=self.config.events.max_length)
-        self._sessions: dict[str, requests.Session] = {}
-        self._limiters: dict[str, ConnectionLimiter] = {}
+        # Per connection, its pooled session and its limiter, made together under the lock: the
+        # threads pool's first steps ask for a connection at once, and a session seen without its
+        # limiter was a KeyError (a step failed "internal error: KeyError: 'acme'").
+        self._connections: dict[str, tuple[requests.Session, ConnectionLimiter]] = {}
+        self._connections_lock = threading.Lock()
         self._publisher: StepPublisher | None = None
 
     def publisher(self, app: Celery) -> StepPublisher:
@@ -97,16 +101,22 @@ class Runtime:
 
     def note_pause(self, connection: str, until: str | None) -> None:
         """The connection's pause, as the step's start read it (the limiter need not read it)."""
-        self.clients(connection)
-        self._limiters[connection].known_pause(until)
+        self._connection(connection)[1].known_pause(until)
 
     def clients(self, connection: str) -> Clients:
+        session, limiter = self._connection(connection)
+        return Clients(self.config.connection(connection), session, limiter)
+
+    def _connection(self, connection: str) -> tuple[requests.Session, ConnectionLimiter]:
+        made = self._connections.get(connection)
+        if made is not None:
+            return made
         conn = self.config.connection(connection)
-        if connection not in self._sessions:
-            self._sessions[connection] = new_session(self.config.stall_seconds_of(connection))
-            self._limiters[connection] = ConnectionLimiter(self.store.client(), connection, conn.rate_limit,
-                                                           conn.max_in_flight)
-        return Clients(conn, self._sessions[connection], self._limiters[connection])
+        with self._connections_lock:
+            if connection not in self._connections:
+                limiter = ConnectionLimiter(self.store.client(), connection, conn.rate_limit, conn.max_in_flight)
+                self._connections[connection] = (new_session(self.config.stall_seconds_of(connection)), limiter)
+            return self._connections[connection]
 
 
 _runtime: tuple[int, Runtime] | None = None

@@ -88,8 +88,7 @@ def _submit_command(kind: Kind) -> click.Command:
         click.Option(["--idempotency-key"], help="the same key returns the existing job"),
         click.Option(["--callback", "callback_url"], metavar="URL",
                      help="POST a signed webhook to URL each time the job ends ([notifications])"),
-        click.Option(["--at", "at"], metavar="TIME", help="start no earlier than this ISO 8601 time (UTC "
-                                                        "without an offset): the job is scheduled"),
+        click.Option(["--at", "at"], metavar="TIME", help="start no earlier than this ISO time (UTC if no offset)"),
         click.Option(["--in", "in_"], metavar="DURATION", help="start no earlier than 90s, 10m, 2h, 1d from now"),
         click.Option(["--wait"], is_flag=True,
                      help="print the id, then block until the job ends; exit 1 if it failed (Ctrl-C: 130)"),
@@ -163,10 +162,12 @@ def submit_batch(ctx: click.Context, manifest: str, strict: bool, wait: bool,
 @cli.command()
 @click.argument("job_id")
 @click.option("--wait", is_flag=True, help="block until the job ends; exit 1 if it failed")
+@click.option("--follow", "-f", is_flag=True,
+              help="like --wait, showing the running step live in a terminal (an upload's bytes, rate, time left)")
 @click.option("--timeout", type=float, default=None, help="with --wait: stop waiting after N s (exit 124)")
 @click.option("--json", "as_json", is_flag=True, help="print the job record as JSON")
 @click.pass_context
-def status(ctx: click.Context, job_id: str, wait: bool, timeout: float | None, as_json: bool) -> None:
+def status(ctx: click.Context, job_id: str, wait: bool, follow: bool, timeout: float | None, as_json: bool) -> None:
     """Show one job: status, each step with attempts, what landed or why it failed (or, for a
     job that does not move, why). Exit 0, or 1 when the job failed or is unknown."""
     ferry = connect(ctx)
@@ -174,7 +175,7 @@ def status(ctx: click.Context, job_id: str, wait: bool, timeout: float | None, a
         record = ferry.status(job_id)
     except JobNotFound:
         fail(f"no job {job_id} in {ferry.location.url} (ferry info says which Redis this is)", code=1)
-    if wait:
+    if wait or follow:
         record = wait_for(ferry, record, timeout)
     if as_json:
         out.print_json(record.model_dump_json())

@@ -14,6 +14,14 @@ from typing import NoReturn
 import click
 from rich.console import Console, RenderableType
 from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.progress import Progress as RichProgress
 from rich.style import StyleType
 from rich.table import Column, Table
 from rich.text import Text
@@ -21,7 +29,7 @@ from rich.text import Text
 from producers.client import Ferry
 from producers.config import find_config, no_config_warning
 from producers.errors import ConfigError
-from producers.records import JobRecord, JobStatus
+from producers.records import JobRecord, JobStatus, StepStatus
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -131,6 +139,8 @@ def wait_for(ferry: Ferry, record: JobRecord, timeout: float | None = None) -> J
     try:
         err.print(f"job {record.id} {record.status.value}: waiting for it to end "
                   "(Ctrl-C stops the waiting, not the job)", highlight=False)
+        if err.is_terminal:
+            return _wait_with_a_bar(ferry, record.id, timeout)
         return ferry.wait(record.id, timeout=timeout)
     except TimeoutError as exc:
         err.print(f"[red]error:[/red] {plain(exc)}; it keeps running: {plain(follow)}")
@@ -138,6 +148,24 @@ def wait_for(ferry: Ferry, record: JobRecord, timeout: float | None = None) -> J
     except KeyboardInterrupt:
         err.print(f"stopped waiting; job {record.id} keeps running: {plain(follow)}", highlight=False)
         sys.exit(EXIT_INTERRUPTED)
+
+
+def _wait_with_a_bar(ferry: Ferry, job_id: str, timeout: float | None) -> JobRecord:
+    """``wait`` with a live line on a terminal: the step that runs and, for an upload, its bytes,
+    rate and time left (the figures the worker writes once a second)."""
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(binary_units=True),
+               TransferSpeedColumn(), TimeRemainingColumn())
+    with RichProgress(*columns, console=err, transient=True) as bar:
+        line = bar.add_task("queued", total=None)
+
+        def show(record: JobRecord) -> None:
+            step = next((s for s in record.steps if s.status == StepStatus.RUNNING), None)
+            figures = step.progress if step is not None else None
+            bar.update(line, description=step.name if step is not None else record.status.value,
+                       completed=figures.bytes_sent if figures else 0,
+                       total=figures.bytes_total if figures else None)
+
+        return ferry.wait(job_id, timeout=timeout, poll=0.5, on_poll=show)
 
 
 def styled(status: str) -> str:

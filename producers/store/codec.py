@@ -73,6 +73,11 @@ def progress_field(step: str) -> str:
     return PROGRESS + step
 
 
+def count_field(status: str, kind: str, connection: str) -> str:
+    """A field of the counts hash (``keys.job_counts``, ``producers.store.counts``), not of a job's."""
+    return "|".join((status, kind, connection))
+
+
 def delivery_field(delivery_id: str) -> str:
     return NOTIFY + delivery_id
 

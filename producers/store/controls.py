@@ -14,7 +14,7 @@ from producers import events, keys
 from producers.errors import JobNotFound
 from producers.records import JobRecord, JobStatus, StepStatus, utc_at, utcnow
 from producers.store import codec
-from producers.store.core import StoreCore
+from producers.store.counts import Counts
 from producers.store.deliveries import add_delivery
 from producers.store.types import (
     CANCELLED,
@@ -29,7 +29,7 @@ from producers.store.types import (
 _ACTIVE = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.FAILED)  # the job counts a connection shows
 
 
-class Controls(StoreCore):
+class Controls(Counts):
     def cancel(self, job_id: str, by: str) -> CancelOutcome:
         """Stop a job. Queued, or between steps (a step waiting to retry): cancelled now, and a
         message still on its way finds it ended. A step running now finishes; the job is
@@ -112,8 +112,7 @@ class Controls(StoreCore):
                 pipe.get(keys.rate_limit_pause(name))
                 pipe.scard(keys.parked(name))
             replies = pipe.execute()
-        counts = self.intersection_counts([[keys.index_connection(name), keys.index_status(s.value)]
-                                           for name in connections for s in _ACTIVE])
+        counts = self.counts_by_connection(connections)
         states = {}
         for i, name in enumerate(connections):
             paused, throttled, parked = replies[3 * i: 3 * i + 3]
@@ -121,7 +120,7 @@ class Controls(StoreCore):
             states[name] = ConnectionState(
                 name=name, paused=json.loads(paused) if paused else None, parked=int(parked),
                 throttled_until=utc_at(until) if until else None,
-                jobs={s.value: counts[len(_ACTIVE) * i + j] for j, s in enumerate(_ACTIVE)})
+                jobs={s.value: counts[name][s.value] for s in _ACTIVE})
         return states
 
     # ---- claims and bulk progress ------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import redis
@@ -91,19 +91,6 @@ class StoreCore:
                 self._forget(job_id)
         return found
 
-    def intersection_counts(self, combos: Sequence[Sequence[str]]) -> list[int]:
-        """How many jobs are in every index of each combination, in one round trip (ZINTERSTORE
-        answers the size; its scratch key is dropped at once)."""
-        if not combos:
-            return []
-        with self.redis.pipeline(transaction=False) as pipe:
-            for combo in combos:
-                scratch = keys.intersection(list(combo))
-                pipe.zinterstore(scratch, list(combo))
-                pipe.delete(scratch)
-            replies = pipe.execute()
-        return [int(n) for n in replies[0::2]]
-
     def _state(self, job_id: str, step: str | None = None) -> JobState:
         fields = [*codec.STATE_FIELDS, *([codec.step_field(step)] if step else [])]
         values = cast(list[str | None], self.redis.hmget(keys.job(job_id), fields))
@@ -132,28 +119,17 @@ class StoreCore:
             if s is not status:
                 pipe.zrem(keys.index_status(s.value), job_id)
         pipe.zadd(keys.index_status(status.value), {job_id: state.score})
+        if state.status is not status:  # the counts move with the index entry (producers.store.counts)
+            kind, connection = str(state.meta.get("kind", "")), str(state.meta.get("connection", ""))
+            pipe.hincrby(keys.job_counts(), codec.count_field(state.status.value, kind, connection), -1)
+            pipe.hincrby(keys.job_counts(), codec.count_field(status.value, kind, connection), 1)
         if status is not JobStatus.SCHEDULED:
             pipe.zrem(keys.scheduled(), job_id)  # a cancelled scheduled job is never released
 
-    def _forget(self, job_id: str, kind: str | None = None, connection: str | None = None) -> None:
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zrem(keys.index_all(), job_id)
-            for s in JobStatus:
-                pipe.zrem(keys.index_status(s.value), job_id)
-            if kind:
-                pipe.zrem(keys.index_kind(kind), job_id)
-            if connection:
-                pipe.zrem(keys.index_connection(connection), job_id)
-            pipe.execute()
-        if kind is None or connection is None:
-            # The record expired, so its kind and connection are unknown: drop the id from every
-            # kind and connection index (their names are kept in two small sets; no key scan).
-            with self.redis.pipeline(transaction=False) as pipe:
-                for k in self.redis.smembers(keys.index_names("kind")):
-                    pipe.zrem(keys.index_kind(str(k)), job_id)
-                for c in self.redis.smembers(keys.index_names("conn")):
-                    pipe.zrem(keys.index_connection(str(c)), job_id)
-                pipe.execute()
+    def _forget(self, job_id: str) -> None:
+        """Take a job that is gone out of every index and the counts (``lua/forget.lua``: its
+        record may have expired, so where it stood is read from the indexes it leaves)."""
+        self._scripts.forget(job_id, [s.value for s in JobStatus])
 
     def _event(self, pipe: Any, type_: str, job_id: str, meta: Mapping[str, Any], status: JobStatus,
                **extra: Any) -> None:

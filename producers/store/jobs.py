@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 from producers import events, keys
 from producers.records import JobRecord, JobStatus, RunRecord, StepRecord, StepStatus, utcnow
 from producers.store import codec
-from producers.store.core import StoreCore
+from producers.store.counts import Counts
 from producers.store.selection import BATCH, Filters, Selection, count_indexed, select_page
 from producers.store.types import JobRow, Page, dump
 
 
-class JobReads(StoreCore):
+class JobReads(Counts):
     def list(
         self,
         *,
@@ -55,9 +55,13 @@ class JobReads(StoreCore):
         return Selection(ids, cursor, scanned)
 
     def count(self, filters: Filters) -> int:
-        """How many jobs match: inside Redis when the indexes answer, else by walking them."""
+        """How many jobs match: from the counts for status, kind and connection alone (one
+        read, whatever the store's size), inside Redis when the indexes answer, else by
+        walking them."""
         if filters.reads_records:
             return len(self.select(filters).ids)
+        if filters.since is None and filters.until is None and filters.file_name is None:
+            return self.count_where(status=filters.status, kind=filters.kind, connection=filters.connection)
         return count_indexed(self.redis, filters)
 
     def counts(self) -> dict[str, int]:
@@ -104,12 +108,6 @@ class JobReads(StoreCore):
             values = [int(v) for v in pipe.execute()]
         return dict(zip(kinds, values[: len(kinds)], strict=True)), \
             dict(zip(connections, values[len(kinds):], strict=True))
-
-    def job_counts(self, combos: Sequence[tuple[str, str, str]]) -> builtins.list[int]:
-        """How many jobs have each (status, kind, connection), in one round trip."""
-        return self.intersection_counts([[keys.index_status(status), keys.index_kind(kind),
-                                          keys.index_connection(connection)]
-                                         for status, kind, connection in combos])
 
     def lookup(self, text: str) -> builtins.list[str]:
         """The job ``text`` names exactly: by its id, or by its idempotency key (the dashboard's
@@ -175,7 +173,7 @@ class JobReads(StoreCore):
             for step in record.steps:
                 pipe.delete(keys.job_secret(job_id, step.name), keys.step_memo(job_id, step.name))
             pipe.execute()
-        self._forget(job_id, record.kind, record.connection)
+        self._forget(job_id)
         return True
 
     def sweep(self, batch: int = 1000) -> int:

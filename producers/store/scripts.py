@@ -57,7 +57,7 @@ class StoreScripts(Scripts):
 
     def begin(self, job_id: str, step: str, *, token: str, now_ms: int, lease_ms: int, now: str,
               events_max: int) -> BeginReply:
-        reply = self.run("begin", [keys.job(job_id), keys.events()], [
+        reply = self.run("begin", [keys.job(job_id), keys.events(), keys.job_counts()], [
             codec.step_field(step), token, now_ms, lease_ms, now, _STATUS_PREFIX, MAX_ATTEMPT_HISTORY,
             job_id, _THROTTLE_PREFIX, _THROTTLE_SUFFIX, keys.connection_paused(""), keys.parked(""), step,
             events_max])
@@ -83,6 +83,16 @@ class StoreScripts(Scripts):
         return bool(self.run("progress", [keys.job(job_id), keys.events(), keys.progress_event_ids()], [
             token, until_ms, codec.progress_field(step), progress, event_data, kept]))
 
+    def rebuild_counts(self, statuses: Sequence[str]) -> bool:
+        return bool(self.run("rebuild_counts", [
+            keys.job_counts(), keys.index_names("kind"), keys.index_names("conn"), keys.intersection(["counts"])], [
+            _STATUS_PREFIX, keys.index_kind(""), keys.index_connection(""), *statuses]))
+
+    def forget(self, job_id: str, statuses: Sequence[str]) -> bool:
+        return bool(self.run("forget", [
+            keys.index_all(), keys.index_names("kind"), keys.index_names("conn"), keys.job_counts()], [
+            job_id, _STATUS_PREFIX, keys.index_kind(""), keys.index_connection(""), *statuses]))
+
     def renew(self, job_id: str, token: str, until_ms: int) -> bool:
         return bool(self.run("renew", [keys.job(job_id)], [token, until_ms]))
 
@@ -97,7 +107,7 @@ class StoreScripts(Scripts):
                         target, payload, "" if job.not_before_ms is None else job.not_before_ms)
         reply = cast(list[Any], self.run("create", [
             keys.index_all(), keys.index_status("queued"), keys.events(), kind_names, conn_names,
-            keys.index_status("scheduled"), keys.scheduled()], [
+            keys.job_counts(), keys.index_status("scheduled"), keys.scheduled()], [
             keys.job(""), keys.idempotency(""), idempotency_seconds, keys.index_kind(""), keys.index_connection(""),
             events_max, now, len(jobs), *per_job]))
         return {int(reply[i]): str(reply[i + 1]) for i in range(0, len(reply), 2)}
@@ -109,7 +119,7 @@ class StoreScripts(Scripts):
         per_job = [x for job in jobs for x in job]
         reply = self.run("release", [
             keys.scheduled(), keys.index_status("scheduled"), keys.index_status("queued"), keys.events(),
-            keys.outbox()], [keys.job(""), now_ms, now, events_max, len(jobs), *per_job])
+            keys.outbox(), keys.job_counts()], [keys.job(""), now_ms, now, events_max, len(jobs), *per_job])
         return [str(i) for i in reply]
 
     def resume(self, connection: str) -> tuple[bool, list[str]]:

@@ -1,7 +1,7 @@
 """``GET /metrics`` of ``ferry api``: what the job store knows, for Prometheus.
 
 - ``ferry_jobs{status, kind, connection}``: jobs by status, for every configured connection and
-  each kind of its service (one ZINTERSTORE per combination, in one round trip per scrape);
+  each kind of its service (one HMGET of the store's counts: the same cost at any store size);
 - ``ferry_workers``: workers with a fresh heartbeat;
 - ``ferry_connection_paused{connection}`` and ``ferry_parked_steps{connection}``.
 

@@ -284,8 +284,11 @@ def test_an_sse_client_that_resumes_with_last_event_id_sees_every_event_once(
 
     stored = events.read(ferry.redis, events.START, events.EventFilters(job=job.id)).events
     assert [e["id"] for e in seen] == [e.id for e in stored]
-    assert [e["event"] for e in seen] == ["job.queued", "step.started", "step.retrying", "step.started",
-                                          "step.retrying", "step.started", "step.succeeded", "job.succeeded"]
+    # An upload that runs a while also tells its bytes (step.progress, test_stalls); the state
+    # changes around them are exact.
+    assert [e["event"] for e in seen if e["event"] != "step.progress"] == [
+        "job.queued", "step.started", "step.retrying", "step.started", "step.retrying", "step.started",
+        "step.succeeded", "job.succeeded"]
     assert all(json.loads(e["data"])["connection"] == "awork" for e in seen)
 
 
@@ -296,7 +299,8 @@ def test_ferry_events_prints_a_jobs_events_as_json_lines(
     proc = hooked.cli("events", "--job", job.id, "--json")
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert [e["event"] for e in lines] == ["job.queued", "step.started", "step.succeeded", "job.succeeded"]
+    assert [e["event"] for e in lines if e["event"] != "step.progress"] == [
+        "job.queued", "step.started", "step.succeeded", "job.succeeded"]
     assert {e["job"] for e in lines} == {job.id}
 
 

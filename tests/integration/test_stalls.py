@@ -7,16 +7,23 @@ steady upload is never a stall, however long it takes."""
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
 from producers.client import Ferry
 from producers.records import JobRecord, JobStatus
 from sandbox.testing import SandboxControl
+from tests.fixtures.api import LiveApi
 from tests.fixtures.worker import FerryEnv, own_worker
 
 STALL_SECONDS = 20
@@ -45,6 +52,7 @@ def stalling(tmp_path_factory: pytest.TempPathFactory, sandbox_server: object) -
 @pytest.fixture
 def setup(stalling: Stalling) -> Stalling:
     stalling.sandbox.reset()
+    stalling.sandbox.configure(media_upload="binary")  # Ferry's first form: one media request per upload
     stalling.files.mkdir(exist_ok=True)
     return stalling
 
@@ -113,6 +121,7 @@ def test_a_slow_but_steady_upload_is_never_a_stall_and_shows_its_progress(setup)
     setup.sandbox.add_fault(path=MEDIA_UPLOAD, method="POST", read_kib_per_s=64, times=1)
     job, object_id = attach(setup, pdf(setup.files, "slow.pdf", size))
 
+    terminal = Terminal(setup.env, "status", job.id, "--follow")
     seen = sent_while_running(setup.env, job.id, timeout=120)
     done = setup.ferry.status(job.id)
     assert done.status == JobStatus.SUCCEEDED, done.error
@@ -127,6 +136,42 @@ def test_a_slow_but_steady_upload_is_never_a_stall_and_shows_its_progress(setup)
     progress = [json.loads(line) for line in listed.stdout.splitlines() if '"step.progress"' in line]
     assert len(progress) >= 5, listed.stdout
     assert progress[-1]["bytes_sent"] == size and all(e["step"] == "media_upload" for e in progress)
+    screen = terminal.output()  # ferry status --follow in a terminal: the live bar, then the record
+    assert "media_upload" in screen and "MiB" in screen and "KiB/s" in screen, screen
+    with LiveApi(setup.ferry, tokens=["stalls-token"]) as api:  # the dashboard's job page keeps the bar
+        page = requests.get(f"{api.url}/ui/job/{job.id}", headers={"Authorization": "Bearer stalls-token"},
+                            timeout=10)
+    assert '<progress max="100" value="100">' in page.text and "uploaded 3.0 MiB of 3.0 MiB (100 %)" in page.text
+
+
+class Terminal:
+    """A ferry command on a pseudo-terminal (so rich draws what a person sees), read to its end."""
+
+    def __init__(self, env: FerryEnv, *args: str) -> None:
+        master, slave = pty.openpty()
+        self._master = master
+        self._chunks: list[bytes] = []
+        self._proc = subprocess.Popen([sys.executable, "-m", "producers", *args], stdin=slave, stdout=slave,
+                                      stderr=slave, env={**env.env, "TERM": "xterm", "COLUMNS": "120"})
+        os.close(slave)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._master, 65536)
+            except OSError:  # EIO: the command ended and closed the terminal
+                return
+            if not chunk:
+                return
+            self._chunks.append(chunk)
+
+    def output(self, timeout: float = 30) -> str:
+        assert self._proc.wait(timeout=timeout) == 0
+        self._reader.join(timeout=5)
+        os.close(self._master)
+        return b"".join(self._chunks).decode(errors="replace")
 
 
 def sent_while_running(env: FerryEnv, job_id: str, timeout: float) -> list[int]:

@@ -69,7 +69,21 @@ def test_a_file_is_counted_only_inside_a_step_that_tracks_progress():
     with tracking(lambda p, final: written.append((p.bytes_sent, final))), \
             counted(io.BytesIO(b"abc"), 3) as stream:
         assert stream.read() == b"abc"
-    assert written[-1] == (3, True)
+    assert written == [], "an upload over before its first sample tells nothing (no Redis call)"
+
+
+def test_an_upload_shorter_than_a_sample_writes_nothing_and_a_longer_one_ends_with_its_total():
+    clock, written = Clock(), []
+    quick = UploadProgress(1000, lambda p, final: written.append(p.bytes_sent), clock=clock)
+    quick.advance(1000)
+    quick.finish()
+    assert written == []
+    slow = UploadProgress(1000, lambda p, final: written.append(p.bytes_sent), clock=clock)
+    clock.now += 0.5
+    slow.advance(400)
+    slow.advance(1000)
+    slow.finish()
+    assert written == [400, 1000]
 
 
 # ---- the stall rule -------------------------------------------------------------------------------

@@ -119,6 +119,7 @@ def test_a_cancelled_scheduled_job_is_never_released(ferry, db, tmp_path, publis
     assert ferry.cancel(job_id).outcome == "cancelled"
     assert ferry.status(job_id).status == JobStatus.CANCELLED
     assert db.zcard(keys.scheduled()) == 0
+    assert (ferry.store.counts()["scheduled"], ferry.store.counts()["cancelled"]) == (0, 1)
     assert schedule.release(ferry.store, publisher, now=at + 1) == 0
     assert waiting(db) == [] and ferry.status(job_id).status == JobStatus.CANCELLED
 

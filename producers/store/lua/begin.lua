@@ -1,5 +1,5 @@
 -- begin: take the job's lease and mark one of its steps running, in one call.
--- KEYS: job, events
+-- KEYS: job, events, counts
 -- ARGV: step_field, token, now_ms, lease_ms, now, status_prefix, history_kept, job_id, throttle_prefix, throttle_suffix, paused_prefix, parked_prefix, step, events_max
 -- FIELDS: meta, status, score, runs, lease, cancel_requested, updated_at, step:*
 -- RETURNS: {outcome, the job's hash as read (flat), the step's new JSON, the 429 pause}; outcome
@@ -13,7 +13,7 @@
 -- result, and its history is never empty. The 429 pause key is throttle_prefix .. connection ..
 -- throttle_suffix, the operator's pause paused_prefix .. connection (the connection is known
 -- only once the job is read). A step that starts appends its step.started event.
-local job_key, events_key = KEYS[1], KEYS[2]
+local job_key, events_key, counts_key = KEYS[1], KEYS[2], KEYS[3]
 local step_field, token, now_ms, lease_ms, now = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5]
 local status_prefix, history_kept, job_id = ARGV[6], tonumber(ARGV[7]), ARGV[8]
 local throttle_prefix, throttle_suffix, paused_prefix, parked_prefix = ARGV[9], ARGV[10], ARGV[11], ARGV[12]
@@ -78,6 +78,9 @@ if f.status ~= 'running' then
   local score = f.score or redis.call('ZSCORE', before, job_id) or 0
   redis.call('ZREM', before, job_id)
   redis.call('ZADD', status_prefix .. 'running', score, job_id)
+  local tail = '|' .. meta.kind .. '|' .. meta.connection
+  redis.call('HINCRBY', counts_key, (f.status or 'queued') .. tail, -1)
+  redis.call('HINCRBY', counts_key, 'running' .. tail, 1)
 end
 redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'type', 'step.started', 'data', cjson.encode({
   job = job_id, kind = meta.kind, connection = meta.connection, step = step_name, status = 'running',

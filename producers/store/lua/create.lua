@@ -1,5 +1,5 @@
 -- create: store a chunk of new queued (or scheduled) jobs in one call.
--- KEYS: all, queued, events, kind_names, conn_names, scheduled, due
+-- KEYS: all, queued, events, kind_names, conn_names, counts, scheduled, due
 -- ARGV: job_prefix, idem_prefix, idem_ttl, kind_prefix, conn_prefix, events_max, now, count, ...jobs
 -- FIELDS: meta, status, score
 -- RETURNS: {position, existing id, ...} of the jobs not written (0-based positions).
@@ -15,7 +15,8 @@
 -- updated_at, nor the id in meta: bytes in every queued job's hash. kind_names and conn_names
 -- ('' = known already, no SADD) collect the names that have an index.
 local all_index, queued_index, events_key, kind_names, conn_names = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local scheduled_index, due_key = KEYS[6], KEYS[7]
+local counts_key = KEYS[6]
+local scheduled_index, due_key = KEYS[7], KEYS[8]
 local job_prefix, idem_prefix, ttl, kind_prefix, conn_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local events_max, now, n = ARGV[6], ARGV[7], tonumber(ARGV[8])
 local width, base = 8, 9
@@ -32,7 +33,7 @@ for j = 0, n - 1 do
   end
 end
 if #clash == 2 * n then return clash end
-local indexes, order, pushes, porder, quoted = {}, {}, {}, {}, {}
+local indexes, order, pushes, porder, quoted, queued = {}, {}, {}, {}, {}, {}
 local function add(tbl, names, key, a, b)
   local t = tbl[key]
   if not t then t = {}; tbl[key] = t; names[#names + 1] = key end
@@ -70,6 +71,8 @@ for j = 0, n - 1 do
     end
     add(indexes, order, kind_prefix .. kind, score, id)
     add(indexes, order, conn_prefix .. conn, score, id)
+    local field = status .. '|' .. kind .. '|' .. conn  -- queued, or scheduled
+    queued[field] = (queued[field] or 0) + 1
     if list ~= '' then
       if not pushes[list] then pushes[list] = {}; porder[#porder + 1] = list end
       local p = pushes[list]
@@ -84,6 +87,7 @@ local function each_slice(command, key, values)
   end
 end
 for _, index in ipairs(order) do each_slice('ZADD', index, indexes[index]) end
+for field, added in pairs(queued) do redis.call('HINCRBY', counts_key, field, added) end
 -- LPUSH in submit order: kombu's consumer pops from the other end, so the first job goes first.
 for _, list in ipairs(porder) do each_slice('LPUSH', list, pushes[list]) end
 for offset, set in ipairs({kind_names, conn_names}) do

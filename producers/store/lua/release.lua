@@ -1,5 +1,5 @@
 -- release: queue the scheduled jobs that are due, each with its first message, in one call.
--- KEYS: due, scheduled, queued, events, outbox
+-- KEYS: due, scheduled, queued, events, outbox, counts
 -- ARGV: job_prefix, now_ms, now, events_max, count, ...jobs
 -- FIELDS: meta, status, score, updated_at
 -- RETURNS: the ids released.
@@ -9,8 +9,10 @@
 -- job cancelled or deleted meanwhile just leaves the due set, and a second releaser holding the
 -- same ids finds them gone, so each job gets one message. A released job moves from the
 -- scheduled index to the queued one, appends its job.queued event and gets its message (on the
--- store's own Redis) or its outbox entry (another broker: the caller publishes it).
+-- store's own Redis) or its outbox entry (another broker: the caller publishes it); its count
+-- moves from scheduled to queued (producers.store.counts).
 local due_key, scheduled_index, queued_index, events_key, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local counts_key = KEYS[6]
 local job_prefix, now_ms, now, events_max, n = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
 local width, base = 4, 6
 local released = {}
@@ -27,6 +29,9 @@ for j = 0, n - 1 do
       redis.call('HSET', key, 'status', 'queued', 'updated_at', now)
       redis.call('ZREM', scheduled_index, id)
       redis.call('ZADD', queued_index, found[2] or 0, id)
+      local combo = '|' .. meta.kind .. '|' .. meta.connection
+      redis.call('HINCRBY', counts_key, 'scheduled' .. combo, -1)
+      redis.call('HINCRBY', counts_key, 'queued' .. combo, 1)
       redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'type', 'job.queued', 'data', cjson.encode({
         job = id, kind = meta.kind, connection = meta.connection, step = cjson.null, status = 'queued', time = now}))
       if list ~= '' then redis.call('LPUSH', list, message) end
