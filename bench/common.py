@@ -195,6 +195,18 @@ def stack(keep_dir: bool = False) -> Iterator[Stack]:
             shutil.rmtree(home, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def scratch_redis(prefix: str) -> Iterator[tuple[Path, RedisLocation]]:
+    """An embedded Redis of its own in a temp dir (no sandbox, no worker): (the dir, where it is)."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    server = EmbeddedRedis(home / "redis")
+    try:
+        yield home, server.ensure_running()
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
 # ---- reporting -----------------------------------------------------------------------------------
 def percentile(values: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile (no interpolation: with 300 samples that is precise enough)."""

@@ -30,9 +30,10 @@ SUCCEEDED = "job.succeeded"
 FAILED = "job.failed"
 CANCELLED = "job.cancelled"
 REPLAYED = "job.replayed"
+SCHEDULED = "job.scheduled"  # stored to start at its not_before; job.queued follows at its release
 STEP_PROGRESS = "step.progress"  # an upload's bytes, at most once a second per job (never a webhook)
 TYPES = (QUEUED, STEP_STARTED, STEP_SUCCEEDED, STEP_RETRYING, SUCCEEDED, FAILED, CANCELLED, REPLAYED,
-         STEP_PROGRESS)
+         STEP_PROGRESS, SCHEDULED)
 ENDINGS = (SUCCEEDED, FAILED, CANCELLED)  # the events a webhook reports
 
 DEFAULT_MAX_LENGTH = 100_000

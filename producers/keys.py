@@ -188,3 +188,14 @@ def batch_jobs(batch_id: str) -> str:
 def batches() -> str:
     """Sorted set of every batch id, scored by when it was opened (epoch ms)."""
     return f"{PREFIX}:batches"
+
+
+def scheduled() -> str:
+    """Sorted set of the ids of scheduled jobs (status ``scheduled``), scored by their
+    ``not_before`` (epoch ms): the releaser takes the due ones from its low end."""
+    return f"{PREFIX}:scheduled"
+
+
+def scheduler_round() -> str:
+    """Held for one round by the worker whose releaser moves due scheduled jobs to their queues."""
+    return f"{PREFIX}:scheduler"

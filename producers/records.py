@@ -20,6 +20,15 @@ def utc_in(seconds: float) -> str:
     return at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def still_to_come(at: datetime | None) -> float | None:
+    """A ``not_before`` as epoch seconds while it is still to come (None: now, or a time
+    passed); a time without an offset is UTC."""
+    if at is None:
+        return None
+    epoch = (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+    return epoch if epoch > datetime.now(UTC).timestamp() else None
+
+
 def utc_at(epoch: float) -> str:
     """An epoch time (seconds) as ``utc_in`` writes times."""
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -31,6 +40,7 @@ class JobStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"  # an operator stopped it; it ran no step after that (replayable)
+    SCHEDULED = "scheduled"  # waits for its not_before in the store; no message exists yet
 
 
 FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
@@ -234,6 +244,7 @@ class JobRecord(BaseModel):
     callback_url: str | None = None
     notifications: list[DeliveryRecord] = Field(default_factory=list)  # oldest first
     batch: str | None = None  # the batch it was submitted in (its first, for a repeated key)
+    not_before: str | None = None  # ISO time: the job (or its latest replay) starts no earlier
 
     def step(self, name: str) -> StepRecord:
         for s in self.steps:

@@ -5,11 +5,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
+from producers.client import Ferry
+from producers.config import parse_config
+from producers.embedded import RedisLocation
 from producers.errors import IdempotencyConflict, JobNotFound
 from producers.records import FileInfo, JobRecord, StepRecord, StepStatus
 from producers.store import JobStore, NewJob
+
+
+def producer(location: RedisLocation, root: Path) -> Ferry:
+    """A producer on ``location`` with one atlassian connection, ``acme`` (no destination
+    behind it: nothing runs), taking files under ``root``."""
+    config = parse_config({"connections": {"acme": {
+        "service": "atlassian", "site_url": "https://acme.example", "api_url": "https://api.example",
+        "email": "a@b.c", "token_env": "X"}}, "files": {"roots": [str(root)]}})
+    return Ferry(location.url, config=config)
 
 
 def create(store: JobStore, *, kind: str, connection: str, steps: Iterable[str], params: dict[str, Any],

@@ -37,6 +37,7 @@ from worker.log import configure_logging, get_logger
 from worker.notify import register_notify, start_dispatcher
 from worker.recovery import start_reaper
 from worker.runtime import runtime
+from worker.schedule import start_releaser
 from worker.tasks import register_tasks
 
 
@@ -72,6 +73,7 @@ def _json_lines(loglevel: int | None = None, logfile: str | None = None, **_: ob
 def _recover_orphans(sender: Any = None, **_: object) -> None:
     start_reaper(app, runtime().store)
     start_dispatcher(app, runtime().store)  # webhook deliveries that are due
+    start_releaser(app, runtime().store)  # scheduled jobs whose not_before has come
     controller = getattr(sender, "controller", None)
     pool = getattr(getattr(controller, "pool_cls", None), "__module__", "").rsplit(".", 1)[-1]
     heartbeat.start(runtime().store, name=getattr(sender, "hostname", None), parent=None,

@@ -17,9 +17,12 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess, start_http_server
 from prometheus_client.registry import REGISTRY
+
+from producers.records import JobRecord
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PORT_ENV = "FERRY_METRICS_PORT"
@@ -38,6 +41,10 @@ RETRIES = Counter("ferry_retries", "Steps scheduled to run again (a retryable er
 RATE_LIMIT_WAIT = Counter("ferry_rate_limit_wait_seconds",
                           "Seconds requests waited for their connection's budget, in-flight slot or 429 pause",
                           ["connection"])
+QUEUE_WAIT = Histogram("ferry_queue_wait_seconds",
+                       "From a run's start (its submit or replay, or its not_before when later) to its "
+                       "first step's start", ["priority"],
+                       buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600))
 BYTES_UPLOADED = Counter("ferry_bytes_uploaded", "Request body bytes of uploads the destination accepted",
                          ["connection"])
 
@@ -59,6 +66,20 @@ _current = threading.local()
 def begin_step(kind: str, step: str, connection: str) -> None:
     """This thread now runs ``step`` of a ``kind`` job on ``connection``."""
     _current.step = _Step(kind, step, connection, time.monotonic())
+
+
+def first_start(job: JobRecord, step: str, attempt: int) -> None:
+    """A step started: when it is its run's first step's first attempt, the run's queue wait.
+    Every job is ``normal`` priority until priorities land (docs/architecture.md)."""
+    run = job.runs[-1] if job.runs else None
+    if run is None or run.from_step != step or attempt != 1:
+        return
+    ready = max(_epoch(run.started_at), _epoch(job.not_before) if job.not_before else 0.0)
+    QUEUE_WAIT.labels(priority="normal").observe(max(0.0, time.time() - ready))
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def end_step(state: str | None) -> None:

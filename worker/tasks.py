@@ -77,6 +77,7 @@ def run_step(task: Task, job_id: str) -> None:
     if begun.state is None or begun.job is None:
         return  # done (a redelivered message: the next one was written with this step's end) or ended
     metrics.begin_step(begun.job.kind, step, begun.job.connection)
+    metrics.first_start(begun.job, step, begun.state.step.attempts)
     with LEASES.held(rt.store, job_id, lease):
         Attempt(task, rt, begun.job, begun.state, lease, paused_until=begun.paused_until).run()
 

@@ -25,6 +25,7 @@ from producers.cli.console import (
     fail,
     finish,
     needs_extra,
+    not_before_from,
     out,
     outcome_text,
     plain,
@@ -89,6 +90,8 @@ def _submit_command(kind: Kind) -> click.Command:
         click.Option(["--callback", "callback_url"], metavar="URL",
                      help="POST a signed webhook to URL each time the job ends ([notifications])"),
         click.Option(["--batch"], metavar="ID", help="join the open batch ID (ferry batch open)"),
+        click.Option(["--at", "at"], metavar="TIME", help="start no earlier than this ISO time (UTC if no offset)"),
+        click.Option(["--in", "in_"], metavar="DURATION", help="start no earlier than 90s, 10m, 2h, 1d from now"),
         click.Option(["--wait"], is_flag=True,
                      help="print the id, then block until the job ends; exit 1 if it failed (Ctrl-C: 130)"),
         click.Option(["--timeout"], type=float, default=None,
@@ -117,7 +120,7 @@ def _submit(ctx: click.Context, kind: Kind, kw: dict[str, Any]) -> None:
         record, _ = ferry.submit_checked(
             kind.name, connection=kw["connection"], file=kw.get("file"), uri=kw.get("uri"),
             params=values, idempotency_key=kw.get("idempotency_key"), callback_url=kw.get("callback_url"),
-            batch=kw.get("batch"))
+            batch=kw.get("batch"), not_before=not_before_from(kw.get("at"), kw.get("in_")))
     except SubmitError as exc:
         fail("; ".join(f"{_option_name(kind, p.field)}: {p.message}" for p in exc.problems))
     finish(ferry, record, wait=kw["wait"], timeout=kw.get("timeout"), as_json=kw["as_json"])

@@ -8,7 +8,7 @@ import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import NoReturn
 
 import click
@@ -107,6 +107,29 @@ def finish(ferry: Ferry, record: JobRecord, *, wait: bool, timeout: float | None
         sys.exit(1)
 
 
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd]?)$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def not_before_from(at: str | None, in_: str | None) -> datetime | None:
+    """``--at ISO`` or ``--in 90s|10m|2h|1d``: when a job may start (None: now). Exits 2 on
+    both, or on a text neither reads."""
+    if at and in_:
+        fail("--at and --in: give one of them")
+    if in_:
+        found = _DURATION.match(in_.strip().lower())
+        if not found:
+            fail(f"--in: {in_!r} is not a duration like 90s, 10m, 2h or 1d")
+        return datetime.now(UTC) + timedelta(seconds=float(found[1]) * _UNIT_SECONDS[found[2]])
+    if at:
+        try:
+            when = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            fail(f"--at: {at!r} is not an ISO 8601 time (e.g. 2026-12-24T02:00:00Z)")
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+    return None
+
+
 def wait_for(ferry: Ferry, record: JobRecord, timeout: float | None = None) -> JobRecord:
     """Block until the job ends. Ctrl-C or the timeout end the waiting, never the job: both say
     so, with the id and how to follow or cancel it."""
@@ -162,6 +185,8 @@ def outcome_text(j: JobRecord) -> str:
         return f"{j.error.step}{_http(j.error.status, ' HTTP ')}: {j.error.message}"
     if j.result:
         return ", ".join(f"{k}={v}" for k, v in j.result.items() if isinstance(v, str | int) and v != "")
+    if j.status == JobStatus.SCHEDULED and j.not_before:
+        return f"not before {j.not_before}"
     return ""
 
 
@@ -184,7 +209,8 @@ def _clock(at: str | None) -> str:
 def show_record(j: JobRecord) -> None:
     """The job, its steps as a table (attempts and runs when there is more to tell), and where it
     landed or why it failed."""
-    out.print(f"[bold]{plain(j.id)}[/bold]  {plain(j.kind)} via {plain(j.connection)}  {styled(j.status)}")
+    out.print(f"[bold]{plain(j.id)}[/bold]  {plain(j.kind)} via {plain(j.connection)}  {styled(j.status)}"
+              + (f"  not before {plain(j.not_before)}" if j.not_before else ""))
     table = PlainTable("step", "status", "attempts", "started", "took", "result / error")
     for s in j.steps:
         detail = ""

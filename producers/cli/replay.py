@@ -18,10 +18,10 @@ import click
 
 from producers import replay as ops
 from producers.audit import audit
-from producers.cli.console import connect, err, fail, finish, out
+from producers.cli.console import connect, err, fail, finish, not_before_from, out
 from producers.errors import JobNotFound, ReplayRefused
 from producers.kinds import KINDS, all_step_names
-from producers.records import JobStatus
+from producers.records import JobStatus, still_to_come
 from producers.store import Filters
 
 
@@ -77,6 +77,8 @@ def filters_from(kw: dict[str, Any]) -> Filters:
 @click.option("--restart", is_flag=True, help="run every step again, not just from the failed one")
 @click.option("--force", is_flag=True,
               help="replay even a job that succeeded, or re-publish a queued one whose message was lost")
+@click.option("--at", "at", metavar="TIME", help="one job: schedule the run for this ISO 8601 time")
+@click.option("--in", "in_", metavar="DURATION", help="one job: schedule the run 90s, 10m, 2h, 1d from now")
 @click.option("--wait", is_flag=True, help="one job: block until it ends; exit 1 if it failed")
 @click.option("--timeout", type=float, default=None, help="with --wait: give up after N s")
 @click.option("--json", "as_json", is_flag=True, help="print the record (or the summary) as JSON")
@@ -97,7 +99,8 @@ def replay(ctx: click.Context, /, job_id: str | None, restart: bool, force: bool
     ferry = connect(ctx)
     if job_id:
         try:
-            record = ops.replay(ferry, job_id, restart=restart, force=force, trigger=who())
+            record = ops.replay(ferry, job_id, restart=restart, force=force, trigger=who(),
+                                not_before=still_to_come(not_before_from(kw.pop("at"), kw.pop("in_"))))
         except JobNotFound:
             fail(f"no job {job_id}")
         except ReplayRefused as exc:

@@ -9,11 +9,13 @@ Layout (keys in ``producers.keys``; the job hash's fields in ``codec``)::
     ferry:idx:status:{s}      zset  the same, one per status (a job sits in exactly one)
     ferry:idx:kind:{k}, ferry:idx:conn:{c}
     ferry:idem:{key}          string  job id for an idempotency key, for the retention window
+    ferry:scheduled           zset  the scheduled jobs' ids, scored by their not_before (``schedule``)
 
 One module per concern, each a part of ``JobStore``: ``jobs`` (reads, search, replay, purge),
 ``transitions`` (begin / settle / lease / outbox), ``create``, ``deliveries`` (webhooks),
 ``controls`` (cancel, pause, claims), ``workers`` (heartbeats, reapers), ``memo`` (what steps
-keep beside the record); ``core`` what they share, ``selection`` the filters over the indexes,
+keep beside the record), ``schedule`` (jobs held until their not_before); ``core`` what they
+share, ``selection`` the filters over the indexes,
 ``codec`` the hash's fields, ``types`` the values, ``scripts`` the Lua in ``lua/`` (loaded by
 ``loader``). Only this package touches the store's Redis.
 """
@@ -26,6 +28,7 @@ from producers.store.create import Creation
 from producers.store.deliveries import Deliveries
 from producers.store.jobs import JobReads
 from producers.store.memo import Memos
+from producers.store.schedule import ReleaseMessage, Schedule
 from producers.store.selection import Filters, Selection
 from producers.store.transitions import Transitions
 from producers.store.types import (
@@ -51,12 +54,12 @@ from producers.store.types import (
 from producers.store.workers import Workers
 
 
-class JobStore(JobReads, Transitions, Creation, Deliveries, Controls, Workers, Memos, Batches):
+class JobStore(JobReads, Transitions, Creation, Deliveries, Controls, Workers, Memos, Batches, Schedule):
     """Reads and writes job records. Every write that changes status also moves the index entry."""
 
 
 __all__ = [
     "CANCELLED", "CANCELLING", "FINISHED_ALREADY", "PERSIST", "Begun", "CancelOutcome", "ConnectionState",
     "Created", "DueDelivery", "Filters", "JobRow", "JobState", "JobStore", "Lease", "MessageFor", "NewJob",
-    "OutboxEntry", "Outgoing", "Page", "RedisCommand", "Selection",
+    "OutboxEntry", "Outgoing", "Page", "RedisCommand", "ReleaseMessage", "Selection",
 ]

@@ -3,7 +3,8 @@
 ``ferry:job:{id}`` (``keys.job``) holds::
 
     meta          JSON: kind, connection, created_at, params, steps, file, idempotency_key,
-                  callback_url, batch (no nulls; no id: the key names it)
+                  callback_url, batch, not_before (epoch ms: fewer bytes than ISO in a backlog of
+                  scheduled jobs; no nulls; no id: the key names it)
     status        the job's status (its index entry moves with it)
     score         its creation score (the indexes' score; a paging cursor)
     updated_at, finished_at   ISO times (``updated_at`` absent: the creation)
@@ -41,6 +42,7 @@ from producers.records import (
     RunRecord,
     StepError,
     StepRecord,
+    utc_at,
 )
 from producers.store.types import JobRow, NewJob, dump
 
@@ -122,6 +124,7 @@ def decode(raw: Mapping[str, str], job_id: str) -> JobRecord:
         callback_url=meta.get("callback_url"),
         notifications=deliveries(raw),
         batch=meta.get("batch"),
+        not_before=not_before_of(meta),
     )
 
 
@@ -160,7 +163,8 @@ def row(job_id: str, values: Sequence[str | None]) -> JobRow:
         status=status or JobStatus.QUEUED.value, created_at=meta["created_at"],
         updated_at=updated or meta["created_at"], finished_at=finished,
         error=StepError.model_validate_json(error) if error else None,
-        runs=len(json.loads(stored_runs)) if stored_runs else 1, file=file.get("name"))
+        runs=len(json.loads(stored_runs)) if stored_runs else 1, file=file.get("name"),
+        not_before=not_before_of(meta))
 
 
 def connection_of(meta: str | None) -> str | None:
@@ -194,7 +198,20 @@ def new_meta(job: NewJob, now: str) -> str:
         meta["callback_url"] = job.callback_url
     if job.batch is not None:
         meta["batch"] = job.batch
+    if job.not_before_ms is not None:
+        meta["not_before"] = job.not_before_ms
     return dump(meta)
+
+
+def with_not_before(meta: str, not_before: float) -> str:
+    """A stored meta with its ``not_before`` set (a replay scheduled for later)."""
+    return dump({**json.loads(meta), "not_before": int(not_before * 1000)})
+
+
+def not_before_of(meta: Mapping[str, Any]) -> str | None:
+    """A stored meta's ``not_before`` (epoch ms) as the records show times."""
+    stored = meta.get("not_before")
+    return utc_at(stored / 1000) if isinstance(stored, int) else None
 
 
 def new_record(job: NewJob, job_id: str, now: str) -> JobRecord:
@@ -202,10 +219,12 @@ def new_record(job: NewJob, job_id: str, now: str) -> JobRecord:
     validation of the whole record: cheaper than building its steps and run one by one, and
     than pydantic's ``model_construct``; a given FileInfo is kept as it is.)"""
     return JobRecord.model_validate({
-        "id": job_id, "kind": job.kind, "connection": job.connection, "status": JobStatus.QUEUED,
+        "id": job_id, "kind": job.kind, "connection": job.connection,
+        "status": JobStatus.QUEUED if job.not_before is None else JobStatus.SCHEDULED,
         "created_at": now, "updated_at": now, "params": job.params, "file": job.file,
         "idempotency_key": job.idempotency_key, "steps": [{"name": n} for n in job.steps],
         "callback_url": job.callback_url, "batch": job.batch,
+        "not_before": None if job.not_before_ms is None else utc_at(job.not_before_ms / 1000),
         "runs": [{"number": 1, "trigger": "submit", "from_step": job.steps[0], "started_at": now}]})
 
 

@@ -148,6 +148,8 @@ class StoreCore:
             kind, connection = str(state.meta.get("kind", "")), str(state.meta.get("connection", ""))
             pipe.hincrby(keys.job_counts(), codec.count_field(state.status.value, kind, connection), -1)
             pipe.hincrby(keys.job_counts(), codec.count_field(status.value, kind, connection), 1)
+        if status is not JobStatus.SCHEDULED:
+            pipe.zrem(keys.scheduled(), job_id)  # a cancelled scheduled job is never released
 
     def _forget(self, job_id: str) -> None:
         """Take a job that is gone out of every index and the counts (``lua/forget.lua``: its

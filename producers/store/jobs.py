@@ -130,10 +130,12 @@ class JobReads(Counts):
 
     # ---- replay and purge ----------------------------------------------------------------
     def begin_run(
-        self, job_id: str, *, trigger: str, from_step: str, note: str | None = None
+        self, job_id: str, *, trigger: str, from_step: str, note: str | None = None,
+        not_before: float | None = None,
     ) -> JobRecord:
         """Start another pass: steps before ``from_step`` keep their output (marked reused), the
-        rest are reset; the history of earlier runs stays in ``runs`` and each step's attempts."""
+        rest are reset; the history of earlier runs stays in ``runs`` and each step's attempts.
+        With ``not_before`` (epoch s) the job is scheduled: the releaser queues it then."""
         record = self.get(job_id)
         names = [s.name for s in record.steps]
         start = names.index(from_step)
@@ -147,13 +149,18 @@ class JobReads(Counts):
             else:
                 s = StepRecord(name=s.name, history=s.history)
             fields[codec.step_field(s.name)] = s.stored()
+        status = JobStatus.QUEUED if not_before is None else JobStatus.SCHEDULED
+        if not_before is not None:
+            fields[codec.META] = codec.with_not_before(str(self.redis.hget(keys.job(job_id), codec.META)), not_before)
         with self.redis.pipeline() as pipe:
             pipe.hset(keys.job(job_id), mapping=fields)
             pipe.hdel(keys.job(job_id), *codec.RUN_ENDING)
-            self._set_status(pipe, self._state(job_id), JobStatus.QUEUED)
+            self._set_status(pipe, self._state(job_id), status)
+            if not_before is not None:
+                pipe.zadd(keys.scheduled(), {job_id: int(not_before * 1000)})
             pipe.persist(keys.job(job_id))
             self._event(pipe, events.REPLAYED, job_id, record.model_dump(include={"kind", "connection"}),
-                        JobStatus.QUEUED, step=from_step, run=len(runs))
+                        status, step=from_step, run=len(runs))
             pipe.execute()
         return self.get(job_id)
 

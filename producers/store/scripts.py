@@ -108,12 +108,13 @@ class StoreScripts(Scripts):
         per_job: list[Any] = []
         for job, job_id, (target, payload) in zip(jobs, ids, messages, strict=True):
             per_job += (job_id, job.kind, job.connection, job.idempotency_key or "", codec.new_meta(job, now),
-                        target, payload)
+                        target, payload, "" if job.not_before_ms is None else job.not_before_ms)
         # The jobs' file sizes close the tail (create.lua reads them for the batch's bytes).
         per_job.append(",".join(str(j.file.size or 0) if j.file else "0" for j in jobs) if batch else "")
         reply = cast(list[Any], self.run("create", [
             keys.index_all(), keys.index_status("queued"), keys.events(), kind_names, conn_names,
-            keys.job_counts(), keys.batch(batch) if batch else "", keys.batch_jobs(batch) if batch else ""], [
+            keys.job_counts(), keys.batch(batch) if batch else "", keys.batch_jobs(batch) if batch else "",
+            keys.index_status("scheduled"), keys.scheduled()], [
             keys.job(""), keys.idempotency(""), idempotency_seconds, keys.index_kind(""), keys.index_connection(""),
             events_max, now, len(jobs), *per_job]))
         return {int(reply[i]): str(reply[i + 1]) for i in range(0, len(reply), 2)}
@@ -125,6 +126,16 @@ class StoreScripts(Scripts):
     def seal(self, batch_id: str, context: str) -> int:
         """1 sealed now (and completed, if nothing is left to run), 0 already, -1 no such batch."""
         return int(self.run("seal", [keys.batch(batch_id)], [context]))
+
+    def release(self, jobs: Sequence[tuple[str, str, str, str]], *, now_ms: int, now: str,
+                events_max: int) -> list[str]:
+        """Queue the due ones of ``jobs`` (id, message list, message, outbox entry; '' none);
+        returns the ids released."""
+        per_job = [x for job in jobs for x in job]
+        reply = self.run("release", [
+            keys.scheduled(), keys.index_status("scheduled"), keys.index_status("queued"), keys.events(),
+            keys.outbox(), keys.job_counts()], [keys.job(""), now_ms, now, events_max, len(jobs), *per_job])
+        return [str(i) for i in reply]
 
     def resume(self, connection: str) -> tuple[bool, list[str]]:
         was, members = self.run("resume", [keys.connection_paused(connection), keys.parked(connection)], [])

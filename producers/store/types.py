@@ -152,6 +152,7 @@ class JobRow:
     error: StepError | None
     runs: int
     file: str | None
+    not_before: str | None = None  # a scheduled job's time
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,11 @@ class NewJob:
     idempotency_key: str | None = None
     callback_url: str | None = None
     batch: str | None = None  # the open batch it joins
+    not_before: float | None = None  # epoch seconds; set: stored scheduled, with no message yet
+
+    @property
+    def not_before_ms(self) -> int | None:
+        return None if self.not_before is None else int(self.not_before * 1000)
 
 
 Created = tuple[JobRecord, bool]  # the record, and False when an idempotency key named an old job

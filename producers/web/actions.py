@@ -9,6 +9,7 @@ requested rate; its progress is kept in Redis for the dashboard (``keys.bulk_rep
 import logging
 import threading
 import uuid
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body
@@ -20,7 +21,7 @@ from producers import replay as ops
 from producers.audit import audit
 from producers.client import Ferry
 from producers.errors import ActiveJob, JobNotFound, ReplayRefused
-from producers.records import JobRecord, JobStatus, utcnow
+from producers.records import JobRecord, JobStatus, still_to_come, utcnow
 from producers.store import Filters
 from producers.web import visibility
 from producers.web.auth import Principal
@@ -38,6 +39,7 @@ class ReplayOptions(BaseModel):
 
     restart: bool = Field(False, description="run every step again, not just from the failed one")
     force: bool = Field(False, description="replay even a job that succeeded")
+    not_before: datetime | None = Field(None, description="ISO 8601 time: the run is scheduled for then")
 
 
 class JobFilters(BaseModel):
@@ -119,7 +121,7 @@ def replay_job(job_id: str, who: Auth, ferry: FerryDep,
     visibility.check(ferry, who.grant, job_id)
     try:
         record = ops.replay(ferry, job_id, restart=chosen.restart, force=chosen.force,
-                            trigger=who.trigger())
+                            trigger=who.trigger(), not_before=still_to_come(chosen.not_before))
     except JobNotFound:
         raise HTTPException(404, f"no job {job_id}") from None
     except ReplayRefused as exc:

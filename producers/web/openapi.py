@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Annotated, Any, Literal, Union, cast
 
 import redis
@@ -153,6 +154,7 @@ def submission_model(kind: Kind) -> type[BaseModel]:
     fields["idempotency_key"] = (str | None, _request_field("idempotency_key", default=None,
                                                             min_length=1, max_length=200))
     fields["batch"] = (str | None, _request_field("batch", default=None, min_length=1, max_length=64))
+    fields["not_before"] = (datetime | None, _request_field("not_before", default=None))
     note = " Give `file` or `uri`." if rule is not None and rule.uri_allowed else ""
     return create_model(f"{_camel(kind.name)}Job", __config__=ConfigDict(extra="forbid"),
                         __doc__=kind.summary + "." + note, **fields)

@@ -136,6 +136,19 @@ def test_submit_answers_202_with_the_same_record_as_ferry_status_json(api, store
     assert json.loads(cli.stdout) == job, cli.stderr
 
 
+def test_a_job_not_before_a_later_time_is_scheduled_listed_and_cancellable(api, store, http, files_root):
+    r = http.post(f"{api.url}/jobs", json={**attachment(files_root), "not_before": "2999-01-01T02:00:00Z"})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert (job["status"], job["not_before"]) == ("scheduled", "2999-01-01T02:00:00.000Z")
+    assert queued_messages(store) == 0  # held in the store, not in the broker
+    listed = http.get(f"{api.url}/jobs", params={"status": "scheduled"}).json()["jobs"]
+    assert [j["id"] for j in listed] == [job["id"]]
+    cancelled = http.post(f"{api.url}/jobs/{job['id']}/cancel")
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
+    assert http.post(f"{api.url}/jobs", json={**attachment(files_root), "not_before": "soon"}).status_code == 422
+
+
 def test_unknown_job_is_404(api, store, http):
     r = http.get(f"{api.url}/jobs/0123456789abcdef")
     assert r.status_code == 404

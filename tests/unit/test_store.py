@@ -296,7 +296,8 @@ def test_the_last_step_ends_the_job_in_the_same_call(store):
     done = store.get(job.id)
     assert done.status == JobStatus.SUCCEEDED and done.result == {"attachment_id": "7"}
     assert done.runs[-1].outcome == "succeeded" and done.finished_at
-    assert store.counts() == {"queued": 0, "running": 0, "succeeded": 1, "failed": 0, "cancelled": 0}
+    assert store.counts() == {"queued": 0, "running": 0, "succeeded": 1, "failed": 0, "cancelled": 0,
+                              "scheduled": 0}
     assert 0 < store.redis.ttl(f"ferry:job:{job.id}") <= 60
     assert store.begin_step(job.id, "link_attachment", Lease.new(60)).outcome == "done"
 

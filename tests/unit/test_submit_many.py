@@ -12,7 +12,6 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -25,31 +24,26 @@ from producers.embedded import RedisLocation
 from producers.errors import IdempotencyConflict, SubmitError
 from producers.kinds import KINDS, get_kind
 from producers.records import JobRecord, JobStatus
+from tests import jobs
 
 DB = 7
 PDF = b"%PDF-1.4\n" + b"x" * 200 + b"\n%%EOF\n"
 
 
 @pytest.fixture
-def location(redis_location: RedisLocation) -> RedisLocation:
-    return RedisLocation.from_socket(Path(urlsplit(redis_location.url).path), DB)
+def location(module_db: tuple[RedisLocation, redis.Redis]) -> RedisLocation:
+    return module_db[0]
 
 
 @pytest.fixture
-def db(location: RedisLocation) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(location.url, decode_responses=True)
-    client.flushdb()
-    yield client
-    client.close()
+def db(module_db: tuple[RedisLocation, redis.Redis]) -> redis.Redis:
+    return module_db[1]
 
 
 @pytest.fixture
-def ferry(location: RedisLocation, db: redis.Redis, tmp_path: Path) -> Iterator[Ferry]:
+def ferry(location: RedisLocation, tmp_path: Path) -> Iterator[Ferry]:
     (tmp_path / "doc.pdf").write_bytes(PDF)
-    config = parse_config({"connections": {"acme": {
-        "service": "atlassian", "site_url": "https://acme.example", "api_url": "https://api.example",
-        "email": "a@b.c", "token_env": "X"}}, "files": {"roots": [str(tmp_path)]}})
-    client = Ferry(location.url, config=config)
+    client = jobs.producer(location, tmp_path)
     yield client
     client.close()
 

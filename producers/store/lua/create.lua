@@ -1,12 +1,14 @@
--- create: store a chunk of new queued jobs in one call.
--- KEYS: all, queued, events, kind_names, conn_names, counts, batch, batch_jobs
+-- create: store a chunk of new queued (or scheduled) jobs in one call.
+-- KEYS: all, queued, events, kind_names, conn_names, counts, batch, batch_jobs, scheduled, due
 -- ARGV: job_prefix, idem_prefix, idem_ttl, kind_prefix, conn_prefix, events_max, now, count, ...jobs
 -- FIELDS: meta, status, score
 -- RETURNS: {position, existing id, ...} of the jobs not written (0-based positions); an error
 --   "BATCH ..." when batch is given and is gone or sealed (nothing written).
 --
--- jobs: count groups of 7: id, kind, connection, idempotency key ('' none), meta JSON, message
--- list ('' none), message. Each job's hash, its idempotency key, its index entries (one ZADD per
+-- jobs: count groups of 8: id, kind, connection, idempotency key ('' none), meta JSON, message
+-- list ('' none), message, not_before in epoch ms ('' none). A job with a not_before is stored
+-- scheduled: indexed as such and in the due set (scored by it), with no message and a
+-- job.scheduled event; the releaser (release.lua) queues it when due. Each job's hash, its idempotency key, its index entries (one ZADD per
 -- index for the chunk), its job.queued event and its first message are written together, so a
 -- job and its message exist together or not at all. A job whose idempotency key names a job
 -- that still exists is not written: the caller decides (the same job: returned; another:
@@ -18,9 +20,10 @@
 -- n:queued, bytes_total) in this call; a job found by its idempotency key is not counted.
 local all_index, queued_index, events_key, kind_names, conn_names = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local counts_key = KEYS[6]
+local scheduled_index, due_key = KEYS[9], KEYS[10]
 local job_prefix, idem_prefix, ttl, kind_prefix, conn_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local events_max, now, n = ARGV[6], ARGV[7], tonumber(ARGV[8])
-local width, base = 7, 9
+local width, base = 8, 9
 local batch_key, batch_jobs = KEYS[7], KEYS[8]
 local sizes = {}
 if batch_key ~= '' then
@@ -59,18 +62,26 @@ for j = 0, n - 1 do
   if not taken[j] then
     local a = base + j * width
     local id, kind, conn, key = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-    local meta, list, message = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
-    local event = redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'type', 'job.queued', 'data',
+    local meta, list, message, not_before = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
+    local status = 'queued'
+    if not_before ~= '' then status = 'scheduled' end
+    local event = redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'type', 'job.' .. status, 'data',
       '{"job":"' .. id .. '","kind":' .. q(kind) .. ',"connection":' .. q(conn) ..
-      ',"step":null,"status":"queued","time":"' .. now .. '"}')
+      ',"step":null,"status":"' .. status .. '","time":"' .. now .. '"}')
     -- The score: milliseconds x 1000 plus a counter below 1000, here the job.queued event's
     -- stream id (ms-seq), which grows with every entry: no counter to INCR.
     local ms, seq = string.match(event, '^(%d+)-(%d+)$')
     local score = string.format('%.0f', tonumber(ms) * 1000 + tonumber(seq) % 1000)
     if key ~= '' then redis.call('SET', idem_prefix .. key, id, 'EX', ttl) end
-    redis.call('HSET', job_prefix .. id, 'meta', meta, 'status', 'queued', 'score', score)
+    redis.call('HSET', job_prefix .. id, 'meta', meta, 'status', status, 'score', score)
     add(indexes, order, all_index, score, id)
-    add(indexes, order, queued_index, score, id)
+    if not_before ~= '' then
+      add(indexes, order, scheduled_index, score, id)
+      add(indexes, order, due_key, not_before, id)
+      list = ''
+    else
+      add(indexes, order, queued_index, score, id)
+    end
     add(indexes, order, kind_prefix .. kind, score, id)
     add(indexes, order, conn_prefix .. conn, score, id)
     if batch_key ~= '' then
@@ -78,7 +89,7 @@ for j = 0, n - 1 do
       joined = joined + 1
       joined_bytes = joined_bytes + (sizes[j + 1] or 0)
     end
-    local field = 'queued|' .. kind .. '|' .. conn
+    local field = status .. '|' .. kind .. '|' .. conn  -- queued, or scheduled (never in a batch)
     queued[field] = (queued[field] or 0) + 1
     if list ~= '' then
       if not pushes[list] then pushes[list] = {}; porder[#porder + 1] = list end

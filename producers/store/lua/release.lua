@@ -1,0 +1,43 @@
+-- release: queue the scheduled jobs that are due, each with its first message, in one call.
+-- KEYS: due, scheduled, queued, events, outbox, counts
+-- ARGV: job_prefix, now_ms, now, events_max, count, ...jobs
+-- FIELDS: meta, status, score, updated_at
+-- RETURNS: the ids released.
+--
+-- jobs: count groups of 4: id, message list ('' none), message, outbox entry ('' none). A job is
+-- released only while it is still scheduled and its not_before (its score in due) has come: a
+-- job cancelled or deleted meanwhile just leaves the due set, and a second releaser holding the
+-- same ids finds them gone, so each job gets one message. A released job moves from the
+-- scheduled index to the queued one, appends its job.queued event and gets its message (on the
+-- store's own Redis) or its outbox entry (another broker: the caller publishes it); its count
+-- moves from scheduled to queued (producers.store.counts).
+local due_key, scheduled_index, queued_index, events_key, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local counts_key = KEYS[6]
+local job_prefix, now_ms, now, events_max, n = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
+local width, base = 4, 6
+local released = {}
+for j = 0, n - 1 do
+  local a = base + j * width
+  local id, list, message, entry = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local at = redis.call('ZSCORE', due_key, id)
+  if at and tonumber(at) <= now_ms then
+    local key = job_prefix .. id
+    local found = redis.call('HMGET', key, 'status', 'score', 'meta')
+    redis.call('ZREM', due_key, id)
+    if found[1] == 'scheduled' then
+      local meta = cjson.decode(found[3])
+      redis.call('HSET', key, 'status', 'queued', 'updated_at', now)
+      redis.call('ZREM', scheduled_index, id)
+      redis.call('ZADD', queued_index, found[2] or 0, id)
+      local combo = '|' .. meta.kind .. '|' .. meta.connection
+      redis.call('HINCRBY', counts_key, 'scheduled' .. combo, -1)
+      redis.call('HINCRBY', counts_key, 'queued' .. combo, 1)
+      redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'type', 'job.queued', 'data', cjson.encode({
+        job = id, kind = meta.kind, connection = meta.connection, step = cjson.null, status = 'queued', time = now}))
+      if list ~= '' then redis.call('LPUSH', list, message) end
+      if entry ~= '' then redis.call('ZADD', outbox, now_ms, entry) end
+      released[#released + 1] = id
+    end
+  end
+end
+return released
