@@ -92,7 +92,7 @@ def test_a_2000_job_batch_with_1_percent_failing_is_told_once_and_replays_exactl
     assert code == 0
     assert (status["name"], status["total"], status["callback_url"]) == ("avatars", BATCH_JOBS, receiver.url)
     assert status["counts"] == {"queued": 0, "running": 0, "succeeded": BATCH_JOBS - FAILING, "failed": FAILING,
-                                "cancelled": 0}
+                                "cancelled": 0, "scheduled": 0}
     assert status["bytes_total"] == BATCH_JOBS * image.stat().st_size
     assert status["bytes_done"] == (BATCH_JOBS - FAILING) * image.stat().st_size
     assert status["sealed_at"] and status["finished_at"]

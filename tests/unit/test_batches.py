@@ -52,7 +52,7 @@ def test_counts_follow_each_job_through_its_steps_and_the_sealed_batch_completes
     jobs.succeed(store, ids[1], {"ok": 1})
     fail(store, ids[2])
     record = store.get_batch(batch)
-    assert record.counts == {"queued": 0, "running": 0, "succeeded": 2, "failed": 1, "cancelled": 0}
+    assert record.counts == {"queued": 0, "running": 0, "succeeded": 2, "failed": 1, "cancelled": 0, "scheduled": 0}
     assert record.bytes_done == 20
     assert record.finished_at is None and completions(store) == []  # open: more jobs may come
     assert store.seal_batch(batch) and not store.seal_batch(batch)
@@ -91,7 +91,7 @@ def test_a_cancel_counts_and_a_step_ending_twice_counts_once(store):
     fail(store, b)
     store.mark_failed(b, "get_credentials", StepError(step="get_credentials", message="again"))
     record = store.get_batch(batch)
-    assert record.counts == {"queued": 0, "running": 0, "succeeded": 0, "failed": 1, "cancelled": 1}
+    assert record.counts == {"queued": 0, "running": 0, "succeeded": 0, "failed": 1, "cancelled": 1, "scheduled": 0}
     assert record.completions == 1
 
 
