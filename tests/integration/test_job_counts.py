@@ -72,7 +72,9 @@ def test_counts_follow_every_status_move_exactly(store: JobStore, redis_client: 
     assert_exact(store, redis_client)
 
 
-def test_an_expired_record_leaves_the_counts_when_it_is_swept(store: JobStore, redis_client: redis.Redis) -> None:
+def test_an_expired_record_leaves_the_counts_when_it_is_swept(own_redis: redis.Redis) -> None:
+    # A Redis of its own: on the session's, another test's worker may sweep the record first.
+    store, redis_client = JobStore(own_redis, retention_seconds=1), own_redis
     [job] = submit(store, "acme")
     jobs.succeed(store, job, {"ok": 1})  # retention 1 s
     assert store.job_counts([("succeeded", "assets-attachment", "acme")]) == [1]
