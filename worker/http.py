@@ -131,6 +131,7 @@ class Destination:
         self.headers = dict(headers or {})
         self.limiter = limiter
         self.routes = frozenset(routes)
+        self._base_path = (parse_url(self.base_url).path or "").rstrip("/")  # routes are checked below it
 
     def only(self, *routes: Route) -> Destination:
         """The same destination, limited to ``routes``: what a client holds."""
@@ -154,10 +155,9 @@ class Destination:
     def _sends_route(self, url: str, path: RoutedPath) -> bool:
         if not path.route.template:
             return True  # the base URL itself, as given: nothing of ours was added to it
-        base_path = (parse_url(self.base_url).path or "").rstrip("/")
         sent = parse_url(url)
-        return (sent.path or "").startswith(base_path) and (sent.query or "") == path.query \
-            and path.route.pattern.fullmatch((sent.path or "")[len(base_path):]) is not None
+        return (sent.path or "").startswith(self._base_path) and (sent.query or "") == path.query \
+            and path.route.pattern.fullmatch((sent.path or "")[len(self._base_path):]) is not None
 
     def call(
         self,

@@ -21,8 +21,8 @@ from typing import IO, cast
 from producers.records import Progress, utcnow
 
 WRITE_EVERY_SECONDS = 1.0
-RATE_WINDOW_SECONDS = 5.0
-SAMPLE_SECONDS = 0.2  # the rate is measured over the last few seconds: it follows the link
+RATE_WINDOW_SECONDS = 5.0  # the rate is measured over the last few seconds: it follows the link
+SAMPLE_SECONDS = 0.2
 
 ProgressWriter = Callable[[Progress, bool], None]  # (the figures, final)
 

@@ -32,6 +32,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+from producers import keys
 from producers.records import (
     BatchRecord,
     DeliveryRecord,
@@ -96,6 +97,16 @@ def progress_field(step: str) -> str:
 def count_field(status: str, kind: str, connection: str) -> str:
     """A field of the counts hash (``keys.job_counts``, ``producers.store.counts``), not of a job's."""
     return "|".join((status, kind, connection))
+
+
+def count_moves(meta: Mapping[str, Any], before: str, after: str) -> list[list[Any]]:
+    """The counts' side of a job's status move (its ``meta`` names kind and connection), as
+    commands for ``settle.lua`` or a pipeline: nothing when the status stays."""
+    if before == after:
+        return []
+    kind, connection = str(meta.get("kind", "")), str(meta.get("connection", ""))
+    return [["HINCRBY", keys.job_counts(), count_field(before, kind, connection), -1],
+            ["HINCRBY", keys.job_counts(), count_field(after, kind, connection), 1]]
 
 
 def delivery_field(delivery_id: str) -> str:

@@ -144,10 +144,8 @@ class StoreCore:
             if s is not status:
                 pipe.zrem(keys.index_status(s.value), job_id)
         pipe.zadd(keys.index_status(status.value), {job_id: state.score})
-        if state.status is not status:  # the counts move with the index entry (producers.store.counts)
-            kind, connection = str(state.meta.get("kind", "")), str(state.meta.get("connection", ""))
-            pipe.hincrby(keys.job_counts(), codec.count_field(state.status.value, kind, connection), -1)
-            pipe.hincrby(keys.job_counts(), codec.count_field(status.value, kind, connection), 1)
+        for command in codec.count_moves(state.meta, state.status.value, status.value):
+            pipe.execute_command(*command)  # the counts move with the index entry (producers.store.counts)
         if status is not JobStatus.SCHEDULED:
             pipe.zrem(keys.scheduled(), job_id)  # a cancelled scheduled job is never released
 

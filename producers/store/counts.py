@@ -2,7 +2,7 @@
 
 One hash (``keys.job_counts``) with a field ``status|kind|connection`` per combination that has
 jobs, moved in the same call as the status it counts: ``lua/create.lua`` (queued), ``lua/begin.lua``
-(running), ``settle``'s commands (``move_commands``: succeeded, failed, back to queued),
+(running), ``settle``'s commands (``codec.count_moves``: succeeded, failed, back to queued),
 ``StoreCore._set_status`` (replay, cancel) and ``lua/forget.lua`` (a purge, or the sweep of an
 expired record). Reading a count is one HMGET or HGETALL, whatever the size of the store: the
 index intersections it replaces cost Redis time in proportion to the indexes, for every scrape of
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import cast
 
 from producers import keys
 from producers.records import JobStatus
@@ -28,14 +28,6 @@ from producers.store.core import StoreCore
 SEP = "|"
 BUILT = "built"
 count_field = codec.count_field
-
-
-def move_commands(kind: str, connection: str, before: str, after: str) -> list[list[Any]]:
-    """The counts' side of a status move, as commands for ``settle.lua`` or a pipeline."""
-    if before == after:
-        return []
-    return [["HINCRBY", keys.job_counts(), count_field(before, kind, connection), -1],
-            ["HINCRBY", keys.job_counts(), count_field(after, kind, connection), 1]]
 
 
 class Counts(StoreCore):

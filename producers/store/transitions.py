@@ -21,7 +21,6 @@ from producers import events, keys
 from producers.records import AttemptStatus, JobRecord, JobStatus, Progress, StepError, StepStatus, utc_in, utcnow
 from producers.store import codec
 from producers.store.core import StoreCore
-from producers.store.counts import move_commands
 from producers.store.deliveries import delivery_commands
 from producers.store.scripts import Settle
 from producers.store.types import PERSIST, Begun, JobState, Lease, OutboxEntry, Outgoing, dump
@@ -164,8 +163,7 @@ class Transitions(StoreCore):
         if delivery:
             commands += delivery_commands(state, delivery)
         if moves and status is not None:
-            commands += move_commands(str(state.meta.get("kind", "")), str(state.meta.get("connection", "")),
-                                      state.status.value, status.value)
+            commands += codec.count_moves(state.meta, state.status.value, status.value)
         now = time.time()
         written = self._scripts.settle(Settle(
             state.job_id, fields, token=lease.token if lease else "", status_from=state.status.value,
