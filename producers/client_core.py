@@ -7,6 +7,7 @@ import redis
 from celery import Celery
 
 from producers import queue
+from producers.archive import open_archive, uses_embedded_redis
 from producers.config import FerryConfig, load_config
 from producers.embedded import RedisLocation, resolve_redis
 from producers.store import JobStore
@@ -35,6 +36,10 @@ class ClientCore:
             idempotency_seconds=self.config.idempotency_seconds,
             events_max_length=self.config.events.max_length,
         )
+        # The archive of ended jobs (``producers.archive``): every read spans it and Redis. A
+        # client handed a Redis connection (a test's) has none unless ferry.toml names one.
+        self.store.archive = open_archive(
+            self.config, embedded=redis_client is None and uses_embedded_redis(self.config, redis_url))
         self._celery: Celery | None = None
         self._chain_messages: queue.ChainMessages | None = None
 

@@ -146,6 +146,21 @@ class EventsConfig(BaseModel):
     max_length: int = Field(default=100_000, ge=100)
 
 
+class ArchiveConfig(BaseModel):
+    """``[archive]``: ended jobs leave Redis for a SQL database (docs/archive.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # sqlite:///path or postgresql://user@host/db; "off": none. Unset: a SQLite file in the Ferry
+    # home with the embedded Redis, none with an external one.
+    url: str | None = None
+    hot_seconds: float = Field(default=24 * 3600, ge=0)  # an ended job stays in Redis this long
+    succeeded_days: float = Field(default=30, gt=0)
+    failed_days: float = Field(default=180, gt=0)  # failed and cancelled jobs
+    batch: int = Field(default=500, ge=1, le=10_000)  # jobs moved per copy-confirm-delete
+    interval_seconds: float = Field(default=5.0, gt=0)  # between the archiver's rounds
+
+
 class FerryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -172,6 +187,7 @@ class FerryConfig(BaseModel):
     api: ApiConfig = Field(default_factory=ApiConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
     path: str | None = None
 
     @model_validator(mode="after")

@@ -199,3 +199,14 @@ def scheduled() -> str:
 def scheduler_round() -> str:
     """Held for one round by the worker whose releaser moves due scheduled jobs to their queues."""
     return f"{PREFIX}:scheduler"
+
+
+def archived(job_id: str) -> str:
+    """Set when a job moved to the archive while its idempotency key still lives, for the key's
+    remaining time: ``lua/create.lua`` then answers with the archived job, not a new one."""
+    return f"{PREFIX}:archived:{job_id}"
+
+
+def archive_round() -> str:
+    """Held for one round by the worker whose archiver moves ended jobs into the archive."""
+    return f"{PREFIX}:archiver"

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from producers import events
 from producers.client_core import ClientCore
 from producers.records import DeliveryRecord, JobRecord
-from producers.store import Page
+from producers.store import Filters, Page
 
 
 class Reads(ClientCore):
@@ -36,6 +36,12 @@ class Reads(ClientCore):
              batch: str | None = None) -> Page:
         return self.store.list(status=status, kind=kind, connection=connection, limit=limit, cursor=cursor,
                                batch=batch)
+
+    def search(self, filters: Filters, *, limit: int = 50, cursor: str | None = None) -> Page:
+        """Jobs matching ``filters`` (every filter the HTTP API has), newest first, in Redis and
+        the archive."""
+        chosen = self.store.select(filters, limit=limit, cursor=cursor)
+        return Page(self.store.records(chosen.ids), chosen.next_cursor)
 
     def notify(self, job_id: str) -> DeliveryRecord:
         """Deliver an ended job's webhook again (a new delivery, due now; a worker sends it)."""

@@ -87,6 +87,7 @@ def replay(ferry: Ferry, job_id: str, *, restart: bool = False, force: bool = Fa
     if not ferry.store.claim_replay(job_id, trigger, CLAIM_SECONDS):
         raise ReplayRefused(f"job {job_id} is being replayed right now")
     try:
+        ferry.store.bring_back(job_id)  # an archived job returns to Redis for its new run
         record = ferry.store.get(job_id)  # re-read under the claim: it may have moved meanwhile
         _check_replayable(record, force)
         from_step, note = plan(ferry, record, kind, restart=restart)

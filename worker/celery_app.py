@@ -33,6 +33,7 @@ from producers.config import load_config
 from producers.embedded import resolve_redis
 from producers.queue import TASK_PREFIX, make_celery
 from worker import heartbeat, metrics, supervisor
+from worker.archiver import start_archiver
 from worker.log import configure_logging, get_logger
 from worker.notify import register_notify, start_dispatcher
 from worker.recovery import start_reaper
@@ -74,6 +75,7 @@ def _recover_orphans(sender: Any = None, **_: object) -> None:
     start_reaper(app, runtime().store)
     start_dispatcher(app, runtime().store)  # webhook deliveries that are due
     start_releaser(app, runtime().store)  # scheduled jobs whose not_before has come
+    start_archiver(runtime().store, runtime().archive, runtime().config)  # ended jobs into the archive
     controller = getattr(sender, "controller", None)
     pool = getattr(getattr(controller, "pool_cls", None), "__module__", "").rsplit(".", 1)[-1]
     heartbeat.start(runtime().store, name=getattr(sender, "hostname", None), parent=None,

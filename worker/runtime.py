@@ -15,6 +15,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import BusyLoadingError
 from redis.retry import Retry
 
+from producers.archive import open_archive, uses_embedded_redis
 from producers.config import ConnectionConfig, FerryConfig, load_config
 from producers.embedded import resolve_redis
 from producers.queue import StepPublisher
@@ -86,6 +87,9 @@ class Runtime:
         self.store = JobStore(client, retention_seconds=self.config.retention_seconds,
                               idempotency_seconds=self.config.idempotency_seconds,
                               events_max_length=self.config.events.max_length)
+        # The archive of ended jobs (SQL), when there is one: reads span it, the archiver fills it.
+        self.archive = open_archive(self.config, embedded=uses_embedded_redis(self.config))
+        self.store.archive = self.archive
         # Per connection, its pooled session and its limiter, made together under the lock: the
         # threads pool's first steps ask for a connection at once, and a session seen without its
         # limiter was a KeyError (a step failed "internal error: KeyError: 'acme'").

@@ -39,6 +39,7 @@ from producers.config import FerryConfig
 from producers.errors import ConfigError, JobNotFound, SubmitError
 from producers.kinds import KINDS, Kind
 from producers.records import JobStatus
+from producers.store import Filters
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -201,13 +202,21 @@ def status(ctx: click.Context, job_id: str, wait: bool, follow: bool, timeout: f
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--cursor", help="next_cursor of the previous page")
 @click.option("--batch", metavar="ID", help="only the jobs of batch ID")
+@click.option("--step", "error_step", help="the step the job failed at")
+@click.option("--http-status", type=int, help="the HTTP status of the failure")
+@click.option("--since", help="created at or after: ISO-8601 or an age (90m, 2h, 7d)")
+@click.option("--until", help="created before: ISO-8601 or an age")
+@click.option("--file", "file_name", metavar="TEXT", help="part of the file's name, any case")
+@click.option("--error", metavar="TEXT", help="part of the error's message, any case")
 @click.option("--json", "as_json", is_flag=True, help="print it as JSON")
 @click.pass_context
-def jobs(ctx: click.Context, status_: str | None, kind: str | None, connection: str | None,
-         limit: int, cursor: str | None, batch: str | None, as_json: bool) -> None:
-    """List jobs, newest first."""
-    page = connect(ctx).jobs(status=status_, kind=kind, connection=connection, limit=limit, cursor=cursor,
-                             batch=batch)
+def jobs(ctx: click.Context, /, limit: int, cursor: str | None, as_json: bool, **chosen: Any) -> None:
+    """List jobs, newest first: those in Redis and those in the archive (docs/archive.md)."""
+    try:
+        filters = Filters.parse({("status" if k == "status_" else k): v for k, v in chosen.items()})
+    except ValueError as exc:
+        fail(str(exc))
+    page = connect(ctx).search(filters, limit=limit, cursor=cursor)
     if as_json:
         click.echo(json.dumps({"jobs": [j.model_dump(mode="json") for j in page.jobs],
                                "next_cursor": page.next_cursor}, indent=2))
@@ -460,7 +469,7 @@ def demo(keep: bool, sandbox_url: str | None) -> None:
 # The commands kept in modules of their own, each with its ``register(cli)``: `ferry jira|marketplace|awork …`
 # (reads), `ferry replay|purge`, `ferry notify|events`, `ferry cancel|pause|resume|connections|workers|flower`
 # (ops), `ferry batch …` (batches), `ferry info|redis stop` (home). Imported here, after the commands above.
-for _module in ("reads", "replay", "notify", "ops", "batches", "home"):
+for _module in ("reads", "replay", "notify", "ops", "batches", "home", "archive"):
     importlib.import_module(f"producers.cli.{_module}").register(cli)
 add_examples(cli)
 

@@ -22,6 +22,7 @@ share, ``selection`` the filters over the indexes,
 
 from __future__ import annotations
 
+from producers.store.archiving import Archiving
 from producers.store.batches import Batches
 from producers.store.controls import Controls
 from producers.store.create import Creation
@@ -36,11 +37,13 @@ from producers.store.types import (
     CANCELLING,
     FINISHED_ALREADY,
     PERSIST,
+    ArchiveCandidate,
     Begun,
     CancelOutcome,
     ConnectionState,
     Created,
     DueDelivery,
+    HistoryArchive,
     JobRow,
     JobState,
     Lease,
@@ -54,12 +57,34 @@ from producers.store.types import (
 from producers.store.workers import Workers
 
 
-class JobStore(JobReads, Transitions, Creation, Deliveries, Controls, Workers, Memos, Batches, Schedule):
+class JobStore(JobReads, Transitions, Creation, Deliveries, Controls, Workers, Memos, Batches, Schedule,
+               Archiving):
     """Reads and writes job records. Every write that changes status also moves the index entry."""
 
 
 __all__ = [
-    "CANCELLED", "CANCELLING", "FINISHED_ALREADY", "PERSIST", "Begun", "CancelOutcome", "ConnectionState",
-    "Created", "DueDelivery", "Filters", "JobRow", "JobState", "JobStore", "Lease", "MessageFor", "NewJob",
-    "OutboxEntry", "Outgoing", "Page", "RedisCommand", "ReleaseMessage", "Selection",
+    "CANCELLED",
+    "CANCELLING",
+    "FINISHED_ALREADY",
+    "PERSIST",
+    "ArchiveCandidate",
+    "Begun",
+    "CancelOutcome",
+    "ConnectionState",
+    "Created",
+    "DueDelivery",
+    "Filters",
+    "HistoryArchive",
+    "JobRow",
+    "JobState",
+    "JobStore",
+    "Lease",
+    "MessageFor",
+    "NewJob",
+    "OutboxEntry",
+    "Outgoing",
+    "Page",
+    "RedisCommand",
+    "ReleaseMessage",
+    "Selection",
 ]

@@ -269,3 +269,37 @@ def file_size(meta: Mapping[str, Any]) -> int:
     """The size of the file a job's meta names (0: none, or unknown: a URL)."""
     file = meta.get("file")
     return int(file.get("size") or 0) if isinstance(file, dict) else 0
+
+
+# ---- the archive's records back into a hash ------------------------------------------------------
+_META_EXTRA = ("tenant", "priority")  # record fields kept in meta beyond those new_meta writes
+
+
+def encode(stored: Mapping[str, Any]) -> dict[str, str]:
+    """A job's hash from its whole record as JSON (``ferry status --json``, what the archive
+    keeps, with its ``_score``): what ``decode`` reads back as the same record."""
+    record = JobRecord.model_validate(stored)
+    meta: dict[str, Any] = {"kind": record.kind, "connection": record.connection, "created_at": record.created_at,
+                            "params": record.params, "steps": [s.name for s in record.steps]}
+    for name, value in (("file", record.file.model_dump(exclude_none=True) if record.file else None),
+                        ("idempotency_key", record.idempotency_key), ("callback_url", record.callback_url),
+                        ("batch", record.batch)):
+        if value is not None:
+            meta[name] = value
+    meta.update({k: stored[k] for k in _META_EXTRA if stored.get(k) is not None})
+    fields = {META: dump(meta), STATUS: record.status.value, SCORE: str(int(stored["_score"])),
+              UPDATED_AT: record.updated_at or record.created_at,
+              RUNS: dump([r.model_dump(exclude_none=True) for r in record.runs])}
+    if record.finished_at:
+        fields[FINISHED_AT] = record.finished_at
+    if record.result is not None:
+        fields[RESULT] = dump(record.result)
+    if record.error is not None:
+        fields[ERROR] = record.error.model_dump_json(exclude_none=True)
+    for s in record.steps:
+        fields[step_field(s.name)] = s.stored()
+        if s.progress is not None:
+            fields[progress_field(s.name)] = s.progress.model_dump_json(exclude_none=True)
+    for d in record.notifications:
+        fields[delivery_field(d.id)] = d.model_dump_json(exclude_none=True)
+    return fields

@@ -17,7 +17,7 @@ from producers.errors import JobNotFound
 from producers.records import JobRecord, JobStatus, utc_at
 from producers.store import codec
 from producers.store.scripts import StoreScripts
-from producers.store.types import JobState
+from producers.store.types import HistoryArchive, JobState
 
 BATCH_OWNER = "batch:"  # a batch's deliveries sit in the due set as "batch:<id> <delivery id>"
 
@@ -51,6 +51,9 @@ class IndexNames:
 class StoreCore:
     """The job store's shared state; ``producers.store.JobStore`` adds its parts' methods."""
 
+    # The archive of ended jobs, when there is one (``producers.archive``): reads span both.
+    archive: HistoryArchive | None = None
+
     def __init__(
         self,
         redis_client: redis.Redis,
@@ -76,6 +79,15 @@ class StoreCore:
         return StoreScripts(self.redis)
 
     def find(self, job_id: str) -> JobRecord | None:
+        """The job from Redis, else from the archive (None: neither has it)."""
+        raw = cast(dict[str, str], self.redis.hgetall(keys.job(job_id)))
+        if raw:
+            return codec.decode(raw, job_id)
+        found = self.archive.get_many([job_id]) if self.archive is not None else []
+        return found[0] if found else None
+
+    def find_hot(self, job_id: str) -> JobRecord | None:
+        """The job as Redis holds it (None: not there, perhaps archived)."""
         raw = cast(dict[str, str], self.redis.hgetall(keys.job(job_id)))
         return codec.decode(raw, job_id) if raw else None
 
@@ -91,13 +103,16 @@ class StoreCore:
             for job_id in ids:
                 pipe.hgetall(keys.job(job_id))
             raws = pipe.execute()
-        found = []
+        found: dict[str, JobRecord] = {}
         for job_id, raw in zip(ids, raws, strict=True):
             if raw:
-                found.append(codec.decode(raw, job_id))
+                found[job_id] = codec.decode(raw, job_id)
             else:
                 self._forget(job_id)
-        return found
+        missing = [i for i in ids if i not in found]
+        if missing and self.archive is not None:
+            found.update((r.id, r) for r in self.archive.get_many(missing))
+        return [found[i] for i in ids if i in found]
 
     def _state(self, job_id: str, step: str | None = None) -> JobState:
         fields = [*codec.STATE_FIELDS, *([codec.step_field(step)] if step else [])]

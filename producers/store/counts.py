@@ -10,7 +10,10 @@ index intersections it replaces cost Redis time in proportion to the indexes, fo
 
 A store written before the counts existed (or whose hash was deleted) is counted once, in one
 atomic pass over the indexes (``lua/rebuild_counts.lua``), on the first read that misses the
-``built`` field. Like the indexes, a succeeded job whose record has expired is counted until the
+``built`` field. The hash counts the jobs Redis holds (a job moved to the archive leaves it in
+``lua/archive_drop.lua``); ``job_counts``, ``count_where`` and ``counts_by_connection`` add the
+archive's (``HistoryArchive.counts``), so every count spans both. Like the indexes, a succeeded
+job whose record has expired is counted until the
 sweep takes it out of both.
 """
 
@@ -37,7 +40,8 @@ class Counts(StoreCore):
         values = cast(list[str | None], self.redis.hmget(keys.job_counts(), fields))
         if values[0] is None and self._rebuild_counts():
             values = cast(list[str | None], self.redis.hmget(keys.job_counts(), fields))
-        return [max(0, int(v or 0)) for v in values[1:]]
+        archived = self._archived_counts()
+        return [max(0, int(v or 0)) + archived.get(combo, 0) for v, combo in zip(values[1:], combos, strict=True)]
 
     def count_where(self, *, status: str | None = None, kind: str | None = None,
                     connection: str | None = None) -> int:
@@ -66,7 +70,14 @@ class Counts(StoreCore):
             kind, _, connection = rest.partition(SEP)
             if connection:
                 counts[(status, kind, connection)] = max(0, int(value))
+        for combo, n in self._archived_counts().items():
+            counts[combo] = counts.get(combo, 0) + n
         return counts
+
+    def _archived_counts(self) -> dict[tuple[str, str, str], int]:
+        """The archive's jobs by (status, kind, connection): the counts span both (the hash
+        counts the jobs in Redis only; the archive's are a few seconds stale at most)."""
+        return self.archive.counts() if self.archive is not None else {}
 
     def _rebuild_counts(self) -> bool:
         return self._scripts.rebuild_counts([s.value for s in JobStatus])

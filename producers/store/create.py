@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Sequence
 
 import redis
 
 from producers import keys
-from producers.errors import BatchClosed, IdempotencyConflict, Problem
+from producers.errors import BatchClosed, FerryError, IdempotencyConflict, Problem
 from producers.records import FileInfo, JobRecord, utcnow
 from producers.store import codec
 from producers.store.core import StoreCore
@@ -18,6 +19,7 @@ from producers.store.types import Created, MessageFor, NewJob
 # millisecond two could meet. A script of 500 jobs keeps that far off even on a Redis whose
 # scripts see one frozen clock (7.0's XADD reads the time anew: its ids spread).
 MAX_CHUNK = 500
+MAX_TRIES = 5  # rounds of a chunk whose keys' jobs vanish meanwhile (expired, purged, archived)
 BATCH_REFUSAL = "BATCH "  # how create.lua's error for a sealed or missing batch begins
 
 
@@ -93,7 +95,12 @@ class Creation(StoreCore):
         stored job vanished between the script and the read is tried again."""
         results: dict[int, Created | IdempotencyConflict] = {}
         pending = list(range(len(jobs)))
-        while pending:
+        for tries in itertools.count():
+            if not pending:
+                break
+            if tries == MAX_TRIES:  # the key's job is archived and this process has no archive
+                raise FerryError("a job's idempotency key names a job in the archive, which this process "
+                                 "cannot read (install ferry[archive], and set [archive] url)")
             sent, followers = _leaders(jobs, pending)
             created, clashes = self._run_create([jobs[i] for i in sent], message, batch)
             behind: dict[int, JobRecord] = {}  # sent job -> the record its key names

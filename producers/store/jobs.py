@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from producers import events, keys
 from producers.records import JobRecord, JobStatus, RunRecord, StepRecord, StepStatus, utcnow
-from producers.store import codec
+from producers.store import codec, spanning
 from producers.store.counts import Counts
 from producers.store.selection import BATCH, Filters, Selection, count_indexed, select_page
 from producers.store.types import JobRow, Page, dump
@@ -41,8 +41,16 @@ class JobReads(Counts):
     def select(self, filters: Filters, *, limit: int | None = None,
                cursor: str | None = None) -> Selection:
         """The ids matching ``filters``, newest first, from ``cursor`` on: ``limit`` of them (None:
-        every one), and the cursor of the next page. The one loop over ``select_page``, which
-        may stop short of a page when narrowing filters use up its scan budget."""
+        every one), and the cursor of the next page; in Redis and the archive."""
+        hot = self.select_hot(filters, limit=limit, cursor=cursor)
+        if self.archive is None:
+            return hot
+        return spanning.merge(self.redis, self.archive, filters, hot, limit, cursor)
+
+    def select_hot(self, filters: Filters, *, limit: int | None = None,
+                   cursor: str | None = None) -> Selection:
+        """``select`` in Redis alone. The one loop over ``select_page``, which may stop short of
+        a page when narrowing filters use up its scan budget."""
         ids: builtins.list[str] = []
         scanned = 0
         while limit is None or len(ids) < limit:
@@ -55,6 +63,10 @@ class JobReads(Counts):
                 break
         return Selection(ids, cursor, scanned)
 
+    def records(self, ids: builtins.list[str]) -> builtins.list[JobRecord]:
+        """The records of ``ids`` in their order, from Redis or the archive (the missing left out)."""
+        return self._records(ids)
+
     def count(self, filters: Filters) -> int:
         """How many jobs match: from the counts for status, kind and connection alone (one
         read, whatever the store's size), inside Redis when the indexes answer, else by
@@ -63,14 +75,18 @@ class JobReads(Counts):
             return len(self.select(filters).ids)
         if filters.since is None and filters.until is None and filters.file_name is None:
             return self.count_where(status=filters.status, kind=filters.kind, connection=filters.connection)
-        return count_indexed(self.redis, filters)
+        cold = self.archive.count(filters) if self.archive is not None else 0
+        return count_indexed(self.redis, filters) + cold
 
     def counts(self) -> dict[str, int]:
         with self.redis.pipeline(transaction=False) as pipe:
             for s in JobStatus:
                 pipe.zcard(keys.index_status(s.value))
             values = pipe.execute()
-        return {s.value: int(v) for s, v in zip(JobStatus, values, strict=True)}
+        found = {s.value: int(v) for s, v in zip(JobStatus, values, strict=True)}
+        for (status, _, _), n in self._archived_counts().items():
+            found[status] = found.get(status, 0) + n
+        return found
 
     def iter_ids(self, *, status: str | None = None, kind: str | None = None,
                  connection: str | None = None) -> Iterator[str]:
@@ -84,7 +100,8 @@ class JobReads(Counts):
             for job_id in ids:
                 pipe.hmget(keys.job(job_id), builtins.list(codec.ROW_FIELDS))
             replies: builtins.list[builtins.list[str | None]] = pipe.execute()
-        return [codec.row(job_id, values) for job_id, values in zip(ids, replies, strict=True) if values[0]]
+        hot = {job_id: codec.row(job_id, values) for job_id, values in zip(ids, replies, strict=True) if values[0]}
+        return spanning.fill(ids, hot, self.archive)
 
     def statuses(self, ids: builtins.list[str]) -> builtins.list[str | None]:
         """Each job's status (None: no such job any more), in one round trip."""
@@ -107,8 +124,14 @@ class JobReads(Counts):
             for name in connections:
                 pipe.zcard(keys.index_connection(name))
             values = [int(v) for v in pipe.execute()]
-        return dict(zip(kinds, values[: len(kinds)], strict=True)), \
-            dict(zip(connections, values[len(kinds):], strict=True))
+        by_kind = dict(zip(kinds, values[: len(kinds)], strict=True))
+        by_connection = dict(zip(connections, values[len(kinds):], strict=True))
+        for (_, kind, connection), n in self._archived_counts().items():
+            if kind in by_kind:
+                by_kind[kind] += n
+            if connection in by_connection:
+                by_connection[connection] += n
+        return by_kind, by_connection
 
     def lookup(self, text: str) -> builtins.list[str]:
         """The job ``text`` names exactly: by its id, or by its idempotency key (the dashboard's
@@ -119,7 +142,14 @@ class JobReads(Counts):
         if self.redis.exists(keys.job(text)):
             return [text]
         found = self.redis.get(keys.idempotency(text))
-        return [str(found)] if found and self.redis.exists(keys.job(str(found))) else []
+        if found and self.redis.exists(keys.job(str(found))):
+            return [str(found)]
+        if self.archive is None:
+            return []
+        for job_id in (text, str(found or ""), self.archive.by_idempotency_key(text)):
+            if job_id and self.archive.get_many([job_id]):
+                return [job_id]
+        return []
 
     def throughput(self, minutes: int = 60) -> builtins.list[tuple[int, int]]:
         """Jobs finished per minute over the last ``minutes`` (oldest first): (epoch minute, n)."""
@@ -165,10 +195,12 @@ class JobReads(Counts):
         return self.get(job_id)
 
     def delete(self, job_id: str) -> bool:
-        """Purge a job: its record, its steps' secrets and memos, its index entries."""
-        record = self.find(job_id)
+        """Purge a job: its record, its steps' secrets and memos, its index entries (and its
+        archived copy)."""
+        archived = self.archive.delete([job_id]) if self.archive is not None else 0
+        record = self.find_hot(job_id)
         if record is None:
-            return False
+            return archived > 0
         with self.redis.pipeline() as pipe:
             pipe.delete(keys.job(job_id))
             for step in record.steps:

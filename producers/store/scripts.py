@@ -96,6 +96,18 @@ class StoreScripts(Scripts):
             keys.index_all(), keys.index_names("kind"), keys.index_names("conn"), keys.job_counts()], [
             job_id, _STATUS_PREFIX, keys.index_kind(""), keys.index_connection(""), *statuses]))
 
+    def archive_drop(self, job_id: str, meta: dict[str, Any], *, status: str, updated_at: str,
+                     deliveries: int, pipe: Any) -> None:
+        """In ``pipe``: take the job out of Redis if it is still the version archived (its reply
+        in the pipeline's: 1 dropped, 0 changed or gone)."""
+        kind, connection = str(meta.get("kind", "")), str(meta.get("connection", ""))
+        batch, key = codec.batch_of(meta), meta.get("idempotency_key")
+        self.run("archive_drop", [
+            keys.job(job_id), keys.index_all(), keys.index_status(status), keys.index_kind(kind),
+            keys.index_connection(connection), keys.batch_jobs(batch) if batch else "", keys.job_counts(),
+            keys.idempotency(str(key)) if key else "", keys.archived(job_id)], [
+            job_id, status, updated_at, deliveries, codec.count_field(status, kind, connection)], client=pipe)
+
     def renew(self, job_id: str, token: str, until_ms: int) -> bool:
         return bool(self.run("renew", [keys.job(job_id)], [token, until_ms]))
 
@@ -114,7 +126,7 @@ class StoreScripts(Scripts):
         reply = cast(list[Any], self.run("create", [
             keys.index_all(), keys.index_status("queued"), keys.events(), kind_names, conn_names,
             keys.job_counts(), keys.batch(batch) if batch else "", keys.batch_jobs(batch) if batch else "",
-            keys.index_status("scheduled"), keys.scheduled()], [
+            keys.index_status("scheduled"), keys.scheduled(), keys.archived("")], [
             keys.job(""), keys.idempotency(""), idempotency_seconds, keys.index_kind(""), keys.index_connection(""),
             events_max, now, len(jobs), *per_job]))
         return {int(reply[i]): str(reply[i + 1]) for i in range(0, len(reply), 2)}

@@ -40,6 +40,7 @@ class Filters:
     until: datetime | None = None
     file_name: str | None = None  # part of the job's file name, any case
     batch: str | None = None  # the batch's id
+    error: str | None = None  # part of the error's message, any case
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Filters:
@@ -61,7 +62,7 @@ class Filters:
         return cls(status=status, kind=kind, connection=text("connection"),
                    error_step=text("error_step"), http_status=int(http) if http else None,
                    since=parse_time(text("since"), "since"), until=parse_time(text("until"), "until"),
-                   file_name=text("file_name"), batch=text("batch"))
+                   file_name=text("file_name"), batch=text("batch"), error=text("error"))
 
     @property
     def reads_records(self) -> bool:
@@ -70,7 +71,7 @@ class Filters:
 
     @property
     def reads_errors(self) -> bool:
-        return self.error_step is not None or self.http_status is not None
+        return self.error_step is not None or self.http_status is not None or self.error is not None
 
     def as_query(self) -> dict[str, str]:
         """The set fields as strings (query string, JSON answer)."""
@@ -147,6 +148,8 @@ def _error_matches(raw: str | None, filters: Filters) -> bool:
         return False
     error = StepError.model_validate_json(raw)
     if filters.error_step is not None and error.step != filters.error_step:
+        return False
+    if filters.error is not None and filters.error.lower() not in error.message.lower():
         return False
     return filters.http_status is None or error.status == filters.http_status
 

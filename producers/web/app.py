@@ -30,6 +30,7 @@ from producers.config import FerryConfig
 from producers.errors import ConfigError, IdempotencyConflict, SubmitError
 from producers.kinds import KindName
 from producers.records import JobRecord, JobStatus
+from producers.store import Filters
 from producers.web import actions, batches, dashboard, events, ops, visibility
 from producers.web.auth import Guard, Principal
 from producers.web.deps import Bearer, FerryDep, bearer
@@ -291,13 +292,26 @@ def list_jobs(
                                         description="next_cursor of the page before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     batch: Annotated[str | None, Query(max_length=64, description="only the jobs of this batch")] = None,
+    error_step: Annotated[str | None, Query(max_length=64, description="the step the job failed at")] = None,
+    http_status: Annotated[int | None, Query(ge=100, le=599, description="the HTTP status of the failure")] = None,
+    since: Annotated[str | None, Query(max_length=40, description="created at or after (ISO-8601, or 2h, 7d)")] = None,
+    until: Annotated[str | None, Query(max_length=40, description="created before (ISO-8601, or 2h, 7d)")] = None,
+    file_name: Annotated[str | None, Query(max_length=200, description="part of the file's name, any case")] = None,
+    error: Annotated[str | None, Query(max_length=200, description="part of the error's message, any case")] = None,
 ) -> JSONResponse:
-    """Jobs newest first, filtered; page with ``cursor``. Same JSON as ``ferry jobs --json``."""
+    """Jobs newest first, filtered, in Redis and the archive; page with ``cursor``. Same JSON as
+    ``ferry jobs --json``."""
     possible, connection = visibility.connection_filter(who.grant, connection)
     if not possible:
         return JSONResponse({"jobs": [], "next_cursor": None})
-    page = ferry.jobs(status=status.value if status else None, kind=kind,
-                      connection=connection, limit=limit, cursor=cursor, batch=batch)
+    try:
+        filters = Filters.parse({
+            "status": status.value if status else None, "kind": kind, "connection": connection, "batch": batch,
+            "error_step": error_step, "http_status": http_status, "since": since, "until": until,
+            "file_name": file_name, "error": error})
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    page = ferry.search(filters, limit=limit, cursor=cursor)
     return JSONResponse({"jobs": [j.model_dump(mode="json") for j in page.jobs if who.grant.sees(j)],
                          "next_cursor": page.next_cursor})
 

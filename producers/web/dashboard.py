@@ -27,7 +27,7 @@ from producers.web.grants import Grant
 
 PAGE_SIZE = 50
 LIST_FIELDS = ("meta", "status", "updated_at", "finished_at", "error", "runs")
-FILTER_NAMES = ("status", "kind", "connection", "error_step", "http_status", "since", "until", "q", "batch")
+FILTER_NAMES = ("status", "kind", "connection", "error_step", "http_status", "since", "until", "q", "batch", "error")
 # No inline script or style anywhere: the policy can forbid both, and framing (clickjacking).
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "

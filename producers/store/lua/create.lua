@@ -1,5 +1,5 @@
 -- create: store a chunk of new queued (or scheduled) jobs in one call.
--- KEYS: all, queued, events, kind_names, conn_names, counts, batch, batch_jobs, scheduled, due
+-- KEYS: all, queued, events, kind_names, conn_names, counts, batch, batch_jobs, scheduled, due, archived
 -- ARGV: job_prefix, idem_prefix, idem_ttl, kind_prefix, conn_prefix, events_max, now, count, ...jobs
 -- FIELDS: meta, status, score
 -- RETURNS: {position, existing id, ...} of the jobs not written (0-based positions); an error
@@ -12,7 +12,8 @@
 -- index for the chunk), its job.queued event and its first message are written together, so a
 -- job and its message exist together or not at all. A job whose idempotency key names a job
 -- that still exists is not written: the caller decides (the same job: returned; another:
--- refused). Pending steps are not stored (absent reads as pending), nor the first run, nor
+-- refused); so is one whose key names a job moved to the archive meanwhile (archived: the prefix
+-- of ``keys.archived``, set while the key lives). Pending steps are not stored (absent reads as pending), nor the first run, nor
 -- updated_at, nor the id in meta: bytes in every queued job's hash. kind_names and conn_names
 -- ('' = known already, no SADD) collect the names that have an index.
 -- batch ('' none): the open batch the jobs join; the tail ends, after the jobs, with their file
@@ -38,7 +39,7 @@ for j = 0, n - 1 do
   local key = ARGV[base + j * width + 3]
   if key ~= '' then
     local old = redis.call('GET', idem_prefix .. key)
-    if old and redis.call('EXISTS', job_prefix .. old) == 1 then
+    if old and redis.call('EXISTS', job_prefix .. old, KEYS[11] .. old) > 0 then
       taken[j] = true
       clash[#clash + 1] = j
       clash[#clash + 1] = old
