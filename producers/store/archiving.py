@@ -58,7 +58,7 @@ class Archiving(StoreCore):
         if raw.get(codec.STATUS) not in {s.value for s in FINISHED}:
             return None
         record = codec.decode(raw, job_id)
-        if (record.updated_at or record.created_at) >= cutoff or any(d.open for d in record.notifications):
+        if (record.updated_at or record.created_at) > cutoff or any(d.open for d in record.notifications):
             return None
         score = int(float(raw.get(codec.SCORE) or self._score(job_id, None)))
         return ArchiveCandidate(record=record, score=score, meta=json.loads(raw[codec.META]),
