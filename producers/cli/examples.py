@@ -23,7 +23,7 @@ EXAMPLES: dict[str, str] = {
     "submit awork-image-delete": "ferry submit awork-image-delete -c awork --entity users --id 5b3c",
     "submit-batch": "ferry submit-batch jobs.csv --wait --timeout 600",
     "status": "ferry status 3f2a9c0e5b6d4e7f8a9b0c1d2e3f4a5b --wait",
-    "jobs": "ferry jobs --status failed --connection acme",
+    "jobs": "ferry jobs --status failed --connection acme --since 30d --file scan --error 'no attachments'",
     "api": "FERRY_API_TOKENS=s3cret ferry api --port 8080",
     "worker": "ferry worker -Q ferry.atlassian -c 16",
     "sandbox": ("ferry sandbox --seed\n"
@@ -50,6 +50,8 @@ EXAMPLES: dict[str, str] = {
     "flower": "ferry flower --port=5555",
     "info": "ferry info",
     "redis stop": "ferry redis stop",
+    "archive migrate": "ferry archive migrate",
+    "archive move": "ferry archive move --json",
     "batch open": "ferry batch open --name nightly --batch-callback https://erp.example/hooks/ferry --json",
     "batch seal": "ferry batch seal 9d1c0e5b6d4e7f8a9b0c1d2e3f4a5b6c",
     "batch list": "ferry batch list",

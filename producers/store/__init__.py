@@ -27,6 +27,7 @@ from producers.store.batches import Batches
 from producers.store.controls import Controls
 from producers.store.create import Creation
 from producers.store.deliveries import Deliveries
+from producers.store.history import HistoryArchive
 from producers.store.jobs import JobReads
 from producers.store.memo import Memos
 from producers.store.schedule import ReleaseMessage, Schedule
@@ -43,7 +44,6 @@ from producers.store.types import (
     ConnectionState,
     Created,
     DueDelivery,
-    HistoryArchive,
     JobRow,
     JobState,
     Lease,

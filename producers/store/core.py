@@ -16,8 +16,9 @@ from producers import events, keys
 from producers.errors import JobNotFound
 from producers.records import JobRecord, JobStatus, utc_at
 from producers.store import codec
+from producers.store.history import HistoryArchive
 from producers.store.scripts import StoreScripts
-from producers.store.types import HistoryArchive, JobState
+from producers.store.types import JobState
 
 BATCH_OWNER = "batch:"  # a batch's deliveries sit in the due set as "batch:<id> <delivery id>"
 

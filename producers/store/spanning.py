@@ -14,8 +14,9 @@ import redis
 
 from producers import keys
 from producers.records import JobRecord
+from producers.store.history import HistoryArchive
 from producers.store.selection import Filters, Selection
-from producers.store.types import HistoryArchive, JobRow
+from producers.store.types import JobRow
 
 
 def merge(client: redis.Redis, archive: HistoryArchive, filters: Filters, hot: Selection,

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from producers.records import FileInfo, JobRecord, JobStatus, StepError, StepRecord
 
@@ -23,30 +23,6 @@ RedisCommand = tuple[str, tuple[Any, ...]]
 def dump(value: Any) -> str:
     """Compact JSON, as every value the store writes is encoded."""
     return json.dumps(value, separators=(",", ":"), default=str)
-
-
-if TYPE_CHECKING:
-    from producers.store.selection import Filters
-
-
-class HistoryArchive(Protocol):
-    """What the job store reads of the archive of ended jobs (``producers.archive.ArchiveStore``),
-    so every read spans Redis and the archive without this package importing SQL."""
-
-    def get_many(self, ids: list[str]) -> list[JobRecord]: ...
-
-    def select(self, filters: Filters, limit: int | None,
-               cursor: str | None) -> tuple[list[tuple[str, int]], bool]: ...
-
-    def count(self, filters: Filters) -> int: ...
-
-    def counts(self) -> dict[tuple[str, str, str], int]: ...
-
-    def by_idempotency_key(self, key: str) -> str | None: ...
-
-    def raw(self, job_id: str) -> dict[str, Any] | None: ...
-
-    def delete(self, ids: list[str]) -> int: ...
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,8 @@ def test_an_archived_failed_job_is_found_everywhere_and_replays_from_its_failed_
 
         code, shown = env.cli_json("status", job.id)
         assert code == 1 and shown == failed.model_dump(mode="json")  # failed: exit 1, the whole record
-        code, listed = env.cli_json("jobs", "--status", "failed", "--file", "SCAN-00", "--error", failed.error.message[:6])
+        code, listed = env.cli_json("jobs", "--status", "failed", "--file", "SCAN-00",
+                                    "--error", failed.error.message[:6])
         assert code == 0 and [j["id"] for j in listed["jobs"]] == [job.id]
         with LiveApi(ferry, tokens=[API_TOKEN]) as api:
             auth = {"Authorization": f"Bearer {API_TOKEN}"}

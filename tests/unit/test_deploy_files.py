@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-STACK = {"redis", "worker", "api", "flower"}  # `docker compose up`
+STACK = {"redis", "postgres", "worker", "api", "flower"}  # `docker compose up`
 DEMO = {"sandbox", "demo"}  # `docker compose --profile demo up`
 ONE_SHOT = {"demo"}  # runs once and exits: no restart policy, no health check
 UPLOADS_ROOT = "/data"
@@ -149,7 +149,7 @@ def test_the_uploads_folder_is_mounted_read_only_at_the_file_root(name: str) -> 
 
 def test_published_ports_listen_on_loopback_unless_told_otherwise() -> None:
     published = {n: [interpolate(p) for p in s.get("ports", [])] for n, s in SERVICES.items()}
-    assert published == {"redis": [], "worker": [], "api": ["127.0.0.1:8080:8080"],
+    assert published == {"redis": [], "postgres": [], "worker": [], "api": ["127.0.0.1:8080:8080"],
                          "flower": ["127.0.0.1:5555:5555"], "sandbox": [], "demo": []}
 
 
