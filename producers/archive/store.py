@@ -56,7 +56,7 @@ def _when(value: str | None) -> datetime | None:
 def row_of(record: JobRecord, score: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The archive's row of a job: its record as JSON and the columns lists filter by.
     ``extra``: record fields this version of ``JobRecord`` may not declare (tenant, priority)."""
-    data = json.loads(record.model_dump_json())
+    data = record.model_dump(mode="json")
     data.update(extra or {})
     error = record.error
     return {
