@@ -22,8 +22,9 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
+from producers.archive import archive_url
 from producers.client import Ferry
-from producers.config import load_config
+from producers.config import FerryConfig, load_config
 from producers.embedded import EmbeddedRedis, ferry_home, resolve_redis
 from producers.kinds import KINDS
 from producers.records import JobRecord, JobStatus
@@ -113,13 +114,15 @@ def landed(record: JobRecord) -> str:
     return ", ".join(f"{k}={v}" for k, v in shown.items())
 
 
-def write_config(path: Path, url: str, files: Path) -> None:
+def write_config(path: Path, url: str, files: Path, archive: str | None = None) -> None:
     """Connections to the sandbox; job files only from the demo's folder, and URLs allowed to
-    be what the sandbox is (plain http on this machine), which production configs refuse."""
+    be what the sandbox is (plain http on this machine), which production configs refuse.
+    ``archive``: the archive's URL (the home's SQLite file with the embedded Redis)."""
     body = ferry_connections(url, token_env="FERRY_DEMO_ATLASSIAN_TOKEN", bearer_env="FERRY_DEMO_AWORK_TOKEN")
+    archived = f"[archive]\nurl = {json.dumps(archive)}\n" if archive else ""
     path.write_text("# written by `ferry demo`: every connection points at the local sandbox\n"
                     f"[files]\nroots = [{json.dumps(str(files))}]\n"
-                    "allow_http_uris = true\nallow_private_uris = true\n" + body)
+                    "allow_http_uris = true\nallow_private_uris = true\n" + archived + body)
 
 
 def run_demo(keep: bool = False, sandbox_url: str | None = None) -> int:
@@ -133,7 +136,10 @@ def run_demo(keep: bool = False, sandbox_url: str | None = None) -> int:
     sandbox = None if sandbox_url else SandboxProcess(data_dir=home / "sandbox")
     url = sandbox.url if sandbox else str(sandbox_url).rstrip("/")
     config_path = home / "ferry.toml"
-    write_config(config_path, url, home / "files")
+    # The worker is handed the Redis as a URL, so it would take it for an external one: the
+    # archive the embedded Redis implies (a SQLite file in the home) is written out for it.
+    write_config(config_path, url, home / "files",
+                 archive_url(FerryConfig(), embedded="REDIS_URL" not in os.environ))
     env = {**os.environ, **TOKENS, "FERRY_CONFIG": str(config_path), "REDIS_URL": location.url}
     worker: WorkerProcess | None = None
     try:
