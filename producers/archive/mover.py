@@ -17,12 +17,14 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from producers.archive.store import ArchiveStore, row_of
 from producers.config import ArchiveConfig
 from producers.records import utc_in
-from producers.store import JobStore
+from producers.store import ArchiveCandidate, JobStore
 
 CRASH_ENV = "FERRY_ARCHIVE_CRASH_AT"
 CRASH_POINTS = ("copied", "confirmed", "dropped")
@@ -42,30 +44,44 @@ class Mover:
     settings: ArchiveConfig
     _expired_at: float = 0.0
 
-    def move_batch(self, *, now_offset: float = 0.0) -> tuple[int, int]:
+    def move_batch(self) -> tuple[int, int]:
         """One copy-confirm-delete: (jobs found, jobs that left Redis)."""
-        cutoff = utc_in(now_offset - self.settings.hot_seconds)
-        found = self.store.archive_candidates(cutoff, self.settings.batch)
+        found = self.store.archive_candidates(utc_in(-self.settings.hot_seconds), self.settings.batch)
+        return len(found), self.move(found)
+
+    def move(self, found: Sequence[ArchiveCandidate]) -> int:
+        """Copy, confirm, delete ``found``: how many left Redis."""
         if not found:
-            return 0, 0
-        self.archive.upsert([row_of(c.record, c.score, c.extra) for c in found])
+            return 0
+        self.archive.upsert([row_of(c.record, c.score) for c in found])
         _crash_point("copied")
-        held = self.archive.versions([c.record.id for c in found])
-        confirmed = [c for c in found if held.get(c.record.id) == (c.record.updated_at or c.record.created_at)]
+        held = self.archive.versions([c.id for c in found])
+        confirmed = [c for c in found if held.get(c.id) == c.record["updated_at"]]
         _crash_point("confirmed")
         dropped = self.store.drop_archived(confirmed)
         _crash_point("dropped")
-        return len(found), dropped
+        return dropped
 
     def run_round(self) -> int:
         """Batches until none is full (at most ``MAX_BATCHES``), and the archive's retention
-        once an hour; how many jobs left Redis."""
+        once an hour; how many jobs left Redis. The next batch is read from Redis while the one
+        before is written to the database (a thread of its own: the database works meanwhile),
+        never holding a job of it."""
         moved = 0
-        for _ in range(MAX_BATCHES):
-            found, dropped = self.move_batch()
-            moved += dropped
-            if found < self.settings.batch:
-                break
+        cutoff = utc_in(-self.settings.hot_seconds)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ferry-archive") as pool:
+            running: Future[int] | None = None
+            moving: set[str] = set()
+            for _ in range(MAX_BATCHES):
+                found = self.store.archive_candidates(cutoff, self.settings.batch, skip=moving)
+                if running is not None:
+                    moved += running.result()
+                moving = {c.id for c in found}
+                running = pool.submit(self.move, found) if found else None
+                if len(found) < self.settings.batch:
+                    break
+            if running is not None:
+                moved += running.result()
         if time.monotonic() - self._expired_at >= EXPIRE_EVERY_SECONDS:
             self.archive.expire(self.settings.succeeded_days, self.settings.failed_days)
             self._expired_at = time.monotonic()

@@ -53,22 +53,21 @@ def _when(value: str | None) -> datetime | None:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def row_of(record: JobRecord, score: int, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The archive's row of a job: its record as JSON and the columns lists filter by.
-    ``extra``: record fields this version of ``JobRecord`` may not declare (tenant, priority)."""
-    data = record.model_dump(mode="json")
-    data.update(extra or {})
-    error = record.error
+def row_of(record: JobRecord | dict[str, Any], score: int) -> dict[str, Any]:
+    """The archive's row of a job: its record as JSON (``JobRecord`` or ``codec.as_json``'s
+    dict, with any fields this ``JobRecord`` may not declare: tenant, priority) and the columns
+    lists filter by."""
+    data = record.model_dump(mode="json") if isinstance(record, JobRecord) else record
+    error, file = data.get("error") or {}, data.get("file") or {}
     return {
-        "id": record.id, "score": score, "kind": record.kind, "connection": record.connection,
-        "status": record.status.value, "created_at": _when(record.created_at),
-        "updated_at": record.updated_at or record.created_at, "finished_at": _when(record.finished_at),
-        "batch": record.batch, "tenant": data.get("tenant"),
+        "id": data["id"], "score": score, "kind": data["kind"], "connection": data["connection"],
+        "status": data["status"], "created_at": _when(data["created_at"]),
+        "updated_at": data.get("updated_at") or data["created_at"], "finished_at": _when(data.get("finished_at")),
+        "batch": data.get("batch"), "tenant": data.get("tenant"),
         "priority": None if data.get("priority") is None else str(data.get("priority")),
-        "idempotency_key": record.idempotency_key,
-        "error_step": error.step if error else None, "error_status": error.status if error else None,
-        "error_message": error.message if error else None,
-        "file_name": record.file.name if record.file else None,
+        "idempotency_key": data.get("idempotency_key"),
+        "error_step": error.get("step"), "error_status": error.get("status"), "error_message": error.get("message"),
+        "file_name": file.get("name"),
         "record": json.dumps(data, separators=(",", ":")), "archived_at": datetime.now(UTC),
     }
 

@@ -51,6 +51,7 @@ def filter_options(default_status: str | None) -> Callable[[Any], Any]:
         click.option("--http-status", type=int, help="the HTTP status of the failure"),
         click.option("--since", help="created at or after: ISO-8601 or an age (90m, 2h, 7d)"),
         click.option("--until", help="created before: ISO-8601 or an age"),
+        click.option("--error", "error_text", metavar="TEXT", help="part of the error's message, any case"),
     ]
 
     def apply(fn: Any) -> Any:
@@ -67,7 +68,7 @@ def filters_from(kw: dict[str, Any]) -> Filters:
                                   "connection": kw.get("connection"),
                                   "error_step": kw.get("error_step"),
                                   "http_status": kw.get("http_status"), "since": kw.get("since"),
-                                  "until": kw.get("until")})
+                                  "until": kw.get("until"), "error": kw.get("error_text")})
     except ValueError as exc:
         fail(str(exc))
 

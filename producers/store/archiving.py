@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import builtins
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
 
 from producers import keys
-from producers.records import FINISHED, JobStatus, utcnow
+from producers.records import FINISHED, DeliveryStatus, JobStatus, utcnow
 from producers.store import codec
 from producers.store.core import StoreCore
 from producers.store.types import ArchiveCandidate
 
+_ENDED = frozenset(s.value for s in FINISHED)
+_SETTLED = frozenset({DeliveryStatus.DELIVERED.value, DeliveryStatus.FAILED.value})
 SCAN_BUDGET = 20_000  # index entries examined per status per round (jobs that must stay hot are skipped)
 
 
@@ -28,9 +30,11 @@ class Archiving(StoreCore):
         """True when this process has the archiver's round (one for the fleet)."""
         return bool(self.redis.set(keys.archive_round(), owner, nx=True, px=int(seconds * 1000)))
 
-    def archive_candidates(self, cutoff: str, limit: int) -> builtins.list[ArchiveCandidate]:
+    def archive_candidates(self, cutoff: str, limit: int,
+                           skip: Collection[str] = ()) -> builtins.list[ArchiveCandidate]:
         """Up to ``limit`` ended jobs last changed before ``cutoff`` (an ISO time as records
-        write them), oldest created first. Index entries of records gone leave their indexes."""
+        write them), oldest created first, none of ``skip`` (a batch being moved). Index
+        entries of records gone leave their indexes."""
         found: builtins.list[ArchiveCandidate] = []
         for status in sorted(FINISHED):
             offset = 0
@@ -40,6 +44,7 @@ class Archiving(StoreCore):
                 if not ids:
                     break
                 offset += len(ids)
+                ids = [i for i in ids if i not in skip]
                 with self.redis.pipeline(transaction=False) as pipe:
                     for job_id in ids:
                         pipe.hgetall(keys.job(job_id))
@@ -55,20 +60,21 @@ class Archiving(StoreCore):
         return found
 
     def _candidate(self, job_id: str, raw: Mapping[str, str], cutoff: str) -> ArchiveCandidate | None:
-        if raw.get(codec.STATUS) not in {s.value for s in FINISHED}:
+        if raw.get(codec.STATUS) not in _ENDED or raw.get(codec.UPDATED_AT, "") > cutoff:
             return None
-        record = codec.decode(raw, job_id)
-        if (record.updated_at or record.created_at) > cutoff or any(d.open for d in record.notifications):
+        record = codec.as_json(raw, job_id)
+        if record["updated_at"] > cutoff or any(d.get("status") not in _SETTLED for d in record["notifications"]):
             return None
         score = int(float(raw.get(codec.SCORE) or self._score(job_id, None)))
-        return ArchiveCandidate(record=record, score=score, meta=json.loads(raw[codec.META]),
-                                updated_at=raw.get(codec.UPDATED_AT, ""), deliveries=len(record.notifications))
+        return ArchiveCandidate(id=job_id, status=record["status"], record=record, score=score,
+                                meta=json.loads(raw[codec.META]), updated_at=raw.get(codec.UPDATED_AT, ""),
+                                deliveries=len(record["notifications"]))
 
     def drop_archived(self, moved: Sequence[ArchiveCandidate]) -> int:
         """Take each job out of Redis unless it changed since it was read; how many left."""
         with self.redis.pipeline(transaction=False) as pipe:
             for c in moved:
-                self._scripts.archive_drop(c.record.id, c.meta, status=c.record.status.value,
+                self._scripts.archive_drop(c.id, c.meta, status=c.status,
                                            updated_at=c.updated_at, deliveries=c.deliveries, pipe=pipe)
             return sum(int(n) for n in pipe.execute())
 

@@ -139,6 +139,34 @@ def decode(raw: Mapping[str, str], job_id: str) -> JobRecord:
     )
 
 
+def as_json(raw: Mapping[str, str], job_id: str) -> dict[str, Any]:
+    """What ``decode(raw, job_id).model_dump(mode="json")`` holds, without building the
+    record (the archiver copies thousands a second): the stored JSON as it is, defaults left out
+    (``JobRecord.model_validate`` fills them back in), plus the fields issue 25 keeps in meta."""
+    meta = json.loads(raw[META])
+    steps = []
+    for name in meta["steps"]:
+        stored, progress = raw.get(STEP + name), raw.get(PROGRESS + name)
+        found: dict[str, Any] = json.loads(stored) if stored else {"name": name}
+        if progress:
+            found["progress"] = json.loads(progress)
+        steps.append(found)
+    data = {
+        "id": meta.get("id") or job_id, "kind": meta["kind"], "connection": meta["connection"],
+        "status": raw.get(STATUS, "queued"), "created_at": meta["created_at"],
+        "updated_at": raw.get(UPDATED_AT) or meta["created_at"], "finished_at": raw.get(FINISHED_AT),
+        "params": meta.get("params") or {}, "file": meta.get("file"), "idempotency_key": meta.get("idempotency_key"),
+        "steps": steps, "result": json.loads(raw[RESULT]) if raw.get(RESULT) else None,
+        "error": json.loads(raw[ERROR]) if raw.get(ERROR) else None, "runs": runs(raw, meta),
+        "callback_url": meta.get("callback_url"),
+        "notifications": sorted((json.loads(v) for k, v in raw.items() if k.startswith(NOTIFY)),
+                                key=lambda d: str(d.get("created_at"))),
+        "batch": meta.get("batch"), "not_before": not_before_of(meta),
+    }
+    data.update({k: meta[k] for k in _META_EXTRA if meta.get(k) is not None})
+    return data
+
+
 def step(name: str, stored: str | None, progress: str | None = None) -> StepRecord:
     """A step's record; a step not stored has not run yet (pending). Its upload progress is
     kept in a field of its own (a worker writes it while the step runs)."""

@@ -30,16 +30,13 @@ class ArchiveCandidate:
     """An ended job the archiver may move: its record, and the version it read (what
     ``lua/archive_drop.lua`` checks before the job leaves Redis)."""
 
-    record: JobRecord
+    id: str
+    status: str
+    record: dict[str, Any]  # the record as JSON (``codec.as_json``): what ``ferry status --json`` shows
     score: int
     meta: dict[str, Any]
     updated_at: str  # the hash's field as read ('' none)
     deliveries: int  # how many webhook deliveries it had
-
-    @property
-    def extra(self) -> dict[str, Any]:
-        """Record fields kept in meta that ``JobRecord`` may not declare yet (issue 25)."""
-        return {k: self.meta[k] for k in ("tenant", "priority") if self.meta.get(k) is not None}
 
 
 @dataclass(frozen=True)

@@ -42,12 +42,14 @@ def test_an_archived_record_written_back_reads_the_same() -> None:
     record = JobRecord.model_validate(RECORD)
     fields = codec.encode({**record.model_dump(mode="json"), "tenant": "t1", "priority": "high", "_score": 42})
     assert codec.decode(fields, record.id) == record
+    assert JobRecord.model_validate(codec.as_json(fields, record.id)) == record  # the archiver's fast path
+    assert codec.as_json(fields, record.id)["tenant"] == "t1"
     assert json.loads(fields[codec.META])["tenant"] == "t1" and fields[codec.SCORE] == "42"
 
 
 def test_the_row_keeps_the_whole_record_and_the_columns_lists_filter_by() -> None:
     record = JobRecord.model_validate(RECORD)
-    row = row_of(record, 42, {"tenant": "t1", "priority": "high"})
+    row = row_of({**record.model_dump(mode="json"), "tenant": "t1", "priority": "high"}, 42)
     assert (row["status"], row["error_step"], row["error_status"], row["file_name"], row["tenant"]) == \
         ("failed", "link_attachment", 400, "march-scan.pdf", "t1")
     assert JobRecord.model_validate_json(row["record"]) == record
