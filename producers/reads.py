@@ -44,7 +44,9 @@ class Reads(ClientCore):
         return Page(self.store.records(chosen.ids), chosen.next_cursor)
 
     def notify(self, job_id: str) -> DeliveryRecord:
-        """Deliver an ended job's webhook again (a new delivery, due now; a worker sends it)."""
+        """Deliver an ended job's webhook again (a new delivery, due now; a worker sends it). An
+        archived job comes back into Redis first: it stays there until the delivery settles."""
+        self.store.bring_back(job_id)
         return self.store.redeliver(job_id)
 
     def events(self, after_id: str = events.START, *, job: str | None = None, kind: str | None = None,

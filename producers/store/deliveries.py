@@ -13,7 +13,7 @@ import uuid
 from typing import Any, cast
 
 from producers import events, keys
-from producers.errors import NotifyRefused
+from producers.errors import JobNotFound, NotifyRefused
 from producers.records import BatchRecord, DeliveryRecord, DeliveryStatus, JobRecord, JobStatus, utcnow
 from producers.store import codec
 from producers.store.core import BATCH_OWNER, StoreCore
@@ -70,8 +70,11 @@ def _find(record: JobRecord | BatchRecord | None, delivery_id: str) -> DeliveryR
 
 class Deliveries(StoreCore):
     def redeliver(self, job_id: str) -> DeliveryRecord:
-        """Deliver the ended job's webhook again (a new delivery id), due now."""
-        record = self.get(job_id)
+        """Deliver the ended job's webhook again (a new delivery id), due now (a job in Redis:
+        ``bring_back`` an archived one first)."""
+        record = self.find_hot(job_id)
+        if record is None:
+            raise JobNotFound(job_id)
         event = {JobStatus.SUCCEEDED: events.SUCCEEDED, JobStatus.FAILED: events.FAILED,
                  JobStatus.CANCELLED: events.CANCELLED}.get(record.status)
         if not record.callback_url:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
 from producers import events, keys
+from producers.errors import JobNotFound
 from producers.records import JobRecord, JobStatus, RunRecord, StepRecord, StepStatus, utcnow
 from producers.store import codec, spanning
 from producers.store.counts import Counts
@@ -165,8 +166,11 @@ class JobReads(Counts):
     ) -> JobRecord:
         """Start another pass: steps before ``from_step`` keep their output (marked reused), the
         rest are reset; the history of earlier runs stays in ``runs`` and each step's attempts.
-        With ``not_before`` (epoch s) the job is scheduled: the releaser queues it then."""
-        record = self.get(job_id)
+        With ``not_before`` (epoch s) the job is scheduled: the releaser queues it then. The job
+        is in Redis (``bring_back`` an archived one first)."""
+        record = self.find_hot(job_id)
+        if record is None:
+            raise JobNotFound(job_id)
         names = [s.name for s in record.steps]
         start = names.index(from_step)
         runs = [*record.runs, RunRecord(number=len(record.runs) + 1, trigger=trigger,
