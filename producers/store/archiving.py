@@ -71,12 +71,23 @@ class Archiving(StoreCore):
                                 deliveries=len(record["notifications"]))
 
     def drop_archived(self, moved: Sequence[ArchiveCandidate]) -> int:
-        """Take each job out of Redis unless it changed since it was read; how many left."""
+        """Take each job out of Redis unless it changed since it was read; how many left. Then
+        the keys beside the record that left: its steps' short-lived secrets, and the memos of a
+        job that did not fail (a failed one's memos stay, until the retention, for a replay's
+        first attempt to see what an earlier one made; ``lua/archive_drop.lua``)."""
         with self.redis.pipeline(transaction=False) as pipe:
             for c in moved:
                 self._scripts.archive_drop(c.id, c.meta, status=c.status,
                                            updated_at=c.updated_at, deliveries=c.deliveries, pipe=pipe)
-            return sum(int(n) for n in pipe.execute())
+            dropped = [c for c, n in zip(moved, pipe.execute(), strict=True) if int(n)]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for c in dropped:
+                for step in c.meta.get("steps", ()):
+                    pipe.delete(keys.job_secret(c.id, step))
+                    if c.status != JobStatus.FAILED.value:
+                        pipe.delete(keys.step_memo(c.id, step))
+            pipe.execute()
+        return len(dropped)
 
     def bring_back(self, job_id: str) -> bool:
         """An archived job written back into Redis (and out of the archive), for a replay; False
