@@ -23,9 +23,13 @@ def _like(fragment: str) -> str:
     return f"%{escaped}%"
 
 
+def _text(value: object) -> str:
+    return str(value).replace("\x00", "")  # PostgreSQL refuses NUL in text; no stored value holds one
+
+
 def fragment(dialect: str, column: str, value: str) -> ColumnElement[bool]:
     """Rows whose ``column`` holds ``value``, any case, through the fragment index."""
-    target = jobs.c[column]
+    target, value = jobs.c[column], _text(value)
     if dialect == "sqlite" and len(value) >= 3:
         inner: Select[Any] = select(literal_column("rowid")).select_from(table(TEXT)).where(
             literal_column(column).like(_like(value), escape="\\"))
@@ -41,9 +45,9 @@ def where(dialect: str, filters: Filters, cursor: str | None = None) -> ColumnEl
     for name in ("status", "kind", "connection", "batch", "tenant", "priority"):
         value: Any = getattr(filters, name, None)  # tenant and priority: where Filters has them
         if value is not None:
-            parts.append(jobs.c[name] == str(value))
+            parts.append(jobs.c[name] == _text(value))
     if filters.error_step is not None:
-        parts.append(jobs.c.error_step == filters.error_step)
+        parts.append(jobs.c.error_step == _text(filters.error_step))
     if filters.http_status is not None:
         parts.append(jobs.c.error_status == filters.http_status)
     if filters.since is not None:

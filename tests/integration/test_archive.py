@@ -112,6 +112,7 @@ def test_moved_jobs_read_exactly_as_before(store: JobStore, archive: ArchiveStor
     assert set(store.select(Filters(status="failed")).ids) == set(failed)
     assert store.select(Filters(file_name="MARCH-00")).ids == [failed[0]]
     assert store.select(Filters(error="no attachments")).ids == [failed[0]]
+    assert store.select(Filters(file_name="zz\x00zz", error_step="a\x00")).ids == []  # PostgreSQL refuses NUL
     assert store.select(Filters(http_status=429)).ids == [failed[1]]
     assert set(store.select(Filters(error_step="link_attachment")).ids) == set(failed)
     assert store.select(Filters(since=datetime.now(UTC) + timedelta(hours=1))).ids == []
