@@ -39,8 +39,14 @@ def fragment(dialect: str, column: str, value: str) -> ColumnElement[bool]:
     return func.lower(target).like(_like(value.lower()), escape="\\")
 
 
-def where(dialect: str, filters: Filters, cursor: str | None = None) -> ColumnElement[bool]:
-    """The condition ``filters`` (and a page's ``cursor``, a score) make."""
+def fragments(filters: Filters) -> bool:
+    return filters.file_name is not None or getattr(filters, "error", None) is not None
+
+
+def where(dialect: str, filters: Filters, cursor: str | None = None, *,
+          with_fragments: bool = True) -> ColumnElement[bool]:
+    """The condition ``filters`` (and a page's ``cursor``, a score) make; ``with_fragments``
+    False leaves out the file-name and error fragments."""
     parts: list[ColumnElement[bool]] = []
     for name in ("status", "kind", "connection", "batch", "tenant", "priority"):
         value: Any = getattr(filters, name, None)  # tenant and priority: where Filters has them
@@ -54,10 +60,10 @@ def where(dialect: str, filters: Filters, cursor: str | None = None) -> ColumnEl
         parts.append(jobs.c.score >= int(filters.since.timestamp() * 1000) * 1000)
     if filters.until is not None:
         parts.append(jobs.c.score < int(filters.until.timestamp() * 1000) * 1000)
-    if filters.file_name is not None:
+    if filters.file_name is not None and with_fragments:
         parts.append(fragment(dialect, "file_name", filters.file_name))
     error = getattr(filters, "error", None)
-    if error is not None:
+    if error is not None and with_fragments:
         parts.append(fragment(dialect, "error_message", error))
     if cursor is not None:
         parts.append(jobs.c.score < int(cursor))
@@ -68,3 +74,21 @@ def page(dialect: str, filters: Filters, limit: int | None, cursor: str | None) 
     """SELECT id, score of the matching rows, newest first (one more than ``limit``: is there more)."""
     query = select(jobs.c.id, jobs.c.score).where(where(dialect, filters, cursor)).order_by(jobs.c.score.desc())
     return query if limit is None else query.limit(limit + 1)
+
+
+WINDOW = 20_000  # newest rows a fragment search reads in order before it asks the trigram index
+
+
+def window(dialect: str, filters: Filters, limit: int, cursor: str | None) -> Any:
+    """A fragment search over the newest ``WINDOW`` rows the other filters leave, in score order
+    (a common fragment finds its page here at once, where the trigram index would hand over
+    every row holding it to be sorted): SELECT id, score, and whether the row matched; the last
+    row of the window tells where it ended."""
+    newest = (select(jobs.c.id, jobs.c.score, jobs.c.file_name, jobs.c.error_message)
+              .where(where(dialect, filters, cursor, with_fragments=False))
+              .order_by(jobs.c.score.desc()).limit(WINDOW).subquery())
+    matched = and_(true(), *(
+        [newest.c.file_name.ilike(_like(_text(filters.file_name)), escape="\\")] if filters.file_name else []),
+        *([newest.c.error_message.ilike(_like(_text(getattr(filters, "error", ""))), escape="\\")]
+          if getattr(filters, "error", None) else []))
+    return select(newest.c.id, newest.c.score, matched.label("matched")).order_by(newest.c.score.desc())

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, select
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from producers.archive import search
@@ -161,10 +161,24 @@ class ArchiveStore:
         """(id, score) of the matching jobs, newest first, below ``cursor``; and whether more follow."""
         self.ensure()
         with self.engine.connect() as conn:
+            if self.dialect == "postgresql" and limit is not None and search.fragments(filters):
+                return self._select_windowed(conn, filters, limit, cursor)
             found = [(str(i), int(s)) for i, s in conn.execute(search.page(self.dialect, filters, limit, cursor))]
         if limit is not None and len(found) > limit:
             return found[:limit], True
         return found, False
+
+    def _select_windowed(self, conn: Connection, filters: Filters, limit: int,
+                         cursor: str | None) -> tuple[list[tuple[str, int]], bool]:
+        """A fragment search's page: the newest rows in order first (``search.window``), then,
+        below them, the trigram index (a rare fragment: few rows to sort)."""
+        rows = conn.execute(search.window(self.dialect, filters, limit, cursor)).all()
+        found = [(str(i), int(s)) for i, s, matched in rows if matched]
+        if len(found) <= limit and len(rows) == search.WINDOW:
+            below = str(int(rows[-1][1]))
+            found += [(str(i), int(s)) for i, s in conn.execute(
+                search.page(self.dialect, filters, limit - len(found), below))]
+        return found[:limit], len(found) > limit
 
     def count(self, filters: Filters) -> int:
         self.ensure()

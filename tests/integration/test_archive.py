@@ -197,3 +197,24 @@ def test_a_crash_of_the_mover_at_each_point_loses_and_duplicates_nothing(
     hot_counts_exact(store, client)
     assert {j: store.get(j).model_dump() for j in ended} == before
     assert store.count(Filters(status="failed")) == 10
+
+
+def test_a_fragment_search_pages_the_same_past_its_window(store: JobStore, archive: ArchiveStore,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from producers.archive import search
+    names = [f"{'scan' if n % 3 else 'photo'}-{n}.pdf" for n in range(12)]
+    ids = [new(store, name) for name in names]
+    for job_id in ids:
+        jobs.succeed(store, job_id, {"ok": 1})
+    mover(store, archive).run_round()
+    expected = [i for i, name in reversed(list(zip(ids, names, strict=True))) if "scan" in name]
+    for window in (2, 5, 100):  # the newest rows in order, then the trigram index below them
+        monkeypatch.setattr(search, "WINDOW", window)
+        paged, cursor = [], None
+        while True:
+            page = store.select(Filters(file_name="SCAN"), limit=3, cursor=cursor)
+            paged += page.ids
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert paged == expected, window
