@@ -76,7 +76,7 @@ def page(dialect: str, filters: Filters, limit: int | None, cursor: str | None) 
     return query if limit is None else query.limit(limit + 1)
 
 
-WINDOW = 20_000  # newest rows a fragment search reads in order before it asks the trigram index
+WINDOW = 2_000  # newest rows a fragment search reads in order before it asks the trigram index
 
 
 def window(dialect: str, filters: Filters, limit: int, cursor: str | None) -> Any:
