@@ -194,6 +194,8 @@ class RunRecord(BaseModel):
     outcome: str | None = None
     note: str | None = None
     error: StepError | None = None  # why it failed: kept when a later run succeeds
+    # The run's W3C trace context (a traceparent, not a secret): its steps' spans join its trace.
+    trace: str | None = None
 
 
 class DeliveryStatus(StrEnum):

@@ -14,7 +14,7 @@ import redis
 from kombu.exceptions import OperationalError
 from pydantic import BaseModel, ConfigDict, Field
 
-from producers import queue
+from producers import queue, tracecontext
 from producers.client_core import ClientCore
 from producers.errors import BatchClosed, ConfigError, Problem, SubmitError
 from producers.files import FileRule, inspect_path, inspect_uri
@@ -187,10 +187,12 @@ class Submission(ClientCore):
     def submit(self, kind: str, *, connection: str, file: str | None = None, uri: str | None = None,
                params: dict[str, Any] | None = None, idempotency_key: str | None = None,
                callback_url: str | None = None, batch: str | None = None,
-               not_before: datetime | str | None = None) -> JobRecord:
+               not_before: datetime | str | None = None, traceparent: str | None = None) -> JobRecord:
+        """``traceparent``: the caller's W3C trace context, which the job's trace continues."""
         record, _ = self.submit_checked(kind, connection=connection, file=file, uri=uri,
                                         params=params, idempotency_key=idempotency_key,
-                                        callback_url=callback_url, batch=batch, not_before=not_before)
+                                        callback_url=callback_url, batch=batch, not_before=not_before,
+                                        traceparent=traceparent)
         return record
 
     def submit_checked(self, kind: str, *, connection: str, file: str | None = None,
@@ -198,7 +200,8 @@ class Submission(ClientCore):
                        idempotency_key: str | None = None,
                        require_file_roots: bool = False,
                        callback_url: str | None = None, batch: str | None = None,
-                       not_before: datetime | str | None = None) -> tuple[JobRecord, bool]:
+                       not_before: datetime | str | None = None,
+                       traceparent: str | None = None) -> tuple[JobRecord, bool]:
         """Validate, store, enqueue (into the open ``batch``, if given; with a ``not_before``
         still to come, stored scheduled). Returns (record, created); created is False when the
         idempotency key named an existing job, which is then returned untouched."""
@@ -206,19 +209,20 @@ class Submission(ClientCore):
             "kind": kind, "connection": connection, "file": file, "uri": uri, "params": params or {},
             "idempotency_key": idempotency_key, "callback_url": callback_url, "batch": batch,
             "not_before": not_before})
-        return self.submit_request(request, require_file_roots=require_file_roots)
+        return self.submit_request(request, require_file_roots=require_file_roots, traceparent=traceparent)
 
-    def submit_request(self, request: JobRequest, *,
-                       require_file_roots: bool = False) -> tuple[JobRecord, bool]:
+    def submit_request(self, request: JobRequest, *, require_file_roots: bool = False,
+                       traceparent: str | None = None) -> tuple[JobRecord, bool]:
         """``submit_checked`` for a :class:`JobRequest` (an HTTP body or a manifest line)."""
-        [outcome] = self._submit_all([request], require_file_roots=require_file_roots, batch=request.batch)
+        [outcome] = self._submit_all([request], require_file_roots=require_file_roots, batch=request.batch,
+                                     traceparent=traceparent)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
     def submit_many(self, requests: Sequence[JobRequest], *, require_file_roots: bool = False,
                     chunk_size: int = 500, name: str | None = None, callback_url: str | None = None,
-                    batch: str | None = None) -> BatchSubmitted:
+                    batch: str | None = None, traceparent: str | None = None) -> BatchSubmitted:
         """Submit ``requests`` as one batch (``name``, and ``callback_url``: told once when it
         completes): opened, filled and sealed here, or, with ``batch``, into that open batch,
         left open. The answer is a list with the ``batch`` id beside it.
@@ -240,17 +244,26 @@ class Submission(ClientCore):
         except (redis.RedisError, OSError) as exc:
             return BatchSubmitted([exc] * len(requests))  # the store is unreachable: nothing is stored
         outcomes = BatchSubmitted(self._submit_all(requests, require_file_roots=require_file_roots,
-                                              chunk_size=chunk_size, batch=opened))
+                                              chunk_size=chunk_size, batch=opened,
+                                              traceparent=traceparent))
         outcomes.batch = opened
         if batch is None:
             self.store.seal_batch(opened)
         return outcomes
 
     def _submit_all(self, requests: Sequence[JobRequest], *, require_file_roots: bool, chunk_size: int = 500,
-                    batch: str | None = None) -> list[Outcome]:
-        """``submit_many``'s work, every job into the open ``batch`` (None: none)."""
-        return self.submit_prepared(self._validate_many(requests, require_file_roots, batch), batch=batch,
-                                    chunk_size=chunk_size)
+                    batch: str | None = None, traceparent: str | None = None) -> list[Outcome]:
+        """``submit_many``'s work, every job into the open ``batch`` (None: none), in one trace
+        (``producers.tracecontext``) continuing ``traceparent``."""
+        with tracecontext.submitting(self.config, traceparent, {"ferry.jobs": len(requests)}) as trace:
+            checked = self._validate_many(requests, require_file_roots, batch)
+            if trace.traceparent is not None:
+                checked = [replace(c, trace=trace.traceparent) if isinstance(c, NewJob) else c for c in checked]
+            outcomes = self.submit_prepared(checked, batch=batch, chunk_size=chunk_size)
+            if len(outcomes) == 1 and isinstance(outcomes[0], tuple):
+                trace.annotate(**{"ferry.job": outcomes[0][0].id, "ferry.kind": outcomes[0][0].kind,
+                                  "ferry.connection": outcomes[0][0].connection})
+            return outcomes
 
     def prepare_many(self, requests: Sequence[JobRequest]) -> list[NewJob | SubmitError]:
         """Validate each request (each distinct file inspected once): the job to store, or why

@@ -33,7 +33,7 @@ from producers.kinds import KINDS, all_step_names
 from producers.queue import TASK_PREFIX, StepPublisher, queue_for_connection, task_name
 from producers.records import JobRecord, Progress, StepError, StepStatus
 from producers.store import JobState, JobStore, Lease, Outgoing
-from worker import controls, metrics, progress
+from worker import controls, metrics, progress, telemetry
 from worker.errors import DestinationError, PermanentError, RetryableError, Throttled
 from worker.log import get_logger, redact_text
 from worker.recovery import lease_seconds
@@ -78,7 +78,8 @@ def run_step(task: Task, job_id: str) -> None:
         return  # done (a redelivered message: the next one was written with this step's end) or ended
     metrics.begin_step(begun.job.kind, step, begun.job.connection)
     metrics.first_start(begun.job, step, begun.state.step.attempts)
-    with LEASES.held(rt.store, job_id, lease):
+    with telemetry.step_span(rt.config, begun.job, step, begun.state.step.attempts), \
+            LEASES.held(rt.store, job_id, lease):
         Attempt(task, rt, begun.job, begun.state, lease, paused_until=begun.paused_until).run()
 
 

@@ -4,7 +4,8 @@
 
     meta          JSON: kind, connection, created_at, params, steps, file, idempotency_key,
                   callback_url, batch, not_before (epoch ms: fewer bytes than ISO in a backlog of
-                  scheduled jobs; no nulls; no id: the key names it)
+                  scheduled jobs; no nulls; no id: the key names it), trace (the submit's W3C
+                  traceparent: the first run's, ``producers.tracecontext``)
     status        the job's status (its index entry moves with it)
     score         its creation score (the indexes' score; a paging cursor)
     updated_at, finished_at   ISO times (``updated_at`` absent: the creation)
@@ -60,6 +61,7 @@ CANCEL = "cancel_requested"
 STEP = "step:"  # + the step's name
 PROGRESS = "progress:"  # + the step's name
 NOTIFY = "notify:"  # + the delivery's id
+TRACE = "trace"  # in meta (the first run's trace context) and in each stored run
 
 # Every field, the two prefixed families written with a trailing ``*``.
 FIELDS = frozenset({META, STATUS, SCORE, UPDATED_AT, FINISHED_AT, RESULT, ERROR, RUNS, LEASE, CANCEL,
@@ -151,7 +153,10 @@ def step(name: str, stored: str | None, progress: str | None = None) -> StepReco
 def first_run(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The runs of a job whose runs field is absent: its first, from the submit."""
     steps = meta.get("steps") or [""]
-    return [{"number": 1, "trigger": "submit", "from_step": steps[0], "started_at": meta.get("created_at")}]
+    run = {"number": 1, "trigger": "submit", "from_step": steps[0], "started_at": meta.get("created_at")}
+    if meta.get(TRACE):
+        run[TRACE] = meta[TRACE]
+    return [run]
 
 
 def runs(raw: Mapping[str, str | None], meta: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -211,6 +216,8 @@ def new_meta(job: NewJob, now: str) -> str:
         meta["batch"] = job.batch
     if job.not_before_ms is not None:
         meta["not_before"] = job.not_before_ms
+    if job.trace is not None:
+        meta[TRACE] = job.trace
     return dump(meta)
 
 
@@ -236,7 +243,8 @@ def new_record(job: NewJob, job_id: str, now: str) -> JobRecord:
         "idempotency_key": job.idempotency_key, "steps": [{"name": n} for n in job.steps],
         "callback_url": job.callback_url, "batch": job.batch,
         "not_before": None if job.not_before_ms is None else utc_at(job.not_before_ms / 1000),
-        "runs": [{"number": 1, "trigger": "submit", "from_step": job.steps[0], "started_at": now}]})
+        "runs": [{"number": 1, "trigger": "submit", "from_step": job.steps[0], "started_at": now,
+                  "trace": job.trace}]})
 
 
 # ---- batches -------------------------------------------------------------------------------------

@@ -131,7 +131,7 @@ class JobReads(Counts):
     # ---- replay and purge ----------------------------------------------------------------
     def begin_run(
         self, job_id: str, *, trigger: str, from_step: str, note: str | None = None,
-        not_before: float | None = None,
+        not_before: float | None = None, trace: str | None = None,
     ) -> JobRecord:
         """Start another pass: steps before ``from_step`` keep their output (marked reused), the
         rest are reset; the history of earlier runs stays in ``runs`` and each step's attempts.
@@ -140,7 +140,7 @@ class JobReads(Counts):
         names = [s.name for s in record.steps]
         start = names.index(from_step)
         runs = [*record.runs, RunRecord(number=len(record.runs) + 1, trigger=trigger,
-                                        from_step=from_step, note=note)]
+                                        from_step=from_step, note=note, trace=trace)]
         fields: dict[Any, Any] = {codec.RUNS: dump([r.model_dump(exclude_none=True) for r in runs]),
                                   codec.UPDATED_AT: utcnow()}
         for i, s in enumerate(record.steps):
