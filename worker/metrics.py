@@ -62,6 +62,7 @@ class _Step:
     step: str
     connection: str
     started: float
+    retried: bool = False  # its retry is a message of its own: the task itself ends ignored
 
 
 _current = threading.local()
@@ -93,11 +94,18 @@ def end_step(state: str | None) -> None:
     _current.step = None
     if step is None:
         return
-    outcome = _OUTCOMES.get(state or "", "stopped")
+    outcome = "retried" if step.retried else _OUTCOMES.get(state or "", "stopped")
     STEPS.labels(step.kind, step.step, outcome).inc()
     STEP_SECONDS.labels(step.kind, step.step).observe(time.monotonic() - step.started)
     if outcome == "retried":
         RETRIES.labels(step.kind, step.step, step.connection).inc()
+
+
+def retried() -> None:
+    """The step on this thread scheduled its retry (its task then ends as ignored, not RETRY)."""
+    step: _Step | None = getattr(_current, "step", None)
+    if step is not None:
+        step.retried = True
 
 
 def current_connection() -> str:

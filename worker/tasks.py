@@ -172,6 +172,7 @@ class Attempt:
         if self.store.retry_step(self.job.id, self.step, _step_error(exc, self.step, retryable=True), delay,
                                  state=self.state, lease=self.lease, then=then):
             self.publisher.deliver(then, self.store)
+        metrics.retried()
         self._timed().warning("step will be retried", status=exc.status, delay=round(delay, 2),
                               error=redact_text(exc.message), server_delay=exc.retry_after is not None)
         raise Ignore()  # this message is done: the retry is its own message, delayed
