@@ -192,3 +192,46 @@ def test_one_job_is_one_trace_from_the_callers_span_through_two_worker_processes
     lines = [json.loads(line) for line in (tmp_path / "second.log").read_text().splitlines()
              if line.startswith("{")]
     assert {line.get("trace_id") for line in lines if line.get("event") == "step succeeded"} == {TRACE_ID}
+
+
+def test_a_replay_is_a_new_trace_linked_to_the_first(tmp_path: Path, sandbox: SandboxControl,
+                                                      receiver: Receiver) -> None:
+    """The Python API's ``traceparent=``, a step that fails its job (its span says so), and a
+    replay: a trace of its own whose ``ferry.replay`` span links to the first run's."""
+    from producers.replay import replay
+
+    server = EmbeddedRedis(tmp_path / "redis")
+    location = server.ensure_running()
+    config = write_config(tmp_path / "ferry.toml", sandbox.url, sandbox.email,
+                          settings=f'[telemetry]\notlp_endpoint = "{receiver.url}"')
+    doc = tmp_path / "report.pdf"
+    doc.write_bytes(b"%PDF-1.4\n" + bytes(range(256)) * 200 + b"\n%%EOF\n")
+    sandbox.add_fault(path=r"/attachments/object/\d+$", method="POST", status=403, times=1)
+    ferry = Ferry(location.url, config=load_config(config))
+    worker = WorkerProcess(worker_env(tmp_path, config, location), tmp_path / "worker.log")
+    try:
+        worker.wait_ready()
+        job = ferry.submit("assets-attachment", connection="acme", file=str(doc),
+                           params={"object": sandbox.seed()["object_id"]},
+                           traceparent=f"00-{TRACE_ID}-{CALLER_SPAN}-01")
+        assert job.runs[0].trace is not None and job.runs[0].trace[3:35] == TRACE_ID
+        wait_until(lambda: ferry.status(job.id).status == JobStatus.FAILED, 60, "the job to fail")
+        again = replay(ferry, job.id)
+        assert again.runs[1].trace is not None and again.runs[1].trace[3:35] != TRACE_ID
+        wait_until(lambda: ferry.status(job.id).status == JobStatus.SUCCEEDED, 60, "the replay to succeed")
+        worker.stop()
+        wait_until(lambda: len(receiver.named("ferry.step link_attachment")) == 2, 30, "both link spans")
+    finally:
+        worker.stop()
+        ferry.close()
+        server.stop()
+    [submit] = receiver.named("ferry.submit")
+    failed, linked = sorted(receiver.named("ferry.step link_attachment"), key=lambda s: s["attributes"]["ferry.run"])
+    assert (failed["trace_id"], failed["parent"]) == (TRACE_ID, submit["span_id"])
+    assert failed["attributes"]["ferry.outcome"] == "failed"
+    assert failed["attributes"]["http.response.status_code"] == 403
+    [replayed] = receiver.named("ferry.replay")
+    assert replayed["trace_id"] != TRACE_ID and replayed["links"] == [(TRACE_ID, submit["span_id"])]
+    assert (linked["trace_id"], linked["parent"]) == (replayed["trace_id"], replayed["span_id"])
+    assert linked["attributes"]["ferry.outcome"] == "succeeded"
+    assert linked["links"] == [(TRACE_ID, submit["span_id"])]
