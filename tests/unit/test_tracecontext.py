@@ -83,3 +83,23 @@ def test_with_telemetry_off_a_submit_keeps_the_callers_context_as_it_came(ferry:
     batch = ferry.submit_many([JobRequest(kind="assets-attachment", connection="acme", file=doc,
                                           params={"object": str(n)}) for n in (3, 4)], traceparent=TP)
     assert [ferry.status(record.id).runs[0].trace for record, _ in batch] == [TP, TP]  # type: ignore[misc]
+
+
+def test_with_telemetry_off_a_steps_log_lines_carry_its_runs_trace_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    import structlog
+
+    from worker import telemetry
+
+    monkeypatch.delenv(tracecontext.ENDPOINT_ENV, raising=False)
+    monkeypatch.delenv(tracecontext.TRACES_ENDPOINT_ENV, raising=False)
+    config = parse_config({})
+    traced = codec.new_record(NewJob(kind="jira-avatar", connection="acme", steps=("upload_avatar",), params={},
+                                     trace=TP), "j1", "2026-01-01T00:00:00Z")
+    with telemetry.step_span(config, traced, "upload_avatar", 1):
+        assert structlog.contextvars.get_contextvars()["trace_id"] == TP[3:35]
+        assert telemetry.request_span("GET", "/x", "https://acme.example") is None  # no span, no cost
+    assert "trace_id" not in structlog.contextvars.get_contextvars()
+    untraced = codec.new_record(NewJob(kind="jira-avatar", connection="acme", steps=("upload_avatar",), params={}),
+                                "j2", "2026-01-01T00:00:00Z")
+    with telemetry.step_span(config, untraced, "upload_avatar", 1):
+        assert "trace_id" not in structlog.contextvars.get_contextvars()
