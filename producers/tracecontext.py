@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -78,17 +79,26 @@ class Tracing:
         self._key: tuple[int, str | None] | None = None  # (pid, endpoint) the provider was made for
         self._provider: Any = None
         self.tracer: Any = None
+        self._lock = threading.Lock()
 
     def get(self, config: FerryConfig) -> Any:
         """The tracer, or None when telemetry is off (or the ``otel`` extra is missing)."""
         where = endpoint(config)
         if self._key == (os.getpid(), where):
             return self.tracer
-        if self._provider is not None and self._key is not None and self._key[0] == os.getpid():
-            self._provider.shutdown()  # another endpoint (a test's): flush to the old one first
-        self._key, self._provider, self.tracer = (os.getpid(), where), None, None
+        with self._lock:  # two threads of the API meeting the first submit make one provider
+            if self._key == (os.getpid(), where):
+                return self.tracer
+            if self._provider is not None and self._key is not None and self._key[0] == os.getpid():
+                self._provider.shutdown()  # another endpoint (a test's): flush to the old one first
+            self._provider, self.tracer = self._make(where)
+            self._key = (os.getpid(), where)  # last: the fast path above reads it without the lock
+            return self.tracer
+
+    def _make(self, where: str | None) -> tuple[Any, Any]:
+        """(provider, tracer) sending to ``where``; (None, None) when off."""
         if where is None:
-            return None
+            return None, None
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.resources import Resource
@@ -96,14 +106,13 @@ class Tracing:
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
         except ImportError:
             warnings.warn("telemetry is configured but the otel extra is not installed "
-                          "(pip install 'ferry[otel]'): no traces", RuntimeWarning, stacklevel=2)
-            return None
+                          "(pip install 'ferry[otel]'): no traces", RuntimeWarning, stacklevel=3)
+            return None, None
         resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or self.service,
                                     "process.pid": os.getpid()})
         provider = TracerProvider(resource=resource, shutdown_on_exit=True)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=where or None)))
-        self._provider, self.tracer = provider, provider.get_tracer("ferry")
-        return self.tracer
+        return provider, provider.get_tracer("ferry")
 
     def shutdown(self) -> None:
         """Export what is buffered and stop (a worker process's exit)."""
