@@ -218,18 +218,15 @@ def submit(ferry: Ferry, lines: list[ManifestLine], console: Console, batch: str
     submitted: list[Submitted] = []
     with _progress(console) as progress:
         task = progress.add_task("submitting", total=len(good))
-        for start in range(0, len(good), SUBMIT_CHUNK):
-            chunk = good[start:start + SUBMIT_CHUNK]
-            outcomes = ferry.submit_prepared([ln.job for ln in chunk if ln.job is not None], batch=batch,
-                                             chunk_size=SUBMIT_CHUNK)
-            for ln, outcome in zip(chunk, outcomes, strict=True):
-                if isinstance(outcome, SubmitError):
-                    ln.problems = [Problem(request_field(p.field), p.message) for p in outcome.problems]
-                elif isinstance(outcome, Exception):
-                    raise outcome  # Redis went away: the lines before this chunk are submitted
-                else:
-                    submitted.append(Submitted(ln.number, *outcome))
-            progress.advance(task, len(chunk))
+        outcomes = ferry.submit_prepared([ln.job for ln in good if ln.job is not None], batch=batch,
+                                         chunk_size=SUBMIT_CHUNK, progress=lambda n: progress.advance(task, n))
+    for ln, outcome in zip(good, outcomes, strict=True):
+        if isinstance(outcome, SubmitError):
+            ln.problems = [Problem(request_field(p.field), p.message) for p in outcome.problems]
+        elif isinstance(outcome, Exception):
+            raise outcome  # Redis went away: the lines of the chunks before this one are submitted
+        else:
+            submitted.append(Submitted(ln.number, *outcome))
     return submitted
 
 

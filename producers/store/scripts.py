@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis
 
 from producers import keys
 from producers.records import MAX_ATTEMPT_HISTORY
 from producers.store import codec
-from producers.store.loader import STORE_SCRIPTS, Scripts
+from producers.store.loader import STORE_SCRIPTS, Pipelined, Scripts
 from producers.store.types import NewJob
 
 _THROTTLE_PREFIX, _, _THROTTLE_SUFFIX = keys.rate_limit_pause("\0").partition("\0")
@@ -52,6 +52,11 @@ class Settle:
     outbox_entry: str = ""
     commands: Sequence[Sequence[Any]] = ()
     batch: str = ""  # the batch context (lib/batch.lua), '' for a job of no batch or no move
+
+
+def create_clashes(reply: Any) -> dict[int, str]:
+    """create.lua's reply: the id each job not written found behind its key, by position."""
+    return {int(reply[i]): str(reply[i + 1]) for i in range(0, len(reply), 2)}
 
 
 class StoreScripts(Scripts):
@@ -101,23 +106,24 @@ class StoreScripts(Scripts):
 
     def create(self, jobs: Sequence[NewJob], ids: Sequence[str], messages: Sequence[tuple[str, str]], *,
                now: str, idempotency_seconds: int, events_max: int, kind_names: str,
-               conn_names: str, batch: str | None = None) -> dict[int, str]:
+               conn_names: str, batch: str | None = None, line: Pipelined | None = None) -> dict[int, str]:
         """Stores ``jobs`` (``kind_names``/``conn_names``: the name sets to add to, '' none), in
         the open ``batch`` if given; returns the id each job not written found behind its
-        idempotency key, by position."""
+        idempotency key, by position. ``line``: only sent on it ({} returned); ``create_clashes``
+        of its ``receive()`` is the answer."""
         per_job: list[Any] = []
         for job, job_id, (target, payload) in zip(jobs, ids, messages, strict=True):
             per_job += (job_id, job.kind, job.connection, job.idempotency_key or "", codec.new_meta(job, now),
                         target, payload, "" if job.not_before_ms is None else job.not_before_ms)
         # The jobs' file sizes close the tail (create.lua reads them for the batch's bytes).
         per_job.append(",".join(str(j.file.size or 0) if j.file else "0" for j in jobs) if batch else "")
-        reply = cast(list[Any], self.run("create", [
+        reply = self.run("create", [
             keys.index_all(), keys.index_status("queued"), keys.events(), kind_names, conn_names,
             keys.job_counts(), keys.batch(batch) if batch else "", keys.batch_jobs(batch) if batch else "",
             keys.index_status("scheduled"), keys.scheduled()], [
             keys.job(""), keys.idempotency(""), idempotency_seconds, keys.index_kind(""), keys.index_connection(""),
-            events_max, now, len(jobs), *per_job]))
-        return {int(reply[i]): str(reply[i + 1]) for i in range(0, len(reply), 2)}
+            events_max, now, len(jobs), *per_job], client=line)
+        return {} if line is not None else create_clashes(reply)
 
     def batch_move(self, job_id: str, context: str, pipe: Any) -> None:
         """In ``pipe``'s MULTI: the job's batch counts move to ``context``'s status."""
