@@ -97,16 +97,30 @@ class Scripts:
             line.close()
 
 
+@dataclass
+class _Sent:
+    """A call sent on a ``Pipelined`` line, and its outcome once read."""
+
+    name: str
+    keys: Sequence[Any]
+    args: Sequence[Any]
+    connection: Any
+    read: bool = False
+    reply: Any = None
+    error: Exception | None = None
+
+
 class Pipelined:
     """Script calls sent one after another on one connection, each reply read later, in order
     (Redis pipelining, no MULTI): Redis runs one call while the caller prepares the next and
-    reads the one before. A call the server does not know (NOSCRIPT) is run again the usual way
-    when its reply is read, so it loads the script; it had not run."""
+    reads the one before. A call answered NOSCRIPT (Redis lost its scripts: a restart, a
+    SCRIPT FLUSH) had not run: it and every call sent after it are run again the usual way, in
+    order, before anything else is sent, each exactly once (those that ran keep their reply)."""
 
     def __init__(self, scripts: Scripts, client: redis.Redis) -> None:
         self._scripts, self._client = scripts, client
         self._connection: Any = None
-        self._sent: deque[tuple[str, Sequence[Any], Sequence[Any], Any]] = deque()
+        self._sent: deque[_Sent] = deque()
 
     def send(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> None:
         if self._connection is None:
@@ -117,44 +131,58 @@ class Pipelined:
         except BaseException:
             self._lost()
             raise
-        self._sent.append((name, keys, args, connection))
+        self._sent.append(_Sent(name, keys, args, connection))
 
     def receive(self) -> Any:
-        """The reply to the oldest call not read yet (its error raised)."""
-        name, keys, args, connection = self._sent.popleft()
-        if connection is not self._connection:
-            raise redis.ConnectionError("the connection was lost with this call sent: it may have run")
-        try:
-            return self._read(connection)
-        except redis.exceptions.NoScriptError:
-            return self._scripts.run(name, keys, args)
-        except redis.ResponseError:
-            raise  # the script's own error: the connection is fine
-        except BaseException:
-            self._lost()
-            raise
+        """The reply to the oldest call not received yet (its error raised)."""
+        call = self._sent.popleft()
+        if not call.read:
+            self._read_reply(call)
+            if isinstance(call.error, redis.exceptions.NoScriptError):
+                self._run_again([call, *self._sent])
+        if call.error is not None:
+            raise call.error
+        return call.reply
 
     def close(self) -> None:
         """Every reply not read yet read and dropped (none run again); the connection back to the pool."""
         while self._sent:
-            *_, connection = self._sent.popleft()
-            if connection is not self._connection:
-                continue
-            try:
-                self._read(connection)
-            except redis.ResponseError:
-                pass
-            except BaseException as exc:
-                self._lost()
-                if not isinstance(exc, redis.RedisError | OSError):
-                    raise
+            call = self._sent.popleft()
+            if not call.read:
+                self._read_reply(call)
         if self._connection is not None:
             self._client.connection_pool.release(self._connection)
             self._connection = None
 
-    def _read(self, connection: Any) -> Any:
+    def _read_reply(self, call: _Sent) -> None:
+        call.read = True
+        if call.connection is not self._connection:
+            call.error = redis.ConnectionError("the connection was lost with this call sent: it may have run")
+            return
         client: Any = self._client  # redis-py leaves parse_response untyped
-        return client.parse_response(connection, "EVALSHA")
+        try:
+            call.reply = client.parse_response(call.connection, "EVALSHA")
+        except redis.ResponseError as exc:
+            call.error = exc  # the script's own error (or NOSCRIPT): the connection is fine
+        except (redis.RedisError, OSError) as exc:
+            self._lost()
+            call.error = exc
+        except BaseException:
+            self._lost()
+            raise
+
+    def _run_again(self, calls: list[_Sent]) -> None:
+        """The calls from one answered NOSCRIPT on, in order: each not run is run now (which
+        loads its script); the others keep their reply."""
+        for call in calls:
+            if not call.read:
+                self._read_reply(call)
+            if isinstance(call.error, redis.exceptions.NoScriptError):
+                call.error = None
+                try:
+                    call.reply = self._scripts.run(call.name, call.keys, call.args)
+                except (redis.RedisError, OSError) as exc:
+                    call.error = exc
 
     def _lost(self) -> None:
         """The connection failed mid-call: closed and given back; replies sent on it are lost."""
