@@ -275,7 +275,7 @@ def run(ferry: Ferry, path: Path, *, strict: bool, wait_for_jobs: bool, timeout:
         callback_url: str | None = None) -> int:
     """``ferry submit-batch``: returns the exit code. Progress goes to stderr, results to stdout.
     The manifest's jobs are one batch (``name``, told ``callback_url`` when it completes)."""
-    with _no_cycle_collection():
+    with no_cycle_collection():
         outcome = _read_and_submit(ferry, path, strict=strict, as_json=as_json, err=err, name=name,
                                    callback_url=callback_url)
     if isinstance(outcome, int):
@@ -286,9 +286,9 @@ def run(ferry: Ferry, path: Path, *, strict: bool, wait_for_jobs: bool, timeout:
             outcome.timed_out = not wait(ferry, outcome.submitted, err, timeout)
         except KeyboardInterrupt:  # the ids below are what the user needs to follow the jobs
             outcome.interrupted = True
-    with _no_cycle_collection():
+    with no_cycle_collection():
         if as_json:
-            _print_report(outcome)
+            print_report(outcome)
         else:
             _show(outcome, out, waited=wait_for_jobs)
     if outcome.bad:
@@ -318,7 +318,7 @@ def _read_and_submit(ferry: Ferry, path: Path, *, strict: bool, as_json: bool, e
     if bad and (strict or len(bad) == len(lines)):
         err.print(f"{len(bad)} bad line(s) of {len(lines)}: nothing submitted")
         if as_json:
-            _print_report(outcome)
+            print_report(outcome)
         return 2
     try:
         opened = ferry.open_batch(name, callback_url)
@@ -332,7 +332,7 @@ def _read_and_submit(ferry: Ferry, path: Path, *, strict: bool, as_json: bool, e
 
 
 @contextlib.contextmanager
-def _no_cycle_collection() -> Iterator[None]:
+def no_cycle_collection() -> Iterator[None]:
     """Python's cycle collector off while a manifest's objects pile up: it would walk every one
     of them again and again as they grow (a third of the command's time for 20 000 lines, in
     bench.cli_batch). Nothing made here is cyclic garbage worth waiting for; it is back on after."""
@@ -345,7 +345,7 @@ def _no_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-def _print_report(outcome: BatchOutcome) -> None:
+def print_report(outcome: BatchOutcome) -> None:
     """The JSON outcome (``_report``), one line, written as it is: rich's print_json (indented,
     highlighted, wrapped) took 24 of 25 s for 2 000 lines, growing faster than the manifest. The
     jobs are encoded by pydantic in one call (``_SUBMITTED``): each record's own JSON, without a
