@@ -274,6 +274,7 @@ class BatchRecord(BaseModel):
     sealed_at: str | None = None  # no more jobs join it; it completes when none is left to run
     finished_at: str | None = None  # null until completion (cleared again by a replay)
     completions: int = 0  # how many times it completed (a replay of its failures completes it again)
+    purged: int = 0  # jobs purged since: gone from total, counts and bytes as if never submitted
     eta_seconds: float | None = None
     callback_url: str | None = None
     failures: str = ""  # where to list its failed jobs (HTTP)

@@ -87,8 +87,9 @@ class StoreScripts(Scripts):
         return bool(reply == 1)
 
     def progress(self, job_id: str, step: str, *, token: str, until_ms: int, progress: str, event_data: str,
-                 kept: int) -> bool:
-        return bool(self.run("progress", [keys.job(job_id), keys.events(), keys.progress_event_ids()], [
+                 kept: int, batch: str | None = None) -> bool:
+        return bool(self.run("progress", [
+            keys.job(job_id), keys.events(), keys.progress_event_ids(), keys.batch(batch) if batch else ""], [
             token, until_ms, codec.progress_field(step), progress, event_data, kept]))
 
     def rebuild_counts(self, statuses: Sequence[str]) -> bool:
@@ -96,10 +97,11 @@ class StoreScripts(Scripts):
             keys.job_counts(), keys.index_names("kind"), keys.index_names("conn"), keys.intersection(["counts"])], [
             _STATUS_PREFIX, keys.index_kind(""), keys.index_connection(""), *statuses]))
 
-    def forget(self, job_id: str, statuses: Sequence[str]) -> bool:
+    def forget(self, job_id: str, statuses: Sequence[str], batch: str = "") -> bool:
+        """``batch``: the batch context of a purged job of a batch ('' none): it leaves its counts."""
         return bool(self.run("forget", [
             keys.index_all(), keys.index_names("kind"), keys.index_names("conn"), keys.job_counts()], [
-            job_id, _STATUS_PREFIX, keys.index_kind(""), keys.index_connection(""), *statuses]))
+            job_id, _STATUS_PREFIX, keys.index_kind(""), keys.index_connection(""), batch, *statuses]))
 
     def renew(self, job_id: str, token: str, until_ms: int) -> bool:
         return bool(self.run("renew", [keys.job(job_id)], [token, until_ms]))

@@ -10,8 +10,8 @@ import pytest
 
 from producers import keys
 from producers.errors import BatchClosed, BatchNotFound
-from producers.records import FileInfo, StepError
-from producers.store import JobStore, NewJob
+from producers.records import FileInfo, Progress, StepError
+from producers.store import JobStore, Lease, NewJob
 from tests import jobs
 
 STEPS = ("get_credentials", "media_upload", "link_attachment")
@@ -127,3 +127,56 @@ def test_jobs_of_a_batch_are_listed_by_it(store):
     assert sorted(j.id for j in store.list(batch=batch).jobs) == sorted(ids)
     assert [j.id for j in store.list(batch=batch, status="failed").jobs] == [ids[1]]
     assert [b.id for b in store.batches()][-1] == batch
+
+
+def test_a_purged_job_leaves_its_batch_counts_and_bytes_and_is_counted_as_purged(store):
+    """Purging (ferry purge / delete) a job of a batch counts it out of the batch in forget.lua:
+    total, its status's count and its bytes; ``purged`` says how many left this way. A second
+    forget of the same job (a sweep after a purge) moves nothing."""
+    batch = store.open_batch()
+    a, b, c = add(store, batch, 3)
+    jobs.succeed(store, a, {"ok": 1})
+    fail(store, b)
+    store.seal_batch(batch)
+    assert store.delete(a) and store.delete(b)
+    store._forget(a)
+    record = store.get_batch(batch)
+    assert (record.total, record.purged, record.bytes_total, record.bytes_done) == (1, 2, 10, 0)
+    assert record.counts == {"queued": 1, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0, "scheduled": 0}
+    assert store.redis.zrange(keys.batch_jobs(batch), 0, -1) == [c]
+    jobs.succeed(store, c, {"ok": 1})
+    record = store.get_batch(batch)
+    assert record.completions == 1 and record.all_succeeded and record.bytes_done == 10
+
+
+def sent(store: JobStore, job_id: str, n: int, lease: Lease) -> None:
+    figures = Progress(bytes_sent=n, bytes_total=10, updated_at="2026-12-07T00:00:00.000Z")
+    assert store.record_progress(store.get(job_id), "media_upload", figures, lease)
+
+
+def test_bytes_done_follows_upload_progress_once_per_byte_and_the_whole_file_at_success(store):
+    """bytes_done grows with what uploads sent (progress.lua), a retried upload starting again
+    from 0 adds nothing until it passes what was counted, success makes it the whole file, and a
+    failure takes back what the failed job's uploads sent (its replay counts them again)."""
+    batch = store.open_batch()
+    a, b = add(store, batch, 2)
+    lease = Lease(token="w", seconds=60)
+    for job_id in (a, b):
+        jobs.start_step(store, job_id, "get_credentials")
+        store.finish_step(job_id, "get_credentials", {})
+        store.begin_step(job_id, "media_upload", lease)
+    sent(store, a, 4, lease)
+    sent(store, b, 3, lease)
+    assert store.get_batch(batch).bytes_done == 7
+    sent(store, a, 2, lease)  # a retried upload, from the start again
+    sent(store, a, 6, lease)
+    assert store.get_batch(batch).bytes_done == 9
+    store.finish_step(a, "media_upload", {}, lease=lease)
+    jobs.succeed(store, a, {"ok": 1})
+    assert store.get_batch(batch).bytes_done == 13  # a: its whole file (10), b: 3 sent so far
+    store.mark_failed(b, "media_upload", StepError(step="media_upload", message="no"), lease=lease)
+    assert store.get_batch(batch).bytes_done == 10
+    store.begin_run(b, trigger="test", from_step="media_upload")
+    store.begin_step(b, "media_upload", lease)
+    sent(store, b, 5, lease)
+    assert store.get_batch(batch).bytes_done == 15
