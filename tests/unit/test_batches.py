@@ -4,13 +4,14 @@ completion (event + delivery) per time the sealed batch runs out of jobs."""
 from __future__ import annotations
 
 import json
+import time
 
 import fakeredis
 import pytest
 
 from producers import keys
-from producers.errors import BatchClosed, BatchNotFound
-from producers.records import FileInfo, Progress, StepError
+from producers.errors import BatchClosed, BatchNotFound, NotifyRefused
+from producers.records import DeliveryStatus, FileInfo, Progress, StepError
 from producers.store import JobStore, Lease, NewJob
 from tests import jobs
 
@@ -180,3 +181,39 @@ def test_bytes_done_follows_upload_progress_once_per_byte_and_the_whole_file_at_
     store.begin_step(b, "media_upload", lease)
     sent(store, b, 5, lease)
     assert store.get_batch(batch).bytes_done == 15
+
+
+def test_a_batch_delivery_that_failed_is_retried_and_an_operator_can_deliver_it_again(store):
+    """A batch.completed delivery goes through the due set like a job's: an attempt that may pass
+    comes due again, and ``redeliver_batch`` (ferry batch notify, POST /batches/{id}/notify) adds
+    a new delivery of the last completion, due now, shown in the batch's record."""
+    batch = store.open_batch(None, "https://example.com/hook")
+    [job_id] = add(store, batch, 1)
+    with pytest.raises(NotifyRefused, match="not complete"):
+        store.redeliver_batch(batch)
+    fail(store, job_id)
+    store.seal_batch(batch)
+    for attempt in (1, 2):
+        [due] = store.claim_due_deliveries(30)
+        assert due.job_id == f"batch:{batch}"
+        begun = store.begin_delivery(due, 30)
+        assert begun is not None and begun[1].attempts == attempt
+        delivery = begun[1]
+        delivery.status, delivery.last_status = DeliveryStatus.RETRYING if attempt == 1 else DeliveryStatus.FAILED, 500
+        store.end_delivery_attempt(due.job_id, delivery, time.time() - 1 if attempt == 1 else None)
+    assert store.claim_due_deliveries(30) == []
+    [first] = store.get_batch(batch).notifications
+    assert (first.status, first.attempts, first.trigger) == (DeliveryStatus.FAILED, 2, "end")
+
+    again = store.redeliver_batch(batch)
+    assert (again.event, again.trigger, again.run, again.status) == ("batch.completed", "redeliver", 1,
+                                                                       DeliveryStatus.PENDING)
+    assert [d.id for d in store.get_batch(batch).notifications] == [first.id, again.id]
+    [due] = store.claim_due_deliveries(30)
+    assert (due.job_id, due.delivery_id) == (f"batch:{batch}", again.id)
+    with pytest.raises(NotifyRefused, match="no callback_url"):
+        quiet = store.open_batch()
+        store.seal_batch(quiet)
+        store.redeliver_batch(quiet)
+    with pytest.raises(BatchNotFound):
+        store.redeliver_batch("nope")
