@@ -260,8 +260,9 @@ class JobRecord(BaseModel):
 class BatchRecord(BaseModel):
     """A batch of jobs (a manifest, ``POST /jobs:batch``, ``submit_many``, or one opened and
     sealed by its submitter): what ``ferry batch status --json`` and ``GET /batches/{id}`` show.
-    ``counts`` move in the same Lua call as each job's status; ``bytes_done`` counts a job's
-    whole file when it succeeds (upload progress does not move it yet)."""
+    ``counts`` move in the same Lua call as each job's status; ``bytes_done`` is what its jobs'
+    uploads sent (upload progress, each byte once), a job's whole file once it succeeds, nothing
+    of a failed one. A purged job leaves ``total``, ``counts`` and bytes (``purged`` counts it)."""
 
     id: str
     name: str | None = None

@@ -217,3 +217,25 @@ def test_a_batch_delivery_that_failed_is_retried_and_an_operator_can_deliver_it_
         store.redeliver_batch(quiet)
     with pytest.raises(BatchNotFound):
         store.redeliver_batch("nope")
+
+
+def test_single_replays_complete_the_batch_once_per_time_nothing_of_it_is_left_to_run(store):
+    """``ferry replay JOB`` of jobs of a completed batch: one after the other (each ending before
+    the next starts) completes it twice; two enqueued together complete it once (docs/webhooks.md)."""
+    batch = store.open_batch(None, "https://example.com/hook")
+    a, b = add(store, batch, 2)
+    fail(store, a)
+    fail(store, b)
+    store.seal_batch(batch)
+    for job_id in (a, b):
+        store.begin_run(job_id, trigger="test", from_step="get_credentials")
+        fail(store, job_id)
+    assert store.get_batch(batch).completions == 3
+    store.begin_run(a, trigger="test", from_step="get_credentials")
+    store.begin_run(b, trigger="test", from_step="get_credentials")
+    fail(store, a)
+    assert store.get_batch(batch).finished_at is None
+    jobs.succeed(store, b, {"ok": 1})
+    record = store.get_batch(batch)
+    assert record.completions == 4 and len(record.notifications) == 4
+    assert [c["run"] for c in completions(store)] == [1, 2, 3, 4]
