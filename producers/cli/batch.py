@@ -224,7 +224,7 @@ def submit(ferry: Ferry, lines: list[ManifestLine], console: Console, batch: str
         if isinstance(outcome, SubmitError):
             ln.problems = [Problem(request_field(p.field), p.message) for p in outcome.problems]
         elif isinstance(outcome, Exception):
-            raise outcome  # Redis went away: the lines of the chunks before this one are submitted
+            raise outcome  # Redis went away: every chunk was tried; those before this line are in
         else:
             submitted.append(Submitted(ln.number, *outcome))
     return submitted
