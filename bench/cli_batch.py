@@ -19,6 +19,7 @@ import io
 import json
 import os
 import pstats
+import resource
 import shutil
 import subprocess
 import sys
@@ -51,6 +52,7 @@ class CliBatchResult:
     jobs_per_s: float
     created: int
     batch_total: int
+    cpu_seconds: float = 0.0  # the command's own CPU (user + system): steadier than wall time on a busy machine
     # Where the command's time goes (seconds; ``phases``): interpreter start and imports, reading
     # and checking the manifest, storing it (``submit_prepared``), writing the JSON report.
     phases: dict[str, float] = field(default_factory=dict)
@@ -81,17 +83,20 @@ def measure(jobs: int, profile: bool = False, log=print) -> CliBatchResult:  # t
         path = manifest(home, jobs)
         command = [sys.executable, "-m", "producers", "submit-batch", str(path), "--json"]
         subprocess.run([*command[:3], "--help"], env=env, capture_output=True, check=True)  # warm the disk cache
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         run = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if run.returncode != 0:
             raise RuntimeError(f"submit-batch exited {run.returncode}: {run.stderr[-2000:]}")
         report = json.loads(run.stdout)
         total = _batch_total(env, report["batch"])
         result = CliBatchResult(jobs, seconds, jobs / seconds, report["summary"]["created"], total,
-                                phases(path, env))
+                                round(cpu, 3), phases(path, env))
         log(f"  ferry submit-batch: {jobs} lines in {seconds:.2f} s = {result.jobs_per_s:,.0f} jobs/s "
-            f"(process start included); batch total {total}")
+            f"(process start included; {cpu:.2f} s of CPU, load {os.getloadavg()[0]:.1f}); batch total {total}")
         log("  where its time goes (each part timed alone): " + ", ".join(
             f"{name} {value:.2f} s" for name, value in result.phases.items()))
         if profile:
