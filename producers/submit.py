@@ -3,8 +3,9 @@ parameters, file, callback URL), then store the valid ones and publish their fir
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -22,7 +23,7 @@ from producers.kinds import KINDS, Kind, get_kind
 from producers.notifications import CallbackRefused, check_url
 from producers.params import Params
 from producers.records import FileInfo, JobRecord, JobStatus, StepError, still_to_come
-from producers.store import Created, NewJob
+from producers.store import MAX_CHUNK, Created, NewJob
 
 # A batch inspects its first FILE_THREADS_FROM file paths inline, and the rest on FILE_THREADS
 # threads (this many per task) only if those waited for the disk SLOW_FILE_WAIT seconds or more
@@ -271,30 +272,38 @@ class Submission(ClientCore):
         return self._validate_many(requests, False)
 
     def submit_prepared(self, checked: Sequence[NewJob | SubmitError], *, batch: str | None,
-                        chunk_size: int = 500) -> list[Outcome]:
+                        chunk_size: int = 500, progress: Callable[[int], None] | None = None) -> list[Outcome]:
         """Store and enqueue the jobs ``prepare_many`` made, into the open ``batch``; a refusal
-        stays the outcome of its place."""
+        stays the outcome of its place. ``progress``: told how many jobs each stored chunk held.
+        The chunks are pipelined (``JobStore.create_chunks``): each its own outcome."""
         checked = [replace(c, batch=batch) if isinstance(c, NewJob) and c.batch != batch else c for c in checked]
         valid = [(i, job) for i, job in enumerate(checked) if isinstance(job, NewJob)]
+        chunk_size = max(1, min(chunk_size, MAX_CHUNK))
+        parts = [valid[start:start + chunk_size] for start in range(0, len(valid), chunk_size)]
         stored: dict[int, Outcome] = {}
         # On the store's own Redis a job's message goes in the MULTI that stores the job; with
         # another broker the jobs are stored, then published through it one by one.
         in_store = queue.broker_is_store(self.config, self.location)
-        for start in range(0, len(valid), chunk_size):
-            part = valid[start:start + chunk_size]
-            try:
-                outcomes: list[Outcome] = list(self.store.create_many(
-                    [job for _, job in part], message=self._message if in_store else None,
-                    chunk_size=chunk_size, batch=batch))
-            except BatchClosed as exc:
-                outcomes = [exc] * len(part)
-            except (redis.RedisError, OperationalError, OSError) as exc:
-                # kombu (building the first message's template) wraps the Redis error it met.
-                cause = exc.__cause__ if isinstance(exc, OperationalError) else None
-                outcomes = [cause if isinstance(cause, redis.RedisError) else exc] * len(part)
-            if not in_store:
-                outcomes = [self._publish_alone(o) for o in outcomes]
-            stored.update((i, outcome) for (i, _), outcome in zip(part, outcomes, strict=True))
+        chunks = self.store.create_chunks([[job for _, job in part] for part in parts],
+                                          message=self._message if in_store else None, batch=batch)
+        with contextlib.closing(chunks):
+            for part, chunk in zip(parts, chunks, strict=True):
+                outcomes: list[Outcome]
+                if isinstance(chunk, BatchClosed):
+                    outcomes = [chunk] * len(part)
+                elif isinstance(chunk, redis.RedisError | OperationalError | OSError):
+                    # kombu (building the first message's template) wraps the Redis error it met.
+                    cause = chunk.__cause__ if isinstance(chunk, OperationalError) else None
+                    outcomes = [cause if isinstance(cause, redis.RedisError) else chunk] * len(part)
+                elif isinstance(chunk, Exception):
+                    raise chunk
+                else:
+                    outcomes = list(chunk)
+                if not in_store:
+                    outcomes = [self._publish_alone(o) for o in outcomes]
+                stored.update((i, outcome) for (i, _), outcome in zip(part, outcomes, strict=True))
+                if progress is not None:
+                    progress(len(part))
         return [stored[i] if isinstance(c, NewJob) else c for i, c in enumerate(checked)]
 
     def _validate_many(self, requests: Sequence[JobRequest], require_file_roots: bool,

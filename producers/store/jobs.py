@@ -165,7 +165,9 @@ class JobReads(Counts):
         return self.get(job_id)
 
     def delete(self, job_id: str) -> bool:
-        """Purge a job: its record, its steps' secrets and memos, its index entries."""
+        """Purge a job: its record, its steps' secrets and memos, its index entries; it leaves
+        its batch's counts (``total`` and all: as if never submitted; the batch's ``purged``
+        counts it)."""
         record = self.find(job_id)
         if record is None:
             return False
@@ -174,7 +176,8 @@ class JobReads(Counts):
             for step in record.steps:
                 pipe.delete(keys.job_secret(job_id, step.name), keys.step_memo(job_id, step.name))
             pipe.execute()
-        self._forget(job_id)
+        size = record.file.size or 0 if record.file else 0
+        self._forget(job_id, self._batch_context(record.batch, size=size) if record.batch else "")
         return True
 
     def sweep(self, batch: int = 1000) -> int:
