@@ -257,14 +257,8 @@ class Submission(ClientCore):
         """``submit_many``'s work, every job into the open ``batch`` (None: none), in one trace
         (``producers.tracecontext``) continuing ``traceparent``."""
         with tracecontext.submitting(self.config, traceparent, {"ferry.jobs": len(requests)}) as trace:
-            checked = self._validate_many(requests, require_file_roots, batch)
-            if trace.traceparent is not None:
-                checked = [replace(c, trace=trace.traceparent) if isinstance(c, NewJob) else c for c in checked]
-            outcomes = self.submit_prepared(checked, batch=batch, chunk_size=chunk_size)
-            if len(outcomes) == 1 and isinstance(outcomes[0], tuple):
-                trace.annotate(**{"ferry.job": outcomes[0][0].id, "ferry.kind": outcomes[0][0].kind,
-                                  "ferry.connection": outcomes[0][0].connection})
-            return outcomes
+            checked = trace.stamp(self._validate_many(requests, require_file_roots, batch))
+            return trace.ended(self.submit_prepared(checked, batch=batch, chunk_size=chunk_size))
 
     def prepare_many(self, requests: Sequence[JobRequest]) -> list[NewJob | SubmitError]:
         """Validate each request (each distinct file inspected once): the job to store, or why

@@ -22,9 +22,12 @@ import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from producers.config import FerryConfig
+from producers.errors import SubmitError
+from producers.store.types import NewJob
 
 ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 TRACES_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
@@ -154,9 +157,19 @@ class SubmitTrace:
         self.traceparent = traceparent
         self.span = span
 
-    def annotate(self, **attributes: str | int | float | bool) -> None:
-        if self.span is not None:
-            self.span.set_attributes(attributes)
+    def stamp(self, checked: list[NewJob | SubmitError]) -> list[NewJob | SubmitError]:
+        """The validated jobs carrying this submit's context (the refusals as they are)."""
+        if self.traceparent is None:
+            return checked
+        return [replace(c, trace=self.traceparent) if isinstance(c, NewJob) else c for c in checked]
+
+    def ended(self, outcomes: list[Any]) -> list[Any]:
+        """The submit's outcomes, a lone job's id, kind and connection put on the span."""
+        if self.span is not None and len(outcomes) == 1 and isinstance(outcomes[0], tuple):
+            record = outcomes[0][0]
+            self.span.set_attributes({"ferry.job": record.id, "ferry.kind": record.kind,
+                                      "ferry.connection": record.connection})
+        return outcomes
 
 
 @contextmanager
