@@ -161,6 +161,16 @@ class ArchiveConfig(BaseModel):
     interval_seconds: float = Field(default=5.0, gt=0)  # between the archiver's rounds
 
 
+class TelemetryConfig(BaseModel):
+    """``[telemetry]``: OpenTelemetry traces, off unless an OTLP endpoint is named here or in
+    ``$OTEL_EXPORTER_OTLP_ENDPOINT`` (``producers.tracecontext``; the ``otel`` extra)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # OTLP over HTTP (protobuf), e.g. "http://otel-collector:4318": spans go to its /v1/traces.
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://")
+
+
 class FerryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -187,6 +197,7 @@ class FerryConfig(BaseModel):
     api: ApiConfig = Field(default_factory=ApiConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
     path: str | None = None
 

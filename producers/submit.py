@@ -3,8 +3,9 @@ parameters, file, callback URL), then store the valid ones and publish their fir
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -14,7 +15,7 @@ import redis
 from kombu.exceptions import OperationalError
 from pydantic import BaseModel, ConfigDict, Field
 
-from producers import queue
+from producers import queue, tracecontext
 from producers.client_core import ClientCore
 from producers.errors import BatchClosed, ConfigError, Problem, SubmitError
 from producers.files import FileRule, inspect_path, inspect_uri
@@ -22,7 +23,7 @@ from producers.kinds import KINDS, Kind, get_kind
 from producers.notifications import CallbackRefused, check_url
 from producers.params import Params
 from producers.records import FileInfo, JobRecord, JobStatus, StepError, still_to_come
-from producers.store import Created, NewJob
+from producers.store import MAX_CHUNK, Created, NewJob
 
 # A batch inspects its first FILE_THREADS_FROM file paths inline, and the rest on FILE_THREADS
 # threads (this many per task) only if those waited for the disk SLOW_FILE_WAIT seconds or more
@@ -187,10 +188,12 @@ class Submission(ClientCore):
     def submit(self, kind: str, *, connection: str, file: str | None = None, uri: str | None = None,
                params: dict[str, Any] | None = None, idempotency_key: str | None = None,
                callback_url: str | None = None, batch: str | None = None,
-               not_before: datetime | str | None = None) -> JobRecord:
+               not_before: datetime | str | None = None, traceparent: str | None = None) -> JobRecord:
+        """``traceparent``: the caller's W3C trace context, which the job's trace continues."""
         record, _ = self.submit_checked(kind, connection=connection, file=file, uri=uri,
                                         params=params, idempotency_key=idempotency_key,
-                                        callback_url=callback_url, batch=batch, not_before=not_before)
+                                        callback_url=callback_url, batch=batch, not_before=not_before,
+                                        traceparent=traceparent)
         return record
 
     def submit_checked(self, kind: str, *, connection: str, file: str | None = None,
@@ -198,7 +201,8 @@ class Submission(ClientCore):
                        idempotency_key: str | None = None,
                        require_file_roots: bool = False,
                        callback_url: str | None = None, batch: str | None = None,
-                       not_before: datetime | str | None = None) -> tuple[JobRecord, bool]:
+                       not_before: datetime | str | None = None,
+                       traceparent: str | None = None) -> tuple[JobRecord, bool]:
         """Validate, store, enqueue (into the open ``batch``, if given; with a ``not_before``
         still to come, stored scheduled). Returns (record, created); created is False when the
         idempotency key named an existing job, which is then returned untouched."""
@@ -206,19 +210,20 @@ class Submission(ClientCore):
             "kind": kind, "connection": connection, "file": file, "uri": uri, "params": params or {},
             "idempotency_key": idempotency_key, "callback_url": callback_url, "batch": batch,
             "not_before": not_before})
-        return self.submit_request(request, require_file_roots=require_file_roots)
+        return self.submit_request(request, require_file_roots=require_file_roots, traceparent=traceparent)
 
-    def submit_request(self, request: JobRequest, *,
-                       require_file_roots: bool = False) -> tuple[JobRecord, bool]:
+    def submit_request(self, request: JobRequest, *, require_file_roots: bool = False,
+                       traceparent: str | None = None) -> tuple[JobRecord, bool]:
         """``submit_checked`` for a :class:`JobRequest` (an HTTP body or a manifest line)."""
-        [outcome] = self._submit_all([request], require_file_roots=require_file_roots, batch=request.batch)
+        [outcome] = self._submit_all([request], require_file_roots=require_file_roots, batch=request.batch,
+                                     traceparent=traceparent)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
     def submit_many(self, requests: Sequence[JobRequest], *, require_file_roots: bool = False,
                     chunk_size: int = 500, name: str | None = None, callback_url: str | None = None,
-                    batch: str | None = None) -> BatchSubmitted:
+                    batch: str | None = None, traceparent: str | None = None) -> BatchSubmitted:
         """Submit ``requests`` as one batch (``name``, and ``callback_url``: told once when it
         completes): opened, filled and sealed here, or, with ``batch``, into that open batch,
         left open. The answer is a list with the ``batch`` id beside it.
@@ -240,17 +245,20 @@ class Submission(ClientCore):
         except (redis.RedisError, OSError) as exc:
             return BatchSubmitted([exc] * len(requests))  # the store is unreachable: nothing is stored
         outcomes = BatchSubmitted(self._submit_all(requests, require_file_roots=require_file_roots,
-                                              chunk_size=chunk_size, batch=opened))
+                                              chunk_size=chunk_size, batch=opened,
+                                              traceparent=traceparent))
         outcomes.batch = opened
         if batch is None:
             self.store.seal_batch(opened)
         return outcomes
 
     def _submit_all(self, requests: Sequence[JobRequest], *, require_file_roots: bool, chunk_size: int = 500,
-                    batch: str | None = None) -> list[Outcome]:
-        """``submit_many``'s work, every job into the open ``batch`` (None: none)."""
-        return self.submit_prepared(self._validate_many(requests, require_file_roots, batch), batch=batch,
-                                    chunk_size=chunk_size)
+                    batch: str | None = None, traceparent: str | None = None) -> list[Outcome]:
+        """``submit_many``'s work, every job into the open ``batch`` (None: none), in one trace
+        (``producers.tracecontext``) continuing ``traceparent``."""
+        with tracecontext.submitting(self.config, traceparent, {"ferry.jobs": len(requests)}) as trace:
+            checked = trace.stamp(self._validate_many(requests, require_file_roots, batch))
+            return trace.ended(self.submit_prepared(checked, batch=batch, chunk_size=chunk_size))
 
     def prepare_many(self, requests: Sequence[JobRequest]) -> list[NewJob | SubmitError]:
         """Validate each request (each distinct file inspected once): the job to store, or why
@@ -258,30 +266,38 @@ class Submission(ClientCore):
         return self._validate_many(requests, False)
 
     def submit_prepared(self, checked: Sequence[NewJob | SubmitError], *, batch: str | None,
-                        chunk_size: int = 500) -> list[Outcome]:
+                        chunk_size: int = 500, progress: Callable[[int], None] | None = None) -> list[Outcome]:
         """Store and enqueue the jobs ``prepare_many`` made, into the open ``batch``; a refusal
-        stays the outcome of its place."""
+        stays the outcome of its place. ``progress``: told how many jobs each stored chunk held.
+        The chunks are pipelined (``JobStore.create_chunks``): each its own outcome."""
         checked = [replace(c, batch=batch) if isinstance(c, NewJob) and c.batch != batch else c for c in checked]
         valid = [(i, job) for i, job in enumerate(checked) if isinstance(job, NewJob)]
+        chunk_size = max(1, min(chunk_size, MAX_CHUNK))
+        parts = [valid[start:start + chunk_size] for start in range(0, len(valid), chunk_size)]
         stored: dict[int, Outcome] = {}
         # On the store's own Redis a job's message goes in the MULTI that stores the job; with
         # another broker the jobs are stored, then published through it one by one.
         in_store = queue.broker_is_store(self.config, self.location)
-        for start in range(0, len(valid), chunk_size):
-            part = valid[start:start + chunk_size]
-            try:
-                outcomes: list[Outcome] = list(self.store.create_many(
-                    [job for _, job in part], message=self._message if in_store else None,
-                    chunk_size=chunk_size, batch=batch))
-            except BatchClosed as exc:
-                outcomes = [exc] * len(part)
-            except (redis.RedisError, OperationalError, OSError) as exc:
-                # kombu (building the first message's template) wraps the Redis error it met.
-                cause = exc.__cause__ if isinstance(exc, OperationalError) else None
-                outcomes = [cause if isinstance(cause, redis.RedisError) else exc] * len(part)
-            if not in_store:
-                outcomes = [self._publish_alone(o) for o in outcomes]
-            stored.update((i, outcome) for (i, _), outcome in zip(part, outcomes, strict=True))
+        chunks = self.store.create_chunks([[job for _, job in part] for part in parts],
+                                          message=self._message if in_store else None, batch=batch)
+        with contextlib.closing(chunks):
+            for part, chunk in zip(parts, chunks, strict=True):
+                outcomes: list[Outcome]
+                if isinstance(chunk, BatchClosed):
+                    outcomes = [chunk] * len(part)
+                elif isinstance(chunk, redis.RedisError | OperationalError | OSError):
+                    # kombu (building the first message's template) wraps the Redis error it met.
+                    cause = chunk.__cause__ if isinstance(chunk, OperationalError) else None
+                    outcomes = [cause if isinstance(cause, redis.RedisError) else chunk] * len(part)
+                elif isinstance(chunk, Exception):
+                    raise chunk
+                else:
+                    outcomes = list(chunk)
+                if not in_store:
+                    outcomes = [self._publish_alone(o) for o in outcomes]
+                stored.update((i, outcome) for (i, _), outcome in zip(part, outcomes, strict=True))
+                if progress is not None:
+                    progress(len(part))
         return [stored[i] if isinstance(c, NewJob) else c for i, c in enumerate(checked)]
 
     def _validate_many(self, requests: Sequence[JobRequest], require_file_roots: bool,

@@ -25,7 +25,7 @@ from __future__ import annotations
 from producers.store.archiving import Archiving
 from producers.store.batches import Batches
 from producers.store.controls import Controls
-from producers.store.create import Creation
+from producers.store.create import MAX_CHUNK, Creation
 from producers.store.deliveries import Deliveries
 from producers.store.history import HistoryArchive
 from producers.store.jobs import JobReads
@@ -63,28 +63,8 @@ class JobStore(JobReads, Transitions, Creation, Deliveries, Controls, Workers, M
 
 
 __all__ = [
-    "CANCELLED",
-    "CANCELLING",
-    "FINISHED_ALREADY",
-    "PERSIST",
-    "ArchiveCandidate",
-    "Begun",
-    "CancelOutcome",
-    "ConnectionState",
-    "Created",
-    "DueDelivery",
-    "Filters",
-    "HistoryArchive",
-    "JobRow",
-    "JobState",
-    "JobStore",
-    "Lease",
-    "MessageFor",
-    "NewJob",
-    "OutboxEntry",
-    "Outgoing",
-    "Page",
-    "RedisCommand",
-    "ReleaseMessage",
+    "CANCELLED", "CANCELLING", "FINISHED_ALREADY", "MAX_CHUNK", "PERSIST", "ArchiveCandidate", "Begun",
+    "CancelOutcome", "ConnectionState", "Created", "DueDelivery", "Filters", "HistoryArchive", "JobRow", "JobState",
+    "JobStore", "Lease", "MessageFor", "NewJob", "OutboxEntry", "Outgoing", "Page", "RedisCommand", "ReleaseMessage",
     "Selection",
 ]

@@ -191,6 +191,7 @@ class NewJob:
     callback_url: str | None = None
     batch: str | None = None  # the open batch it joins
     not_before: float | None = None  # epoch seconds; set: stored scheduled, with no message yet
+    trace: str | None = None  # the submit's traceparent (producers.tracecontext): its first run's
 
     @property
     def not_before_ms(self) -> int | None:
