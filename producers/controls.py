@@ -14,6 +14,7 @@ from producers.client_core import ClientCore
 from producers.config import ConnectionConfig
 from producers.errors import JobNotFound
 from producers.kinds import get_kind
+from producers.priority import check_priority
 from producers.records import JobRecord, StepStatus
 from producers.store import FINISHED_ALREADY, CancelOutcome, ConnectionState, Filters
 
@@ -46,6 +47,20 @@ class Controls(ClientCore):
         audit("cancel", by, target=target, jobs=summary.cancelled + summary.cancelling,
               matched=summary.matched)
         return summary
+
+    def set_priority(self, job_id: str, priority: str, *, by: str = "python") -> bool:
+        """Give a waiting (queued or scheduled) job ``priority``: False when it no longer waits.
+        Raises JobNotFound, or ValueError for an unknown priority. Logs an audit line."""
+        changed = self.store.set_priority(job_id, check_priority(priority))
+        audit("priority", by, target=job_id, jobs=int(changed), priority=priority)
+        return changed
+
+    def set_batch_priority(self, batch_id: str, priority: str, *, by: str = "python") -> int:
+        """Give each waiting job of the batch ``priority``; how many wait with it now. Raises
+        BatchNotFound, or ValueError for an unknown priority. Logs an audit line."""
+        changed = self.store.set_batch_priority(batch_id, check_priority(priority))
+        audit("priority", by, target={"batch": batch_id}, jobs=changed, priority=priority)
+        return changed
 
     def pause(self, connection: str, *, by: str = "python") -> bool:
         """Hold every request on ``connection`` (its steps park; no attempt is spent) until

@@ -12,7 +12,7 @@ from typing import Any
 
 import redis
 from kombu.exceptions import OperationalError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from producers import queue
 from producers.client_core import ClientCore
@@ -21,6 +21,7 @@ from producers.files import FileRule, inspect_path, inspect_uri
 from producers.kinds import KINDS, Kind, get_kind
 from producers.notifications import CallbackRefused, check_url
 from producers.params import Params
+from producers.priority import TENANT_PATTERN, Priority, chosen
 from producers.records import FileInfo, JobRecord, JobStatus, StepError, still_to_come
 from producers.store import Created, NewJob
 
@@ -82,6 +83,12 @@ class JobRequest(BaseModel):
     not_before: datetime | None = Field(
         default=None,
         description="ISO 8601 time (UTC without an offset): the job is scheduled and starts no earlier")
+    priority: Priority | None = Field(
+        default=None, description="high, normal or low: what runs next on its connection "
+                                  "(default: normal; low for a batch's jobs)")
+    tenant: str | None = Field(
+        default=None, pattern=TENANT_PATTERN,
+        description="whose job it is: within one priority, tenants take turns on a connection")
 
 
 def request_field(field: str) -> str:
@@ -187,10 +194,12 @@ class Submission(ClientCore):
     def submit(self, kind: str, *, connection: str, file: str | None = None, uri: str | None = None,
                params: dict[str, Any] | None = None, idempotency_key: str | None = None,
                callback_url: str | None = None, batch: str | None = None,
-               not_before: datetime | str | None = None) -> JobRecord:
+               not_before: datetime | str | None = None, priority: str | None = None,
+               tenant: str | None = None) -> JobRecord:
         record, _ = self.submit_checked(kind, connection=connection, file=file, uri=uri,
                                         params=params, idempotency_key=idempotency_key,
-                                        callback_url=callback_url, batch=batch, not_before=not_before)
+                                        callback_url=callback_url, batch=batch, not_before=not_before,
+                                        priority=priority, tenant=tenant)
         return record
 
     def submit_checked(self, kind: str, *, connection: str, file: str | None = None,
@@ -198,14 +207,19 @@ class Submission(ClientCore):
                        idempotency_key: str | None = None,
                        require_file_roots: bool = False,
                        callback_url: str | None = None, batch: str | None = None,
-                       not_before: datetime | str | None = None) -> tuple[JobRecord, bool]:
+                       not_before: datetime | str | None = None, priority: str | None = None,
+                       tenant: str | None = None) -> tuple[JobRecord, bool]:
         """Validate, store, enqueue (into the open ``batch``, if given; with a ``not_before``
         still to come, stored scheduled). Returns (record, created); created is False when the
         idempotency key named an existing job, which is then returned untouched."""
-        request = JobRequest.model_validate({
-            "kind": kind, "connection": connection, "file": file, "uri": uri, "params": params or {},
-            "idempotency_key": idempotency_key, "callback_url": callback_url, "batch": batch,
-            "not_before": not_before})
+        try:
+            request = JobRequest.model_validate({
+                "kind": kind, "connection": connection, "file": file, "uri": uri, "params": params or {},
+                "idempotency_key": idempotency_key, "callback_url": callback_url, "batch": batch,
+                "not_before": not_before, "priority": priority, "tenant": tenant})
+        except ValidationError as exc:
+            raise SubmitError([Problem(".".join(map(str, e["loc"])) or "request", e["msg"])
+                               for e in exc.errors()]) from None
         return self.submit_request(request, require_file_roots=require_file_roots)
 
     def submit_request(self, request: JobRequest, *,
@@ -218,10 +232,12 @@ class Submission(ClientCore):
 
     def submit_many(self, requests: Sequence[JobRequest], *, require_file_roots: bool = False,
                     chunk_size: int = 500, name: str | None = None, callback_url: str | None = None,
-                    batch: str | None = None) -> BatchSubmitted:
+                    batch: str | None = None, priority: Priority | None = None,
+                    tenant: str | None = None) -> BatchSubmitted:
         """Submit ``requests`` as one batch (``name``, and ``callback_url``: told once when it
         completes): opened, filled and sealed here, or, with ``batch``, into that open batch,
-        left open. The answer is a list with the ``batch`` id beside it.
+        left open. The answer is a list with the ``batch`` id beside it. ``priority`` and
+        ``tenant``: the batch's, for each request that names none (priority default: low).
 
         Validate every request, then store and enqueue the valid ones ``chunk_size`` per Redis
         MULTI: each job's record, index entries, idempotency key and Celery message are written
@@ -239,6 +255,9 @@ class Submission(ClientCore):
             opened = batch or self.store.open_batch(name, callback_url)
         except (redis.RedisError, OSError) as exc:
             return BatchSubmitted([exc] * len(requests))  # the store is unreachable: nothing is stored
+        if priority is not None or tenant is not None:
+            requests = [r.model_copy(update={"priority": r.priority or priority, "tenant": r.tenant or tenant})
+                        for r in requests]
         outcomes = BatchSubmitted(self._submit_all(requests, require_file_roots=require_file_roots,
                                               chunk_size=chunk_size, batch=opened))
         outcomes.batch = opened
@@ -306,7 +325,8 @@ class Submission(ClientCore):
             return NewJob(kind=spec.name, connection=request.connection, steps=spec.step_names,
                           params=parsed.model_dump(mode="json", exclude_none=True), file=info,
                           idempotency_key=request.idempotency_key, callback_url=request.callback_url,
-                          batch=batch, not_before=not_before)
+                          batch=batch, not_before=not_before,
+                          priority=chosen(request.priority, in_batch=batch is not None), tenant=request.tenant)
 
         return [check(r) for r in requests]
 

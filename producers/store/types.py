@@ -153,6 +153,8 @@ class JobRow:
     runs: int
     file: str | None
     not_before: str | None = None  # a scheduled job's time
+    priority: str = "normal"
+    tenant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,8 @@ class NewJob:
     callback_url: str | None = None
     batch: str | None = None  # the open batch it joins
     not_before: float | None = None  # epoch seconds; set: stored scheduled, with no message yet
+    priority: str = "normal"  # high | normal | low (producers.priority)
+    tenant: str | None = None
 
     @property
     def not_before_ms(self) -> int | None:

@@ -29,8 +29,9 @@ from producers.client import MAX_IDEMPOTENCY_KEY, Ferry, JobRequest, Outcome, re
 from producers.config import FerryConfig
 from producers.errors import ConfigError, IdempotencyConflict, SubmitError
 from producers.kinds import KindName
+from producers.priority import TENANT_PATTERN, Priority
 from producers.records import JobRecord, JobStatus
-from producers.web import actions, batches, dashboard, events, ops, visibility
+from producers.web import actions, batches, dashboard, events, ops, priority, visibility
 from producers.web.auth import Guard, Principal
 from producers.web.deps import Bearer, FerryDep, bearer
 from producers.web.grants import LEGACY_WARNING, Token, full_access, labelled, read_tokens_file, split_tokens
@@ -73,6 +74,8 @@ class BatchRequest(BaseModel):
     name: str | None = Field(None, max_length=200, description="the batch's name")
     callback_url: str | None = Field(None, min_length=1, max_length=2000,
                                      description="POSTed a signed batch.completed webhook when the batch completes")
+    priority: Priority | None = Field(None, description="each job's priority unless it names one (default: low)")
+    tenant: str | None = Field(None, pattern=TENANT_PATTERN, description="each job's tenant unless it names one")
 
 
 class BatchItemResult(BaseModel):
@@ -202,7 +205,7 @@ def unreachable(who: Principal, request: JobRequest) -> list[FieldProblem]:
     if not who.grant.sees_connection(request.connection):
         found.append(FieldProblem(field="connection", message=f"the token {who.label!r} may not use "
                                                               f"connection {request.connection!r}"))
-    tenant = getattr(request, "tenant", None)  # jobs get a tenant in issue 25
+    tenant = request.tenant
     if not who.grant.sees_tenant(tenant):
         found.append(FieldProblem(field="tenant", message=f"the token {who.label!r} may not use "
                                                           f"tenant {tenant!r}"))
@@ -250,6 +253,8 @@ def post_batch(batch: BatchRequest, who: Bearer, ferry: FerryDep) -> BatchResult
     for index, item in enumerate(batch.jobs):
         try:
             request = JobRequest.model_validate(item)
+            request = request.model_copy(update={"priority": request.priority or batch.priority,
+                                                 "tenant": request.tenant or batch.tenant})
         except ValidationError as exc:
             problems = _validation_problems(list(exc.errors()), strip=0)
             results.append(BatchItemResult(index=index, status=422, problems=problems))
@@ -291,13 +296,16 @@ def list_jobs(
                                         description="next_cursor of the page before")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     batch: Annotated[str | None, Query(max_length=64, description="only the jobs of this batch")] = None,
+    priority: Priority | None = None,
+    tenant: Annotated[str | None, Query(pattern=TENANT_PATTERN, description="only this tenant's jobs")] = None,
 ) -> JSONResponse:
     """Jobs newest first, filtered; page with ``cursor``. Same JSON as ``ferry jobs --json``."""
     possible, connection = visibility.connection_filter(who.grant, connection)
     if not possible:
         return JSONResponse({"jobs": [], "next_cursor": None})
     page = ferry.jobs(status=status.value if status else None, kind=kind,
-                      connection=connection, limit=limit, cursor=cursor, batch=batch)
+                      connection=connection, limit=limit, cursor=cursor, batch=batch, priority=priority,
+                      tenant=tenant)
     return JSONResponse({"jobs": [j.model_dump(mode="json") for j in page.jobs if who.grant.sees(j)],
                          "next_cursor": page.next_cursor})
 
@@ -361,6 +369,7 @@ def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
     app.include_router(ops.jobs_router, responses=answers(404, 409))
     app.include_router(ops.connections_router, responses=answers(404))
     app.include_router(batches.router)  # GET/POST /batches, /batches/{id}[/seal|replay|cancel]
+    app.include_router(priority.router)  # POST /jobs/{id}/priority, /batches/{id}/priority
     app.include_router(dashboard.router)
     return app
 
