@@ -236,8 +236,8 @@ class Submission(ClientCore):
                     tenant: str | None = None) -> BatchSubmitted:
         """Submit ``requests`` as one batch (``name``, and ``callback_url``: told once when it
         completes): opened, filled and sealed here, or, with ``batch``, into that open batch,
-        left open. The answer is a list with the ``batch`` id beside it. ``priority`` and
-        ``tenant``: the batch's, for each request that names none (priority default: low).
+        left open. The answer is a list with the ``batch`` id beside it. ``priority``/``tenant``: each
+        request's that names none (priority default: low).
 
         Validate every request, then store and enqueue the valid ones ``chunk_size`` per Redis
         MULTI: each job's record, index entries, idempotency key and Celery message are written
@@ -286,12 +286,13 @@ class Submission(ClientCore):
         # On the store's own Redis a job's message goes in the MULTI that stores the job; with
         # another broker the jobs are stored, then published through it one by one.
         in_store = queue.broker_is_store(self.config, self.location)
+        held: set[str] = set()  # jobs waiting in the ready sets: the dispatcher publishes them
         for start in range(0, len(valid), chunk_size):
             part = valid[start:start + chunk_size]
             try:
                 outcomes: list[Outcome] = list(self.store.create_many(
                     [job for _, job in part], message=self._message if in_store else None,
-                    chunk_size=chunk_size, batch=batch))
+                    chunk_size=chunk_size, batch=batch, held=held))
             except BatchClosed as exc:
                 outcomes = [exc] * len(part)
             except (redis.RedisError, OperationalError, OSError) as exc:
@@ -299,7 +300,7 @@ class Submission(ClientCore):
                 cause = exc.__cause__ if isinstance(exc, OperationalError) else None
                 outcomes = [cause if isinstance(cause, redis.RedisError) else exc] * len(part)
             if not in_store:
-                outcomes = [self._publish_alone(o) for o in outcomes]
+                outcomes = [self._publish_alone(o, held) for o in outcomes]
             stored.update((i, outcome) for (i, _), outcome in zip(part, outcomes, strict=True))
         return [stored[i] if isinstance(c, NewJob) else c for i, c in enumerate(checked)]
 
@@ -326,7 +327,8 @@ class Submission(ClientCore):
                           params=parsed.model_dump(mode="json", exclude_none=True), file=info,
                           idempotency_key=request.idempotency_key, callback_url=request.callback_url,
                           batch=batch, not_before=not_before,
-                          priority=chosen(request.priority, in_batch=batch is not None), tenant=request.tenant)
+                          priority=chosen(request.priority, in_batch=batch is not None), tenant=request.tenant,
+                          window=None if not_before is not None else self.config.window_of(request.connection))
 
         return [check(r) for r in requests]
 
@@ -367,10 +369,11 @@ class Submission(ClientCore):
         target = queue.queue_of(self.config.connection(job.connection))
         return self._messages.first(job_id, get_kind(job.kind), target)
 
-    def _publish_alone(self, outcome: Outcome) -> Outcome:
-        """A stored job's chain, published through another broker (RabbitMQ, another Redis). A
-        job the broker refuses stays stored, failed and replayable (``enqueue``): its record says so."""
-        if not isinstance(outcome, tuple) or not outcome[1] or outcome[0].status == JobStatus.SCHEDULED:
+    def _publish_alone(self, outcome: Outcome, held: set[str]) -> Outcome:
+        """A stored job's chain, published through another broker (RabbitMQ, another Redis), unless
+        ``held`` (the dispatcher publishes it). A job the broker refuses stays failed and replayable."""
+        if (not isinstance(outcome, tuple) or not outcome[1] or outcome[0].status == JobStatus.SCHEDULED
+                or outcome[0].id in held):
             return outcome
         record = outcome[0]
         try:

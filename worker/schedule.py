@@ -18,6 +18,7 @@ from celery import Celery
 from producers.queue import StepPublisher
 from producers.store import JobStore
 from producers.store.schedule import RELEASE_BATCH
+from worker.dispatch import dispatch_round
 from worker.log import get_logger
 from worker.runtime import runtime
 
@@ -51,12 +52,14 @@ def release_round(store: JobStore, publisher: StepPublisher) -> int:
 
 def start_releaser(app: Celery, store: JobStore) -> threading.Thread:
     publisher = runtime().publisher(app)
+    config = runtime().config
 
     def loop() -> None:
         while True:
             time.sleep(ROUND_SECONDS)
             try:
                 release_round(store, publisher)
+                dispatch_round(store, publisher, config, ROUND_SECONDS)  # the ready sets' turn
             except Exception:  # never let it kill the worker; the next round tries again
                 get_logger().exception("release round failed")
 

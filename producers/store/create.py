@@ -68,7 +68,8 @@ def _leaders(jobs: Sequence[NewJob], pending: list[int]) -> tuple[list[int], lis
 
 class Creation(StoreCore):
     def create_many(self, jobs: Sequence[NewJob], *, message: MessageFor | None = None,
-                    chunk_size: int = MAX_CHUNK, batch: str | None = None) -> list[Created | IdempotencyConflict]:
+                    chunk_size: int = MAX_CHUNK, batch: str | None = None,
+                    held: set[str] | None = None) -> list[Created | IdempotencyConflict]:
         """Store new queued jobs: one Lua script per ``chunk_size`` jobs writes their records,
         indexes, idempotency keys, events and, with ``message``, each new job's Celery message
         (so a job and its message are stored together or not at all). One result per job, in
@@ -76,17 +77,18 @@ class Creation(StoreCore):
         different job (also within ``jobs``). Of N identical requests from concurrent
         producers, exactly one creates the job and the others read it back. ``batch``: the open
         batch every job joins (each job's ``batch`` names it too); a job found by its key stays in
-        its first batch, and this one counts it as ``existing``."""
+        its first batch, and this one counts it as ``existing``. ``held`` collects the ids of the
+        jobs written with no message: they wait in their connection's ready sets (``NewJob.window``)."""
         chunk_size = max(1, min(chunk_size, MAX_CHUNK))
         results: list[Created | IdempotencyConflict] = []
         for start in range(0, len(jobs), chunk_size):
-            results += self._create_chunk(jobs[start:start + chunk_size], message, batch)
+            results += self._create_chunk(jobs[start:start + chunk_size], message, batch, held)
         if batch is not None:
             self._count_existing(batch, sum(1 for r in results if isinstance(r, tuple) and not r[1]))
         return results
 
     def _create_chunk(self, jobs: Sequence[NewJob], message: MessageFor | None,
-                      batch: str | None) -> list[Created | IdempotencyConflict]:
+                      batch: str | None, held: set[str] | None) -> list[Created | IdempotencyConflict]:
         """One call of the script for the chunk's jobs whose idempotency key is their first use
         in the chunk; a later job with a key used earlier in the chunk takes the outcome of the
         job behind that key (the same job: returned; another: refused). A job whose key's
@@ -95,7 +97,7 @@ class Creation(StoreCore):
         pending = list(range(len(jobs)))
         while pending:
             sent, followers = _leaders(jobs, pending)
-            created, clashes = self._run_create([jobs[i] for i in sent], message, batch)
+            created, clashes = self._run_create([jobs[i] for i in sent], message, batch, held)
             behind: dict[int, JobRecord] = {}  # sent job -> the record its key names
             for n, i in enumerate(sent):
                 if n in created:
@@ -119,8 +121,8 @@ class Creation(StoreCore):
             pending.sort()
         return [results[i] for i in range(len(jobs))]
 
-    def _run_create(self, jobs: Sequence[NewJob], message: MessageFor | None,
-                    batch: str | None) -> tuple[dict[int, JobRecord], dict[int, str]]:
+    def _run_create(self, jobs: Sequence[NewJob], message: MessageFor | None, batch: str | None,
+                    held: set[str] | None = None) -> tuple[dict[int, JobRecord], dict[int, str]]:
         """One call of the script: the records of the jobs written and, for the others, the id
         of the stored job their idempotency key names (both by position in ``jobs``)."""
         now = utcnow()
@@ -142,6 +144,9 @@ class Creation(StoreCore):
             self._names.written("kind", kinds)
         if conn_names:
             self._names.written("conn", conns)
+        if held is not None:  # written, waiting in the ready sets with no message yet
+            held.update(ids[n] for n, found in clashes.items() if not found)
+        clashes = {n: found for n, found in clashes.items() if found}
         created = {n: codec.new_record(job, ids[n], now) for n, job in enumerate(jobs) if n not in clashes}
         return created, clashes
 

@@ -181,6 +181,9 @@ class NewJob:
     not_before: float | None = None  # epoch seconds; set: stored scheduled, with no message yet
     priority: str = "normal"  # high | normal | low (producers.priority)
     tenant: str | None = None
+    # Held in its connection's ready sets, with no message, while this many of its kind are
+    # queued there already (None: never held; producers.store.ready).
+    window: int | None = None
 
     @property
     def not_before_ms(self) -> int | None:
