@@ -207,3 +207,12 @@ def test_the_window_defaults_to_a_second_of_the_rate_limit_or_twice_max_in_fligh
                                             "capped": {**base, "max_in_flight": 3}, "open": base}})
     assert [config.window_of(n) for n in ("fast", "slow", "capped", "open")] == [20, 4, 6, None]
     assert parse_config({"scheduling": {"window": 7}}).window_of("anything") == 7
+
+
+def test_a_typo_in_the_scheduling_table_is_refused():
+    from producers.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="windw"):
+        parse_config({"scheduling": {"windw": 3}})
+    with pytest.raises(ConfigError, match="aging_seconds"):
+        parse_config({"scheduling": {"aging_seconds": 0}})
