@@ -9,6 +9,8 @@
   jobs waiting, one single-request high job at a time (3 of them): seconds from its submit to its end.
 - **tenant turns**: on the 20 requests/s connection, tenant B's ``--tenant-jobs`` jobs alone (submit
   to the last one's end), then the same after tenant A submitted ``--backlog`` at the same priority.
+  "Alone" is at the connection's rate: B submits as another tenant's jobs end, so the limiter's
+  one-second burst is spent (on a rested connection B's 20 go in one burst: shown too).
 
 Every job is an ``awork-image`` upload: one request. The connections' window is Ferry's default
 (one second of the rate limit). The machine is shared: wall-clock figures swing with its load.
@@ -88,10 +90,16 @@ def _high_through_limiter(s: Stack, image: Path, users: str, waiting: int, round
     return found
 
 
-def _tenant_b(s: Stack, image: Path, users: str, backlog: int, jobs: int) -> float:
-    """Seconds from B's submit to its last job's end (after A's ``backlog``, if any)."""
+def _tenant_b(s: Stack, image: Path, users: str, backlog: int, jobs: int, *, spent: bool = False) -> float:
+    """Seconds from B's submit to its last job's end (after A's ``backlog``, if any; ``spent``:
+    right after as many jobs of a tenant C ended, so the limiter's one-second burst is used up
+    and B runs at the connection's rate)."""
     with s.worker(pool=None, concurrency=None):
         ferry = s.ferry()
+        if spent:
+            for outcome in ferry.submit_many(_requests(image, users, "paced", jobs), priority="normal", tenant="c"):
+                assert isinstance(outcome, tuple)
+                ferry.wait(outcome[0].id, timeout=60)
         if backlog:
             ferry.submit_many(_requests(image, users, "paced", backlog), priority="normal", tenant="a")
             time.sleep(1.0)
@@ -112,7 +120,8 @@ def measure(backlog: int, highs: int, trickle: int, tenant_jobs: int) -> dict[st
         return {
             "high start behind low backlog": _highs_behind_backlog(s, image, users, backlog, highs),
             "high end through the limiter": _high_through_limiter(s, image, users, trickle),
-            "tenant b alone": [_tenant_b(s, image, users, 0, tenant_jobs)],
+            "tenant b alone (the limiter's burst)": [_tenant_b(s, image, users, 0, tenant_jobs)],
+            "tenant b alone": [_tenant_b(s, image, users, 0, tenant_jobs, spent=True)],
             "tenant b after a": [_tenant_b(s, image, users, backlog, tenant_jobs)],
         }
 

@@ -89,11 +89,16 @@ class Controls(ClientCore):
         return ResumeOutcome(connection, was_paused, republished)
 
     def connections(self) -> list[dict[str, Any]]:
-        """Each configured connection: service, queue, limits, pause, 429 pause, parked steps and
-        jobs queued / running / failed."""
+        """Each configured connection: service, queue, limits, pause, 429 pause, parked steps,
+        jobs queued / running / failed, and its window with the jobs waiting in it by priority."""
         names = sorted(self.config.connections)
         states = self.store.connection_states(names)
-        return [_connection_view(self.config.connection(n), states[n]) for n in names]
+        views = [_connection_view(self.config.connection(n), states[n]) for n in names]
+        for view in views:  # jobs held in Ferry's ready sets, by priority (docs/architecture.md)
+            window = self.config.window_of(view["name"])
+            view["window"] = window
+            view["ready"] = self.store.ready_waits(view["name"]) if window is not None else None
+        return views
 
     def workers(self) -> list[dict[str, Any]]:
         """The live workers (fresh heartbeats), with the steps they run now."""

@@ -21,7 +21,7 @@ import redis
 
 from producers import keys
 from producers.errors import BatchNotFound, JobNotFound
-from producers.priority import level
+from producers.priority import PRIORITIES, level
 from producers.records import JobStatus
 from producers.store import codec
 from producers.store.core import StoreCore
@@ -42,6 +42,20 @@ class Priorities(StoreCore):
         entries = self._scripts.ready_take(connection, queue=queue, window=window, aging_ms=int(aging_seconds * 1000),
                                            now_ms=int(time.time() * 1000), fields=fields)
         return [OutboxEntry.decode(e) for e in entries]
+
+    def ready_waits(self, connection: str) -> dict[str, dict[str, float]]:
+        """Per priority, how many of the connection's jobs wait in its ready sets and how long
+        the oldest has waited (s; 0 when none): queue wait by priority, now."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for n in range(len(PRIORITIES)):
+                pipe.zcard(keys.ready_at(connection, n))
+                pipe.zrange(keys.ready_at(connection, n), 0, 0, withscores=True)
+            found = pipe.execute()
+        now_ms = time.time() * 1000
+        return {name: {"waiting": int(found[2 * n]),
+                       "oldest_seconds": round(max(0.0, now_ms - found[2 * n + 1][0][1]) / 1000, 1)
+                       if found[2 * n + 1] else 0.0}
+                for n, name in enumerate(PRIORITIES)}
 
     def claim_dispatch_round(self, holder: str, seconds: float) -> bool:
         """True for the one dispatcher that has this round (``seconds`` long)."""

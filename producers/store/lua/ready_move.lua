@@ -15,5 +15,5 @@ if not raw then return 0 end
 local meta = cjson.decode(raw)
 local at = ready.remove(rk, meta.connection, from, id)
 if not at then return 0 end
-if to ~= '' then ready.add(rk, meta.connection, to, meta.tenant or '', id, at) end
+if to ~= '' then ready.add(rk, meta.connection, to, meta.tenant or '', id, at, 0) end
 return 1

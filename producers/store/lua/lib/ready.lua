@@ -7,9 +7,11 @@
 -- by when they became ready (epoch ms; the level's oldest decides its aging). rk.turns .. conn
 -- is a hash: 'V|level' the level's turn now (the turn of the job it last released), and
 -- 'level|tenant' the turn after that tenant's last waiting job. A job takes the turn
--- max(now, its tenant's next), so a tenant with a long backlog holds turns far ahead and a
--- tenant arriving later is served at the next turn: tenants alternate (start-time fair
--- queueing, one job per turn). rk is the JSON the caller builds (producers.store.ready).
+-- max(now - lead, its tenant's next), so a tenant with a long backlog holds turns far ahead,
+-- and a tenant arriving later (or again after a pause) is served as if it had arrived when the
+-- lead jobs now in the connection's run were released: its first lead jobs go before the
+-- backlog's next ones, then the tenants alternate (start-time fair queueing, one job per turn).
+-- rk is the JSON the caller builds (producers.store.ready).
 local ready = {}
 
 function ready.keys(rk, conn, level)
@@ -17,11 +19,11 @@ function ready.keys(rk, conn, level)
 end
 
 -- Put job id (tenant: '' none) into level's sets, ready since at_ms (keeps its age when it
--- changes level). Returns its turn.
-function ready.add(rk, conn, level, tenant, id, at_ms)
+-- changes level), lead turns back at most (the connection's window). Returns its turn.
+function ready.add(rk, conn, level, tenant, id, at_ms, lead)
   local by_turn, by_time, turns = ready.keys(rk, conn, level)
   local v = redis.call('HMGET', turns, 'V|' .. level, level .. '|' .. tenant)
-  local turn = math.max(tonumber(v[1]) or 0, tonumber(v[2]) or 0)
+  local turn = math.max((tonumber(v[1]) or 0) - lead, tonumber(v[2]) or -lead)
   redis.call('HSET', turns, level .. '|' .. tenant, turn + 1)
   redis.call('ZADD', by_turn, turn, id)
   redis.call('ZADD', by_time, at_ms, id)
