@@ -128,3 +128,20 @@ def test_http_takes_priority_and_tenant_per_job_and_per_batch_and_changes_them(f
         assert client.post("/batches/nope/priority", json={"priority": "low"}, headers=AUTH).status_code == 404
     assert {ferry.status(r["job"]["id"]).priority for r in batch.json()["results"]} == {"low"}
     assert ferry.status(job_id).status == JobStatus.CANCELLED
+
+
+def test_manifest_lines_and_columns_carry_priority_and_tenant(tmp_path):
+    from producers.cli.batch import read_manifest
+
+    csv = tmp_path / "jobs.csv"
+    csv.write_text("kind,connection,file,params.object,priority,tenant\n"
+                   "assets-attachment,acme,doc.pdf,88,high,t1\nassets-attachment,acme,doc.pdf,89,,\n"
+                   "assets-attachment,acme,doc.pdf,90,urgent,\n")
+    lines = read_manifest(csv)
+    assert [(ln.request.priority, ln.request.tenant) for ln in lines[:2]] == [("high", "t1"), (None, None)]
+    assert lines[2].request is None and lines[2].problems[0].field == "priority"
+    jsonl = tmp_path / "jobs.jsonl"
+    jsonl.write_text(json.dumps({"kind": "assets-attachment", "connection": "acme", "file": "doc.pdf",
+                                 "params": {"object": "88"}, "priority": "low", "tenant": "t2"}) + "\n")
+    [line] = read_manifest(jsonl)
+    assert (line.request.priority, line.request.tenant) == ("low", "t2")
