@@ -13,7 +13,7 @@
   one-second burst is spent (on a rested connection B's 20 go in one burst: shown too).
 
 Every job is an ``awork-image`` upload: one request. The connections' window is Ferry's default
-(one second of the rate limit). The machine is shared: wall-clock figures swing with its load.
+(half a second of the rate limit). The machine is shared: wall-clock figures swing with its load.
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ class SchedulingConfig(BaseModel):
     # Each this many seconds a job waits moves it up one priority (low -> normal -> high).
     aging_seconds: float = Field(default=300.0, gt=0)
     # How many of a connection's jobs may be in its run (in the broker, or started and not
-    # ended); the rest wait in Ferry's ready sets, in priority and tenant order. Unset: one
+    # ended); the rest wait in Ferry's ready sets, in priority and tenant order. Unset: half a
     # second of a connection's rate_limit (at least 4), else twice its max_in_flight, else no
     # limit (every job goes to the broker at once, as before).
     window: int | None = Field(default=None, ge=1)
@@ -205,7 +205,7 @@ class FerryConfig(BaseModel):
             return self.scheduling.window
         conn = self.connections.get(connection)
         if conn is not None and conn.rate_limit:
-            return max(4, math.ceil(conn.rate_limit))
+            return max(4, math.ceil(conn.rate_limit / 2))
         if conn is not None and conn.max_in_flight:
             return 2 * conn.max_in_flight
         return None

@@ -220,12 +220,12 @@ def test_a_connection_without_a_window_holds_nothing_back(module_db, tmp_path):
         assert taken(module_db[1]) == ids and ferry.store.ready_count(["acme"]) == {"acme": 0}
 
 
-def test_the_window_defaults_to_a_second_of_the_rate_limit_or_twice_max_in_flight():
+def test_the_window_defaults_to_half_a_second_of_the_rate_limit_or_twice_max_in_flight():
     base = {"service": "atlassian", "site_url": "https://a.example", "api_url": "https://b.example",
             "email": "a@b.c", "token_env": "X"}
     config = parse_config({"connections": {"fast": {**base, "rate_limit": 20}, "slow": {**base, "rate_limit": 1},
                                             "capped": {**base, "max_in_flight": 3}, "open": base}})
-    assert [config.window_of(n) for n in ("fast", "slow", "capped", "open")] == [20, 4, 6, None]
+    assert [config.window_of(n) for n in ("fast", "slow", "capped", "open")] == [10, 4, 6, None]
     assert parse_config({"scheduling": {"window": 7}}).window_of("anything") == 7
 
 
