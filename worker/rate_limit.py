@@ -3,6 +3,7 @@
 Three things hold a connection's requests back, for every worker at once:
 - its own rate (``rate_limit`` requests/s in ferry.toml), enforced with GCRA — a token bucket
   kept as one timestamp, updated atomically by a Lua script, allowing a burst of one second's worth;
+  a request whose wait is short has its place reserved, so waiting requests go in the order they asked;
 - its own concurrency (``max_in_flight``): a semaphore of that many slots, each a token in a
   sorted set scored by when it expires. A worker renews the slots it holds while their requests
   run; a worker that dies stops renewing, and its slots lapse instead of being lost for good;
