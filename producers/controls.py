@@ -15,7 +15,7 @@ from producers.config import ConnectionConfig
 from producers.errors import JobNotFound
 from producers.kinds import get_kind
 from producers.priority import check_priority
-from producers.records import JobRecord, StepStatus
+from producers.records import JobRecord, JobStatus, StepStatus
 from producers.store import FINISHED_ALREADY, CancelOutcome, ConnectionState, Filters
 
 READY_SECONDS = 30.0  # a worker whose last heartbeat is older is not counted as alive
@@ -129,6 +129,11 @@ class Controls(ClientCore):
                     after = f" after {'HTTP ' + str(last.http_status) + ': ' if last.http_status else ''}{last.message}"
                 reasons.append(f"step {step.name} is retrying at {step.next_attempt_at} "
                                f"(in {max(0.0, -_age(step.next_attempt_at)):.0f} s){after}")
+        if record.status == JobStatus.QUEUED and self.config.window_of(record.connection) is not None \
+                and self.store.held(record.id, record.connection, record.priority):
+            reasons.append(f"it waits its turn in Ferry's store ({record.priority} priority): connection "
+                           f"{record.connection} has {self.config.window_of(record.connection)} jobs in its run "
+                           f"([scheduling] window); the next to end makes room")
         return reasons + self._missing_worker(record.connection)
 
     def _connection_holds(self, name: str) -> list[str]:

@@ -57,6 +57,10 @@ class Priorities(StoreCore):
                        if found[2 * n + 1] else 0.0}
                 for n, name in enumerate(PRIORITIES)}
 
+    def held(self, job_id: str, connection: str, priority: str) -> bool:
+        """Whether the job waits in its connection's ready sets (no message yet)."""
+        return self.redis.zscore(keys.ready_at(connection, level(priority)), job_id) is not None
+
     def claim_dispatch_round(self, holder: str, seconds: float) -> bool:
         """True for the one dispatcher that has this round (``seconds`` long)."""
         return bool(self.redis.set(keys.dispatch_round(), holder, nx=True, px=max(1, int(seconds * 1000))))

@@ -105,6 +105,8 @@ def test_jobs_past_the_window_wait_with_no_message_then_go_by_priority(env):
     assert taken(db) == low[:2]  # the window: 2 in the run, the rest wait in the store
     assert ferry.store.ready_count(["acme"]) == {"acme": 3}
     assert {ferry.status(j).status for j in (low[2], normal, high)} == {JobStatus.QUEUED}
+    assert any("waits its turn" in r for r in ferry.why_waiting(ferry.status(high)))
+    assert not any("waits its turn" in r for r in ferry.why_waiting(ferry.status(low[0])))
     assert dispatch.top_up(ferry.store, publisher, ferry.config, "acme") == 0  # the run is full
     assert release_all(ferry, publisher, db, low[:2]) == [*low[:2], high, normal, low[2]]
     assert ferry.store.ready_count(["acme"]) == {"acme": 0} and db.zcard(keys.outbox()) == 0
