@@ -31,7 +31,8 @@ def release(store: JobStore, publisher: StepPublisher, *, now: float | None = No
     Outbox entries (a broker other than the store's Redis) are published at once."""
     released = 0
     for _ in range(MAX_BATCHES):
-        batch = store.release_due(publisher.outgoing, now=now, limit=RELEASE_BATCH)
+        batch = store.release_due(publisher.outgoing, now=now, limit=RELEASE_BATCH,
+                                  window_of=publisher.config.window_of)
         for _job_id, outgoing in batch:
             publisher.deliver(outgoing, store)
         released += len(batch)

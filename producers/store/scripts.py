@@ -132,14 +132,15 @@ class StoreScripts(Scripts):
         """1 sealed now (and completed, if nothing is left to run), 0 already, -1 no such batch."""
         return int(self.run("seal", [keys.batch(batch_id)], [context]))
 
-    def release(self, jobs: Sequence[tuple[str, str, str, str]], *, now_ms: int, now: str,
+    def release(self, jobs: Sequence[tuple[str, str, str, str, str]], *, now_ms: int, now: str,
                 events_max: int) -> list[str]:
-        """Queue the due ones of ``jobs`` (id, message list, message, outbox entry; '' none);
-        returns the ids released."""
+        """Queue the due ones of ``jobs`` (id, message list, message, outbox entry, ready part;
+        '' none); returns the ids released, those left waiting in the ready sets ending with '+'."""
         per_job = [x for job in jobs for x in job]
         reply = self.run("release", [
             keys.scheduled(), keys.index_status("scheduled"), keys.index_status("queued"), keys.events(),
-            keys.outbox(), keys.job_counts()], [keys.job(""), now_ms, now, events_max, len(jobs), *per_job])
+            keys.outbox(), keys.job_counts()], [keys.job(""), now_ms, now, events_max,
+                                                READY_KEYS if any(job[4] for job in jobs) else "", len(jobs), *per_job])
         return [str(i) for i in reply]
 
     def ready_take(self, connection: str, *, queue: str, window: int, aging_ms: int, now_ms: int,

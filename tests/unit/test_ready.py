@@ -238,3 +238,23 @@ def test_a_typo_in_the_scheduling_table_is_refused():
         parse_config({"scheduling": {"windw": 3}})
     with pytest.raises(ConfigError, match="aging_seconds"):
         parse_config({"scheduling": {"aging_seconds": 0}})
+
+
+def test_scheduled_jobs_released_onto_a_full_run_wait_their_turn(env):
+    """A mass of jobs due at once does not fill the broker: past the window they join the ready
+    sets, and a high job waiting there goes first."""
+    from producers.records import utc_at
+    from worker import schedule
+
+    make, db, tmp_path = env
+    ferry, publisher = make(window=1)
+    first = submit(ferry, tmp_path)
+    at = time.time() + 3600
+    later = [submit(ferry, tmp_path, priority="low", not_before=utc_at(at)) for _ in range(2)]
+    high = submit(ferry, tmp_path, priority="high")
+    assert taken(db) == [first]
+    assert schedule.release(ferry.store, publisher, now=at + 1) == 2
+    assert messages(db) == [] and ferry.store.ready_count(["acme"]) == {"acme": 3}
+    assert {ferry.status(j).status for j in later} == {JobStatus.QUEUED}
+    order = release_all(ferry, publisher, db, [first])
+    assert order[:2] == [first, high] and sorted(order[2:]) == sorted(later)  # same time: either first
