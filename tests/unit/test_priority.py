@@ -145,3 +145,21 @@ def test_manifest_lines_and_columns_carry_priority_and_tenant(tmp_path):
                                  "params": {"object": "88"}, "priority": "low", "tenant": "t2"}) + "\n")
     [line] = read_manifest(jsonl)
     assert (line.request.priority, line.request.tenant) == ("low", "t2")
+
+
+def test_the_queue_wait_is_observed_under_the_job_s_priority():
+    from producers.records import JobRecord as Record
+    from producers.records import RunRecord, StepRecord
+    from worker import metrics
+
+    def count(priority: str) -> float:
+        return sum(s.value for m in metrics.QUEUE_WAIT.collect() for s in m.samples
+            if s.name.endswith("_count") and s.labels.get("priority") == priority)
+
+    job = Record(id="j", kind="assets-attachment", connection="acme", status=JobStatus.RUNNING,
+                 created_at="2026-01-01T00:00:00.000Z", priority="high", steps=[StepRecord(name="get_credentials")],
+                 runs=[RunRecord(number=1, trigger="submit", from_step="get_credentials",
+                                 started_at="2026-01-01T00:00:00.000Z")])
+    before = count("high"), count("normal")
+    metrics.first_start(job, "get_credentials", 1)
+    assert (count("high"), count("normal")) == (before[0] + 1, before[1])
