@@ -15,7 +15,7 @@ COPY sandbox sandbox
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
  && python -m venv /opt/ferry \
  && /opt/ferry/bin/pip install --no-cache-dir --only-binary=:all: \
-        "$(ls /wheels/ferry-*.whl)[worker,api,flower,sandbox]"
+        "$(ls /wheels/ferry-*.whl)[worker,api,flower,sandbox,otel]"
 
 FROM python:${PYTHON_VERSION}-slim
 ENV PATH=/opt/ferry/bin:$PATH \

@@ -19,13 +19,14 @@ import io
 import json
 import os
 import pstats
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from bench.common import verdict
@@ -51,6 +52,10 @@ class CliBatchResult:
     jobs_per_s: float
     created: int
     batch_total: int
+    cpu_seconds: float = 0.0  # the command's own CPU (user + system): steadier than wall time on a busy machine
+    # Where the command's time goes (seconds; ``phases``): interpreter start and imports, reading
+    # and checking the manifest, storing it (``submit_prepared``), writing the JSON report.
+    phases: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -78,22 +83,67 @@ def measure(jobs: int, profile: bool = False, log=print) -> CliBatchResult:  # t
         path = manifest(home, jobs)
         command = [sys.executable, "-m", "producers", "submit-batch", str(path), "--json"]
         subprocess.run([*command[:3], "--help"], env=env, capture_output=True, check=True)  # warm the disk cache
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         run = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         if run.returncode != 0:
             raise RuntimeError(f"submit-batch exited {run.returncode}: {run.stderr[-2000:]}")
         report = json.loads(run.stdout)
         total = _batch_total(env, report["batch"])
-        result = CliBatchResult(jobs, seconds, jobs / seconds, report["summary"]["created"], total)
+        result = CliBatchResult(jobs, seconds, jobs / seconds, report["summary"]["created"], total,
+                                round(cpu, 3), phases(path, env))
         log(f"  ferry submit-batch: {jobs} lines in {seconds:.2f} s = {result.jobs_per_s:,.0f} jobs/s "
-            f"(process start included); batch total {total}")
+            f"(process start included; {cpu:.2f} s of CPU, load {os.getloadavg()[0]:.1f}); batch total {total}")
+        log("  where its time goes (each part timed alone): " + ", ".join(
+            f"{name} {value:.2f} s" for name, value in result.phases.items()))
         if profile:
             log(_profile(command[3:], env))
         return result
     finally:
         server.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def phases(path: Path, env: dict[str, str]) -> dict[str, float]:
+    """The command's parts timed one by one: the interpreter's start and imports (a process that
+    only imports what ``submit-batch`` imports), then in this process, on the same manifest and
+    into a batch of its own, what ``producers.cli.batch.run`` does: read and check the manifest,
+    store it (``Ferry.submit_prepared``, what ``submit_many`` runs), write the JSON report."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import producers.cli, producers.cli.batch"], env=env, check=True)
+    found = {"start + imports": time.perf_counter() - started}
+    saved_env = dict(os.environ)
+    os.environ.update(env)
+    try:
+        from rich.console import Console
+
+        from producers.cli import batch
+        from producers.client import Ferry
+
+        quiet = Console(file=io.StringIO())
+        ferry = Ferry()
+        with batch.no_cycle_collection():  # as the command runs them
+            started = time.perf_counter()
+            lines = batch.read_manifest(path)
+            batch.check(ferry, lines)
+            found["read + check"] = time.perf_counter() - started
+            outcome = batch.BatchOutcome(lines)
+            started = time.perf_counter()
+            with ferry.open_batch(None, None) as opened:
+                outcome.batch = opened.id
+                outcome.submitted = batch.submit(ferry, lines, quiet, opened.id)
+            found["store (submit_prepared)"] = time.perf_counter() - started
+            started = time.perf_counter()
+            with contextlib.redirect_stdout(io.StringIO()):
+                batch.print_report(outcome)
+            found["JSON report"] = time.perf_counter() - started
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return {name: round(value, 3) for name, value in found.items()}
 
 
 def _batch_total(env: dict[str, str], batch: str) -> int:

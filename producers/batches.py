@@ -19,7 +19,7 @@ from typing import Any
 
 from producers.audit import audit
 from producers.errors import JobNotFound, SubmitError
-from producers.records import BatchRecord, JobRecord, JobStatus
+from producers.records import BatchRecord, DeliveryRecord, JobRecord, JobStatus
 from producers.store import Filters
 from producers.submit import Submission
 
@@ -82,6 +82,12 @@ class BatchOps(Submission):
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"batch {batch_id} not complete after {timeout}s")
             time.sleep(poll)
+
+    def notify_batch(self, batch_id: str) -> DeliveryRecord:
+        """Deliver the completed batch's webhook again (its last completion, a new delivery id,
+        due now; a worker sends it). Raises BatchNotFound, NotifyRefused (no callback_url, or
+        not complete)."""
+        return self.store.redeliver_batch(batch_id)
 
     def cancel_batch(self, batch_id: str, *, by: str = "python") -> dict[str, int]:
         """Seal the batch and cancel its queued and running jobs (a running step ends first)."""

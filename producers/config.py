@@ -147,6 +147,16 @@ class EventsConfig(BaseModel):
     max_length: int = Field(default=100_000, ge=100)
 
 
+class TelemetryConfig(BaseModel):
+    """``[telemetry]``: OpenTelemetry traces, off unless an OTLP endpoint is named here or in
+    ``$OTEL_EXPORTER_OTLP_ENDPOINT`` (``producers.tracecontext``; the ``otel`` extra)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # OTLP over HTTP (protobuf), e.g. "http://otel-collector:4318": spans go to its /v1/traces.
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://")
+
+
 class SchedulingConfig(BaseModel):
     """``[scheduling]``: what runs next on a connection (docs/architecture.md, "What runs next")."""
 
@@ -187,6 +197,7 @@ class FerryConfig(BaseModel):
     api: ApiConfig = Field(default_factory=ApiConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     scheduling: SchedulingConfig = Field(default_factory=SchedulingConfig)
     path: str | None = None
 

@@ -35,6 +35,7 @@ STEP_PROGRESS = "step.progress"  # an upload's bytes, at most once a second per 
 TYPES = (QUEUED, STEP_STARTED, STEP_SUCCEEDED, STEP_RETRYING, SUCCEEDED, FAILED, CANCELLED, REPLAYED,
          STEP_PROGRESS, SCHEDULED)
 ENDINGS = (SUCCEEDED, FAILED, CANCELLED)  # the events a webhook reports
+BATCH_COMPLETED = "batch.completed"  # a batch's event and webhook (lua/lib/batch.lua writes it)
 
 DEFAULT_MAX_LENGTH = 100_000
 # Progress events the stream holds at most (the oldest are deleted). State changes trim it to

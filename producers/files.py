@@ -20,7 +20,6 @@ import filetype
 from filetype.types import TYPES as FILETYPE_MATCHERS
 from filetype.types.document import ZippedDocumentBase
 from filetype.types.video import Mkv, Webm
-from PIL import Image
 
 from producers.addresses import IPAddress, address_kind, parse
 from producers.config import FerryConfig
@@ -222,8 +221,10 @@ def image_size(source: Path | bytes | BinaryIO) -> tuple[int, int] | None:
 
     ``Image.open`` is lazy: it parses the headers up to the frame size (past an EXIF block of any
     size, which phones put first) and decodes no pixels, so this costs a few reads however large
-    the image is.
+    the image is. (Pillow is imported here: most submissions carry no image.)
     """
+    from PIL import Image
+
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
             width, height = image.size

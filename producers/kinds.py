@@ -8,6 +8,7 @@ step list, replay's starting point and the dashboard's timeline. Step *implement
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -61,7 +62,7 @@ class Kind:
     # Extra checks that need both the parameters and the inspected file (crop inside the image…).
     check: Callable[[Params, FileInfo | None], list[Problem]] | None = field(default=None)
 
-    @property
+    @functools.cached_property
     def step_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.steps)
 

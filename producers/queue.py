@@ -240,6 +240,10 @@ class _Collected:
         self.commands.append((name, args))
 
 
+# A uuid4's variant nibble (8, 9, a or b) from any hex digit, as ``uuid.uuid4()`` sets it.
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
+
+
 class _Template:
     """One step's message to one queue with its ids left out, built once per (step, queue) by
     Celery's builder and kombu's channel and then slimmed; each message is the template with a
@@ -273,7 +277,10 @@ class _Template:
 
     def payload(self, job_id: str) -> str:
         # kombu's tag is a uuid4 too; any unique string serves (the key of the unacked entry).
-        values = {self.TASK: uuid(), self.TAG: os.urandom(16).hex(), self.JOB: job_id}
+        # One read of the OS's random source for both (a read each cost more than the rest).
+        random = os.urandom(32).hex()
+        task = f"{random[:8]}-{random[8:12]}-4{random[13:16]}-{_VARIANT[random[16]]}{random[17:20]}-{random[20:32]}"
+        values = {self.TASK: task, self.TAG: random[32:], self.JOB: job_id}
         parts = self.parts
         return parts[0] + "".join(values[parts[i]] + parts[i + 1] for i in range(1, len(parts), 2))
 

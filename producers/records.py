@@ -194,6 +194,8 @@ class RunRecord(BaseModel):
     outcome: str | None = None
     note: str | None = None
     error: StepError | None = None  # why it failed: kept when a later run succeeds
+    # The run's W3C trace context (a traceparent, not a secret): its steps' spans join its trace.
+    trace: str | None = None
 
 
 class DeliveryStatus(StrEnum):
@@ -262,8 +264,9 @@ class JobRecord(BaseModel):
 class BatchRecord(BaseModel):
     """A batch of jobs (a manifest, ``POST /jobs:batch``, ``submit_many``, or one opened and
     sealed by its submitter): what ``ferry batch status --json`` and ``GET /batches/{id}`` show.
-    ``counts`` move in the same Lua call as each job's status; ``bytes_done`` counts a job's
-    whole file when it succeeds (upload progress does not move it yet)."""
+    ``counts`` move in the same Lua call as each job's status; ``bytes_done`` is what its jobs'
+    uploads sent (upload progress, each byte once), a job's whole file once it succeeds, nothing
+    of a failed one. A purged job leaves ``total``, ``counts`` and bytes (``purged`` counts it)."""
 
     id: str
     name: str | None = None
@@ -276,6 +279,7 @@ class BatchRecord(BaseModel):
     sealed_at: str | None = None  # no more jobs join it; it completes when none is left to run
     finished_at: str | None = None  # null until completion (cleared again by a replay)
     completions: int = 0  # how many times it completed (a replay of its failures completes it again)
+    purged: int = 0  # jobs purged since: gone from total, counts and bytes as if never submitted
     eta_seconds: float | None = None
     callback_url: str | None = None
     failures: str = ""  # where to list its failed jobs (HTTP)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from producers import tracecontext
 from producers.client import Ferry
 from producers.errors import ActiveJob, JobNotFound, ReplayRefused
 from producers.kinds import KINDS, Kind
@@ -90,8 +91,10 @@ def replay(ferry: Ferry, job_id: str, *, restart: bool = False, force: bool = Fa
         record = ferry.store.get(job_id)  # re-read under the claim: it may have moved meanwhile
         _check_replayable(record, force)
         from_step, note = plan(ferry, record, kind, restart=restart)
+        trace = tracecontext.replay_trace(ferry.config, job_id, record.runs[-1].trace if record.runs else None,
+                                          from_step)
         record = ferry.store.begin_run(job_id, trigger=trigger, from_step=from_step, note=note,
-                                       not_before=not_before)
+                                       not_before=not_before, trace=trace)
         if not_before is None:  # scheduled: the releaser publishes it when due
             ferry.enqueue(job_id, kind, from_step)  # broker down: failed again, ready for the next replay
         return record

@@ -3,8 +3,9 @@ parameters, file, callback URL), then store the valid ones and publish their fir
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import datetime
@@ -14,8 +15,9 @@ import redis
 from kombu.exceptions import OperationalError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from producers import queue
+from producers import queue, tracecontext
 from producers.client_core import ClientCore
+from producers.config import FerryConfig
 from producers.errors import BatchClosed, ConfigError, Problem, SubmitError
 from producers.files import FileRule, inspect_path, inspect_uri
 from producers.kinds import KINDS, Kind, get_kind
@@ -23,7 +25,7 @@ from producers.notifications import CallbackRefused, check_url
 from producers.params import Params
 from producers.priority import TENANT_PATTERN, Priority, chosen
 from producers.records import FileInfo, JobRecord, JobStatus, StepError, still_to_come
-from producers.store import Created, NewJob
+from producers.store import MAX_CHUNK, Created, NewJob
 
 # A batch inspects its first FILE_THREADS_FROM file paths inline, and the rest on FILE_THREADS
 # threads (this many per task) only if those waited for the disk SLOW_FILE_WAIT seconds or more
@@ -89,6 +91,37 @@ class JobRequest(BaseModel):
     tenant: str | None = Field(
         default=None, pattern=TENANT_PATTERN,
         description="whose job it is: within one priority, tenants take turns on a connection")
+
+
+def checked_request(fields: dict[str, Any]) -> JobRequest:
+    """A :class:`JobRequest` from the Python API's arguments; SubmitError naming each bad one."""
+    try:
+        return JobRequest.model_validate(fields)
+    except ValidationError as exc:
+        raise SubmitError([Problem(".".join(map(str, e["loc"])) or "request", e["msg"])
+                           for e in exc.errors()]) from None
+
+
+def with_defaults(requests: Sequence[JobRequest], priority: Priority | None,
+                  tenant: str | None) -> Sequence[JobRequest]:
+    """A batch's ``priority`` and ``tenant`` for each request that names none (a batch's jobs
+    default to ``low``: ``placement``)."""
+    if priority is None and tenant is None:
+        return requests
+    return [r.model_copy(update={"priority": r.priority or priority, "tenant": r.tenant or tenant}) for r in requests]
+
+
+def placement(config: FerryConfig, request: JobRequest, batch: str | None,
+              not_before: float | None) -> dict[str, Any]:
+    """A new job's priority (its default: normal, low in a batch), tenant and window (none for
+    a scheduled job: its release decides, ``producers.store.ready``)."""
+    return {"priority": chosen(request.priority, in_batch=batch is not None), "tenant": request.tenant,
+            "window": None if not_before is not None else config.window_of(request.connection)}
+
+
+def waits(record: JobRecord, held: set[str]) -> bool:
+    """A stored job that gets no message now: scheduled, or held in the ready sets."""
+    return record.status == JobStatus.SCHEDULED or record.id in held
 
 
 def request_field(field: str) -> str:
@@ -194,54 +227,49 @@ class Submission(ClientCore):
     def submit(self, kind: str, *, connection: str, file: str | None = None, uri: str | None = None,
                params: dict[str, Any] | None = None, idempotency_key: str | None = None,
                callback_url: str | None = None, batch: str | None = None,
-               not_before: datetime | str | None = None, priority: str | None = None,
-               tenant: str | None = None) -> JobRecord:
-        record, _ = self.submit_checked(kind, connection=connection, file=file, uri=uri,
-                                        params=params, idempotency_key=idempotency_key,
-                                        callback_url=callback_url, batch=batch, not_before=not_before,
-                                        priority=priority, tenant=tenant)
-        return record
+               not_before: datetime | str | None = None, traceparent: str | None = None,
+               priority: str | None = None, tenant: str | None = None) -> JobRecord:
+        """``traceparent``: the caller's W3C trace context, which the job's trace continues."""
+        return self.submit_checked(kind, connection=connection, file=file, uri=uri, params=params,
+                                   idempotency_key=idempotency_key, callback_url=callback_url, batch=batch,
+                                   not_before=not_before, traceparent=traceparent, priority=priority,
+                                   tenant=tenant)[0]
 
     def submit_checked(self, kind: str, *, connection: str, file: str | None = None,
                        uri: str | None = None, params: dict[str, Any] | None = None,
                        idempotency_key: str | None = None,
                        require_file_roots: bool = False,
                        callback_url: str | None = None, batch: str | None = None,
-                       not_before: datetime | str | None = None, priority: str | None = None,
-                       tenant: str | None = None) -> tuple[JobRecord, bool]:
+                       not_before: datetime | str | None = None, traceparent: str | None = None,
+                       priority: str | None = None, tenant: str | None = None) -> tuple[JobRecord, bool]:
         """Validate, store, enqueue (into the open ``batch``, if given; with a ``not_before``
         still to come, stored scheduled). Returns (record, created); created is False when the
         idempotency key named an existing job, which is then returned untouched."""
-        try:
-            request = JobRequest.model_validate({
-                "kind": kind, "connection": connection, "file": file, "uri": uri, "params": params or {},
-                "idempotency_key": idempotency_key, "callback_url": callback_url, "batch": batch,
-                "not_before": not_before, "priority": priority, "tenant": tenant})
-        except ValidationError as exc:
-            raise SubmitError([Problem(".".join(map(str, e["loc"])) or "request", e["msg"])
-                               for e in exc.errors()]) from None
-        return self.submit_request(request, require_file_roots=require_file_roots)
+        request = checked_request({
+            "kind": kind, "connection": connection, "file": file, "uri": uri, "params": params or {},
+            "idempotency_key": idempotency_key, "callback_url": callback_url, "batch": batch,
+            "not_before": not_before, "priority": priority, "tenant": tenant})
+        return self.submit_request(request, require_file_roots=require_file_roots, traceparent=traceparent)
 
-    def submit_request(self, request: JobRequest, *,
-                       require_file_roots: bool = False) -> tuple[JobRecord, bool]:
+    def submit_request(self, request: JobRequest, *, require_file_roots: bool = False,
+                       traceparent: str | None = None) -> tuple[JobRecord, bool]:
         """``submit_checked`` for a :class:`JobRequest` (an HTTP body or a manifest line)."""
-        [outcome] = self._submit_all([request], require_file_roots=require_file_roots, batch=request.batch)
+        [outcome] = self._submit_all([request], require_file_roots=require_file_roots, batch=request.batch,
+                                     traceparent=traceparent)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
 
     def submit_many(self, requests: Sequence[JobRequest], *, require_file_roots: bool = False,
                     chunk_size: int = 500, name: str | None = None, callback_url: str | None = None,
-                    batch: str | None = None, priority: Priority | None = None,
+                    batch: str | None = None, traceparent: str | None = None, priority: Priority | None = None,
                     tenant: str | None = None) -> BatchSubmitted:
         """Submit ``requests`` as one batch (``name``, and ``callback_url``: told once when it
         completes): opened, filled and sealed here, or, with ``batch``, into that open batch,
-        left open. The answer is a list with the ``batch`` id beside it. ``priority``/``tenant``: each
-        request's that names none (priority default: low).
+        left open. The answer is a list with the ``batch`` id beside it (``with_defaults``).
 
-        Validate every request, then store and enqueue the valid ones ``chunk_size`` per Redis
-        MULTI: each job's record, index entries, idempotency key and Celery message are written
-        together or not at all, in one round trip per chunk.
+        Validate every request, then store and enqueue the valid ones ``chunk_size`` per Lua call:
+        each job's record, index entries, idempotency key and message written together or not at all.
 
         One outcome per request, in order: ``(record, created)`` (created is False when the
         idempotency key named an existing job, returned untouched), a :class:`SubmitError` (invalid;
@@ -255,21 +283,22 @@ class Submission(ClientCore):
             opened = batch or self.store.open_batch(name, callback_url)
         except (redis.RedisError, OSError) as exc:
             return BatchSubmitted([exc] * len(requests))  # the store is unreachable: nothing is stored
-        if priority is not None or tenant is not None:
-            requests = [r.model_copy(update={"priority": r.priority or priority, "tenant": r.tenant or tenant})
-                        for r in requests]
+        requests = with_defaults(requests, priority, tenant)
         outcomes = BatchSubmitted(self._submit_all(requests, require_file_roots=require_file_roots,
-                                              chunk_size=chunk_size, batch=opened))
+                                              chunk_size=chunk_size, batch=opened,
+                                              traceparent=traceparent))
         outcomes.batch = opened
         if batch is None:
             self.store.seal_batch(opened)
         return outcomes
 
     def _submit_all(self, requests: Sequence[JobRequest], *, require_file_roots: bool, chunk_size: int = 500,
-                    batch: str | None = None) -> list[Outcome]:
-        """``submit_many``'s work, every job into the open ``batch`` (None: none)."""
-        return self.submit_prepared(self._validate_many(requests, require_file_roots, batch), batch=batch,
-                                    chunk_size=chunk_size)
+                    batch: str | None = None, traceparent: str | None = None) -> list[Outcome]:
+        """``submit_many``'s work, every job into the open ``batch`` (None: none), in one trace
+        (``producers.tracecontext``) continuing ``traceparent``."""
+        with tracecontext.submitting(self.config, traceparent, {"ferry.jobs": len(requests)}) as trace:
+            checked = trace.stamp(self._validate_many(requests, require_file_roots, batch))
+            return trace.ended(self.submit_prepared(checked, batch=batch, chunk_size=chunk_size))
 
     def prepare_many(self, requests: Sequence[JobRequest]) -> list[NewJob | SubmitError]:
         """Validate each request (each distinct file inspected once): the job to store, or why
@@ -277,31 +306,38 @@ class Submission(ClientCore):
         return self._validate_many(requests, False)
 
     def submit_prepared(self, checked: Sequence[NewJob | SubmitError], *, batch: str | None,
-                        chunk_size: int = 500) -> list[Outcome]:
+                        chunk_size: int = 500, progress: Callable[[int], None] | None = None) -> list[Outcome]:
         """Store and enqueue the jobs ``prepare_many`` made, into the open ``batch``; a refusal
-        stays the outcome of its place."""
+        stays the outcome of its place. ``progress``: told how many jobs each stored chunk held.
+        The chunks are pipelined (``JobStore.create_chunks``): each its own outcome."""
         checked = [replace(c, batch=batch) if isinstance(c, NewJob) and c.batch != batch else c for c in checked]
         valid = [(i, job) for i, job in enumerate(checked) if isinstance(job, NewJob)]
+        chunk_size = max(1, min(chunk_size, MAX_CHUNK))
+        parts = [valid[start:start + chunk_size] for start in range(0, len(valid), chunk_size)]
         stored: dict[int, Outcome] = {}
-        # On the store's own Redis a job's message goes in the MULTI that stores the job; with
-        # another broker the jobs are stored, then published through it one by one.
-        in_store = queue.broker_is_store(self.config, self.location)
-        held: set[str] = set()  # jobs waiting in the ready sets: the dispatcher publishes them
-        for start in range(0, len(valid), chunk_size):
-            part = valid[start:start + chunk_size]
-            try:
-                outcomes: list[Outcome] = list(self.store.create_many(
-                    [job for _, job in part], message=self._message if in_store else None,
-                    chunk_size=chunk_size, batch=batch, held=held))
-            except BatchClosed as exc:
-                outcomes = [exc] * len(part)
-            except (redis.RedisError, OperationalError, OSError) as exc:
-                # kombu (building the first message's template) wraps the Redis error it met.
-                cause = exc.__cause__ if isinstance(exc, OperationalError) else None
-                outcomes = [cause if isinstance(cause, redis.RedisError) else exc] * len(part)
-            if not in_store:
-                outcomes = [self._publish_alone(o, held) for o in outcomes]
-            stored.update((i, outcome) for (i, _), outcome in zip(part, outcomes, strict=True))
+        # On the store's own Redis a job's message goes in the call that stores the job; with another
+        # broker the jobs are stored, then published one by one (``held`` ones: by the dispatcher).
+        in_store, held = queue.broker_is_store(self.config, self.location), set[str]()
+        chunks = self.store.create_chunks([[job for _, job in part] for part in parts],
+                                          message=self._message if in_store else None, batch=batch, held=held)
+        with contextlib.closing(chunks):
+            for part, chunk in zip(parts, chunks, strict=True):
+                outcomes: list[Outcome]
+                if isinstance(chunk, BatchClosed):
+                    outcomes = [chunk] * len(part)
+                elif isinstance(chunk, redis.RedisError | OperationalError | OSError):
+                    # kombu (building the first message's template) wraps the Redis error it met.
+                    cause = chunk.__cause__ if isinstance(chunk, OperationalError) else None
+                    outcomes = [cause if isinstance(cause, redis.RedisError) else chunk] * len(part)
+                elif isinstance(chunk, Exception):
+                    raise chunk
+                else:
+                    outcomes = list(chunk)
+                if not in_store:
+                    outcomes = [self._publish_alone(o, held) for o in outcomes]
+                stored.update((i, outcome) for (i, _), outcome in zip(part, outcomes, strict=True))
+                if progress is not None:
+                    progress(len(part))
         return [stored[i] if isinstance(c, NewJob) else c for i, c in enumerate(checked)]
 
     def _validate_many(self, requests: Sequence[JobRequest], require_file_roots: bool,
@@ -326,9 +362,7 @@ class Submission(ClientCore):
             return NewJob(kind=spec.name, connection=request.connection, steps=spec.step_names,
                           params=parsed.model_dump(mode="json", exclude_none=True), file=info,
                           idempotency_key=request.idempotency_key, callback_url=request.callback_url,
-                          batch=batch, not_before=not_before,
-                          priority=chosen(request.priority, in_batch=batch is not None), tenant=request.tenant,
-                          window=None if not_before is not None else self.config.window_of(request.connection))
+                          batch=batch, not_before=not_before, **placement(self.config, request, batch, not_before))
 
         return [check(r) for r in requests]
 
@@ -372,8 +406,7 @@ class Submission(ClientCore):
     def _publish_alone(self, outcome: Outcome, held: set[str]) -> Outcome:
         """A stored job's chain, published through another broker (RabbitMQ, another Redis), unless
         ``held`` (the dispatcher publishes it). A job the broker refuses stays failed and replayable."""
-        if (not isinstance(outcome, tuple) or not outcome[1] or outcome[0].status == JobStatus.SCHEDULED
-                or outcome[0].id in held):
+        if not isinstance(outcome, tuple) or not outcome[1] or waits(outcome[0], held):
             return outcome
         record = outcome[0]
         try:

@@ -32,7 +32,7 @@ from celery.signals import (
 from producers.config import load_config
 from producers.embedded import resolve_redis
 from producers.queue import TASK_PREFIX, make_celery
-from worker import heartbeat, metrics, supervisor
+from worker import heartbeat, metrics, supervisor, telemetry
 from worker.log import configure_logging, get_logger
 from worker.notify import register_notify, start_dispatcher
 from worker.recovery import start_reaper
@@ -107,6 +107,12 @@ def _last_beat(**_: object) -> None:
     beat = heartbeat.current()
     if beat is not None:
         beat.stop()
+
+
+@worker_shutdown.connect  # type: ignore[untyped-decorator]
+@worker_process_shutdown.connect  # type: ignore[untyped-decorator]
+def _flush_spans(**_: object) -> None:
+    telemetry.shutdown()
 
 
 @task_prerun.connect  # type: ignore[untyped-decorator]

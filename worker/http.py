@@ -16,7 +16,7 @@ from requests.auth import AuthBase
 from urllib3.exceptions import NewConnectionError, ReadTimeoutError
 from urllib3.util import parse_url
 
-from worker import metrics
+from worker import metrics, telemetry
 from worker.errors import OutcomeUnknown, PermanentError, RetryableError
 from worker.retry import NOT_PROCESSED_STATUSES, RETRYABLE_STATUSES, server_retry_delay
 from worker.transport import DEFAULT_STALL_SECONDS, DEFAULT_TRANSPORT, Transport
@@ -184,6 +184,7 @@ class Destination:
         transport = adapter if isinstance(adapter, Transport) else DEFAULT_TRANSPORT
         timeout = transport.timeouts(long=upload or bool(kwargs.get("stream")))
         slot = self.limiter.acquire() if self.limiter is not None else None
+        traced = telemetry.request_span(method, path.route.template, self.base_url)
         response: requests.Response | None = None
         try:
             response = self.session.request(
@@ -198,6 +199,9 @@ class Destination:
                 self.limiter.release(slot)
             metrics.http_answer(response.status_code if response is not None else None,
                                 _body_size(response) if upload else None)
+            if traced is not None:
+                traced.end(response.status_code if response is not None else None, _body_size(response),
+                           response.headers.get("Content-Length") if response is not None else None)
         if response.status_code in set(ok):
             return response
         error = classify(response, repeatable=repeatable, check=check)

@@ -1,5 +1,5 @@
-"""A worker's Prometheus metrics: steps, their durations, HTTP answers, retries, rate-limit waits
-and bytes uploaded, served by ``ferry worker --metrics-port N`` (``serve``).
+"""A worker's Prometheus metrics: steps, their durations, HTTP answers (and 429s), retries,
+rate-limit waits, bytes uploaded and webhook deliveries, served by ``ferry worker --metrics-port N`` (``serve``).
 
 Multi-process safe: with ``PROMETHEUS_MULTIPROC_DIR`` set before this module is imported (the
 ``ferry worker`` command sets it to a fresh directory when given ``--metrics-port``), every
@@ -37,7 +37,11 @@ STEP_SECONDS = Histogram("ferry_step_duration_seconds", "How long a step run too
 HTTP_RESPONSES = Counter("ferry_http_responses", "Destination answers by status class (error: no answer)",
                          ["connection", "status_class"])
 RETRIES = Counter("ferry_retries", "Steps scheduled to run again (a retryable error or a wait)",
-                  ["kind", "step"])
+                  ["kind", "step", "connection"])
+THROTTLED = Counter("ferry_throttled", "Destination answers 429 Too Many Requests (each pauses the connection)",
+                    ["connection"])
+WEBHOOKS = Counter("ferry_webhook_deliveries", "Webhook delivery attempts by how they left the delivery "
+                   "(delivered, retrying, failed: refused or past its retry window)", ["outcome"])
 RATE_LIMIT_WAIT = Counter("ferry_rate_limit_wait_seconds",
                           "Seconds requests waited for their connection's budget, in-flight slot or 429 pause",
                           ["connection"])
@@ -58,6 +62,7 @@ class _Step:
     step: str
     connection: str
     started: float
+    retried: bool = False  # its retry is a message of its own: the task itself ends ignored
 
 
 _current = threading.local()
@@ -89,11 +94,18 @@ def end_step(state: str | None) -> None:
     _current.step = None
     if step is None:
         return
-    outcome = _OUTCOMES.get(state or "", "stopped")
+    outcome = "retried" if step.retried else _OUTCOMES.get(state or "", "stopped")
     STEPS.labels(step.kind, step.step, outcome).inc()
     STEP_SECONDS.labels(step.kind, step.step).observe(time.monotonic() - step.started)
     if outcome == "retried":
-        RETRIES.labels(step.kind, step.step).inc()
+        RETRIES.labels(step.kind, step.step, step.connection).inc()
+
+
+def retried() -> None:
+    """The step on this thread scheduled its retry (its task then ends as ignored, not RETRY)."""
+    step: _Step | None = getattr(_current, "step", None)
+    if step is not None:
+        step.retried = True
 
 
 def current_connection() -> str:
@@ -105,8 +117,15 @@ def http_answer(status: int | None, uploaded: int | None = None) -> None:
     """A destination answered ``status`` (None: no answer), and accepted ``uploaded`` bytes."""
     connection = current_connection()
     HTTP_RESPONSES.labels(connection, f"{status // 100}xx" if status else "error").inc()
+    if status == 429:
+        THROTTLED.labels(connection).inc()
     if uploaded and status is not None and 200 <= status < 300:
         BYTES_UPLOADED.labels(connection).inc(uploaded)
+
+
+def webhook_attempt(outcome: str) -> None:
+    """A webhook delivery attempt left its delivery ``outcome`` (its status)."""
+    WEBHOOKS.labels(outcome).inc()
 
 
 def waited(connection: str, seconds: float) -> None:

@@ -32,6 +32,7 @@ from producers import notifications
 from producers.config import NotificationsConfig
 from producers.records import BatchRecord, DeliveryRecord, DeliveryStatus, JobRecord, utc_in, utcnow
 from producers.store import DueDelivery, JobStore
+from worker import metrics
 from worker.log import get_logger, redact_text
 from worker.retry import backoff_delay, server_retry_delay
 from worker.runtime import runtime
@@ -172,6 +173,7 @@ def deliver(job_id: str, delivery_id: str, token: str) -> None:
     outcome = _attempt(rt.store, job, delivery, config)
     retry_at = next_attempt(delivery, outcome, config)
     rt.store.end_delivery_attempt(job_id, settle(delivery, outcome, retry_at), retry_at)
+    metrics.webhook_attempt(delivery.status.value)
     # The delivery's event goes as ``webhook_event``: ``event`` is the log line's own message.
     log.info("webhook delivery", webhook_event=delivery.event, delivery_status=delivery.status.value,
              http_status=outcome.status, error=outcome.error)

@@ -33,7 +33,7 @@ from producers.kinds import KINDS, all_step_names
 from producers.queue import TASK_PREFIX, StepPublisher, queue_for_connection, task_name
 from producers.records import JobRecord, Progress, StepError, StepStatus
 from producers.store import JobState, JobStore, Lease, Outgoing
-from worker import controls, dispatch, metrics, progress
+from worker import controls, dispatch, metrics, progress, telemetry
 from worker.errors import DestinationError, PermanentError, RetryableError, Throttled
 from worker.log import get_logger, redact_text
 from worker.recovery import lease_seconds
@@ -78,7 +78,8 @@ def run_step(task: Task, job_id: str) -> None:
         return  # done (a redelivered message: the next one was written with this step's end) or ended
     metrics.begin_step(begun.job.kind, step, begun.job.connection)
     metrics.first_start(begun.job, step, begun.state.step.attempts)
-    with LEASES.held(rt.store, job_id, lease):
+    with telemetry.step_span(rt.config, begun.job, step, begun.state.step.attempts), \
+            LEASES.held(rt.store, job_id, lease):
         Attempt(task, rt, begun.job, begun.state, lease, paused_until=begun.paused_until).run()
 
 
@@ -172,6 +173,7 @@ class Attempt:
         if self.store.retry_step(self.job.id, self.step, _step_error(exc, self.step, retryable=True), delay,
                                  state=self.state, lease=self.lease, then=then):
             self.publisher.deliver(then, self.store)
+        metrics.retried()
         self._timed().warning("step will be retried", status=exc.status, delay=round(delay, 2),
                               error=redact_text(exc.message), server_delay=exc.retry_after is not None)
         raise Ignore()  # this message is done: the retry is its own message, delayed

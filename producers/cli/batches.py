@@ -1,4 +1,4 @@
-"""``ferry batch list|status|wait|replay|cancel|open|seal``: a batch of jobs as one thing.
+"""``ferry batch list|status|wait|replay|cancel|notify|open|seal``: a batch of jobs as one thing.
 
 ``ferry batch open`` prints ``{"batch": id}`` with ``--json``; ``ferry submit KIND … --batch ID``
 joins it; ``ferry batch seal ID`` closes it (it completes once no job is left to run).
@@ -20,7 +20,7 @@ from producers.audit import audit
 from producers.cli.console import PlainTable, connect, err, fail, out, plain
 from producers.cli.replay import who
 from producers.client import Ferry
-from producers.errors import BatchNotFound, SubmitError
+from producers.errors import BatchNotFound, NotifyRefused, SubmitError
 from producers.records import BatchRecord
 
 TIMED_OUT, INTERRUPTED = 124, 130
@@ -182,3 +182,23 @@ def cancel(ctx: click.Context, batch_id: str, as_json: bool) -> None:
         fail(str(exc), code=1)
     click.echo(json.dumps(outcome, indent=2) if as_json else
                f"cancelled {outcome['cancelled']}, cancelling {outcome['cancelling']} of {outcome['matched']}")
+
+
+@batch.command()
+@click.argument("batch_id")
+@click.option("--json", "as_json", is_flag=True, help="print the new delivery as JSON")
+@click.pass_context
+def notify(ctx: click.Context, batch_id: str, as_json: bool) -> None:
+    """Deliver BATCH_ID's batch.completed webhook again (its last completion; a new delivery id,
+    a worker sends it). Exit 1: no such batch; 2: no callback URL, or not complete."""
+    try:
+        delivery = connect(ctx).notify_batch(batch_id)
+    except BatchNotFound as exc:
+        fail(str(exc), code=1)
+    except NotifyRefused as exc:
+        fail(str(exc))
+    audit("notify", who(), target={"batch": batch_id}, jobs=0, delivery=delivery.id)
+    if as_json:
+        click.echo(delivery.model_dump_json())
+    else:
+        click.echo(f"delivery {delivery.id} ({delivery.event}) is due; `ferry batch status {batch_id}` shows it")

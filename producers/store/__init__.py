@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from producers.store.batches import Batches
 from producers.store.controls import Controls
-from producers.store.create import Creation
+from producers.store.create import MAX_CHUNK, Creation
 from producers.store.deliveries import Deliveries
 from producers.store.jobs import JobReads
 from producers.store.memo import Memos
@@ -62,7 +62,7 @@ class JobStore(JobReads, Transitions, Creation, Deliveries, Controls, Workers, M
 
 
 __all__ = [
-    "CANCELLED", "CANCELLING", "FINISHED_ALREADY", "PERSIST", "Begun", "CancelOutcome", "ConnectionState",
+    "CANCELLED", "CANCELLING", "FINISHED_ALREADY", "MAX_CHUNK", "PERSIST", "Begun", "CancelOutcome", "ConnectionState",
     "Created", "DueDelivery", "Filters", "JobRow", "JobState", "JobStore", "Lease", "MessageFor", "NewJob",
     "OutboxEntry", "Outgoing", "Page", "RedisCommand", "ReleaseMessage", "Selection",
 ]

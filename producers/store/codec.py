@@ -4,8 +4,9 @@
 
     meta          JSON: kind, connection, created_at, params, steps, file, idempotency_key,
                   callback_url, batch, not_before (epoch ms: fewer bytes than ISO in a backlog of
-                  scheduled jobs), priority (absent: normal), tenant (no nulls; no id: the key
-                  names it)
+                  scheduled jobs), priority (absent: normal), tenant, trace (the submit's W3C
+                  traceparent: the first run's, ``producers.tracecontext``) (no nulls; no id: the
+                  key names it)
     status        the job's status (its index entry moves with it)
     score         its creation score (the indexes' score; a paging cursor)
     updated_at, finished_at   ISO times (``updated_at`` absent: the creation)
@@ -16,10 +17,12 @@
     step:{name}   JSON StepRecord, once the step has run (absent: pending)
     progress:{name}   JSON Progress of an upload step (``lua/progress.lua``; kept after the step)
     notify:{id}   JSON DeliveryRecord, one per webhook delivery
+    batch_bytes   what the job added to its batch's bytes_done so far (a job of a batch, with a file)
 
 ``ferry:batch:{id}`` (``keys.batch``) holds the BATCH_* fields below: its spec (JSON: name,
 created_at, callback_url), ``total``/``existing``, one count per status (``n:{status}``), bytes,
-when it was sealed and completed, how many times it completed, and its deliveries (``notify:*``).
+when it was sealed and completed, how many times it completed, how many of its jobs were purged
+(and left its counts), and its deliveries (``notify:*``).
 The counts move in the scripts that move its jobs' statuses (``lua/lib/batch.lua``).
 
 A new job stores meta, status and score only (``lua/create.lua``): small, for a backlog. Each
@@ -61,10 +64,13 @@ CANCEL = "cancel_requested"
 STEP = "step:"  # + the step's name
 PROGRESS = "progress:"  # + the step's name
 NOTIFY = "notify:"  # + the delivery's id
+BATCH_BYTES = "batch_bytes"  # what the job added to its batch's bytes_done (lua/lib/batch.lua)
+# Not a hash field: the key of a run's trace context in meta (the first run's) and in each stored run.
+TRACE = "trace"
 
 # Every field, the two prefixed families written with a trailing ``*``.
 FIELDS = frozenset({META, STATUS, SCORE, UPDATED_AT, FINISHED_AT, RESULT, ERROR, RUNS, LEASE, CANCEL,
-                    STEP + "*", PROGRESS + "*", NOTIFY + "*"})
+                    STEP + "*", PROGRESS + "*", NOTIFY + "*", BATCH_BYTES})
 # What a job list shows of a job (``rows``), read with one HMGET.
 ROW_FIELDS = (META, STATUS, UPDATED_AT, FINISHED_AT, ERROR, RUNS)
 # What a transition needs to know (``JobState``), read with one HMGET; the step's field follows.
@@ -83,8 +89,10 @@ BATCH_BYTES_DONE = "bytes_done"
 BATCH_SEALED = "sealed"
 BATCH_COMPLETED = "completed"
 BATCH_COMPLETIONS = "completions"
+BATCH_PURGED = "purged"
 BATCH_FIELDS = frozenset({BATCH_SPEC, BATCH_TOTAL, BATCH_EXISTING, BATCH_COUNT + "*", BATCH_BYTES_TOTAL,
-                          BATCH_BYTES_DONE, BATCH_SEALED, BATCH_COMPLETED, BATCH_COMPLETIONS, NOTIFY + "*"})
+                          BATCH_BYTES_DONE, BATCH_SEALED, BATCH_COMPLETED, BATCH_COMPLETIONS, BATCH_PURGED,
+                          NOTIFY + "*"})
 
 
 def step_field(step: str) -> str:
@@ -154,7 +162,10 @@ def step(name: str, stored: str | None, progress: str | None = None) -> StepReco
 def first_run(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The runs of a job whose runs field is absent: its first, from the submit."""
     steps = meta.get("steps") or [""]
-    return [{"number": 1, "trigger": "submit", "from_step": steps[0], "started_at": meta.get("created_at")}]
+    run = {"number": 1, "trigger": "submit", "from_step": steps[0], "started_at": meta.get("created_at")}
+    if meta.get(TRACE):
+        run[TRACE] = meta[TRACE]
+    return [run]
 
 
 def runs(raw: Mapping[str, str | None], meta: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -218,6 +229,8 @@ def new_meta(job: NewJob, now: str) -> str:
         meta["priority"] = job.priority
     if job.tenant is not None:
         meta["tenant"] = job.tenant
+    if job.trace is not None:
+        meta[TRACE] = job.trace
     return dump(meta)
 
 
@@ -265,7 +278,8 @@ def new_record(job: NewJob, job_id: str, now: str) -> JobRecord:
         "callback_url": job.callback_url, "batch": job.batch,
         "not_before": None if job.not_before_ms is None else utc_at(job.not_before_ms / 1000),
         "priority": job.priority, "tenant": job.tenant,
-        "runs": [{"number": 1, "trigger": "submit", "from_step": job.steps[0], "started_at": now}]})
+        "runs": [{"number": 1, "trigger": "submit", "from_step": job.steps[0], "started_at": now,
+                  "trace": job.trace}]})
 
 
 # ---- batches -------------------------------------------------------------------------------------
@@ -284,7 +298,8 @@ def decode_batch(raw: Mapping[str, str], batch_id: str) -> BatchRecord:
         total=int(raw.get(BATCH_TOTAL) or 0), existing=int(raw.get(BATCH_EXISTING) or 0), counts=counts,
         bytes_total=int(raw.get(BATCH_BYTES_TOTAL) or 0), bytes_done=int(raw.get(BATCH_BYTES_DONE) or 0),
         sealed_at=raw.get(BATCH_SEALED), finished_at=raw.get(BATCH_COMPLETED),
-        completions=int(raw.get(BATCH_COMPLETIONS) or 0), callback_url=spec.get("callback_url"),
+        completions=int(raw.get(BATCH_COMPLETIONS) or 0), purged=int(raw.get(BATCH_PURGED) or 0),
+        callback_url=spec.get("callback_url"),
         failures=f"/jobs?batch={batch_id}&status=failed", notifications=deliveries(raw))
 
 

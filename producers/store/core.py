@@ -149,10 +149,12 @@ class StoreCore:
         if status is not JobStatus.SCHEDULED:
             pipe.zrem(keys.scheduled(), job_id)  # a cancelled scheduled job is never released
 
-    def _forget(self, job_id: str) -> None:
+    def _forget(self, job_id: str, batch_context: str = "") -> None:
         """Take a job that is gone out of every index and the counts (``lua/forget.lua``: its
-        record may have expired, so where it stood is read from the indexes it leaves)."""
-        self._scripts.forget(job_id, [s.value for s in JobStatus])
+        record may have expired, so where it stood is read from the indexes it leaves), and out
+        of its batch's counts when ``batch_context`` (``_batch_context`` with its file's size)
+        names it: a purge knows the batch; an expired record does not, and its batch keeps it."""
+        self._scripts.forget(job_id, [s.value for s in JobStatus], batch_context)
 
     def _event(self, pipe: Any, type_: str, job_id: str, meta: Mapping[str, Any], status: JobStatus,
                **extra: Any) -> None:

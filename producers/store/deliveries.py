@@ -13,10 +13,10 @@ import uuid
 from typing import Any, cast
 
 from producers import events, keys
-from producers.errors import NotifyRefused
+from producers.errors import BatchNotFound, NotifyRefused
 from producers.records import BatchRecord, DeliveryRecord, DeliveryStatus, JobRecord, JobStatus, utcnow
 from producers.store import codec
-from producers.store.core import BATCH_OWNER, StoreCore
+from producers.store.core import BATCH_OWNER, StoreCore, batch_due_member
 from producers.store.types import DueDelivery, JobState
 
 
@@ -81,6 +81,24 @@ class Deliveries(StoreCore):
         with self.redis.pipeline() as pipe:
             delivery = add_delivery(pipe, job_id, event, len(record.runs) or 1, "redeliver")
             pipe.execute()
+        return delivery
+
+    def redeliver_batch(self, batch_id: str) -> DeliveryRecord:
+        """Deliver the completed batch's webhook again (its last completion; a new delivery id),
+        due now, kept with its other deliveries in the batch's record."""
+        record = self._find_batch_record(batch_id)
+        if record is None:
+            raise BatchNotFound(batch_id)
+        if not record.callback_url:
+            raise NotifyRefused(f"batch {batch_id} has no callback_url")
+        if not record.done:
+            raise NotifyRefused(f"batch {batch_id} is not complete; it is told when it completes")
+        delivery = new_delivery(events.BATCH_COMPLETED, max(record.completions, 1), "redeliver")
+        member = batch_due_member(batch_id, delivery.id)
+        if not self._scripts.save_delivery(keys.batch(batch_id), delivery.id, delivery.model_dump_json(), member,
+                                           repr(time.time())):
+            self.redis.zrem(keys.notify_due(), member)  # expired meanwhile: nothing to deliver
+            raise BatchNotFound(batch_id)
         return delivery
 
     def claim_due_deliveries(self, lease_seconds: float, limit: int = 100) -> list[DueDelivery]:

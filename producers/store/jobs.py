@@ -133,7 +133,7 @@ class JobReads(Counts):
     # ---- replay and purge ----------------------------------------------------------------
     def begin_run(
         self, job_id: str, *, trigger: str, from_step: str, note: str | None = None,
-        not_before: float | None = None,
+        not_before: float | None = None, trace: str | None = None,
     ) -> JobRecord:
         """Start another pass: steps before ``from_step`` keep their output (marked reused), the
         rest are reset; the history of earlier runs stays in ``runs`` and each step's attempts.
@@ -142,7 +142,7 @@ class JobReads(Counts):
         names = [s.name for s in record.steps]
         start = names.index(from_step)
         runs = [*record.runs, RunRecord(number=len(record.runs) + 1, trigger=trigger,
-                                        from_step=from_step, note=note)]
+                                        from_step=from_step, note=note, trace=trace)]
         fields: dict[Any, Any] = {codec.RUNS: dump([r.model_dump(exclude_none=True) for r in runs]),
                                   codec.UPDATED_AT: utcnow()}
         for i, s in enumerate(record.steps):
@@ -167,7 +167,9 @@ class JobReads(Counts):
         return self.get(job_id)
 
     def delete(self, job_id: str) -> bool:
-        """Purge a job: its record, its steps' secrets and memos, its index entries."""
+        """Purge a job: its record, its steps' secrets and memos, its index entries; it leaves
+        its batch's counts (``total`` and all: as if never submitted; the batch's ``purged``
+        counts it)."""
         record = self.find(job_id)
         if record is None:
             return False
@@ -176,7 +178,8 @@ class JobReads(Counts):
             for step in record.steps:
                 pipe.delete(keys.job_secret(job_id, step.name), keys.step_memo(job_id, step.name))
             pipe.execute()
-        self._forget(job_id)
+        size = record.file.size or 0 if record.file else 0
+        self._forget(job_id, self._batch_context(record.batch, size=size) if record.batch else "")
         return True
 
     def sweep(self, batch: int = 1000) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import redis
 
@@ -18,7 +18,7 @@ from producers import keys
 from producers.priority import level
 from producers.records import MAX_ATTEMPT_HISTORY
 from producers.store import codec
-from producers.store.loader import STORE_SCRIPTS, Scripts
+from producers.store.loader import STORE_SCRIPTS, Pipelined, Scripts
 from producers.store.types import NewJob
 
 _THROTTLE_PREFIX, _, _THROTTLE_SUFFIX = keys.rate_limit_pause("\0").partition("\0")
@@ -58,6 +58,12 @@ class Settle:
     batch: str = ""  # the batch context (lib/batch.lua), '' for a job of no batch or no move
 
 
+def create_clashes(reply: Any) -> dict[int, str]:
+    """create.lua's reply: the id each job not written found behind its key, by position ('' for
+    a job written that waits in the ready sets)."""
+    return {int(reply[i]): str(reply[i + 1]) for i in range(0, len(reply), 2)}
+
+
 class StoreScripts(Scripts):
     def __init__(self, client: redis.Redis) -> None:
         super().__init__(client, STORE_SCRIPTS)
@@ -86,8 +92,9 @@ class StoreScripts(Scripts):
         return bool(reply == 1)
 
     def progress(self, job_id: str, step: str, *, token: str, until_ms: int, progress: str, event_data: str,
-                 kept: int) -> bool:
-        return bool(self.run("progress", [keys.job(job_id), keys.events(), keys.progress_event_ids()], [
+                 kept: int, batch: str | None = None) -> bool:
+        return bool(self.run("progress", [
+            keys.job(job_id), keys.events(), keys.progress_event_ids(), keys.batch(batch) if batch else ""], [
             token, until_ms, codec.progress_field(step), progress, event_data, kept]))
 
     def rebuild_counts(self, statuses: Sequence[str]) -> bool:
@@ -95,20 +102,22 @@ class StoreScripts(Scripts):
             keys.job_counts(), keys.index_names("kind"), keys.index_names("conn"), keys.intersection(["counts"])], [
             _STATUS_PREFIX, keys.index_kind(""), keys.index_connection(""), *statuses]))
 
-    def forget(self, job_id: str, statuses: Sequence[str]) -> bool:
+    def forget(self, job_id: str, statuses: Sequence[str], batch: str = "") -> bool:
+        """``batch``: the batch context of a purged job of a batch ('' none): it leaves its counts."""
         return bool(self.run("forget", [
             keys.index_all(), keys.index_names("kind"), keys.index_names("conn"), keys.job_counts()], [
-            job_id, _STATUS_PREFIX, keys.index_kind(""), keys.index_connection(""), *statuses]))
+            job_id, _STATUS_PREFIX, keys.index_kind(""), keys.index_connection(""), batch, *statuses]))
 
     def renew(self, job_id: str, token: str, until_ms: int) -> bool:
         return bool(self.run("renew", [keys.job(job_id)], [token, until_ms]))
 
     def create(self, jobs: Sequence[NewJob], ids: Sequence[str], messages: Sequence[tuple[str, str]], *,
                now: str, idempotency_seconds: int, events_max: int, kind_names: str,
-               conn_names: str, batch: str | None = None) -> dict[int, str]:
+               conn_names: str, batch: str | None = None, line: Pipelined | None = None) -> dict[int, str]:
         """Stores ``jobs`` (``kind_names``/``conn_names``: the name sets to add to, '' none), in
         the open ``batch`` if given; returns the id each job not written found behind its
-        idempotency key, by position, and '' for each job written that waits in the ready sets."""
+        idempotency key, by position, and '' for each job written that waits in the ready sets.
+        ``line``: only sent on it ({} returned); ``create_clashes`` of its ``receive()`` is the answer."""
         per_job: list[Any] = []
         for job, job_id, (target, payload) in zip(jobs, ids, messages, strict=True):
             held = "" if job.window is None else f"{job.window}|{level(job.priority)}|{job.tenant or ''}"
@@ -116,13 +125,14 @@ class StoreScripts(Scripts):
                         target, payload, "" if job.not_before_ms is None else job.not_before_ms, held)
         # The jobs' file sizes close the tail (create.lua reads them for the batch's bytes).
         per_job.append(",".join(str(j.file.size or 0) if j.file else "0" for j in jobs) if batch else "")
-        reply = cast(list[Any], self.run("create", [
+        reply = self.run("create", [
             keys.index_all(), keys.index_status("queued"), keys.events(), kind_names, conn_names,
             keys.job_counts(), keys.batch(batch) if batch else "", keys.batch_jobs(batch) if batch else "",
             keys.index_status("scheduled"), keys.scheduled()], [
             keys.job(""), keys.idempotency(""), idempotency_seconds, keys.index_kind(""), keys.index_connection(""),
-            events_max, now, len(jobs), READY_KEYS if any(j.window is not None for j in jobs) else "", *per_job]))
-        return {int(reply[i]): str(reply[i + 1]) for i in range(0, len(reply), 2)}
+            events_max, now, len(jobs), READY_KEYS if any(j.window is not None for j in jobs) else "", *per_job],
+            client=line)
+        return {} if line is not None else create_clashes(reply)
 
     def batch_move(self, job_id: str, context: str, pipe: Any) -> None:
         """In ``pipe``'s MULTI: the job's batch counts move to ``context``'s status."""

@@ -126,7 +126,7 @@ class Transitions(StoreCore):
         return self._scripts.progress(
             job.id, step, token=lease.token, until_ms=int((time.time() + lease.seconds) * 1000),
             progress=progress.model_dump_json(exclude_none=True), kept=events.PROGRESS_KEPT,
-            event_data=json.dumps(event.data, separators=(",", ":")))
+            event_data=json.dumps(event.data, separators=(",", ":")), batch=job.batch)
 
     def lease_expiry(self, job_id: str) -> float:
         """When the job's lease lapses (epoch seconds; 0: nobody holds it)."""

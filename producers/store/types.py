@@ -184,6 +184,7 @@ class NewJob:
     # Held in its connection's ready sets, with no message, while this many of its kind are
     # queued there already (None: never held; producers.store.ready).
     window: int | None = None
+    trace: str | None = None  # the submit's traceparent (producers.tracecontext): its first run's
 
     @property
     def not_before_ms(self) -> int | None:

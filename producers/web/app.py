@@ -174,13 +174,17 @@ def _record(record: JobRecord, status: int) -> JSONResponse:
 
 # ---- the routes ----------------------------------------------------------------------------------
 router = APIRouter(tags=["jobs"])
+# The caller's W3C trace context: the job's trace continues it (an invalid one is ignored).
+TraceParent = Annotated[str | None, Header(max_length=128, description="W3C trace context: the job's trace "
+                                                                       "continues it (ignored if invalid)")]
 BEARER = [Depends(bearer)]
 
 
-def submit_one(ferry: Ferry, request: JobRequest) -> tuple[int, JobRecord | None, list[FieldProblem]]:
+def submit_one(ferry: Ferry, request: JobRequest,
+               traceparent: str | None = None) -> tuple[int, JobRecord | None, list[FieldProblem]]:
     """One job of ``POST /jobs``: (HTTP status, record, problems)."""
     try:
-        outcome: Outcome = ferry.submit_request(request, require_file_roots=True)
+        outcome: Outcome = ferry.submit_request(request, require_file_roots=True, traceparent=traceparent)
     except Exception as exc:
         outcome = exc
     return _outcome(request, outcome)
@@ -224,6 +228,7 @@ def post_job(
     ferry: FerryDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1,
                                                   max_length=MAX_IDEMPOTENCY_KEY)] = None,
+    traceparent: TraceParent = None,
 ) -> JSONResponse:
     """Validate and enqueue one job: 202 with its record, or 200 with the existing one when
     the idempotency key (header or field) was seen within the retention window."""
@@ -235,7 +240,7 @@ def post_job(
         job = job.model_copy(update={"idempotency_key": idempotency_key})
     if refused := unreachable(who, job):
         return problem(403, refused[0].message, refused)
-    status, record, problems = submit_one(ferry, job)
+    status, record, problems = submit_one(ferry, job, traceparent)
     if record is not None and status in (200, 202):
         return _record(record, status)
     return problem(status, "the job was refused; nothing was enqueued" if status in (409, 422)
@@ -243,7 +248,8 @@ def post_job(
 
 
 @router.post("/jobs:batch", response_model=BatchResult)
-def post_batch(batch: BatchRequest, who: Bearer, ferry: FerryDep) -> BatchResult | JSONResponse:
+def post_batch(batch: BatchRequest, who: Bearer, ferry: FerryDep,
+               traceparent: TraceParent = None) -> BatchResult | JSONResponse:
     """Submit many jobs as one batch (``name``; ``callback_url`` is told once it completes);
     each item succeeds or fails on its own (partial success). The answer is 200 with the batch
     and one result per item, in order. Valid items are stored and enqueued together
@@ -266,7 +272,7 @@ def post_batch(batch: BatchRequest, who: Bearer, ferry: FerryDep) -> BatchResult
         results.append(None)
     try:
         outcomes = ferry.submit_many(list(requests.values()), require_file_roots=True, name=batch.name,
-                                     callback_url=batch.callback_url)
+                                     callback_url=batch.callback_url, traceparent=traceparent)
     except SubmitError as exc:  # the batch's own callback URL
         return _refused(_problems(exc.problems))
     for (index, request), outcome in zip(requests.items(), outcomes, strict=True):

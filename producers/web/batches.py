@@ -1,5 +1,5 @@
 """Batches over HTTP: ``GET /batches``, ``POST /batches`` (open one), ``GET /batches/{id}``,
-``POST /batches/{id}/seal|replay|cancel``. A job joins an open batch with ``"batch": id`` in its
+``POST /batches/{id}/seal|replay|cancel|notify``. A job joins an open batch with ``"batch": id`` in its
 ``POST /jobs`` body; ``POST /jobs:batch`` is a batch of its own; ``GET /jobs?batch=ID`` lists one's
 jobs. Behind the API's bearer auth, or a dashboard session with its CSRF token.
 
@@ -18,8 +18,8 @@ from starlette.exceptions import HTTPException
 
 from producers import replay as ops
 from producers.audit import audit
-from producers.errors import BatchNotFound, JobNotFound, SubmitError
-from producers.records import BatchRecord, JobStatus
+from producers.errors import BatchNotFound, JobNotFound, NotifyRefused, SubmitError
+from producers.records import BatchRecord, DeliveryRecord, JobStatus
 from producers.store import Filters
 from producers.web.auth import Principal
 from producers.web.deps import Auth, FerryDep
@@ -155,3 +155,19 @@ def cancel_batch(batch_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
         return JSONResponse(ferry.cancel_batch(batch_id, by=who.label))
     except (BatchNotFound, JobNotFound):
         raise _missing(batch_id) from None
+
+
+@router.post("/batches/{batch_id}/notify", status_code=202, response_model=DeliveryRecord,
+             responses=answers(404, 409, why={404: "no such batch", 409: "no callback_url, or not complete"}))
+def notify_batch(batch_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
+    """Deliver the completed batch's webhook again (its last completion): a new delivery (new
+    id), due now, listed with the batch's other deliveries."""
+    _visible(who, batch_id)
+    try:
+        delivery = ferry.notify_batch(batch_id)
+    except BatchNotFound:
+        raise _missing(batch_id) from None
+    except NotifyRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+    audit("notify", who.label, target={"batch": batch_id}, jobs=0, delivery=delivery.id)
+    return JSONResponse(delivery.model_dump(mode="json"), status_code=202)

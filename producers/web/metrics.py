@@ -3,7 +3,8 @@
 - ``ferry_jobs{status, kind, connection}``: jobs by status, for every configured connection and
   each kind of its service (one HMGET of the store's counts: the same cost at any store size);
 - ``ferry_workers``: workers with a fresh heartbeat;
-- ``ferry_connection_paused{connection}`` and ``ferry_parked_steps{connection}``.
+- ``ferry_connection_paused{connection}``, ``ferry_parked_steps{connection}`` and
+  ``ferry_connection_throttled{connection}`` (1 while a 429 pause holds it).
 
 The workers' own counters (steps, durations, HTTP answers, retries, waits, bytes) are served by
 each ``ferry worker --metrics-port N``; scrape both.
@@ -50,11 +51,16 @@ class StoreCollector(Collector):
                                    labels=["connection"])
         parked = GaugeMetricFamily("ferry_parked_steps", "Steps waiting for their paused connection",
                                    labels=["connection"])
+        throttled = GaugeMetricFamily("ferry_connection_throttled",
+                                      "1 while the destination's 429 pause holds the connection's requests",
+                                      labels=["connection"])
         for name, state in states.items():
             paused.add_metric([name], 1 if state.paused else 0)
             parked.add_metric([name], state.parked)
+            throttled.add_metric([name], 1 if state.throttled_until else 0)
         yield paused
         yield parked
+        yield throttled
 
 
 def exposition(ferry: Ferry) -> bytes:

@@ -69,6 +69,7 @@ ROUTE_SCOPES: dict[str, Scope] = {
     "POST /connections/{name}/resume": Scope.OPERATE,
     "POST /batches/{batch_id}/replay": Scope.OPERATE,
     "POST /batches/{batch_id}/cancel": Scope.OPERATE,
+    "POST /batches/{batch_id}/notify": Scope.OPERATE,
     "POST /jobs/{job_id}/priority": Scope.OPERATE,
     "POST /batches/{batch_id}/priority": Scope.OPERATE,
     # destroying

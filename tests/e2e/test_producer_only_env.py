@@ -32,13 +32,15 @@ from producers import Ferry
 from producers.config import load_config
 ferry = Ferry(sys.argv[1], config=load_config(sys.argv[2]))
 job = ferry.submit("assets-attachment", connection="acme", file=sys.argv[3],
-                   params={"object": "88", "comment": "scan"}, idempotency_key="scan-88-x")
+                   params={"object": "88", "comment": "scan"}, idempotency_key="scan-88-x",
+                   traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 again = ferry.submit("assets-attachment", connection="acme", file=sys.argv[3],
                      params={"object": "88", "comment": "scan"}, idempotency_key="scan-88-x")
 import producers.cli, producers.cli.batch  # noqa: E401 - the CLI and manifests import without extras
 print(json.dumps({"id": job.id, "again": again.id, "status": ferry.status(job.id).status,
+                  "trace": ferry.status(job.id).runs[0].trace,
                   "loaded": sorted(m for m in sys.modules
-                                   if m.split(".")[0] in ("requests", "worker", "fastapi"))}))
+                                   if m.split(".")[0] in ("requests", "worker", "fastapi", "opentelemetry"))}))
 """
 
 
@@ -79,11 +81,14 @@ def test_a_producer_only_environment_submits_without_the_worker_extras(
            "FERRY_API_TOKENS": "t"}
 
     # The Python API, in the issue's own words.
-    api = run(python, "-c", SUBMIT_SCRIPT, url, config, doc, env=env)
+    api = run(python, "-c", SUBMIT_SCRIPT, url, config, doc,
+              env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
     assert api.returncode == 0, api.stderr
     result = json.loads(api.stdout)
     assert result["status"] == "queued" and result["again"] == result["id"]
     assert result["loaded"] == []
+    # No OpenTelemetry here, even with an endpoint named: the caller's trace context is kept as it came.
+    assert result["trace"] == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
     # The CLI, one job and a manifest.
     one = run(ferry_cmd, "submit", "assets-attachment", "-c", "acme", "--object", "9", doc,

@@ -220,8 +220,10 @@ def test_a_bulk_submission_is_a_batch_and_an_open_batch_takes_jobs_until_sealed(
     assert (cancelled["matched"], cancelled["cancelled"]) == (1, 1)
     assert http.get(f"{api.url}/batches/{own}").json()["finished_at"]  # its one job ended: complete
     assert http.post(f"{api.url}/batches/{own}/replay").json()["matched"] == 0  # cancelled is not failed
+    assert http.post(f"{api.url}/batches/{own}/notify").status_code == 409  # no callback_url
     for method, path in [("get", "/batches/nope"), ("post", "/batches/nope/seal"),
-                         ("post", "/batches/nope/replay"), ("post", "/batches/nope/cancel")]:
+                         ("post", "/batches/nope/replay"), ("post", "/batches/nope/cancel"),
+                         ("post", "/batches/nope/notify")]:
         assert getattr(http, method)(f"{api.url}{path}").status_code == 404
     refused = http.post(f"{api.url}/batches", json={"callback_url": "ftp://example.com"})
     assert refused.status_code == 422 and fields(refused) == {"callback_url"}

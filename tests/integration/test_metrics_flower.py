@@ -103,7 +103,7 @@ def test_metrics_after_a_mixed_run_match_the_store(metered, sandbox, tmp_path, m
     assert value(worker, "ferry_http_responses_total", connection="acme", status_class="4xx") == 1
     assert value(worker, "ferry_http_responses_total", connection="acme", status_class="2xx") >= 12
     assert value(worker, "ferry_bytes_uploaded_total", connection="acme") >= 4 * doc.stat().st_size
-    assert value(worker, "ferry_retries_total", kind=kind, step="media_upload") == 0
+    assert value(worker, "ferry_retries_total", kind=kind, step="media_upload", connection="acme") == 0
     assert value(worker, "ferry_queue_wait_seconds_count", priority="normal") == 4  # one per job
 
     monkeypatch.setenv("FERRY_TEST_METRICS_TOKEN", "scrape-me")

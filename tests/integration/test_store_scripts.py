@@ -206,6 +206,40 @@ def test_create_with_a_key_twice_in_one_call_stores_one_job(store: JobStore) -> 
     assert store.counts()["queued"] == 1
 
 
+def test_chunks_pipelined_after_a_script_flush_are_each_stored_once_in_order(
+        store: JobStore, redis_client: redis.Redis) -> None:
+    """create_chunks sends a chunk before reading the reply to the one before: NOSCRIPT on both
+    (nothing ran) is run again the usual way, each chunk once, and the scores keep the order."""
+    def job(n: int, key: str | None = None) -> NewJob:
+        return NewJob(kind="assets-attachment", connection="acme", steps=tuple(STEPS), params={"object": str(n)},
+                      idempotency_key=key)
+
+    [(old, _)] = store.create_many([job(0, key="k-0")])  # type: ignore[misc]
+    redis_client.script_flush()
+    chunks = [[job(1, key="k-0"), job(2)], [job(3), job(4, key="k-4"), job(4, key="k-4")], [job(6)]]
+    outcomes = list(store.create_chunks(chunks))
+
+    assert [len(o) for o in outcomes if isinstance(o, list)] == [2, 3, 1]
+    results = [r for o in outcomes if isinstance(o, list) for r in o]
+    assert isinstance(results[0], IdempotencyConflict)  # k-0 named job 0 with another object
+    stored = [r[0] for r in results[1:] if isinstance(r, tuple)]
+    assert [r.params["object"] for r in stored] == ["2", "3", "4", "4", "6"]
+    assert stored[2].id == stored[3].id  # k-4 twice in one chunk: one job
+    ids = [r.id for n, r in enumerate(stored) if n != 3]
+    assert redis_client.zrange(keys.index_all(), 0, -1) == [old.id, *ids]  # creation order
+    assert store.counts()["queued"] == 5
+
+
+def test_a_chunk_refused_in_a_pipeline_is_its_own_outcome_and_the_line_stays_usable(store: JobStore) -> None:
+    batch = store.open_batch(None, None)
+    store.seal_batch(batch)
+    new = [NewJob(kind="k", connection="c", steps=("s",), params={}, batch=batch)]
+    outcomes = list(store.create_chunks([new, new, new], batch=batch))
+    assert [type(o).__name__ for o in outcomes] == ["BatchClosed"] * 3
+    [(record, created)] = store.create_many([NewJob(kind="k", connection="c", steps=("s",), params={})])  # type: ignore[misc]
+    assert created and store.get(record.id).status == JobStatus.QUEUED
+
+
 def test_create_with_the_key_of_a_purged_job_stores_a_new_one(store: JobStore) -> None:
     first = new_job(store, key="scan-88")
     assert store.delete(first)

@@ -4,14 +4,15 @@ completion (event + delivery) per time the sealed batch runs out of jobs."""
 from __future__ import annotations
 
 import json
+import time
 
 import fakeredis
 import pytest
 
 from producers import keys
-from producers.errors import BatchClosed, BatchNotFound
-from producers.records import FileInfo, StepError
-from producers.store import JobStore, NewJob
+from producers.errors import BatchClosed, BatchNotFound, NotifyRefused
+from producers.records import DeliveryStatus, FileInfo, Progress, StepError
+from producers.store import JobStore, Lease, NewJob
 from tests import jobs
 
 STEPS = ("get_credentials", "media_upload", "link_attachment")
@@ -127,3 +128,114 @@ def test_jobs_of_a_batch_are_listed_by_it(store):
     assert sorted(j.id for j in store.list(batch=batch).jobs) == sorted(ids)
     assert [j.id for j in store.list(batch=batch, status="failed").jobs] == [ids[1]]
     assert [b.id for b in store.batches()][-1] == batch
+
+
+def test_a_purged_job_leaves_its_batch_counts_and_bytes_and_is_counted_as_purged(store):
+    """Purging (ferry purge / delete) a job of a batch counts it out of the batch in forget.lua:
+    total, its status's count and its bytes; ``purged`` says how many left this way. A second
+    forget of the same job (a sweep after a purge) moves nothing."""
+    batch = store.open_batch()
+    a, b, c = add(store, batch, 3)
+    jobs.succeed(store, a, {"ok": 1})
+    fail(store, b)
+    store.seal_batch(batch)
+    assert store.delete(a) and store.delete(b)
+    store._forget(a)
+    record = store.get_batch(batch)
+    assert (record.total, record.purged, record.bytes_total, record.bytes_done) == (1, 2, 10, 0)
+    assert record.counts == {"queued": 1, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0, "scheduled": 0}
+    assert store.redis.zrange(keys.batch_jobs(batch), 0, -1) == [c]
+    jobs.succeed(store, c, {"ok": 1})
+    record = store.get_batch(batch)
+    assert record.completions == 1 and record.all_succeeded and record.bytes_done == 10
+
+
+def sent(store: JobStore, job_id: str, n: int, lease: Lease) -> None:
+    figures = Progress(bytes_sent=n, bytes_total=10, updated_at="2026-12-07T00:00:00.000Z")
+    assert store.record_progress(store.get(job_id), "media_upload", figures, lease)
+
+
+def test_bytes_done_follows_upload_progress_once_per_byte_and_the_whole_file_at_success(store):
+    """bytes_done grows with what uploads sent (progress.lua), a retried upload starting again
+    from 0 adds nothing until it passes what was counted, success makes it the whole file, and a
+    failure takes back what the failed job's uploads sent (its replay counts them again)."""
+    batch = store.open_batch()
+    a, b = add(store, batch, 2)
+    lease = Lease(token="w", seconds=60)
+    for job_id in (a, b):
+        jobs.start_step(store, job_id, "get_credentials")
+        store.finish_step(job_id, "get_credentials", {})
+        store.begin_step(job_id, "media_upload", lease)
+    sent(store, a, 4, lease)
+    sent(store, b, 3, lease)
+    assert store.get_batch(batch).bytes_done == 7
+    sent(store, a, 2, lease)  # a retried upload, from the start again
+    sent(store, a, 6, lease)
+    assert store.get_batch(batch).bytes_done == 9
+    store.finish_step(a, "media_upload", {}, lease=lease)
+    jobs.succeed(store, a, {"ok": 1})
+    assert store.get_batch(batch).bytes_done == 13  # a: its whole file (10), b: 3 sent so far
+    store.mark_failed(b, "media_upload", StepError(step="media_upload", message="no"), lease=lease)
+    assert store.get_batch(batch).bytes_done == 10
+    store.begin_run(b, trigger="test", from_step="media_upload")
+    store.begin_step(b, "media_upload", lease)
+    sent(store, b, 5, lease)
+    assert store.get_batch(batch).bytes_done == 15
+
+
+def test_a_batch_delivery_that_failed_is_retried_and_an_operator_can_deliver_it_again(store):
+    """A batch.completed delivery goes through the due set like a job's: an attempt that may pass
+    comes due again, and ``redeliver_batch`` (ferry batch notify, POST /batches/{id}/notify) adds
+    a new delivery of the last completion, due now, shown in the batch's record."""
+    batch = store.open_batch(None, "https://example.com/hook")
+    [job_id] = add(store, batch, 1)
+    with pytest.raises(NotifyRefused, match="not complete"):
+        store.redeliver_batch(batch)
+    fail(store, job_id)
+    store.seal_batch(batch)
+    for attempt in (1, 2):
+        [due] = store.claim_due_deliveries(30)
+        assert due.job_id == f"batch:{batch}"
+        begun = store.begin_delivery(due, 30)
+        assert begun is not None and begun[1].attempts == attempt
+        delivery = begun[1]
+        delivery.status, delivery.last_status = DeliveryStatus.RETRYING if attempt == 1 else DeliveryStatus.FAILED, 500
+        store.end_delivery_attempt(due.job_id, delivery, time.time() - 1 if attempt == 1 else None)
+    assert store.claim_due_deliveries(30) == []
+    [first] = store.get_batch(batch).notifications
+    assert (first.status, first.attempts, first.trigger) == (DeliveryStatus.FAILED, 2, "end")
+
+    again = store.redeliver_batch(batch)
+    assert (again.event, again.trigger, again.run, again.status) == ("batch.completed", "redeliver", 1,
+                                                                       DeliveryStatus.PENDING)
+    assert [d.id for d in store.get_batch(batch).notifications] == [first.id, again.id]
+    [due] = store.claim_due_deliveries(30)
+    assert (due.job_id, due.delivery_id) == (f"batch:{batch}", again.id)
+    with pytest.raises(NotifyRefused, match="no callback_url"):
+        quiet = store.open_batch()
+        store.seal_batch(quiet)
+        store.redeliver_batch(quiet)
+    with pytest.raises(BatchNotFound):
+        store.redeliver_batch("nope")
+
+
+def test_single_replays_complete_the_batch_once_per_time_nothing_of_it_is_left_to_run(store):
+    """``ferry replay JOB`` of jobs of a completed batch: one after the other (each ending before
+    the next starts) completes it twice; two enqueued together complete it once (docs/webhooks.md)."""
+    batch = store.open_batch(None, "https://example.com/hook")
+    a, b = add(store, batch, 2)
+    fail(store, a)
+    fail(store, b)
+    store.seal_batch(batch)
+    for job_id in (a, b):
+        store.begin_run(job_id, trigger="test", from_step="get_credentials")
+        fail(store, job_id)
+    assert store.get_batch(batch).completions == 3
+    store.begin_run(a, trigger="test", from_step="get_credentials")
+    store.begin_run(b, trigger="test", from_step="get_credentials")
+    fail(store, a)
+    assert store.get_batch(batch).finished_at is None
+    jobs.succeed(store, b, {"ok": 1})
+    record = store.get_batch(batch)
+    assert record.completions == 4 and len(record.notifications) == 4
+    assert [c["run"] for c in completions(store)] == [1, 2, 3, 4]

@@ -72,8 +72,8 @@ def test_a_script_naming_a_lib_runs_with_it_and_the_lib_names_no_argument():
     """lua/lib/batch.lua goes before each script whose header says LIB: batch; it reads only
     what its callers hand it, never KEYS or ARGV."""
     scripts = library(STORE_SCRIPTS)
-    assert sorted(n for n, lua in scripts.items() if lua.libs == ("batch",)) == ["batch_move", "begin", "seal",
-                                                                                 "settle"]
+    assert sorted(n for n, lua in scripts.items() if lua.libs == ("batch",)) == ["batch_move", "begin", "forget",
+                                                                                 "progress", "seal", "settle"]
     lib = (STORE_SCRIPTS / "lib" / "batch.lua").read_text(encoding="utf-8")
     assert "KEYS[" not in lib and "ARGV[" not in lib
     assert scripts["seal"].registered(STORE_SCRIPTS).startswith(lib)

@@ -87,7 +87,7 @@ if f.status ~= 'running' then
   if meta.batch then
     local ctx = cjson.decode(batch_ctx)
     ctx.key, ctx.members, ctx.id = ctx.key .. meta.batch, ctx.members .. meta.batch, meta.batch
-    batch.move(ctx, f.status or 'queued', 'running', 0)
+    batch.move(ctx, f.status or 'queued', 'running', 0, KEYS[1])
   end
 end
 redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'type', 'step.started', 'data', cjson.encode({

@@ -40,6 +40,6 @@ if outbox_entry ~= '' then redis.call('ZADD', outbox, now_ms, outbox_entry) end
 for _, command in ipairs(cjson.decode(commands)) do redis.call(unpack(command)) end
 if batch_ctx ~= '' then
   local ctx = cjson.decode(batch_ctx)
-  batch.move(ctx, was, ctx.to, ctx.size)
+  batch.move(ctx, was, ctx.to, ctx.size, job_key)
 end
 return 1
