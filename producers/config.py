@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -171,6 +172,20 @@ class TelemetryConfig(BaseModel):
     otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://")
 
 
+class SchedulingConfig(BaseModel):
+    """``[scheduling]``: what runs next on a connection (docs/architecture.md, "What runs next")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Each this many seconds a job waits moves it up one priority (low -> normal -> high).
+    aging_seconds: float = Field(default=300.0, gt=0)
+    # How many of a connection's jobs may be in its run (in the broker, or started and not
+    # ended); the rest wait in Ferry's ready sets, in priority and tenant order. Unset: half a
+    # second of a connection's rate_limit (at least 4), else twice its max_in_flight, else no
+    # limit (every job goes to the broker at once, as before).
+    window: int | None = Field(default=None, ge=1)
+
+
 class FerryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -199,6 +214,7 @@ class FerryConfig(BaseModel):
     events: EventsConfig = Field(default_factory=EventsConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     archive: ArchiveConfig = Field(default_factory=ArchiveConfig)
+    scheduling: SchedulingConfig = Field(default_factory=SchedulingConfig)
     path: str | None = None
 
     @model_validator(mode="after")
@@ -208,6 +224,18 @@ class FerryConfig(BaseModel):
             if unknown:
                 raise ValueError(f"[api.tokens.{label}] connections: unknown {', '.join(unknown)}")
         return self
+
+    def window_of(self, connection: str) -> int | None:
+        """How many jobs of a kind may wait in the broker for ``connection`` (None: no limit;
+        ``SchedulingConfig.window``)."""
+        if self.scheduling.window is not None:
+            return self.scheduling.window
+        conn = self.connections.get(connection)
+        if conn is not None and conn.rate_limit:
+            return max(4, math.ceil(conn.rate_limit / 2))
+        if conn is not None and conn.max_in_flight:
+            return 2 * conn.max_in_flight
+        return None
 
     def stall_seconds_of(self, connection: str) -> float:
         return self.connection(connection).stall_seconds or self.stall_seconds

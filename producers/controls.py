@@ -14,7 +14,8 @@ from producers.client_core import ClientCore
 from producers.config import ConnectionConfig
 from producers.errors import JobNotFound
 from producers.kinds import get_kind
-from producers.records import JobRecord, StepStatus
+from producers.priority import check_priority
+from producers.records import JobRecord, JobStatus, StepStatus
 from producers.store import FINISHED_ALREADY, CancelOutcome, ConnectionState, Filters
 
 READY_SECONDS = 30.0  # a worker whose last heartbeat is older is not counted as alive
@@ -47,6 +48,20 @@ class Controls(ClientCore):
               matched=summary.matched)
         return summary
 
+    def set_priority(self, job_id: str, priority: str, *, by: str = "python") -> bool:
+        """Give a waiting (queued or scheduled) job ``priority``: False when it no longer waits.
+        Raises JobNotFound, or ValueError for an unknown priority. Logs an audit line."""
+        changed = self.store.set_priority(job_id, check_priority(priority))
+        audit("priority", by, target=job_id, jobs=int(changed), priority=priority)
+        return changed
+
+    def set_batch_priority(self, batch_id: str, priority: str, *, by: str = "python") -> int:
+        """Give each waiting job of the batch ``priority``; how many wait with it now. Raises
+        BatchNotFound, or ValueError for an unknown priority. Logs an audit line."""
+        changed = self.store.set_batch_priority(batch_id, check_priority(priority))
+        audit("priority", by, target={"batch": batch_id}, jobs=changed, priority=priority)
+        return changed
+
     def pause(self, connection: str, *, by: str = "python") -> bool:
         """Hold every request on ``connection`` (its steps park; no attempt is spent) until
         ``resume``; survives worker restarts. False if it was paused already."""
@@ -74,11 +89,16 @@ class Controls(ClientCore):
         return ResumeOutcome(connection, was_paused, republished)
 
     def connections(self) -> list[dict[str, Any]]:
-        """Each configured connection: service, queue, limits, pause, 429 pause, parked steps and
-        jobs queued / running / failed."""
+        """Each configured connection: service, queue, limits, pause, 429 pause, parked steps,
+        jobs queued / running / failed, and its window with the jobs waiting in it by priority."""
         names = sorted(self.config.connections)
         states = self.store.connection_states(names)
-        return [_connection_view(self.config.connection(n), states[n]) for n in names]
+        views = [_connection_view(self.config.connection(n), states[n]) for n in names]
+        for view in views:  # jobs held in Ferry's ready sets, by priority (docs/architecture.md)
+            window = self.config.window_of(view["name"])
+            view["window"] = window
+            view["ready"] = self.store.ready_waits(view["name"]) if window is not None else None
+        return views
 
     def workers(self) -> list[dict[str, Any]]:
         """The live workers (fresh heartbeats), with the steps they run now."""
@@ -109,6 +129,11 @@ class Controls(ClientCore):
                     after = f" after {'HTTP ' + str(last.http_status) + ': ' if last.http_status else ''}{last.message}"
                 reasons.append(f"step {step.name} is retrying at {step.next_attempt_at} "
                                f"(in {max(0.0, -_age(step.next_attempt_at)):.0f} s){after}")
+        if record.status == JobStatus.QUEUED and self.config.window_of(record.connection) is not None \
+                and self.store.held(record.id, record.connection, record.priority):
+            reasons.append(f"it waits its turn in Ferry's store ({record.priority} priority): connection "
+                           f"{record.connection} has {self.config.window_of(record.connection)} jobs in its run "
+                           f"([scheduling] window); the next to end makes room")
         return reasons + self._missing_worker(record.connection)
 
     def _connection_holds(self, name: str) -> list[str]:

@@ -210,3 +210,25 @@ def archived(job_id: str) -> str:
 def archive_round() -> str:
     """Held for one round by the worker whose archiver moves ended jobs into the archive."""
     return f"{PREFIX}:archiver"
+
+
+def ready(connection: str, level: int | str) -> str:
+    """Sorted set of a connection's waiting jobs of one priority level (0 high, 1 normal, 2 low)
+    that have no message yet, scored by their tenant's turn (``producers.store.ready``)."""
+    return f"{PREFIX}:ready:{connection}:{level}"
+
+
+def ready_at(connection: str, level: int | str) -> str:
+    """The same jobs scored by when they became ready (epoch ms): the level's oldest, for aging."""
+    return f"{PREFIX}:ready-at:{connection}:{level}"
+
+
+def ready_turns(connection: str) -> str:
+    """Hash of a connection's tenant turns: ``V|{level}`` the level's turn now, ``{level}|{tenant}``
+    the turn after a tenant's last waiting job."""
+    return f"{PREFIX}:turns:{connection}"
+
+
+def dispatch_round() -> str:
+    """Held for one round by the worker that tops up every connection's run of messages."""
+    return f"{PREFIX}:dispatcher"

@@ -33,9 +33,9 @@ class Reads(ClientCore):
 
     def jobs(self, *, status: str | None = None, kind: str | None = None,
              connection: str | None = None, limit: int = 50, cursor: str | None = None,
-             batch: str | None = None) -> Page:
+             batch: str | None = None, priority: str | None = None, tenant: str | None = None) -> Page:
         return self.store.list(status=status, kind=kind, connection=connection, limit=limit, cursor=cursor,
-                               batch=batch)
+                               batch=batch, priority=priority, tenant=tenant)
 
     def search(self, filters: Filters, *, limit: int = 50, cursor: str | None = None) -> Page:
         """Jobs matching ``filters`` (every filter the HTTP API has), newest first, in Redis and

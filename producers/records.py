@@ -247,6 +247,8 @@ class JobRecord(BaseModel):
     notifications: list[DeliveryRecord] = Field(default_factory=list)  # oldest first
     batch: str | None = None  # the batch it was submitted in (its first, for a repeated key)
     not_before: str | None = None  # ISO time: the job (or its latest replay) starts no earlier
+    priority: str = "normal"  # high | normal | low: what runs next (producers.priority)
+    tenant: str | None = None  # takes turns with other tenants' jobs within one priority
 
     def step(self, name: str) -> StepRecord:
         for s in self.steps:

@@ -13,15 +13,17 @@ from typing import Any
 
 import redis
 from kombu.exceptions import OperationalError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from producers import queue, tracecontext
 from producers.client_core import ClientCore
+from producers.config import FerryConfig
 from producers.errors import BatchClosed, ConfigError, Problem, SubmitError
 from producers.files import FileRule, inspect_path, inspect_uri
 from producers.kinds import KINDS, Kind, get_kind
 from producers.notifications import CallbackRefused, check_url
 from producers.params import Params
+from producers.priority import TENANT_PATTERN, Priority, chosen
 from producers.records import FileInfo, JobRecord, JobStatus, StepError, still_to_come
 from producers.store import MAX_CHUNK, Created, NewJob
 
@@ -83,6 +85,43 @@ class JobRequest(BaseModel):
     not_before: datetime | None = Field(
         default=None,
         description="ISO 8601 time (UTC without an offset): the job is scheduled and starts no earlier")
+    priority: Priority | None = Field(
+        default=None, description="high, normal or low: what runs next on its connection "
+                                  "(default: normal; low for a batch's jobs)")
+    tenant: str | None = Field(
+        default=None, pattern=TENANT_PATTERN,
+        description="whose job it is: within one priority, tenants take turns on a connection")
+
+
+def checked_request(fields: dict[str, Any]) -> JobRequest:
+    """A :class:`JobRequest` from the Python API's arguments; SubmitError naming each bad one."""
+    try:
+        return JobRequest.model_validate(fields)
+    except ValidationError as exc:
+        raise SubmitError([Problem(".".join(map(str, e["loc"])) or "request", e["msg"])
+                           for e in exc.errors()]) from None
+
+
+def with_defaults(requests: Sequence[JobRequest], priority: Priority | None,
+                  tenant: str | None) -> Sequence[JobRequest]:
+    """A batch's ``priority`` and ``tenant`` for each request that names none (a batch's jobs
+    default to ``low``: ``placement``)."""
+    if priority is None and tenant is None:
+        return requests
+    return [r.model_copy(update={"priority": r.priority or priority, "tenant": r.tenant or tenant}) for r in requests]
+
+
+def placement(config: FerryConfig, request: JobRequest, batch: str | None,
+              not_before: float | None) -> dict[str, Any]:
+    """A new job's priority (its default: normal, low in a batch), tenant and window (none for
+    a scheduled job: its release decides, ``producers.store.ready``)."""
+    return {"priority": chosen(request.priority, in_batch=batch is not None), "tenant": request.tenant,
+            "window": None if not_before is not None else config.window_of(request.connection)}
+
+
+def waits(record: JobRecord, held: set[str]) -> bool:
+    """A stored job that gets no message now: scheduled, or held in the ready sets."""
+    return record.status == JobStatus.SCHEDULED or record.id in held
 
 
 def request_field(field: str) -> str:
@@ -188,28 +227,28 @@ class Submission(ClientCore):
     def submit(self, kind: str, *, connection: str, file: str | None = None, uri: str | None = None,
                params: dict[str, Any] | None = None, idempotency_key: str | None = None,
                callback_url: str | None = None, batch: str | None = None,
-               not_before: datetime | str | None = None, traceparent: str | None = None) -> JobRecord:
+               not_before: datetime | str | None = None, traceparent: str | None = None,
+               priority: str | None = None, tenant: str | None = None) -> JobRecord:
         """``traceparent``: the caller's W3C trace context, which the job's trace continues."""
-        record, _ = self.submit_checked(kind, connection=connection, file=file, uri=uri,
-                                        params=params, idempotency_key=idempotency_key,
-                                        callback_url=callback_url, batch=batch, not_before=not_before,
-                                        traceparent=traceparent)
-        return record
+        return self.submit_checked(kind, connection=connection, file=file, uri=uri, params=params,
+                                   idempotency_key=idempotency_key, callback_url=callback_url, batch=batch,
+                                   not_before=not_before, traceparent=traceparent, priority=priority,
+                                   tenant=tenant)[0]
 
     def submit_checked(self, kind: str, *, connection: str, file: str | None = None,
                        uri: str | None = None, params: dict[str, Any] | None = None,
                        idempotency_key: str | None = None,
                        require_file_roots: bool = False,
                        callback_url: str | None = None, batch: str | None = None,
-                       not_before: datetime | str | None = None,
-                       traceparent: str | None = None) -> tuple[JobRecord, bool]:
+                       not_before: datetime | str | None = None, traceparent: str | None = None,
+                       priority: str | None = None, tenant: str | None = None) -> tuple[JobRecord, bool]:
         """Validate, store, enqueue (into the open ``batch``, if given; with a ``not_before``
         still to come, stored scheduled). Returns (record, created); created is False when the
         idempotency key named an existing job, which is then returned untouched."""
-        request = JobRequest.model_validate({
+        request = checked_request({
             "kind": kind, "connection": connection, "file": file, "uri": uri, "params": params or {},
             "idempotency_key": idempotency_key, "callback_url": callback_url, "batch": batch,
-            "not_before": not_before})
+            "not_before": not_before, "priority": priority, "tenant": tenant})
         return self.submit_request(request, require_file_roots=require_file_roots, traceparent=traceparent)
 
     def submit_request(self, request: JobRequest, *, require_file_roots: bool = False,
@@ -223,14 +262,14 @@ class Submission(ClientCore):
 
     def submit_many(self, requests: Sequence[JobRequest], *, require_file_roots: bool = False,
                     chunk_size: int = 500, name: str | None = None, callback_url: str | None = None,
-                    batch: str | None = None, traceparent: str | None = None) -> BatchSubmitted:
+                    batch: str | None = None, traceparent: str | None = None, priority: Priority | None = None,
+                    tenant: str | None = None) -> BatchSubmitted:
         """Submit ``requests`` as one batch (``name``, and ``callback_url``: told once when it
         completes): opened, filled and sealed here, or, with ``batch``, into that open batch,
-        left open. The answer is a list with the ``batch`` id beside it.
+        left open. The answer is a list with the ``batch`` id beside it (``with_defaults``).
 
-        Validate every request, then store and enqueue the valid ones ``chunk_size`` per Redis
-        MULTI: each job's record, index entries, idempotency key and Celery message are written
-        together or not at all, in one round trip per chunk.
+        Validate every request, then store and enqueue the valid ones ``chunk_size`` per Lua call:
+        each job's record, index entries, idempotency key and message written together or not at all.
 
         One outcome per request, in order: ``(record, created)`` (created is False when the
         idempotency key named an existing job, returned untouched), a :class:`SubmitError` (invalid;
@@ -244,6 +283,7 @@ class Submission(ClientCore):
             opened = batch or self.store.open_batch(name, callback_url)
         except (redis.RedisError, OSError) as exc:
             return BatchSubmitted([exc] * len(requests))  # the store is unreachable: nothing is stored
+        requests = with_defaults(requests, priority, tenant)
         outcomes = BatchSubmitted(self._submit_all(requests, require_file_roots=require_file_roots,
                                               chunk_size=chunk_size, batch=opened,
                                               traceparent=traceparent))
@@ -275,11 +315,11 @@ class Submission(ClientCore):
         chunk_size = max(1, min(chunk_size, MAX_CHUNK))
         parts = [valid[start:start + chunk_size] for start in range(0, len(valid), chunk_size)]
         stored: dict[int, Outcome] = {}
-        # On the store's own Redis a job's message goes in the MULTI that stores the job; with
-        # another broker the jobs are stored, then published through it one by one.
-        in_store = queue.broker_is_store(self.config, self.location)
+        # On the store's own Redis a job's message goes in the call that stores the job; with another
+        # broker the jobs are stored, then published one by one (``held`` ones: by the dispatcher).
+        in_store, held = queue.broker_is_store(self.config, self.location), set[str]()
         chunks = self.store.create_chunks([[job for _, job in part] for part in parts],
-                                          message=self._message if in_store else None, batch=batch)
+                                          message=self._message if in_store else None, batch=batch, held=held)
         with contextlib.closing(chunks):
             for part, chunk in zip(parts, chunks, strict=True):
                 outcomes: list[Outcome]
@@ -294,7 +334,7 @@ class Submission(ClientCore):
                 else:
                     outcomes = list(chunk)
                 if not in_store:
-                    outcomes = [self._publish_alone(o) for o in outcomes]
+                    outcomes = [self._publish_alone(o, held) for o in outcomes]
                 stored.update((i, outcome) for (i, _), outcome in zip(part, outcomes, strict=True))
                 if progress is not None:
                     progress(len(part))
@@ -322,7 +362,7 @@ class Submission(ClientCore):
             return NewJob(kind=spec.name, connection=request.connection, steps=spec.step_names,
                           params=parsed.model_dump(mode="json", exclude_none=True), file=info,
                           idempotency_key=request.idempotency_key, callback_url=request.callback_url,
-                          batch=batch, not_before=not_before)
+                          batch=batch, not_before=not_before, **placement(self.config, request, batch, not_before))
 
         return [check(r) for r in requests]
 
@@ -363,10 +403,10 @@ class Submission(ClientCore):
         target = queue.queue_of(self.config.connection(job.connection))
         return self._messages.first(job_id, get_kind(job.kind), target)
 
-    def _publish_alone(self, outcome: Outcome) -> Outcome:
-        """A stored job's chain, published through another broker (RabbitMQ, another Redis). A
-        job the broker refuses stays stored, failed and replayable (``enqueue``): its record says so."""
-        if not isinstance(outcome, tuple) or not outcome[1] or outcome[0].status == JobStatus.SCHEDULED:
+    def _publish_alone(self, outcome: Outcome, held: set[str]) -> Outcome:
+        """A stored job's chain, published through another broker (RabbitMQ, another Redis), unless
+        ``held`` (the dispatcher publishes it). A job the broker refuses stays failed and replayable."""
+        if not isinstance(outcome, tuple) or not outcome[1] or waits(outcome[0], held):
             return outcome
         record = outcome[0]
         try:

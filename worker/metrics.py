@@ -74,13 +74,13 @@ def begin_step(kind: str, step: str, connection: str) -> None:
 
 
 def first_start(job: JobRecord, step: str, attempt: int) -> None:
-    """A step started: when it is its run's first step's first attempt, the run's queue wait.
-    Every job is ``normal`` priority until priorities land (docs/architecture.md)."""
+    """A step started: when it is its run's first step's first attempt, the run's queue wait,
+    labelled with the job's priority."""
     run = job.runs[-1] if job.runs else None
     if run is None or run.from_step != step or attempt != 1:
         return
     ready = max(_epoch(run.started_at), _epoch(job.not_before) if job.not_before else 0.0)
-    QUEUE_WAIT.labels(priority="normal").observe(max(0.0, time.time() - ready))
+    QUEUE_WAIT.labels(priority=job.priority).observe(max(0.0, time.time() - ready))
 
 
 def _epoch(iso: str) -> float:

@@ -3,6 +3,7 @@
 Three things hold a connection's requests back, for every worker at once:
 - its own rate (``rate_limit`` requests/s in ferry.toml), enforced with GCRA — a token bucket
   kept as one timestamp, updated atomically by a Lua script, allowing a burst of one second's worth;
+  a request whose wait is short has its place reserved, so waiting requests go in the order they asked;
 - its own concurrency (``max_in_flight``): a semaphore of that many slots, each a token in a
   sorted set scored by when it expires. A worker renews the slots it holds while their requests
   run; a worker that dies stops renewing, and its slots lapse instead of being lost for good;
@@ -135,16 +136,19 @@ class ConnectionLimiter:
             self.slots.give_back(slot)
 
     def _wait_for_budget(self) -> None:
+        """Wait out the destination's 429 pause, then take this request's place in the rate
+        (reserved: the waiting requests go in the order they asked) and wait for it."""
         waited = 0.0
-        while True:
-            wait = max(self._paused_for(), self._bucket_wait())
-            if wait <= 0:
-                return
-            if waited + wait > MAX_INLINE_WAIT:
-                raise Throttled(f"connection rate limit: next slot in {wait:.1f}s", retry_after=wait)
+        while (paused := self._paused_for()) > 0:
+            if waited + paused > MAX_INLINE_WAIT:
+                raise Throttled(f"connection rate limit: next slot in {paused:.1f}s", retry_after=paused)
+            time.sleep(paused)
+            metrics.waited(self.connection, paused)
+            waited += paused
+        wait = self._bucket_wait(MAX_INLINE_WAIT - waited)
+        if wait > 0:
             time.sleep(wait)
             metrics.waited(self.connection, wait)
-            waited += wait
 
     def pause(self, seconds: float) -> None:
         """The destination asked to wait: hold every worker's requests on this connection."""
@@ -175,11 +179,16 @@ class ConnectionLimiter:
                                 retry_after=PAUSED_RECHECK)
         return max(0.0, float(str(until)) - time.time()) if until else 0.0
 
-    def _bucket_wait(self) -> float:
+    def _bucket_wait(self, max_wait: float) -> float:
+        """Seconds until this request's reserved place in the rate; ``Throttled`` when that is
+        more than ``max_wait`` away (nothing reserved)."""
         if not self.per_second:
             return 0.0
         interval = 1000.0 / self.per_second
         # Tolerance for a burst of one second's worth of requests: n at once, then one per interval.
         burst = interval * max(0.0, self.per_second - 1)
-        wait_ms = self._lua.run("gcra", [self.bucket], [int(interval), int(burst)])
-        return float(wait_ms) / 1000.0
+        reserved, wait_ms = self._lua.run("gcra", [self.bucket], [int(interval), int(burst), int(max_wait * 1000)])
+        wait = float(wait_ms) / 1000.0
+        if not reserved:
+            raise Throttled(f"connection rate limit: next slot in {wait:.1f}s", retry_after=wait)
+        return wait

@@ -18,6 +18,7 @@ from celery import Celery
 from producers.queue import StepPublisher
 from producers.store import JobStore
 from producers.store.schedule import RELEASE_BATCH
+from worker.dispatch import dispatch_round
 from worker.log import get_logger
 from worker.runtime import runtime
 
@@ -30,7 +31,8 @@ def release(store: JobStore, publisher: StepPublisher, *, now: float | None = No
     Outbox entries (a broker other than the store's Redis) are published at once."""
     released = 0
     for _ in range(MAX_BATCHES):
-        batch = store.release_due(publisher.outgoing, now=now, limit=RELEASE_BATCH)
+        batch = store.release_due(publisher.outgoing, now=now, limit=RELEASE_BATCH,
+                                  window_of=publisher.config.window_of)
         for _job_id, outgoing in batch:
             publisher.deliver(outgoing, store)
         released += len(batch)
@@ -51,12 +53,14 @@ def release_round(store: JobStore, publisher: StepPublisher) -> int:
 
 def start_releaser(app: Celery, store: JobStore) -> threading.Thread:
     publisher = runtime().publisher(app)
+    config = runtime().config
 
     def loop() -> None:
         while True:
             time.sleep(ROUND_SECONDS)
             try:
                 release_round(store, publisher)
+                dispatch_round(store, publisher, config, ROUND_SECONDS)  # the ready sets' turn
             except Exception:  # never let it kill the worker; the next round tries again
                 get_logger().exception("release round failed")
 

@@ -33,7 +33,7 @@ from producers.kinds import KINDS, all_step_names
 from producers.queue import TASK_PREFIX, StepPublisher, queue_for_connection, task_name
 from producers.records import JobRecord, Progress, StepError, StepStatus
 from producers.store import JobState, JobStore, Lease, Outgoing
-from worker import controls, metrics, progress, telemetry
+from worker import controls, dispatch, metrics, progress, telemetry
 from worker.errors import DestinationError, PermanentError, RetryableError, Throttled
 from worker.log import get_logger, redact_text
 from worker.recovery import lease_seconds
@@ -161,6 +161,7 @@ class Attempt:
         log.info("step succeeded")
         if last:
             log.info("job succeeded")
+            dispatch.after_end(self.store, self.publisher, self.rt.config, self.job.connection)
 
     def _retry_or_fail(self, exc: RetryableError) -> NoReturn:
         if self.attempts >= self.rt.config.max_attempts and not isinstance(exc, Throttled):
@@ -182,6 +183,7 @@ class Attempt:
         error.message += note
         self.store.mark_failed(self.job.id, self.step, error, state=self.state, lease=self.lease)
         self._timed().error("job failed", status=exc.status, error=error.message)
+        dispatch.after_end(self.store, self.publisher, self.rt.config, self.job.connection)
         # A task failure acknowledges the message and shows as FAILURE in Flower; no next step
         # was published, so the job stops here (the record keeps the failure).
         raise controls.StepFailed(error.message)

@@ -38,6 +38,7 @@ from producers.cli.home import config_to_serve
 from producers.config import FerryConfig
 from producers.errors import ConfigError, JobNotFound, SubmitError
 from producers.kinds import KINDS, Kind
+from producers.priority import PRIORITIES
 from producers.records import JobStatus
 from producers.store import Filters
 
@@ -93,6 +94,8 @@ def _submit_command(kind: Kind) -> click.Command:
         click.Option(["--batch"], metavar="ID", help="join the open batch ID (ferry batch open)"),
         click.Option(["--at", "at"], metavar="TIME", help="start no earlier than this ISO time (UTC if no offset)"),
         click.Option(["--in", "in_"], metavar="DURATION", help="start no earlier than 90s, 10m, 2h, 1d from now"),
+        click.Option(["--priority"], type=click.Choice(PRIORITIES), help="what runs next (default: normal)"),
+        click.Option(["--tenant"], metavar="NAME", help="whose job: tenants take turns within a priority"),
         click.Option(["--wait"], is_flag=True,
                      help="print the id, then block until the job ends; exit 1 if it failed (Ctrl-C: 130)"),
         click.Option(["--timeout"], type=float, default=None,
@@ -111,7 +114,7 @@ def _option_name(kind: Kind, field: str) -> str:
     """A problem's field as the command line spells it (``--object-type``, ``--callback``)."""
     if field in kind.params.model_fields:
         return _flag(field)
-    return {"callback_url": "--callback"}.get(field, field)
+    return {"callback_url": "--callback", "tenant": "--tenant"}.get(field, field)
 
 
 def _submit(ctx: click.Context, kind: Kind, kw: dict[str, Any]) -> None:
@@ -121,7 +124,8 @@ def _submit(ctx: click.Context, kind: Kind, kw: dict[str, Any]) -> None:
         record, _ = ferry.submit_checked(
             kind.name, connection=kw["connection"], file=kw.get("file"), uri=kw.get("uri"),
             params=values, idempotency_key=kw.get("idempotency_key"), callback_url=kw.get("callback_url"),
-            batch=kw.get("batch"), not_before=not_before_from(kw.get("at"), kw.get("in_")))
+            batch=kw.get("batch"), not_before=not_before_from(kw.get("at"), kw.get("in_")),
+            priority=kw.get("priority"), tenant=kw.get("tenant"))
     except SubmitError as exc:
         fail("; ".join(f"{_option_name(kind, p.field)}: {p.message}" for p in exc.problems))
     finish(ferry, record, wait=kw["wait"], timeout=kw.get("timeout"), as_json=kw["as_json"])
@@ -208,6 +212,8 @@ def status(ctx: click.Context, job_id: str, wait: bool, follow: bool, timeout: f
 @click.option("--until", help="created before: ISO-8601 or an age")
 @click.option("--file", "file_name", metavar="TEXT", help="part of the file's name, any case")
 @click.option("--error", metavar="TEXT", help="part of the error's message, any case")
+@click.option("--priority", type=click.Choice(PRIORITIES))
+@click.option("--tenant")
 @click.option("--json", "as_json", is_flag=True, help="print it as JSON")
 @click.pass_context
 def jobs(ctx: click.Context, /, limit: int, cursor: str | None, as_json: bool, **chosen: Any) -> None:
@@ -221,9 +227,10 @@ def jobs(ctx: click.Context, /, limit: int, cursor: str | None, as_json: bool, *
         click.echo(json.dumps({"jobs": [j.model_dump(mode="json") for j in page.jobs],
                                "next_cursor": page.next_cursor}, indent=2))
         return
-    table = PlainTable("id", "kind", "connection", "status", "created", "failed step / result")
+    table = PlainTable("id", "kind", "connection", "status", "priority", "created", "failed step / result")
     for j in page.jobs:
-        table.add_row(j.id, j.kind, j.connection, styled_text(j.status), j.created_at, outcome_text(j))
+        table.add_row(j.id, j.kind, j.connection, styled_text(j.status),
+                      j.priority + (f" {j.tenant}" if j.tenant else ""), j.created_at, outcome_text(j))
     out.print(table)
     if page.next_cursor:
         out.print(f"more: --cursor {page.next_cursor}")
@@ -468,8 +475,9 @@ def demo(keep: bool, sandbox_url: str | None) -> None:
 
 # The commands kept in modules of their own, each with its ``register(cli)``: `ferry jira|marketplace|awork …`
 # (reads), `ferry replay|purge`, `ferry notify|events`, `ferry cancel|pause|resume|connections|workers|flower`
-# (ops), `ferry batch …` (batches), `ferry info|redis stop` (home). Imported here, after the commands above.
-for _module in ("reads", "replay", "notify", "ops", "batches", "home", "archive"):
+# (ops), `ferry batch …` (batches), `ferry info|redis stop` (home), `ferry archive …` (archive),
+# `ferry [batch] priority` (priority). Imported here, after the commands above.
+for _module in ("reads", "replay", "notify", "ops", "batches", "home", "archive", "priority"):
     importlib.import_module(f"producers.cli.{_module}").register(cli)
 add_examples(cli)
 

@@ -60,6 +60,8 @@ EXAMPLES: dict[str, str] = {
     "batch replay": "ferry batch replay 9d1c0e5b6d4e7f8a9b0c1d2e3f4a5b6c",
     "batch cancel": "ferry batch cancel 9d1c0e5b6d4e7f8a9b0c1d2e3f4a5b6c",
     "batch notify": "ferry batch notify 9d1c0e5b6d4e7f8a9b0c1d2e3f4a5b6c",
+    "batch priority": "ferry batch priority 9d1c0e5b6d4e7f8a9b0c1d2e3f4a5b6c normal",
+    "priority": "ferry priority 3f2a9c0e5b6d4e7f8a9b0c1d2e3f4a5b high",
 }
 
 

@@ -14,7 +14,8 @@ Layout (keys in ``producers.keys``; the job hash's fields in ``codec``)::
 One module per concern, each a part of ``JobStore``: ``jobs`` (reads, search, replay, purge),
 ``transitions`` (begin / settle / lease / outbox), ``create``, ``deliveries`` (webhooks),
 ``controls`` (cancel, pause, claims), ``workers`` (heartbeats, reapers), ``memo`` (what steps
-keep beside the record), ``schedule`` (jobs held until their not_before); ``core`` what they
+keep beside the record), ``schedule`` (jobs held until their not_before), ``ready`` (a waiting
+job's priority); ``core`` what they
 share, ``selection`` the filters over the indexes,
 ``codec`` the hash's fields, ``types`` the values, ``scripts`` the Lua in ``lua/`` (loaded by
 ``loader``). Only this package touches the store's Redis.
@@ -30,6 +31,7 @@ from producers.store.deliveries import Deliveries
 from producers.store.history import HistoryArchive
 from producers.store.jobs import JobReads
 from producers.store.memo import Memos
+from producers.store.ready import Priorities
 from producers.store.schedule import ReleaseMessage, Schedule
 from producers.store.selection import Filters, Selection
 from producers.store.transitions import Transitions
@@ -58,7 +60,7 @@ from producers.store.workers import Workers
 
 
 class JobStore(JobReads, Transitions, Creation, Deliveries, Controls, Workers, Memos, Batches, Schedule,
-               Archiving):
+               Archiving, Priorities):
     """Reads and writes job records. Every write that changes status also moves the index entry."""
 
 

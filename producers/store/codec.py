@@ -4,8 +4,9 @@
 
     meta          JSON: kind, connection, created_at, params, steps, file, idempotency_key,
                   callback_url, batch, not_before (epoch ms: fewer bytes than ISO in a backlog of
-                  scheduled jobs; no nulls; no id: the key names it), trace (the submit's W3C
-                  traceparent: the first run's, ``producers.tracecontext``)
+                  scheduled jobs), priority (absent: normal), tenant, trace (the submit's W3C
+                  traceparent: the first run's, ``producers.tracecontext``) (no nulls; no id: the
+                  key names it)
     status        the job's status (its index entry moves with it)
     score         its creation score (the indexes' score; a paging cursor)
     updated_at, finished_at   ISO times (``updated_at`` absent: the creation)
@@ -144,6 +145,8 @@ def decode(raw: Mapping[str, str], job_id: str) -> JobRecord:
         notifications=deliveries(raw),
         batch=meta.get("batch"),
         not_before=not_before_of(meta),
+        priority=priority_of(meta),
+        tenant=tenant_of(meta),
     )
 
 
@@ -214,7 +217,7 @@ def row(job_id: str, values: Sequence[str | None]) -> JobRow:
         updated_at=updated or meta["created_at"], finished_at=finished,
         error=StepError.model_validate_json(error) if error else None,
         runs=len(json.loads(stored_runs)) if stored_runs else 1, file=file.get("name"),
-        not_before=not_before_of(meta))
+        not_before=not_before_of(meta), priority=priority_of(meta), tenant=tenant_of(meta))
 
 
 def connection_of(meta: str | None) -> str | None:
@@ -250,6 +253,10 @@ def new_meta(job: NewJob, now: str) -> str:
         meta["batch"] = job.batch
     if job.not_before_ms is not None:
         meta["not_before"] = job.not_before_ms
+    if job.priority != "normal":
+        meta["priority"] = job.priority
+    if job.tenant is not None:
+        meta["tenant"] = job.tenant
     if job.trace is not None:
         meta[TRACE] = job.trace
     return dump(meta)
@@ -258,6 +265,27 @@ def new_meta(job: NewJob, now: str) -> str:
 def with_not_before(meta: str, not_before: float) -> str:
     """A stored meta with its ``not_before`` set (a replay scheduled for later)."""
     return dump({**json.loads(meta), "not_before": int(not_before * 1000)})
+
+
+def with_priority(meta: str, priority: str) -> str:
+    """A stored meta with another priority (``normal`` is the field's absence)."""
+    found = {k: v for k, v in json.loads(meta).items() if k != "priority"}
+    return dump({**found, "priority": priority} if priority != "normal" else found)
+
+
+def priority_of_meta(meta: str) -> str:
+    """A stored meta's priority, from its JSON text."""
+    return priority_of(json.loads(meta))
+
+
+def priority_of(meta: Mapping[str, Any] | None) -> str:
+    found = meta.get("priority") if meta else None
+    return found if isinstance(found, str) else "normal"
+
+
+def tenant_of(meta: Mapping[str, Any] | None) -> str | None:
+    found = meta.get("tenant") if meta else None
+    return found if isinstance(found, str) else None
 
 
 def not_before_of(meta: Mapping[str, Any]) -> str | None:
@@ -277,6 +305,7 @@ def new_record(job: NewJob, job_id: str, now: str) -> JobRecord:
         "idempotency_key": job.idempotency_key, "steps": [{"name": n} for n in job.steps],
         "callback_url": job.callback_url, "batch": job.batch,
         "not_before": None if job.not_before_ms is None else utc_at(job.not_before_ms / 1000),
+        "priority": job.priority, "tenant": job.tenant,
         "runs": [{"number": 1, "trigger": "submit", "from_step": job.steps[0], "started_at": now,
                   "trace": job.trace}]})
 

@@ -12,6 +12,7 @@ import redis
 
 from producers import events, keys
 from producers.errors import JobNotFound
+from producers.priority import level
 from producers.records import JobRecord, JobStatus, StepStatus, utc_at, utcnow
 from producers.store import codec
 from producers.store.counts import Counts
@@ -78,6 +79,8 @@ class Controls(Counts):
         fields: dict[Any, Any] = {codec.FINISHED_AT: now, codec.UPDATED_AT: now, codec.RUNS: dump(runs)}
         pipe.hset(keys.job(record.id), mapping=fields)
         self._set_status(pipe, state, JobStatus.CANCELLED)
+        if record.status == JobStatus.QUEUED:  # out of its connection's ready sets, if it waits there
+            self._scripts.ready_move(record.id, level_from=level(record.priority), level_to=None, pipe=pipe)
         pipe.persist(keys.job(record.id))  # kept, like a failed job, until replayed or purged
         self._event(pipe, events.CANCELLED, record.id, state.meta, JobStatus.CANCELLED)
         if state.meta.get("callback_url"):

@@ -101,7 +101,8 @@ def _leaders(jobs: Sequence[NewJob], pending: list[int]) -> tuple[list[int], lis
 
 class Creation(StoreCore):
     def create_many(self, jobs: Sequence[NewJob], *, message: MessageFor | None = None,
-                    chunk_size: int = MAX_CHUNK, batch: str | None = None) -> list[Created | IdempotencyConflict]:
+                    chunk_size: int = MAX_CHUNK, batch: str | None = None,
+                    held: set[str] | None = None) -> list[Created | IdempotencyConflict]:
         """Store new queued jobs: one Lua script per ``chunk_size`` jobs writes their records,
         indexes, idempotency keys, events and, with ``message``, each new job's Celery message
         (so a job and its message are stored together or not at all). One result per job, in
@@ -110,11 +111,12 @@ class Creation(StoreCore):
         producers, exactly one creates the job and the others read it back. ``batch``: the open
         batch every job joins (each job's ``batch`` names it too); a job found by its key stays in
         its first batch, and this one counts it as ``existing``. The first chunk that fails raises
-        (``create_chunks`` goes on past it)."""
+        (``create_chunks`` goes on past it). ``held`` collects the ids of the jobs written with no
+        message: they wait in their connection's ready sets (``NewJob.window``)."""
         chunk_size = max(1, min(chunk_size, MAX_CHUNK))
         results: list[Created | IdempotencyConflict] = []
         chunks = [jobs[start:start + chunk_size] for start in range(0, len(jobs), chunk_size)]
-        with contextlib.closing(self.create_chunks(chunks, message=message, batch=batch)) as outcomes:
+        with contextlib.closing(self.create_chunks(chunks, message=message, batch=batch, held=held)) as outcomes:
             for outcome in outcomes:
                 if isinstance(outcome, Exception):
                     raise outcome
@@ -122,7 +124,7 @@ class Creation(StoreCore):
         return results
 
     def create_chunks(self, chunks: Iterable[Sequence[NewJob]], *, message: MessageFor | None = None,
-                      batch: str | None = None) -> Generator[ChunkOutcome, None, None]:
+                      batch: str | None = None, held: set[str] | None = None) -> Generator[ChunkOutcome, None, None]:
         """``create_many`` a chunk (at most ``MAX_CHUNK`` jobs) at a time: one outcome per chunk,
         in order, its results or the error that kept it from being stored (the chunks after it
         are tried all the same). Pipelined: a chunk's call is sent before the reply to the
@@ -134,22 +136,22 @@ class Creation(StoreCore):
                 current: tuple[Sequence[NewJob], _Reply] | Exception
                 try:
                     leaders, _ = _leaders(chunk, list(range(len(chunk))))
-                    current = chunk, self._run_create([chunk[i] for i in leaders], message, batch, line)
+                    current = chunk, self._run_create([chunk[i] for i in leaders], message, batch, line, held)
                 except Exception as exc:  # the chunk's outcome: the caller sorts them
                     current = exc
                 if previous is not None:
-                    yield self._finish_chunk(previous, message, batch)
+                    yield self._finish_chunk(previous, message, batch, held)
                 previous = current
             if previous is not None:
-                yield self._finish_chunk(previous, message, batch)
+                yield self._finish_chunk(previous, message, batch, held)
 
     def _finish_chunk(self, sent: tuple[Sequence[NewJob], _Reply] | Exception, message: MessageFor | None,
-                      batch: str | None) -> list[Created | IdempotencyConflict] | Exception:
+                      batch: str | None, held: set[str] | None) -> list[Created | IdempotencyConflict] | Exception:
         if isinstance(sent, Exception):
             return sent
         chunk, reply = sent
         try:
-            results = self._create_chunk(chunk, message, batch, reply)
+            results = self._create_chunk(chunk, message, batch, reply, held)
             if batch is not None:
                 self._count_existing(batch, sum(1 for r in results if isinstance(r, tuple) and not r[1]))
         except Exception as exc:  # as in create_chunks
@@ -157,7 +159,8 @@ class Creation(StoreCore):
         return results
 
     def _create_chunk(self, jobs: Sequence[NewJob], message: MessageFor | None,
-                      batch: str | None, first: _Reply | None = None) -> list[Created | IdempotencyConflict]:
+                      batch: str | None, first: _Reply | None = None,
+                      held: set[str] | None = None) -> list[Created | IdempotencyConflict]:
         """One call of the script for the chunk's jobs whose idempotency key is their first use
         in the chunk (``first``: that call, sent already); a later job with a key used earlier
         in the chunk takes the outcome of the job behind that key (the same job: returned;
@@ -172,7 +175,7 @@ class Creation(StoreCore):
                 raise FerryError("a job's idempotency key names a job in the archive, which this process "
                                  "cannot read (install ferry[archive], and set [archive] url)")
             sent, followers = _leaders(jobs, pending)
-            reply, first = first or self._run_create([jobs[i] for i in sent], message, batch), None
+            reply, first = first or self._run_create([jobs[i] for i in sent], message, batch, None, held), None
             created, clashes = reply()
             behind: dict[int, JobRecord] = {}  # sent job -> the record its key names
             for n, i in enumerate(sent):
@@ -198,7 +201,7 @@ class Creation(StoreCore):
         return [results[i] for i in range(len(jobs))]
 
     def _run_create(self, jobs: Sequence[NewJob], message: MessageFor | None, batch: str | None,
-                    line: Pipelined | None = None) -> _Reply:
+                    line: Pipelined | None = None, held: set[str] | None = None) -> _Reply:
         """One call of the script, run now or sent on ``line``; the function returned reads
         its outcome: the records of the jobs written and, for the others, the id of the stored
         job their idempotency key names (both by position in ``jobs``)."""
@@ -223,6 +226,9 @@ class Creation(StoreCore):
                 self._names.written("kind", kinds)
             if conn_names:
                 self._names.written("conn", conns)
+            if held is not None:  # written, waiting in the ready sets with no message yet
+                held.update(ids[n] for n, old in found.items() if not old)
+            found = {n: old for n, old in found.items() if old}
             return {n: codec.new_record(job, ids[n], now) for n, job in enumerate(jobs) if n not in found}, found
 
         return outcome

@@ -32,11 +32,13 @@ class JobReads(Counts):
         limit: int = 50,
         cursor: str | None = None,
         batch: str | None = None,
+        priority: str | None = None,
+        tenant: str | None = None,
     ) -> Page:
         """Newest first, ``limit`` per page; ``cursor`` is the ``next_cursor`` of the page before.
         A record that expired since the index named it is left out (and leaves the index)."""
-        chosen = self.select(Filters(status=status, kind=kind, connection=connection, batch=batch),
-                             limit=limit, cursor=cursor)
+        chosen = self.select(Filters(status=status, kind=kind, connection=connection, batch=batch,
+                                     priority=priority, tenant=tenant), limit=limit, cursor=cursor)
         return Page(self._records(chosen.ids), chosen.next_cursor)
 
     def select(self, filters: Filters, *, limit: int | None = None,

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import cast
 
 from producers import keys
+from producers.priority import level
 from producers.records import utc_at
 from producers.store import codec
 from producers.store.core import StoreCore
@@ -47,11 +48,13 @@ class Schedule(StoreCore):
         first = cast(list[tuple[str, float]], self.redis.zrange(keys.scheduled(), 0, 0, withscores=True))
         return first[0][1] / 1000 if first else None
 
-    def release_due(self, message: ReleaseMessage, *, now: float | None = None,
-                    limit: int = RELEASE_BATCH) -> list[tuple[str, Outgoing]]:
+    def release_due(self, message: ReleaseMessage, *, now: float | None = None, limit: int = RELEASE_BATCH,
+                    window_of: Callable[[str], int | None] | None = None) -> list[tuple[str, Outgoing]]:
         """Queue up to ``limit`` scheduled jobs whose time has come (``now``, epoch s; default
         the clock), each with the message ``message`` builds; returns them with their
-        messages, so the caller can publish outbox entries (another broker)."""
+        messages, so the caller can publish outbox entries (another broker). With
+        ``window_of`` (a connection's window, ``FerryConfig.window_of``) a job past its
+        connection's window waits in the ready sets instead: returned with no message."""
         now = time.time() if now is None else now
         now_ms = int(now * 1000)
         ids = [str(i) for i in self.redis.zrangebyscore(keys.scheduled(), "-inf", now_ms, start=0,
@@ -63,14 +66,21 @@ class Schedule(StoreCore):
                 pipe.hmget(keys.job(job_id), [codec.META, codec.RUNS])
             found = cast(list[list[str | None]], pipe.execute())
         outgoing: dict[str, Outgoing] = {}
+        held: dict[str, str] = {}
         for job_id, (meta, stored_runs) in zip(ids, found, strict=True):
             connection = codec.connection_of(meta)
             if meta is None or connection is None:
                 continue  # deleted meanwhile: the script drops it from the due set
             outgoing[job_id] = message(job_id, connection, _first_step(meta, stored_runs))
-        args = [(job_id, *_message_args(outgoing.get(job_id))) for job_id in ids]
+            window = window_of(connection) if window_of is not None else None
+            if window is not None:
+                found_meta = json.loads(meta)
+                held[job_id] = (f"{window}|{level(codec.priority_of(found_meta))}|"
+                                f"{codec.tenant_of(found_meta) or ''}")
+        args = [(job_id, *_message_args(outgoing.get(job_id)), held.get(job_id, "")) for job_id in ids]
         released = self._scripts.release(args, now_ms=now_ms, now=utc_at(now), events_max=self.events_max_length)
-        return [(job_id, outgoing[job_id]) for job_id in released]
+        return [(job_id.removesuffix("+"), Outgoing() if job_id.endswith("+") else outgoing[job_id])
+                for job_id in released]
 
 
 def _message_args(outgoing: Outgoing | None) -> tuple[str, str, str]:

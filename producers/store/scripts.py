@@ -15,6 +15,7 @@ from typing import Any
 import redis
 
 from producers import keys
+from producers.priority import level
 from producers.records import MAX_ATTEMPT_HISTORY
 from producers.store import codec
 from producers.store.loader import STORE_SCRIPTS, Pipelined, Scripts
@@ -24,6 +25,9 @@ _THROTTLE_PREFIX, _, _THROTTLE_SUFFIX = keys.rate_limit_pause("\0").partition("\
 _STATUS_PREFIX = keys.index_status("")
 # begin.lua's batch context: key and members as prefixes (the job's meta names its batch).
 _BEGIN_BATCH = json.dumps({"key": keys.batch(""), "members": keys.batch_jobs("")})
+# lib/ready.lua's key prefixes: each key is prefix .. connection (.. ':' .. level).
+READY_KEYS = json.dumps({"ready": keys.ready("", "").removesuffix(":"), "at": keys.ready_at("", "").removesuffix(":"),
+                         "turns": keys.ready_turns("")})
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,8 @@ class Settle:
 
 
 def create_clashes(reply: Any) -> dict[int, str]:
-    """create.lua's reply: the id each job not written found behind its key, by position."""
+    """create.lua's reply: the id each job not written found behind its key, by position ('' for
+    a job written that waits in the ready sets)."""
     return {int(reply[i]): str(reply[i + 1]) for i in range(0, len(reply), 2)}
 
 
@@ -123,12 +128,13 @@ class StoreScripts(Scripts):
                conn_names: str, batch: str | None = None, line: Pipelined | None = None) -> dict[int, str]:
         """Stores ``jobs`` (``kind_names``/``conn_names``: the name sets to add to, '' none), in
         the open ``batch`` if given; returns the id each job not written found behind its
-        idempotency key, by position. ``line``: only sent on it ({} returned); ``create_clashes``
-        of its ``receive()`` is the answer."""
+        idempotency key, by position, and '' for each job written that waits in the ready sets.
+        ``line``: only sent on it ({} returned); ``create_clashes`` of its ``receive()`` is the answer."""
         per_job: list[Any] = []
         for job, job_id, (target, payload) in zip(jobs, ids, messages, strict=True):
+            held = "" if job.window is None else f"{job.window}|{level(job.priority)}|{job.tenant or ''}"
             per_job += (job_id, job.kind, job.connection, job.idempotency_key or "", codec.new_meta(job, now),
-                        target, payload, "" if job.not_before_ms is None else job.not_before_ms)
+                        target, payload, "" if job.not_before_ms is None else job.not_before_ms, held)
         # The jobs' file sizes close the tail (create.lua reads them for the batch's bytes).
         per_job.append(",".join(str(j.file.size or 0) if j.file else "0" for j in jobs) if batch else "")
         reply = self.run("create", [
@@ -136,7 +142,8 @@ class StoreScripts(Scripts):
             keys.job_counts(), keys.batch(batch) if batch else "", keys.batch_jobs(batch) if batch else "",
             keys.index_status("scheduled"), keys.scheduled(), keys.archived("")], [
             keys.job(""), keys.idempotency(""), idempotency_seconds, keys.index_kind(""), keys.index_connection(""),
-            events_max, now, len(jobs), *per_job], client=line)
+            events_max, now, len(jobs), READY_KEYS if any(j.window is not None for j in jobs) else "", *per_job],
+            client=line)
         return {} if line is not None else create_clashes(reply)
 
     def batch_move(self, job_id: str, context: str, pipe: Any) -> None:
@@ -147,15 +154,28 @@ class StoreScripts(Scripts):
         """1 sealed now (and completed, if nothing is left to run), 0 already, -1 no such batch."""
         return int(self.run("seal", [keys.batch(batch_id)], [context]))
 
-    def release(self, jobs: Sequence[tuple[str, str, str, str]], *, now_ms: int, now: str,
+    def release(self, jobs: Sequence[tuple[str, str, str, str, str]], *, now_ms: int, now: str,
                 events_max: int) -> list[str]:
-        """Queue the due ones of ``jobs`` (id, message list, message, outbox entry; '' none);
-        returns the ids released."""
+        """Queue the due ones of ``jobs`` (id, message list, message, outbox entry, ready part;
+        '' none); returns the ids released, those left waiting in the ready sets ending with '+'."""
         per_job = [x for job in jobs for x in job]
         reply = self.run("release", [
             keys.scheduled(), keys.index_status("scheduled"), keys.index_status("queued"), keys.events(),
-            keys.outbox(), keys.job_counts()], [keys.job(""), now_ms, now, events_max, len(jobs), *per_job])
+            keys.outbox(), keys.job_counts()], [keys.job(""), now_ms, now, events_max,
+                                                READY_KEYS if any(job[4] for job in jobs) else "", len(jobs), *per_job])
         return [str(i) for i in reply]
+
+    def ready_take(self, connection: str, *, queue: str, window: int, aging_ms: int, now_ms: int,
+                   fields: Sequence[str]) -> list[str]:
+        """Release up to the window's room of the connection's waiting jobs: their outbox entries."""
+        reply = self.run("ready_take", [keys.outbox(), keys.job_counts()], [
+            READY_KEYS, connection, queue, window, aging_ms, now_ms, keys.job(""), *fields])
+        return [str(e) for e in reply]
+
+    def ready_move(self, job_id: str, *, level_from: int, level_to: int | None, pipe: Any = None) -> Any:
+        """Move a job between levels (``level_to`` None: out of the ready sets), in ``pipe``'s MULTI."""
+        return self.run("ready_move", [keys.job(job_id)], [
+            READY_KEYS, job_id, level_from, "" if level_to is None else level_to], client=pipe)
 
     def resume(self, connection: str) -> tuple[bool, list[str]]:
         was, members = self.run("resume", [keys.connection_paused(connection), keys.parked(connection)], [])

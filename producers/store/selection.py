@@ -8,6 +8,7 @@ others with ZMSCORE (and, when the filter names a failed step or an HTTP status,
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -18,6 +19,7 @@ import redis
 
 from producers import keys
 from producers.kinds import KINDS
+from producers.priority import PRIORITIES
 from producers.records import JobStatus, StepError
 from producers.store import codec
 
@@ -41,6 +43,8 @@ class Filters:
     file_name: str | None = None  # part of the job's file name, any case
     batch: str | None = None  # the batch's id
     error: str | None = None  # part of the error's message, any case
+    priority: str | None = None  # high | normal | low (read from each candidate's meta)
+    tenant: str | None = None
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> Filters:
@@ -59,15 +63,23 @@ class Filters:
         http = text("http_status")
         if http is not None and not http.isdigit():
             raise ValueError(f"http_status: not a number: {http!r}")
+        priority = text("priority")
+        if priority is not None and priority not in PRIORITIES:
+            raise ValueError(f"priority: one of {', '.join(PRIORITIES)}, not {priority!r}")
         return cls(status=status, kind=kind, connection=text("connection"),
                    error_step=text("error_step"), http_status=int(http) if http else None,
                    since=parse_time(text("since"), "since"), until=parse_time(text("until"), "until"),
-                   file_name=text("file_name"), batch=text("batch"), error=text("error"))
+                   file_name=text("file_name"), batch=text("batch"), error=text("error"),
+                   priority=priority, tenant=text("tenant"))
 
     @property
     def reads_records(self) -> bool:
         """True when matching needs each candidate's error or file, not just the indexes."""
-        return self.reads_errors or self.file_name is not None
+        return self.reads_errors or self.reads_meta
+
+    @property
+    def reads_meta(self) -> bool:
+        return self.file_name is not None or self.priority is not None or self.tenant is not None
 
     @property
     def reads_errors(self) -> bool:
@@ -210,7 +222,7 @@ def _narrow(client: redis.Redis, ids: list[str], others: list[str],
         if filters.reads_errors:
             for job_id in ids:
                 pipe.hget(keys.job(job_id), codec.ERROR)
-        if filters.file_name is not None:
+        if filters.reads_meta:
             for job_id in ids:
                 pipe.hget(keys.job(job_id), codec.META)
         replies = pipe.execute()
@@ -221,10 +233,20 @@ def _narrow(client: redis.Redis, ids: list[str], others: list[str],
     if filters.reads_errors:
         errors, rest = rest[: len(ids)], rest[len(ids):]
         keep = [k and _error_matches(e, filters) for k, e in zip(keep, errors, strict=True)]
-    if filters.file_name is not None:
-        wanted = filters.file_name.lower()
-        keep = [k and wanted in codec.file_name(m).lower() for k, m in zip(keep, rest, strict=True)]
+    if filters.reads_meta:
+        keep = [k and _meta_matches(m, filters) for k, m in zip(keep, rest, strict=True)]
     return keep
+
+
+def _meta_matches(meta: str | None, filters: Filters) -> bool:
+    """Whether a job's stored meta matches the file name, priority and tenant filters."""
+    if meta is None:
+        return False
+    if filters.file_name is not None and filters.file_name.lower() not in codec.file_name(meta).lower():
+        return False
+    found = json.loads(meta)
+    return ((filters.priority is None or codec.priority_of(found) == filters.priority)
+            and (filters.tenant is None or codec.tenant_of(found) == filters.tenant))
 
 
 def count_indexed(client: redis.Redis, filters: Filters) -> int:

@@ -167,6 +167,8 @@ class JobRow:
     runs: int
     file: str | None
     not_before: str | None = None  # a scheduled job's time
+    priority: str = "normal"
+    tenant: str | None = None
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,11 @@ class NewJob:
     callback_url: str | None = None
     batch: str | None = None  # the open batch it joins
     not_before: float | None = None  # epoch seconds; set: stored scheduled, with no message yet
+    priority: str = "normal"  # high | normal | low (producers.priority)
+    tenant: str | None = None
+    # Held in its connection's ready sets, with no message, while this many of its kind are
+    # queued there already (None: never held; producers.store.ready).
+    window: int | None = None
     trace: str | None = None  # the submit's traceparent (producers.tracecontext): its first run's
 
     @property

@@ -29,9 +29,10 @@ from producers.client import MAX_IDEMPOTENCY_KEY, Ferry, JobRequest, Outcome, re
 from producers.config import FerryConfig
 from producers.errors import ConfigError, IdempotencyConflict, SubmitError
 from producers.kinds import KindName
+from producers.priority import TENANT_PATTERN, Priority
 from producers.records import JobRecord, JobStatus
 from producers.store import Filters
-from producers.web import actions, batches, dashboard, events, ops, visibility
+from producers.web import actions, batches, dashboard, events, ops, priority, visibility
 from producers.web.auth import Guard, Principal
 from producers.web.deps import Bearer, FerryDep, bearer
 from producers.web.grants import LEGACY_WARNING, Token, full_access, labelled, read_tokens_file, split_tokens
@@ -74,6 +75,8 @@ class BatchRequest(BaseModel):
     name: str | None = Field(None, max_length=200, description="the batch's name")
     callback_url: str | None = Field(None, min_length=1, max_length=2000,
                                      description="POSTed a signed batch.completed webhook when the batch completes")
+    priority: Priority | None = Field(None, description="each job's priority unless it names one (default: low)")
+    tenant: str | None = Field(None, pattern=TENANT_PATTERN, description="each job's tenant unless it names one")
 
 
 class BatchItemResult(BaseModel):
@@ -207,7 +210,7 @@ def unreachable(who: Principal, request: JobRequest) -> list[FieldProblem]:
     if not who.grant.sees_connection(request.connection):
         found.append(FieldProblem(field="connection", message=f"the token {who.label!r} may not use "
                                                               f"connection {request.connection!r}"))
-    tenant = getattr(request, "tenant", None)  # jobs get a tenant in issue 25
+    tenant = request.tenant
     if not who.grant.sees_tenant(tenant):
         found.append(FieldProblem(field="tenant", message=f"the token {who.label!r} may not use "
                                                           f"tenant {tenant!r}"))
@@ -257,6 +260,8 @@ def post_batch(batch: BatchRequest, who: Bearer, ferry: FerryDep,
     for index, item in enumerate(batch.jobs):
         try:
             request = JobRequest.model_validate(item)
+            request = request.model_copy(update={"priority": request.priority or batch.priority,
+                                                 "tenant": request.tenant or batch.tenant})
         except ValidationError as exc:
             problems = _validation_problems(list(exc.errors()), strip=0)
             results.append(BatchItemResult(index=index, status=422, problems=problems))
@@ -304,6 +309,8 @@ def list_jobs(
     until: Annotated[str | None, Query(max_length=40, description="created before (ISO-8601, or 2h, 7d)")] = None,
     file_name: Annotated[str | None, Query(max_length=200, description="part of the file's name, any case")] = None,
     error: Annotated[str | None, Query(max_length=200, description="part of the error's message, any case")] = None,
+    priority: Priority | None = None,
+    tenant: Annotated[str | None, Query(pattern=TENANT_PATTERN, description="only this tenant's jobs")] = None,
 ) -> JSONResponse:
     """Jobs newest first, filtered, in Redis and the archive; page with ``cursor``. Same JSON as
     ``ferry jobs --json``."""
@@ -314,7 +321,8 @@ def list_jobs(
         filters = Filters.parse({
             "status": status.value if status else None, "kind": kind, "connection": connection, "batch": batch,
             "error_step": error_step, "http_status": http_status, "since": since, "until": until,
-            "file_name": file_name, "error": error})
+            "file_name": file_name, "error": error, "priority": priority,
+            "tenant": tenant})
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
     page = ferry.search(filters, limit=limit, cursor=cursor)
@@ -381,6 +389,7 @@ def create_app(ferry: Ferry | None = None, config: FerryConfig | None = None,
     app.include_router(ops.jobs_router, responses=answers(404, 409))
     app.include_router(ops.connections_router, responses=answers(404))
     app.include_router(batches.router)  # GET/POST /batches, /batches/{id}[/seal|replay|cancel]
+    app.include_router(priority.router)  # POST /jobs/{id}/priority, /batches/{id}/priority
     app.include_router(dashboard.router)
     return app
 

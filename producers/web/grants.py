@@ -2,9 +2,9 @@
 jobs it sees), and the tokens ``ferry api`` accepts, read from ``[api.tokens.<label>]`` tables, the
 old ``[api] tokens_env`` variable, or ``--tokens-file`` (both of those: full access).
 
-A job outside a grant's connections or tenants does not exist for it. Jobs carry no tenant yet
-(issue 25 adds an optional ``tenant`` to the record): a tenants limit reads ``tenant`` defensively,
-so a token with a tenants list sees no job without a matching tenant until jobs have one.
+A job outside a grant's connections or tenants does not exist for it. A job's ``tenant`` is
+optional (``JobRecord.tenant``, the list row's too): a token with a tenants list sees no job
+without a matching tenant. Events name no tenant, so such a token's event stream stays empty.
 """
 
 import hashlib

@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException
 
 from producers.client import JobRequest
 from producers.kinds import KINDS, Kind
+from producers.priority import TENANT_PATTERN, Priority
 from producers.web import render
 from producers.web.scopes import UNDECLARED, declared
 
@@ -155,6 +156,8 @@ def submission_model(kind: Kind) -> type[BaseModel]:
                                                             min_length=1, max_length=200))
     fields["batch"] = (str | None, _request_field("batch", default=None, min_length=1, max_length=64))
     fields["not_before"] = (datetime | None, _request_field("not_before", default=None))
+    fields["priority"] = (Priority | None, _request_field("priority", default=None))
+    fields["tenant"] = (str | None, _request_field("tenant", default=None, pattern=TENANT_PATTERN))
     note = " Give `file` or `uri`." if rule is not None and rule.uri_allowed else ""
     return create_model(f"{_camel(kind.name)}Job", __config__=ConfigDict(extra="forbid"),
                         __doc__=kind.summary + "." + note, **fields)

@@ -70,6 +70,8 @@ ROUTE_SCOPES: dict[str, Scope] = {
     "POST /batches/{batch_id}/replay": Scope.OPERATE,
     "POST /batches/{batch_id}/cancel": Scope.OPERATE,
     "POST /batches/{batch_id}/notify": Scope.OPERATE,
+    "POST /jobs/{job_id}/priority": Scope.OPERATE,
+    "POST /batches/{batch_id}/priority": Scope.OPERATE,
     # destroying
     "DELETE /jobs/{job_id}": Scope.ADMIN,
     "POST /jobs:purge": Scope.ADMIN,

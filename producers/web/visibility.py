@@ -91,7 +91,7 @@ class Counts:
 
 def counts(ferry: Ferry, grant: Grant) -> Counts:
     """The jobs of the grant's connections by status, kind and connection, from the indexes
-    (one round trip). Jobs have no tenant index, so a tenants-limited grant counts none."""
+    (one round trip). The indexes do not split by tenant, so a tenants-limited grant counts none."""
     config = ferry.config
     seen = [] if grant.tenants is not None else grant.visible(sorted(config.connections))
     combos = [(status.value, kind.name, name) for name in seen

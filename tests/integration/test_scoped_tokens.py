@@ -203,12 +203,24 @@ def test_it_may_not_submit_to_or_pause_another_connection(visibility):
     assert paused.status_code == 403
 
 
-def test_a_tenants_limit_sees_no_job_without_a_matching_tenant(visibility):
-    """Jobs carry no tenant until issue 25 adds one, so a tenants-limited token sees none."""
+def test_a_tenants_limit_sees_only_its_tenants_jobs(visibility):
+    """A job's ``tenant`` (issue 25): a tenants-limited token sees the jobs of its tenants and no
+    other job (none without a tenant); the counts, from indexes with no tenant, count none."""
     api, ids = visibility
     assert get(api, "/jobs", TENANT_T1).json()["jobs"] == []
     assert get(api, f"/jobs/{ids['acme']}", TENANT_T1).status_code == 404
     assert sum(get(api, "/ui/summary", TENANT_T1).json()["by_status"].values()) == 0
+    answer = requests.post(f"{api.url}/jobs", json={**ACME_JOB, "tenant": "t1"}, headers=bearer(EVERYTHING),
+                           timeout=10)
+    assert answer.status_code == 202 and answer.json()["tenant"] == "t1"
+    mine = answer.json()["id"]
+    try:
+        assert [j["id"] for j in get(api, "/jobs", TENANT_T1).json()["jobs"]] == [mine]
+        assert get(api, f"/jobs/{mine}", TENANT_T1).json()["tenant"] == "t1"
+        assert get(api, f"/jobs/{ids['acme']}", TENANT_T1).status_code == 404
+    finally:
+        requests.post(f"{api.url}/jobs/{mine}/cancel", headers=bearer(EVERYTHING), timeout=10)
+        requests.delete(f"{api.url}/jobs/{mine}", headers=bearer(EVERYTHING), timeout=10)
 
 
 # ---- the dashboard's session ---------------------------------------------------------------------

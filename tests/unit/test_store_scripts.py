@@ -38,8 +38,8 @@ def _calls(path: Path) -> dict[str, list[tuple[int, int, bool]]]:
 
 def test_the_two_script_directories_hold_every_script():
     assert sorted(library(STORE_SCRIPTS)) == ["archive_drop", "batch_move", "begin", "claim_due", "create", "forget",
-                                              "progress", "rebuild_counts", "release", "renew", "resume",
-                                              "save_delivery", "seal", "settle", "take_claim"]
+                                              "progress", "ready_move", "ready_take", "rebuild_counts", "release",
+                                              "renew", "resume", "save_delivery", "seal", "settle", "take_claim"]
     assert sorted(library(WORKER_SCRIPTS)) == ["gcra", "renew_slots", "take_slot"]
 
 

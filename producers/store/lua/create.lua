@@ -1,12 +1,18 @@
 -- create: store a chunk of new queued (or scheduled) jobs in one call.
 -- KEYS: all, queued, events, kind_names, conn_names, counts, batch, batch_jobs, scheduled, due, archived
--- ARGV: job_prefix, idem_prefix, idem_ttl, kind_prefix, conn_prefix, events_max, now, count, ...jobs
+-- ARGV: job_prefix, idem_prefix, idem_ttl, kind_prefix, conn_prefix, events_max, now, count, ready_keys, ...jobs
 -- FIELDS: meta, status, score
+-- LIB: ready
 -- RETURNS: {position, existing id, ...} of the jobs not written (0-based positions); an error
---   "BATCH ..." when batch is given and is gone or sealed (nothing written).
+--   "BATCH ..." when batch is given and is gone or sealed (nothing written). A job that waits in
+--   the ready sets comes back as {position, ''}.
 --
--- jobs: count groups of 8: id, kind, connection, idempotency key ('' none), meta JSON, message
--- list ('' none), message, not_before in epoch ms ('' none). A job with a not_before is stored
+-- jobs: count groups of 9: id, kind, connection, idempotency key ('' none), meta JSON, message
+-- list ('' none), message, not_before in epoch ms ('' none), ready ('' none, else
+-- 'window|level|tenant'). A queued job with a ready part whose kind already has window jobs
+-- queued or running on its connection gets no message: it waits in the connection's ready sets
+-- (lib/ready.lua, with ready_keys: their key prefixes as JSON) until the dispatcher releases
+-- it (ready_take.lua); the caller learns which by the position returned with an empty id. A job with a not_before is stored
 -- scheduled: indexed as such and in the due set (scored by it), with no message and a
 -- job.scheduled event; the releaser (release.lua) queues it when due. Each job's hash, its idempotency key, its index entries (one ZADD per
 -- index for the chunk), its job.queued event and its first message are written together, so a
@@ -24,7 +30,8 @@ local counts_key = KEYS[6]
 local scheduled_index, due_key = KEYS[9], KEYS[10]
 local job_prefix, idem_prefix, ttl, kind_prefix, conn_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local events_max, now, n = ARGV[6], ARGV[7], tonumber(ARGV[8])
-local width, base = 8, 9
+local rk = ARGV[9] ~= '' and cjson.decode(ARGV[9]) or nil
+local width, base = 9, 10
 local batch_key, batch_jobs = KEYS[7], KEYS[8]
 local sizes = {}
 if batch_key ~= '' then
@@ -47,6 +54,19 @@ for j = 0, n - 1 do
   end
 end
 if #clash == 2 * n then return clash end
+-- How many of each kind are queued or running on each connection before this chunk: a ready
+-- part holds a job back once its kind has window of them.
+local before = {}
+for j = 0, n - 1 do
+  local a = base + j * width
+  if not taken[j] and ARGV[a + 8] ~= '' and ARGV[a + 7] == '' then
+    local combo = '|' .. ARGV[a + 1] .. '|' .. ARGV[a + 2]
+    if not before['queued' .. combo] then
+      local found = redis.call('HMGET', counts_key, 'queued' .. combo, 'running' .. combo)
+      before['queued' .. combo] = (tonumber(found[1]) or 0) + (tonumber(found[2]) or 0)
+    end
+  end
+end
 local indexes, order, pushes, porder, quoted, queued = {}, {}, {}, {}, {}, {}
 local function add(tbl, names, key, a, b)
   local t = tbl[key]
@@ -63,7 +83,7 @@ for j = 0, n - 1 do
   if not taken[j] then
     local a = base + j * width
     local id, kind, conn, key = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-    local meta, list, message, not_before = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]
+    local meta, list, message, not_before, held = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
     local status = 'queued'
     if not_before ~= '' then status = 'scheduled' end
     local event = redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'type', 'job.' .. status, 'data',
@@ -82,6 +102,17 @@ for j = 0, n - 1 do
       list = ''
     else
       add(indexes, order, queued_index, score, id)
+      if held ~= '' then
+        local window, level, tenant = string.match(held, '^(%d+)|(%d)|(.*)$')
+        local field = 'queued|' .. kind .. '|' .. conn
+        before[field] = before[field] + 1
+        if before[field] > tonumber(window) then
+          ready.add(rk, conn, level, tenant, id, math.floor(tonumber(score) / 1000), tonumber(window))
+          list = ''
+          clash[#clash + 1] = j
+          clash[#clash + 1] = ''
+        end
+      end
     end
     add(indexes, order, kind_prefix .. kind, score, id)
     add(indexes, order, conn_prefix .. conn, score, id)
