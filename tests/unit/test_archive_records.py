@@ -39,8 +39,8 @@ RECORD = {
 
 
 def test_an_archived_record_written_back_reads_the_same() -> None:
-    record = JobRecord.model_validate(RECORD)
-    fields = codec.encode({**record.model_dump(mode="json"), "tenant": "t1", "priority": "high", "_score": 42})
+    record = JobRecord.model_validate({**RECORD, "tenant": "t1", "priority": "high"})
+    fields = codec.encode({**record.model_dump(mode="json"), "_score": 42})
     assert codec.decode(fields, record.id) == record
     assert JobRecord.model_validate(codec.as_json(fields, record.id)) == record  # the archiver's fast path
     assert codec.as_json(fields, record.id)["tenant"] == "t1"
@@ -48,8 +48,8 @@ def test_an_archived_record_written_back_reads_the_same() -> None:
 
 
 def test_the_row_keeps_the_whole_record_and_the_columns_lists_filter_by() -> None:
-    record = JobRecord.model_validate(RECORD)
-    row = row_of({**record.model_dump(mode="json"), "tenant": "t1", "priority": "high"}, 42)
+    record = JobRecord.model_validate({**RECORD, "tenant": "t1", "priority": "high"})
+    row = row_of(record.model_dump(mode="json"), 42)
     assert (row["status"], row["error_step"], row["error_status"], row["file_name"], row["tenant"]) == \
         ("failed", "link_attachment", 400, "march-scan.pdf", "t1")
     assert JobRecord.model_validate_json(row["record"]) == record
