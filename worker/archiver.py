@@ -11,18 +11,22 @@ from __future__ import annotations
 import os
 import threading
 import time
+from typing import TYPE_CHECKING
 
-from producers.archive.mover import Mover
-from producers.archive.store import ArchiveStore
 from producers.config import FerryConfig
 from producers.store import JobStore
 from worker.log import get_logger
+
+if TYPE_CHECKING:  # SQLAlchemy is imported only by a worker that has an archive (~15 MiB a process)
+    from producers.archive.store import ArchiveStore
 
 
 def start_archiver(store: JobStore, archive: ArchiveStore | None, config: FerryConfig) -> threading.Thread | None:
     """The archiver's thread (None: no archive configured)."""
     if archive is None:
         return None
+    from producers.archive.mover import Mover
+
     mover = Mover(store, archive, config.archive)
     owner = f"{os.uname().nodename}:{os.getpid()}"
 
