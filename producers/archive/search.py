@@ -40,7 +40,7 @@ def fragment(dialect: str, column: str, value: str) -> ColumnElement[bool]:
 
 
 def fragments(filters: Filters) -> bool:
-    return filters.file_name is not None or getattr(filters, "error", None) is not None
+    return filters.file_name is not None or filters.error is not None
 
 
 def where(dialect: str, filters: Filters, cursor: str | None = None, *,
@@ -48,8 +48,8 @@ def where(dialect: str, filters: Filters, cursor: str | None = None, *,
     """The condition ``filters`` (and a page's ``cursor``, a score) make; ``with_fragments``
     False leaves out the file-name and error fragments."""
     parts: list[ColumnElement[bool]] = []
-    for name in ("status", "kind", "connection", "batch", "tenant", "priority"):
-        value: Any = getattr(filters, name, None)  # tenant and priority: where Filters has them
+    for name, value in (("status", filters.status), ("kind", filters.kind), ("connection", filters.connection),
+                        ("batch", filters.batch), ("tenant", filters.tenant), ("priority", filters.priority)):
         if value is not None:
             parts.append(jobs.c[name] == _text(value))
     if filters.error_step is not None:
@@ -62,9 +62,8 @@ def where(dialect: str, filters: Filters, cursor: str | None = None, *,
         parts.append(jobs.c.score < int(filters.until.timestamp() * 1000) * 1000)
     if filters.file_name is not None and with_fragments:
         parts.append(fragment(dialect, "file_name", filters.file_name))
-    error = getattr(filters, "error", None)
-    if error is not None and with_fragments:
-        parts.append(fragment(dialect, "error_message", error))
+    if filters.error is not None and with_fragments:
+        parts.append(fragment(dialect, "error_message", filters.error))
     if cursor is not None:
         parts.append(jobs.c.score < int(cursor))
     return and_(true(), *parts)
@@ -89,6 +88,6 @@ def window(dialect: str, filters: Filters, limit: int, cursor: str | None) -> An
               .order_by(jobs.c.score.desc()).limit(WINDOW).subquery())
     matched = and_(true(), *(
         [newest.c.file_name.ilike(_like(_text(filters.file_name)), escape="\\")] if filters.file_name else []),
-        *([newest.c.error_message.ilike(_like(_text(getattr(filters, "error", ""))), escape="\\")]
-          if getattr(filters, "error", None) else []))
+        *([newest.c.error_message.ilike(_like(_text(filters.error or "")), escape="\\")]
+          if filters.error else []))
     return select(newest.c.id, newest.c.score, matched.label("matched")).order_by(newest.c.score.desc())
