@@ -107,7 +107,7 @@ for j = 0, n - 1 do
         local field = 'queued|' .. kind .. '|' .. conn
         before[field] = before[field] + 1
         if before[field] > tonumber(window) then
-          ready.add(rk, conn, level, tenant, id, math.floor(tonumber(score) / 1000), tonumber(window))
+          ready.add(rk, conn, level, tenant, id, math.floor(tonumber(score) / 1000), ready.lead(window))
           list = ''
           clash[#clash + 1] = j
           clash[#clash + 1] = ''

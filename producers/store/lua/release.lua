@@ -42,7 +42,7 @@ for j = 0, n - 1 do
         local found = redis.call('HMGET', counts_key, 'queued' .. combo, 'running' .. combo)
         if (tonumber(found[1]) or 0) + (tonumber(found[2]) or 0) >= tonumber(window) then
           waits = true
-          ready.add(rk, meta.connection, level, tenant, id, now_ms, tonumber(window))
+          ready.add(rk, meta.connection, level, tenant, id, now_ms, ready.lead(window))
         end
       end
       redis.call('HINCRBY', counts_key, 'scheduled' .. combo, -1)
