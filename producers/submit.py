@@ -354,11 +354,6 @@ class Submission(ClientCore):
             except SubmitError as exc:
                 return exc
             not_before = still_to_come(request.not_before)
-            if batch is not None and not_before is not None:
-                # A batch counts its jobs as queued, running or ended; a scheduled one would be
-                # counted wrong until issue 25 gives batches a scheduled count. Refused, not guessed.
-                return SubmitError([Problem("not_before", "a scheduled job cannot be part of a batch yet: "
-                                                          "submit it on its own (ferry submit --at/--in)")])
             return NewJob(kind=spec.name, connection=request.connection, steps=spec.step_names,
                           params=parsed.model_dump(mode="json", exclude_none=True), file=info,
                           idempotency_key=request.idempotency_key, callback_url=request.callback_url,
