@@ -61,10 +61,13 @@ class Event:
 
 
 def new(type_: str, *, job: str, kind: str, connection: str, status: str, step: str | None = None,
-        **extra: Any) -> Event:
-    """An event about ``job``, stamped now."""
-    return Event(type_, {"job": job, "kind": kind, "connection": connection, "step": step,
-                         "status": status, "time": utcnow(), **extra})
+        tenant: str | None = None, **extra: Any) -> Event:
+    """An event about ``job``, stamped now; its ``tenant`` only when the job has one (a reader
+    limited to some tenants, ``GET /events`` with such a token, sees the events of their jobs)."""
+    data = {"job": job, "kind": kind, "connection": connection, "step": step, "status": status, "time": utcnow()}
+    if tenant:
+        data["tenant"] = tenant
+    return Event(type_, {**data, **extra})
 
 
 def append(pipe_or_client: Any, event: Event, max_length: int = DEFAULT_MAX_LENGTH) -> None:
@@ -80,10 +83,12 @@ class EventFilters:
     job: str | None = None
     kind: str | None = None
     connection: str | None = None
+    tenant: str | None = None
 
     def match(self, event: Event) -> bool:
         return all(want is None or event.data.get(name) == want
-                   for name, want in (("job", self.job), ("kind", self.kind), ("connection", self.connection)))
+                   for name, want in (("job", self.job), ("kind", self.kind), ("connection", self.connection),
+                                      ("tenant", self.tenant)))
 
 
 @dataclass(frozen=True)

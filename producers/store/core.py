@@ -177,4 +177,4 @@ class StoreCore:
         """Append a state change to the event stream, in the transition's own MULTI."""
         events.append(pipe, events.new(type_, job=job_id, kind=str(meta.get("kind", "")),
                                        connection=str(meta.get("connection", "")), status=status.value,
-                                       **extra), self.events_max_length)
+                                       tenant=codec.tenant_of(meta), **extra), self.events_max_length)

@@ -134,7 +134,8 @@ class StoreScripts(Scripts):
         for job, job_id, (target, payload) in zip(jobs, ids, messages, strict=True):
             held = "" if job.window is None else f"{job.window}|{level(job.priority)}|{job.tenant or ''}"
             per_job += (job_id, job.kind, job.connection, job.idempotency_key or "", codec.new_meta(job, now),
-                        target, payload, "" if job.not_before_ms is None else job.not_before_ms, held)
+                        target, payload, "" if job.not_before_ms is None else job.not_before_ms, held,
+                        job.tenant or "")
         # The jobs' file sizes close the tail (create.lua reads them for the batch's bytes).
         per_job.append(",".join(str(j.file.size or 0) if j.file else "0" for j in jobs) if batch else "")
         reply = self.run("create", [

@@ -122,7 +122,7 @@ class Transitions(StoreCore):
         while ``lease`` is still this holder's (and extend it: the holder is alive). False: the
         job is gone or the step is another worker's now; nothing was written."""
         event = events.new(events.STEP_PROGRESS, job=job.id, kind=job.kind, connection=job.connection,
-                           status="running", step=step, **progress.model_dump(exclude={"updated_at"}))
+                           status="running", step=step, tenant=job.tenant, **progress.model_dump(exclude={"updated_at"}))
         return self._scripts.progress(
             job.id, step, token=lease.token, until_ms=int((time.time() + lease.seconds) * 1000),
             progress=progress.model_dump_json(exclude_none=True), kept=events.PROGRESS_KEPT,
@@ -178,4 +178,5 @@ class Transitions(StoreCore):
 
     def _job_event(self, type_: str, state: JobState, status: JobStatus, **extra: Any) -> events.Event:
         return events.new(type_, job=state.job_id, kind=str(state.meta.get("kind", "")),
-                          connection=str(state.meta.get("connection", "")), status=status.value, **extra)
+                          connection=str(state.meta.get("connection", "")), status=status.value,
+                          tenant=codec.tenant_of(state.meta), **extra)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,16 +178,24 @@ def test_its_counts_and_dashboard_hold_no_awork_job(visibility):
     assert dry.json()["matched"] == 2
 
 
-def test_its_event_stream_carries_no_awork_event(visibility):
-    api, ids = visibility
+def events_until(api: LiveApi, token: str, last: str) -> list[dict[str, Any]]:
+    """The events ``GET /events`` sends the token from the start, up to the first of job ``last``."""
     seen: list[dict[str, Any]] = []
-    with requests.get(f"{api.url}/events", params={"last_event_id": "0"}, headers=bearer(ACME_ONLY),
+    give_up = time.monotonic() + 20  # the stream never ends: a job whose events never come fails here
+    with requests.get(f"{api.url}/events", params={"last_event_id": "0"}, headers=bearer(token),
                       stream=True, timeout=20) as stream:
         for line in stream.iter_lines(decode_unicode=True):
+            assert time.monotonic() < give_up, f"no event of job {last} in 20 s: {seen}"
             if line.startswith("data: "):
                 seen.append(json.loads(line.removeprefix("data: ")))
-                if seen[-1]["job"] == ids["acme-last"]:  # the last job submitted: all before it was read
+                if seen[-1]["job"] == last:
                     break
+    return seen
+
+
+def test_its_event_stream_carries_no_awork_event(visibility):
+    api, ids = visibility
+    seen = events_until(api, ACME_ONLY, ids["acme-last"])  # the last job submitted: all before it was read
     assert {e["job"] for e in seen} == {ids["acme"], ids["acme-last"]}
     assert {e["connection"] for e in seen} == {"acme"}
 
@@ -218,6 +227,7 @@ def test_a_tenants_limit_sees_only_its_tenants_jobs(visibility):
         assert [j["id"] for j in get(api, "/jobs", TENANT_T1).json()["jobs"]] == [mine]
         assert get(api, f"/jobs/{mine}", TENANT_T1).json()["tenant"] == "t1"
         assert get(api, f"/jobs/{ids['acme']}", TENANT_T1).status_code == 404
+        assert {e["job"] for e in events_until(api, TENANT_T1, mine)} == {mine}  # its events, and no other
     finally:
         requests.post(f"{api.url}/jobs/{mine}/cancel", headers=bearer(EVERYTHING), timeout=10)
         requests.delete(f"{api.url}/jobs/{mine}", headers=bearer(EVERYTHING), timeout=10)

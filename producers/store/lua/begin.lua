@@ -92,5 +92,5 @@ if f.status ~= 'running' then
 end
 redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'type', 'step.started', 'data', cjson.encode({
   job = job_id, kind = meta.kind, connection = meta.connection, step = step_name, status = 'running',
-  time = now, attempt = step.attempts}))
+  time = now, attempt = step.attempts, tenant = meta.tenant}))
 return {'started', flat, json, gate[2]}

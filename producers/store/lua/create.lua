@@ -7,9 +7,9 @@
 --   "BATCH ..." when batch is given and is gone or sealed (nothing written). A job that waits in
 --   the ready sets comes back as {position, ''}.
 --
--- jobs: count groups of 9: id, kind, connection, idempotency key ('' none), meta JSON, message
+-- jobs: count groups of 10: id, kind, connection, idempotency key ('' none), meta JSON, message
 -- list ('' none), message, not_before in epoch ms ('' none), ready ('' none, else
--- 'window|level|tenant'). A queued job with a ready part whose kind already has window jobs
+-- 'window|level|tenant'), tenant ('' none: its job.queued event names it). A queued job with a ready part whose kind already has window jobs
 -- queued or running on its connection gets no message: it waits in the connection's ready sets
 -- (lib/ready.lua, with ready_keys: their key prefixes as JSON) until the dispatcher releases
 -- it (ready_take.lua); the caller learns which by the position returned with an empty id. A job with a not_before is stored
@@ -31,7 +31,7 @@ local scheduled_index, due_key = KEYS[9], KEYS[10]
 local job_prefix, idem_prefix, ttl, kind_prefix, conn_prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local events_max, now, n = ARGV[6], ARGV[7], tonumber(ARGV[8])
 local rk = ARGV[9] ~= '' and cjson.decode(ARGV[9]) or nil
-local width, base = 9, 10
+local width, base = 10, 10
 local batch_key, batch_jobs = KEYS[7], KEYS[8]
 local sizes = {}
 if batch_key ~= '' then
@@ -84,11 +84,13 @@ for j = 0, n - 1 do
     local a = base + j * width
     local id, kind, conn, key = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
     local meta, list, message, not_before, held = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
+    local tenant_part = ''
+    if ARGV[a + 9] ~= '' then tenant_part = ',"tenant":' .. q(ARGV[a + 9]) end
     local status = 'queued'
     if not_before ~= '' then status = 'scheduled' end
     local event = redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'type', 'job.' .. status, 'data',
       '{"job":"' .. id .. '","kind":' .. q(kind) .. ',"connection":' .. q(conn) ..
-      ',"step":null,"status":"' .. status .. '","time":"' .. now .. '"}')
+      ',"step":null,"status":"' .. status .. '","time":"' .. now .. '"' .. tenant_part .. '}')
     -- The score: milliseconds x 1000 plus a counter below 1000, here the job.queued event's
     -- stream id (ms-seq), which grows with every entry: no counter to INCR.
     local ms, seq = string.match(event, '^(%d+)-(%d+)$')

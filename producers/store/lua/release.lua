@@ -54,7 +54,8 @@ for j = 0, n - 1 do
         redis.call('HINCRBY', batch_prefix .. meta.batch, 'n:queued', 1)
       end
       redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'type', 'job.queued', 'data', cjson.encode({
-        job = id, kind = meta.kind, connection = meta.connection, step = cjson.null, status = 'queued', time = now}))
+        job = id, kind = meta.kind, connection = meta.connection, step = cjson.null, status = 'queued', time = now,
+        tenant = meta.tenant}))
       if waits then
         released[#released + 1] = id .. '+'
       else
