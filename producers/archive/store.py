@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 
 from producers.archive import search
-from producers.archive.schema import jobs
+from producers.archive.schema import JOBS, jobs
 from producers.records import JobRecord, JobStatus
 from producers.store import Filters
 
@@ -72,6 +72,31 @@ def row_of(record: JobRecord | dict[str, Any], score: int) -> dict[str, Any]:
     }
 
 
+_COLUMNS = tuple(c.name for c in jobs.columns)
+_STAGING = "ferry_archive_staging"
+
+
+def _copy_upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """PostgreSQL's upsert of a batch: ``COPY`` into a temporary table of this connection (one
+    stream, no statement per row), then one ``INSERT … SELECT … ON CONFLICT (id) DO UPDATE``
+    from it, in the caller's transaction. A job twice in a batch is written once (the last)."""
+    listed = ", ".join(_COLUMNS)
+    driver = conn.connection.driver_connection  # psycopg 3's own connection
+    if driver is None:
+        raise RuntimeError("the archive's database connection is closed")
+    with driver.cursor() as cursor:
+        if not conn.connection.info.get(_STAGING):  # once per database connection of the pool
+            cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} (n serial, "
+                           f"LIKE {JOBS}) ON COMMIT DELETE ROWS")
+            conn.connection.info[_STAGING] = True
+        with cursor.copy(f"COPY {_STAGING} ({listed}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in _COLUMNS])
+        replaced = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "id")
+        cursor.execute(f"INSERT INTO {JOBS} ({listed}) SELECT DISTINCT ON (id) {listed} FROM {_STAGING} "
+                       f"ORDER BY id, n DESC ON CONFLICT (id) DO UPDATE SET {replaced}")
+
+
 class ArchiveStore:
     """One archive database; safe to share between threads (SQLAlchemy's pool)."""
 
@@ -102,8 +127,11 @@ class ArchiveStore:
         if not rows:
             return
         self.ensure()
-        dialect: Any = postgresql if self.dialect == "postgresql" else sqlite
-        statement = dialect.insert(jobs)
+        if self.dialect == "postgresql":
+            with self.engine.begin() as conn:
+                _copy_upsert(conn, rows)
+            return
+        statement = sqlite.insert(jobs)
         replaced = {c.name: statement.excluded[c.name] for c in jobs.columns if c.name != "id"}
         statement = statement.on_conflict_do_update(index_elements=[jobs.c.id], set_=replaced)
         with self.engine.begin() as conn:
