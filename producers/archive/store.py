@@ -13,9 +13,10 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, inspect, select
 from sqlalchemy.dialects import sqlite
 
 from producers.archive import search
@@ -50,6 +51,14 @@ def _when(value: str | None) -> datetime | None:
     if not value:
         return None
     at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _aware(value: datetime | str | None) -> datetime | None:
+    """A stored time as an aware datetime (SQLite hands back naive ones, or text)."""
+    if value is None:
+        return None
+    at = value if isinstance(value, datetime) else datetime.fromisoformat(value)
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
@@ -233,6 +242,18 @@ class ArchiveStore:
                 .group_by(jobs.c.status, jobs.c.kind, jobs.c.connection))}
         self._counts = (time.monotonic(), found)
         return found
+
+    def summary(self) -> tuple[int, datetime | None] | None:
+        """How many rows the archive holds and when the newest one was copied (the last move);
+        None when its table is not made yet. Never makes it (``ferry info`` only looks)."""
+        database = self.engine.url.database
+        if self.dialect == "sqlite" and database and database != ":memory:" and not Path(database).exists():
+            return None  # connecting would create the file
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(jobs.name):
+                return None
+            rows, last = conn.execute(select(func.count(), func.max(jobs.c.archived_at))).one()
+        return int(rows), _aware(last)
 
     def forget_counts(self) -> None:
         """The next ``counts`` reads the database (after a move, in tests)."""
