@@ -94,10 +94,10 @@ def _copy_upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     if driver is None:
         raise RuntimeError("the archive's database connection is closed")
     with driver.cursor() as cursor:
-        if not conn.connection.info.get(_STAGING):  # once per database connection of the pool
-            cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} (n serial, "
-                           f"LIKE {JOBS}) ON COMMIT DELETE ROWS")
-            conn.connection.info[_STAGING] = True
+        # Made once per database connection; every time "if not exists", as a failed first batch
+        # takes its creation back with it.
+        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} (n serial, "
+                       f"LIKE {JOBS}) ON COMMIT DELETE ROWS")
         with cursor.copy(f"COPY {_STAGING} ({listed}) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row([row[c] for c in _COLUMNS])
