@@ -90,10 +90,11 @@ class BatchOps(Submission):
         return self.store.redeliver_batch(batch_id)
 
     def cancel_batch(self, batch_id: str, *, by: str = "python") -> dict[str, int]:
-        """Seal the batch and cancel its queued and running jobs (a running step ends first)."""
+        """Seal the batch and cancel its scheduled, queued and running jobs (a running step ends
+        first)."""
         self.store.get_batch(batch_id)
         self.store.seal_batch(batch_id)
-        ids = [job_id for status in (JobStatus.QUEUED, JobStatus.RUNNING)
+        ids = [job_id for status in (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RUNNING)
                for job_id in self.store.select(Filters(batch=batch_id, status=status.value)).ids]
         outcomes: dict[str, int] = {"matched": len(ids), "cancelled": 0, "cancelling": 0, "finished": 0}
         for job_id in ids:

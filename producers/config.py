@@ -181,9 +181,16 @@ class SchedulingConfig(BaseModel):
     aging_seconds: float = Field(default=300.0, gt=0)
     # How many of a connection's jobs may be in its run (in the broker, or started and not
     # ended); the rest wait in Ferry's ready sets, in priority and tenant order. Unset: half a
-    # second of a connection's rate_limit (at least 4), else twice its max_in_flight, else no
-    # limit (every job goes to the broker at once, as before).
+    # second of a connection's rate_limit (at least 4), else twice its max_in_flight, else
+    # OPEN_WINDOW.
     window: int | None = Field(default=None, ge=1)
+
+
+# The window of a connection with neither a rate_limit nor a max_in_flight: its speed is the
+# workers', so the run must keep every worker process busy (a fleet of up to 256 processes at
+# two jobs each), while a high job still waits behind at most this many jobs, not behind a
+# 50 000-job migration queued before it (issue 25's first case).
+OPEN_WINDOW = 512
 
 
 class FerryConfig(BaseModel):
@@ -226,8 +233,8 @@ class FerryConfig(BaseModel):
         return self
 
     def window_of(self, connection: str) -> int | None:
-        """How many jobs of a kind may wait in the broker for ``connection`` (None: no limit;
-        ``SchedulingConfig.window``)."""
+        """How many of ``connection``'s jobs may be in its run (``SchedulingConfig.window``);
+        None for a connection not configured."""
         if self.scheduling.window is not None:
             return self.scheduling.window
         conn = self.connections.get(connection)
@@ -235,7 +242,7 @@ class FerryConfig(BaseModel):
             return max(4, math.ceil(conn.rate_limit / 2))
         if conn is not None and conn.max_in_flight:
             return 2 * conn.max_in_flight
-        return None
+        return OPEN_WINDOW if conn is not None else None
 
     def stall_seconds_of(self, connection: str) -> float:
         return self.connection(connection).stall_seconds or self.stall_seconds

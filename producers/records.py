@@ -287,7 +287,7 @@ class BatchRecord(BaseModel):
 
     @property
     def active(self) -> int:
-        return self.counts.get(JobStatus.QUEUED.value, 0) + self.counts.get(JobStatus.RUNNING.value, 0)
+        return sum(self.counts.get(s.value, 0) for s in (JobStatus.SCHEDULED, JobStatus.QUEUED, JobStatus.RUNNING))
 
     @property
     def done(self) -> bool:

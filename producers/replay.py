@@ -78,10 +78,6 @@ def replay(ferry: Ferry, job_id: str, *, restart: bool = False, force: bool = Fa
     ``force``, or a kind no longer declared."""
     record = ferry.store.get(job_id)
     _check_replayable(record, force)
-    if not_before is not None and record.batch is not None:
-        # A batch counts its jobs as queued, running or ended: a scheduled one would be counted
-        # wrong until batches get a scheduled count (issue 25). Refused, not guessed.
-        raise ReplayRefused(f"job {job_id} belongs to batch {record.batch}: it cannot be replayed on a schedule yet")
     kind = KINDS.get(record.kind)
     if kind is None:
         raise ReplayRefused(f"job {job_id} is of kind {record.kind!r}, which is no longer declared")

@@ -111,11 +111,11 @@ def with_defaults(requests: Sequence[JobRequest], priority: Priority | None,
     return [r.model_copy(update={"priority": r.priority or priority, "tenant": r.tenant or tenant}) for r in requests]
 
 
-def placement(config: FerryConfig, request: JobRequest, batch: str | None,
+def placement(config: FerryConfig, request: JobRequest, in_batch: bool,
               not_before: float | None) -> dict[str, Any]:
     """A new job's priority (its default: normal, low in a batch), tenant and window (none for
     a scheduled job: its release decides, ``producers.store.ready``)."""
-    return {"priority": chosen(request.priority, in_batch=batch is not None), "tenant": request.tenant,
+    return {"priority": chosen(request.priority, in_batch=in_batch), "tenant": request.tenant,
             "window": None if not_before is not None else config.window_of(request.connection)}
 
 
@@ -302,8 +302,9 @@ class Submission(ClientCore):
 
     def prepare_many(self, requests: Sequence[JobRequest]) -> list[NewJob | SubmitError]:
         """Validate each request (each distinct file inspected once): the job to store, or why
-        not. A manifest is checked whole this way before anything is stored (``submit_prepared``)."""
-        return self._validate_many(requests, False)
+        not. A manifest is checked whole this way before anything is stored (``submit_prepared``,
+        into a batch: so its jobs get a batch's default priority, ``low``)."""
+        return self._validate_many(requests, False, in_batch=True)
 
     def submit_prepared(self, checked: Sequence[NewJob | SubmitError], *, batch: str | None,
                         chunk_size: int = 500, progress: Callable[[int], None] | None = None) -> list[Outcome]:
@@ -341,7 +342,7 @@ class Submission(ClientCore):
         return [stored[i] if isinstance(c, NewJob) else c for i, c in enumerate(checked)]
 
     def _validate_many(self, requests: Sequence[JobRequest], require_file_roots: bool,
-                       batch: str | None = None) -> list[NewJob | SubmitError]:
+                       batch: str | None = None, in_batch: bool = False) -> list[NewJob | SubmitError]:
         """``validate`` each request, each distinct file inspected once (``_inspect_all``)."""
         inspected = self._inspect_all(requests, require_file_roots)
 
@@ -354,15 +355,11 @@ class Submission(ClientCore):
             except SubmitError as exc:
                 return exc
             not_before = still_to_come(request.not_before)
-            if batch is not None and not_before is not None:
-                # A batch counts its jobs as queued, running or ended; a scheduled one would be
-                # counted wrong until issue 25 gives batches a scheduled count. Refused, not guessed.
-                return SubmitError([Problem("not_before", "a scheduled job cannot be part of a batch yet: "
-                                                          "submit it on its own (ferry submit --at/--in)")])
+            where = placement(self.config, request, in_batch or batch is not None, not_before)
             return NewJob(kind=spec.name, connection=request.connection, steps=spec.step_names,
                           params=parsed.model_dump(mode="json", exclude_none=True), file=info,
                           idempotency_key=request.idempotency_key, callback_url=request.callback_url,
-                          batch=batch, not_before=not_before, **placement(self.config, request, batch, not_before))
+                          batch=batch, not_before=not_before, **where)
 
         return [check(r) for r in requests]
 

@@ -1,10 +1,10 @@
 """The dispatcher: keeps each connection's run of messages topped up from Ferry's ready sets.
 
-A connection with a window (``FerryConfig.window_of``: a rate limit, a ``max_in_flight`` or
-``[scheduling] window``) has at most that many jobs in its run: in the broker, or started and not
-ended. The others wait in the store's ready sets with no message (``producers.store.ready``),
-and the dispatcher releases them, next by aging between priorities and by tenant turns within
-one (``lua/ready_take.lua``), as room frees:
+Every connection has a window (``FerryConfig.window_of``: from its rate limit, its
+``max_in_flight``, ``[scheduling] window``, else ``OPEN_WINDOW``) and at most that many jobs in
+its run: in the broker, or started and not ended. The others wait in the store's ready sets with
+no message (``producers.store.ready``), and the dispatcher releases them, next by aging between
+priorities and by tenant turns within one (``lua/ready_take.lua``), as room frees:
 
 - when a job ends on a worker (its last step succeeded, or it failed), that worker tops its
   connection up at once, so a busy connection never waits for a round;
@@ -12,8 +12,8 @@ one (``lua/ready_take.lua``), as room frees:
   tops up every connection that has jobs waiting (a cancel, a lost worker, a change of window).
 
 Each release is an outbox entry written with the job's release, published right after (the
-reaper publishes what a dead worker left), on either broker. A connection without a window costs
-nothing here: its jobs never wait in the ready sets.
+reaper publishes what a dead worker left), on either broker. A connection whose run is not
+full costs one cached read per job end here (``Backlogs``): its jobs never wait in the ready sets.
 """
 
 from __future__ import annotations

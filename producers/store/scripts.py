@@ -162,7 +162,8 @@ class StoreScripts(Scripts):
         reply = self.run("release", [
             keys.scheduled(), keys.index_status("scheduled"), keys.index_status("queued"), keys.events(),
             keys.outbox(), keys.job_counts()], [keys.job(""), now_ms, now, events_max,
-                                                READY_KEYS if any(job[4] for job in jobs) else "", len(jobs), *per_job])
+                                                READY_KEYS if any(job[4] for job in jobs) else "", len(jobs),
+                                                keys.batch(""), *per_job])
         return [str(i) for i in reply]
 
     def ready_take(self, connection: str, *, queue: str, window: int, aging_ms: int, now_ms: int,

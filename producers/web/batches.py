@@ -149,7 +149,7 @@ def replay_batch(batch_id: str, who: Auth, ferry: FerryDep,
 
 @router.post("/batches/{batch_id}/cancel", response_model=BatchCancel, responses=answers(404))
 def cancel_batch(batch_id: str, who: Auth, ferry: FerryDep) -> JSONResponse:
-    """Seal the batch and cancel its queued and running jobs."""
+    """Seal the batch and cancel its scheduled, queued and running jobs."""
     _visible(who, batch_id)
     try:
         return JSONResponse(ferry.cancel_batch(batch_id, by=who.label))

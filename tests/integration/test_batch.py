@@ -103,6 +103,17 @@ def test_every_bad_line_is_reported_by_number_and_the_good_ones_are_submitted(cl
     assert jobs_in(store) == 2
 
 
+def test_a_line_with_not_before_is_scheduled_in_the_batch_with_its_priority_and_tenant(cli, work, store):
+    manifest = jsonl(work / "jobs.jsonl", attachment("1"),
+                     attachment("2", not_before="2099-01-01T02:00:00Z", priority="high", tenant="acme-corp"))
+    proc = cli(str(manifest), "--json")
+    assert proc.returncode == 0, proc.stderr
+    now, later = (s["job"] for s in json.loads(proc.stdout)["submitted"])
+    assert (now["status"], now["priority"]) == ("queued", "low")  # a batch's jobs default to low
+    assert (later["status"], later["priority"], later["tenant"]) == ("scheduled", "high", "acme-corp")
+    assert later["not_before"].startswith("2099-01-01T02:00:00") and later["batch"] == now["batch"]
+
+
 def test_strict_refuses_the_whole_file(cli, work, store):
     manifest = jsonl(work / "jobs.jsonl", attachment("1"), attachment("2"),
                      {"kind": "assets-attachment", "connection": "acme"})

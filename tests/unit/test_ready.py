@@ -164,6 +164,44 @@ def test_a_tenant_arriving_behind_a_backlog_goes_before_the_backlog_s_next_jobs(
     assert ferry.store.ready_count(["acme"]) == {"acme": 0} and len(a) == 20
 
 
+def run_a_while(ferry: Ferry, publisher: queue.StepPublisher, db: redis.Redis, running: list[str], n: int) -> None:
+    """n of the run's jobs end, each place going to the next waiting job (the turn moves on)."""
+    for _ in range(n):
+        end(ferry, running.pop(0))
+        dispatch.top_up(ferry.store, publisher, ferry.config, "acme")
+        running += taken(db)
+
+
+def test_a_tenant_s_handful_behind_another_s_backlog_waits_only_for_the_run(env):
+    """Issue 25's figure: B's 20 jobs after A's backlog finish within twice their time alone.
+    They go before every waiting job of A's; only A's jobs already in the run are ahead."""
+    make, db, tmp_path = env
+    ferry, publisher = make(window=3)
+    a = [submit(ferry, tmp_path, tenant="a") for _ in range(60)]
+    running = taken(db)
+    run_a_while(ferry, publisher, db, running, 5)
+    b = [submit(ferry, tmp_path, tenant="b") for _ in range(20)]
+    order = release_all(ferry, publisher, db, list(running))
+    assert order[len(running):len(running) + 20] == b
+    assert sorted(order[:len(running)] + order[len(running) + 20:]) == sorted(a[5:])
+
+
+def test_a_tenant_with_a_backlog_of_its_own_gets_a_head_start_then_takes_turns(env):
+    """A second big tenant does not take the connection over: past its head start (32 jobs)
+    the two alternate, one job each per turn."""
+    make, db, tmp_path = env
+    ferry, publisher = make(window=3)
+    a = [submit(ferry, tmp_path, tenant="a") for _ in range(100)]
+    running = taken(db)
+    run_a_while(ferry, publisher, db, running, 5)
+    b = [submit(ferry, tmp_path, tenant="b") for _ in range(60)]
+    order = release_all(ferry, publisher, db, list(running))[len(running):]
+    assert order[:32] == b[:32]
+    tail = order[32:72]  # then one of each per turn
+    assert sum(j in b for j in tail) in range(19, 22), tail
+    assert [j for j in order if j in a] == a[5 + len(running):] and len(set(order)) == len(order)
+
+
 def test_a_batch_s_tenant_and_priority_apply_and_its_jobs_wait_low(env):
     make, db, tmp_path = env
     ferry, publisher = make(window=1)
@@ -214,20 +252,35 @@ def test_a_started_job_s_next_step_is_published_at_once_behind_no_waiting_job(en
         ferry.status(j).status == JobStatus.QUEUED for j in waiting)
 
 
-def test_a_connection_without_a_window_holds_nothing_back(module_db, tmp_path):
+def test_a_connection_without_limits_still_puts_a_high_job_before_a_migration(module_db, tmp_path):
+    """Issue 25's first case on a connection with neither rate_limit nor max_in_flight: its
+    window is 512 jobs, so a high job submitted behind a bigger migration waits for the run only."""
     (tmp_path / "doc.pdf").write_bytes(PDF)
     with contextlib.closing(jobs.producer(module_db[0], tmp_path)) as ferry:
-        assert ferry.config.window_of("acme") is None
-        ids = [submit(ferry, tmp_path, priority="low") for _ in range(5)]
-        assert taken(module_db[1]) == ids and ferry.store.ready_count(["acme"]) == {"acme": 0}
+        assert ferry.config.window_of("acme") == 512
+        migration = [o[0].id for o in ferry.submit_many([JobRequest(  # type: ignore[union-attr]
+            kind="assets-attachment", connection="acme", file=str(tmp_path / "doc.pdf"),
+            params={"object": "88"}) for _ in range(520)])]
+        high = submit(ferry, tmp_path, priority="high")
+        assert taken(module_db[1]) == migration[:512]
+        assert ferry.store.ready_count(["acme"]) == {"acme": 9}
+        publisher = queue.StepPublisher(ferry.celery, ferry.config, module_db[0])
+        end(ferry, migration[0])
+        dispatch.top_up(ferry.store, publisher, ferry.config, "acme")
+        assert taken(module_db[1]) == [high]
+        for job_id in migration[1:9]:
+            end(ferry, job_id)
+        dispatch.top_up(ferry.store, publisher, ferry.config, "acme")
+        assert taken(module_db[1]) == migration[512:]
 
 
-def test_the_window_defaults_to_half_a_second_of_the_rate_limit_or_twice_max_in_flight():
+def test_the_window_defaults_to_half_a_second_of_the_rate_limit_or_twice_max_in_flight_else_512():
     base = {"service": "atlassian", "site_url": "https://a.example", "api_url": "https://b.example",
             "email": "a@b.c", "token_env": "X"}
     config = parse_config({"connections": {"fast": {**base, "rate_limit": 20}, "slow": {**base, "rate_limit": 1},
                                             "capped": {**base, "max_in_flight": 3}, "open": base}})
-    assert [config.window_of(n) for n in ("fast", "slow", "capped", "open")] == [10, 4, 6, None]
+    assert [config.window_of(n) for n in ("fast", "slow", "capped", "open")] == [10, 4, 6, 512]
+    assert config.window_of("not configured") is None
     assert parse_config({"scheduling": {"window": 7}}).window_of("anything") == 7
 
 

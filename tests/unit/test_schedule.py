@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from producers import keys, queue
-from producers.client import Ferry
+from producers.client import Ferry, JobRequest
 from producers.embedded import RedisLocation
 from producers.records import JobStatus, StepError, utc_at
 from producers.replay import replay
@@ -179,3 +179,48 @@ def test_at_reads_an_iso_time_as_utc_without_an_offset_and_refuses_both_or_nonse
         with pytest.raises(SystemExit) as exit_:
             not_before_from(at, in_)
         assert exit_.value.code == 2
+
+
+def batch_of_two(ferry: Ferry, tmp_path: Path, at: float) -> tuple[str, str, str]:
+    """A sealed batch of one job now and one not before ``at``: (batch, now's, scheduled's)."""
+    requests = [JobRequest(kind="assets-attachment", connection="acme", file=str(tmp_path / "doc.pdf"),
+                           params={"object": "88"}, not_before=when) for when in (None, utc_at(at))]
+    found = ferry.submit_many(requests)
+    return found.batch, found[0][0].id, found[1][0].id  # type: ignore[union-attr]
+
+
+def test_a_batch_may_hold_a_scheduled_job_and_completes_only_after_it_ran(ferry, db, tmp_path, publisher):
+    at = time.time() + HOUR
+    batch, now_job, later = batch_of_two(ferry, tmp_path, at)
+    assert ferry.status(later).status == JobStatus.SCHEDULED and ferry.status(later).batch == batch
+    assert ferry.batch(batch).counts["scheduled"] == 1 and ferry.batch(batch).counts["queued"] == 1
+    jobs.succeed(ferry.store, now_job, {"done": True})
+    assert not ferry.batch(batch).done and ferry.batch(batch).active == 1  # the scheduled one is still to run
+    assert schedule.release(ferry.store, publisher, now=at) == 1
+    assert (ferry.batch(batch).counts["scheduled"], ferry.batch(batch).counts["queued"]) == (0, 1)
+    jobs.succeed(ferry.store, later, {"done": True})
+    record = ferry.batch(batch)
+    assert record.done and record.all_succeeded and record.counts["succeeded"] == 2
+
+
+def test_cancelling_a_batch_cancels_its_scheduled_jobs_and_completes_it(ferry, db, tmp_path, publisher):
+    at = time.time() + HOUR
+    batch, now_job, later = batch_of_two(ferry, tmp_path, at)
+    assert ferry.cancel_batch(batch)["matched"] == 2
+    assert {ferry.status(j).status for j in (now_job, later)} == {JobStatus.CANCELLED}
+    assert ferry.batch(batch).done and ferry.batch(batch).counts["scheduled"] == 0
+    assert schedule.release(ferry.store, publisher, now=at) == 0
+
+
+def test_a_job_of_a_batch_may_be_replayed_on_a_schedule_and_reopens_its_batch(ferry, db, tmp_path, publisher):
+    batch, first, second = batch_of_two(ferry, tmp_path, time.time() + 1)
+    schedule.release(ferry.store, publisher, now=time.time() + 2)
+    jobs.succeed(ferry.store, first, {"done": True})
+    ferry.store.mark_failed(second, "media_upload", StepError(step="media_upload", message="boom"))
+    assert ferry.batch(batch).done
+    at = time.time() + HOUR
+    assert replay(ferry, second, not_before=at).status == JobStatus.SCHEDULED
+    assert not ferry.batch(batch).done and ferry.batch(batch).counts["scheduled"] == 1
+    assert schedule.release(ferry.store, publisher, now=at) == 1
+    jobs.succeed(ferry.store, second, {"done": True})
+    assert ferry.batch(batch).done and ferry.batch(batch).all_succeeded

@@ -24,7 +24,7 @@
 -- ('' = known already, no SADD) collect the names that have an index.
 -- batch ('' none): the open batch the jobs join; the tail ends, after the jobs, with their file
 -- sizes (one ARGV, comma-separated). Each job written joins batch_jobs and the batch counts it (total,
--- n:queued, bytes_total) in this call; a job found by its idempotency key is not counted.
+-- n:queued or n:scheduled, bytes_total) in this call; a job found by its idempotency key is not counted.
 local all_index, queued_index, events_key, kind_names, conn_names = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local counts_key = KEYS[6]
 local scheduled_index, due_key = KEYS[9], KEYS[10]
@@ -40,7 +40,7 @@ if batch_key ~= '' then
   if b[2] then return redis.error_reply('BATCH the batch is sealed: no job may join it') end
   for size in string.gmatch(ARGV[base + n * width], '[^,]+') do sizes[#sizes + 1] = tonumber(size) end
 end
-local joined, joined_bytes = 0, 0
+local joined, joined_bytes, joined_scheduled = 0, 0, 0
 local clash, taken = {}, {}
 for j = 0, n - 1 do
   local key = ARGV[base + j * width + 3]
@@ -107,7 +107,7 @@ for j = 0, n - 1 do
         local field = 'queued|' .. kind .. '|' .. conn
         before[field] = before[field] + 1
         if before[field] > tonumber(window) then
-          ready.add(rk, conn, level, tenant, id, math.floor(tonumber(score) / 1000), tonumber(window))
+          ready.add(rk, conn, level, tenant, id, math.floor(tonumber(score) / 1000), ready.lead(window))
           list = ''
           clash[#clash + 1] = j
           clash[#clash + 1] = ''
@@ -119,9 +119,10 @@ for j = 0, n - 1 do
     if batch_key ~= '' then
       add(indexes, order, batch_jobs, score, id)
       joined = joined + 1
+      if not_before ~= '' then joined_scheduled = joined_scheduled + 1 end
       joined_bytes = joined_bytes + (sizes[j + 1] or 0)
     end
-    local field = status .. '|' .. kind .. '|' .. conn  -- queued, or scheduled (never in a batch)
+    local field = status .. '|' .. kind .. '|' .. conn  -- queued, or scheduled
     queued[field] = (queued[field] or 0) + 1
     if list ~= '' then
       if not pushes[list] then pushes[list] = {}; porder[#porder + 1] = list end
@@ -142,7 +143,8 @@ for field, added in pairs(queued) do redis.call('HINCRBY', counts_key, field, ad
 for _, list in ipairs(porder) do each_slice('LPUSH', list, pushes[list]) end
 if joined > 0 then
   redis.call('HINCRBY', batch_key, 'total', joined)
-  redis.call('HINCRBY', batch_key, 'n:queued', joined)
+  redis.call('HINCRBY', batch_key, 'n:queued', joined - joined_scheduled)
+  if joined_scheduled > 0 then redis.call('HINCRBY', batch_key, 'n:scheduled', joined_scheduled) end
   redis.call('HINCRBY', batch_key, 'bytes_total', joined_bytes)
 end
 for offset, set in ipairs({kind_names, conn_names}) do

@@ -1,6 +1,6 @@
 -- release: queue the scheduled jobs that are due, each with its first message, in one call.
 -- KEYS: due, scheduled, queued, events, outbox, counts
--- ARGV: job_prefix, now_ms, now, events_max, ready_keys, count, ...jobs
+-- ARGV: job_prefix, now_ms, now, events_max, ready_keys, count, batch_prefix, ...jobs
 -- FIELDS: meta, status, score, updated_at
 -- LIB: ready
 -- RETURNS: the ids released; an id that went into its connection's ready sets (no message:
@@ -15,12 +15,14 @@
 -- same ids finds them gone, so each job gets one message. A released job moves from the
 -- scheduled index to the queued one, appends its job.queued event and gets its message (on the
 -- store's own Redis) or its outbox entry (another broker: the caller publishes it); its count
--- moves from scheduled to queued (producers.store.counts).
+-- moves from scheduled to queued (producers.store.counts), and so does its batch's (batch_prefix:
+-- keys.batch's; a batch with a job still scheduled is not complete, so nothing completes here).
 local due_key, scheduled_index, queued_index, events_key, outbox = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local counts_key = KEYS[6]
 local job_prefix, now_ms, now, events_max, n = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[6])
 local rk = ARGV[5] ~= '' and cjson.decode(ARGV[5]) or nil
-local width, base = 5, 7
+local batch_prefix = ARGV[7]
+local width, base = 5, 8
 local released = {}
 for j = 0, n - 1 do
   local a = base + j * width
@@ -42,11 +44,15 @@ for j = 0, n - 1 do
         local found = redis.call('HMGET', counts_key, 'queued' .. combo, 'running' .. combo)
         if (tonumber(found[1]) or 0) + (tonumber(found[2]) or 0) >= tonumber(window) then
           waits = true
-          ready.add(rk, meta.connection, level, tenant, id, now_ms, tonumber(window))
+          ready.add(rk, meta.connection, level, tenant, id, now_ms, ready.lead(window))
         end
       end
       redis.call('HINCRBY', counts_key, 'scheduled' .. combo, -1)
       redis.call('HINCRBY', counts_key, 'queued' .. combo, 1)
+      if meta.batch and redis.call('EXISTS', batch_prefix .. meta.batch) == 1 then
+        redis.call('HINCRBY', batch_prefix .. meta.batch, 'n:scheduled', -1)
+        redis.call('HINCRBY', batch_prefix .. meta.batch, 'n:queued', 1)
+      end
       redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'type', 'job.queued', 'data', cjson.encode({
         job = id, kind = meta.kind, connection = meta.connection, step = cjson.null, status = 'queued', time = now}))
       if waits then

@@ -8,15 +8,20 @@
 -- delivery id), retention (s). Every move is O(1): a few HINCRBYs, never a scan.
 local batch = {}
 
--- Completion: sealed, not completed yet, and no job left queued or running. Writes the time,
+-- A job in this status is still to run (the batch is not complete while it has one).
+function batch.waits(status)
+  return status == 'queued' or status == 'running' or status == 'scheduled'
+end
+
+-- Completion: sealed, not completed yet, and no job left scheduled, queued or running. Writes the time,
 -- the batch.completed event, the webhook delivery (with a callback URL) and the expiry: with its
 -- last job (the retention) when every job succeeded, else kept like a failed job.
 function batch.complete(ctx)
   local key = ctx.key
   local v = redis.call('HMGET', key, 'sealed', 'completed', 'n:queued', 'n:running', 'n:succeeded',
-    'n:failed', 'n:cancelled', 'spec', 'total')
+    'n:failed', 'n:cancelled', 'spec', 'total', 'n:scheduled')
   if not v[1] or v[2] then return 0 end
-  if (tonumber(v[3]) or 0) + (tonumber(v[4]) or 0) > 0 then return 0 end
+  if (tonumber(v[3]) or 0) + (tonumber(v[4]) or 0) + (tonumber(v[10]) or 0) > 0 then return 0 end
   local run = redis.call('HINCRBY', key, 'completions', 1)
   redis.call('HSET', key, 'completed', ctx.now)
   local succeeded, failed, cancelled = tonumber(v[5]) or 0, tonumber(v[6]) or 0, tonumber(v[7]) or 0
@@ -56,14 +61,14 @@ function batch.move(ctx, from, to, size, job)
     local counted = tonumber(redis.call('HGET', job, 'batch_bytes')) or 0
     if from == 'succeeded' and counted == 0 then counted = size end  -- succeeded before batch_bytes existed
     local keep = 0
-    if to == 'succeeded' then keep = size elseif to == 'queued' or to == 'running' then keep = counted end
+    if to == 'succeeded' then keep = size elseif batch.waits(to) then keep = counted end
     if from == 'succeeded' and to ~= 'succeeded' then keep = 0 end
     if keep ~= counted then
       redis.call('HINCRBY', ctx.key, 'bytes_done', keep - counted)
       redis.call('HSET', job, 'batch_bytes', keep)
     end
   end
-  if to == 'queued' or to == 'running' then
+  if batch.waits(to) then
     if redis.call('HDEL', ctx.key, 'completed') == 1 then
       redis.call('PERSIST', ctx.key)
       redis.call('PERSIST', ctx.members)

@@ -8,11 +8,21 @@
 -- is a hash: 'V|level' the level's turn now (the turn of the job it last released), and
 -- 'level|tenant' the turn after that tenant's last waiting job. A job takes the turn
 -- max(now - lead, its tenant's next), so a tenant with a long backlog holds turns far ahead,
--- and a tenant arriving later (or again after a pause) is served as if it had arrived when the
--- lead jobs now in the connection's run were released: its first lead jobs go before the
--- backlog's next ones, then the tenants alternate (start-time fair queueing, one job per turn).
+-- and a tenant arriving later (or again after a pause) starts lead turns back: its first lead
+-- jobs go before the backlog's next ones, then the tenants alternate (start-time fair queueing,
+-- one job per turn, with a head start). lead is ready.lead(window): the connection's window
+-- (the jobs now in its run were released at those turns) but at least HEAD_START, so a tenant's
+-- handful of jobs behind another's backlog waits only for the run, not for turns of the backlog;
+-- a tenant that keeps asking for less than its share keeps the head start (its next stays behind
+-- now - lead), one that asks for more soon holds turns ahead and alternates.
 -- rk is the JSON the caller builds (producers.store.ready).
 local ready = {}
+local HEAD_START = 32
+
+-- How many turns back a tenant with no turns ahead starts, on a connection with this window.
+function ready.lead(window)
+  return math.max(tonumber(window), HEAD_START)
+end
 
 function ready.keys(rk, conn, level)
   return rk.ready .. conn .. ':' .. level, rk.at .. conn .. ':' .. level, rk.turns .. conn
@@ -23,7 +33,9 @@ end
 function ready.add(rk, conn, level, tenant, id, at_ms, lead)
   local by_turn, by_time, turns = ready.keys(rk, conn, level)
   local v = redis.call('HMGET', turns, 'V|' .. level, level .. '|' .. tenant)
-  local turn = math.max((tonumber(v[1]) or 0) - lead, tonumber(v[2]) or -lead)
+  -- A tenant with no turn of its own yet starts lead turns before now (not at a fixed -lead:
+  -- now is below 0 while a level's first backlog runs, which would put it after that backlog)
+  local turn = math.max((tonumber(v[1]) or 0) - lead, tonumber(v[2]) or -math.huge)
   redis.call('HSET', turns, level .. '|' .. tenant, turn + 1)
   redis.call('ZADD', by_turn, turn, id)
   redis.call('ZADD', by_time, at_ms, id)
@@ -67,7 +79,9 @@ function ready.pop(rk, conn, aging_ms)
   local by_turn, by_time, turns = ready.keys(rk, conn, best)
   local head = redis.call('ZPOPMIN', by_turn)
   redis.call('ZREM', by_time, head[1])
-  local now = tonumber(redis.call('HGET', turns, 'V|' .. best) or 0)
-  if tonumber(head[2]) > now then redis.call('HSET', turns, 'V|' .. best, head[2]) end
+  -- now only moves forward (a newcomer's head start is below it); unset until the level's
+  -- first release, whose turn may be below 0 (lead turns back)
+  local now = tonumber(redis.call('HGET', turns, 'V|' .. best))
+  if not now or tonumber(head[2]) > now then redis.call('HSET', turns, 'V|' .. best, head[2]) end
   return head[1]
 end
