@@ -112,3 +112,19 @@ def test_ferry_info_names_the_archive_its_rows_and_the_last_move(
     text = cli(module_db[0], config, "info").stdout
     assert f"archive:      {shown}  (2 jobs, last move {found['last_move']})" in text
     assert "hunter2" not in text + told.stdout
+
+
+def test_an_archived_row_keeps_its_tenant_and_priority(ferry: Ferry) -> None:
+    """A tenant's token sees (and may act on) its archived jobs as it did while they were hot."""
+    [outcome] = ferry.store.create_many([NewJob(
+        kind="assets-attachment", connection="acme", steps=("get_credentials",), params={"object": "88"},
+        file=FileInfo(path="/data/t.pdf", name="t.pdf", size=3), tenant="acme-eu", priority="high")])
+    assert isinstance(outcome, tuple)
+    job_id = outcome[0].id
+    jobs.succeed(ferry.store, job_id, {"ok": 1})
+    [hot] = ferry.store.rows([job_id])
+    assert ferry.store.archive is not None
+    Mover(ferry.store, ferry.store.archive, ArchiveConfig(hot_seconds=0)).run_round()  # type: ignore[arg-type]
+    [cold] = ferry.store.rows([job_id])
+    assert (cold.tenant, cold.priority, cold.archived) == ("acme-eu", "high", True)
+    assert {**vars(cold), "archived": False} == vars(hot)
