@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 from producers.config import FerryConfig
 
@@ -33,6 +34,16 @@ def archive_url(config: FerryConfig, *, embedded: bool) -> str | None:
         return None
     from producers.embedded import ferry_home
     return f"sqlite:///{ferry_home() / FILE_NAME}"
+
+
+def shown_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, as ``ArchiveStore``'s repr (SQLAlchemy's
+    ``hide_password``) shows it: for ``ferry info`` and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}"))
 
 
 def uses_embedded_redis(config: FerryConfig, redis_url: str | None = None) -> bool:

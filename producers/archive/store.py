@@ -13,13 +13,14 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, delete, event, func, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, create_engine, delete, event, func, inspect, select
+from sqlalchemy.dialects import sqlite
 
 from producers.archive import search
-from producers.archive.schema import jobs
+from producers.archive.schema import JOBS, jobs
 from producers.records import JobRecord, JobStatus
 from producers.store import Filters
 
@@ -53,6 +54,14 @@ def _when(value: str | None) -> datetime | None:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
+def _aware(value: datetime | str | None) -> datetime | None:
+    """A stored time as an aware datetime (SQLite hands back naive ones, or text)."""
+    if value is None:
+        return None
+    at = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 def row_of(record: JobRecord | dict[str, Any], score: int) -> dict[str, Any]:
     """The archive's row of a job: its record as JSON (``JobRecord`` or ``codec.as_json``'s
     dict, with any fields this ``JobRecord`` may not declare: tenant, priority) and the columns
@@ -70,6 +79,31 @@ def row_of(record: JobRecord | dict[str, Any], score: int) -> dict[str, Any]:
         "file_name": file.get("name"),
         "record": json.dumps(data, separators=(",", ":")), "archived_at": datetime.now(UTC),
     }
+
+
+_COLUMNS = tuple(c.name for c in jobs.columns)
+_STAGING = "ferry_archive_staging"
+
+
+def _copy_upsert(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """PostgreSQL's upsert of a batch: ``COPY`` into a temporary table of this connection (one
+    stream, no statement per row), then one ``INSERT … SELECT … ON CONFLICT (id) DO UPDATE``
+    from it, in the caller's transaction. A job twice in a batch is written once (the last)."""
+    listed = ", ".join(_COLUMNS)
+    driver = conn.connection.driver_connection  # psycopg 3's own connection
+    if driver is None:
+        raise RuntimeError("the archive's database connection is closed")
+    with driver.cursor() as cursor:
+        # Made once per database connection; every time "if not exists", as a failed first batch
+        # takes its creation back with it.
+        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGING} (n serial, "
+                       f"LIKE {JOBS}) ON COMMIT DELETE ROWS")
+        with cursor.copy(f"COPY {_STAGING} ({listed}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([row[c] for c in _COLUMNS])
+        replaced = ", ".join(f"{c} = EXCLUDED.{c}" for c in _COLUMNS if c != "id")
+        cursor.execute(f"INSERT INTO {JOBS} ({listed}) SELECT DISTINCT ON (id) {listed} FROM {_STAGING} "
+                       f"ORDER BY id, n DESC ON CONFLICT (id) DO UPDATE SET {replaced}")
 
 
 class ArchiveStore:
@@ -102,8 +136,11 @@ class ArchiveStore:
         if not rows:
             return
         self.ensure()
-        dialect: Any = postgresql if self.dialect == "postgresql" else sqlite
-        statement = dialect.insert(jobs)
+        if self.dialect == "postgresql":
+            with self.engine.begin() as conn:
+                _copy_upsert(conn, rows)
+            return
+        statement = sqlite.insert(jobs)
         replaced = {c.name: statement.excluded[c.name] for c in jobs.columns if c.name != "id"}
         statement = statement.on_conflict_do_update(index_elements=[jobs.c.id], set_=replaced)
         with self.engine.begin() as conn:
@@ -205,6 +242,18 @@ class ArchiveStore:
                 .group_by(jobs.c.status, jobs.c.kind, jobs.c.connection))}
         self._counts = (time.monotonic(), found)
         return found
+
+    def summary(self) -> tuple[int, datetime | None] | None:
+        """How many rows the archive holds and when the newest one was copied (the last move);
+        None when its table is not made yet. Never makes it (``ferry info`` only looks)."""
+        database = self.engine.url.database
+        if self.dialect == "sqlite" and database and database != ":memory:" and not Path(database).exists():
+            return None  # connecting would create the file
+        with self.engine.connect() as conn:
+            if not inspect(conn).has_table(jobs.name):
+                return None
+            rows, last = conn.execute(select(func.count(), func.max(jobs.c.archived_at))).one()
+        return int(rows), _aware(last)
 
     def forget_counts(self) -> None:
         """The next ``counts`` reads the database (after a move, in tests)."""

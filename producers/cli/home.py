@@ -10,13 +10,15 @@ leaving it to be guessed from a job that seems to have vanished.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any
 
 import click
 
-from producers.cli.console import fail, out
+from producers.archive import archive_url, installed, shown_url, uses_embedded_redis
+from producers.cli.console import fail, out, plain
 from producers.config import FerryConfig, find_config, load_config
 from producers.embedded import EmbeddedRedis, ferry_home, redis_server_binary
 from producers.errors import ConfigError
@@ -34,12 +36,11 @@ def where() -> dict[str, Any]:
     home = ferry_home()
     embedded = EmbeddedRedis(home / "redis")
     redis: dict[str, Any]
-    configured = None
+    config = FerryConfig()
     if path is not None:
-        try:
-            configured = load_config(path).redis_url
-        except ConfigError:
-            configured = None
+        with contextlib.suppress(ConfigError):
+            config = load_config(path)
+    configured = config.redis_url
     if os.environ.get("REDIS_URL"):
         redis = {"source": "REDIS_URL", "url": os.environ["REDIS_URL"]}
     elif configured:
@@ -48,7 +49,29 @@ def where() -> dict[str, Any]:
         redis = {"source": "embedded", "url": embedded.location.url, "running": embedded.is_running(),
                  "binary": embedded.recorded_binary() or _binary_for_new_data()}
     return {"config": str(path.resolve()) if path else None, "config_found_by": how,
-            "home": str(home), "redis": redis}
+            "home": str(home), "redis": redis, "archive_url": archive_url(config, embedded=uses_embedded_redis(config))}
+
+
+def _archive(url: str | None) -> dict[str, Any] | None:
+    """Where the archive is (its password shown as ``***``), how many jobs it holds and when the
+    last move copied one; None when there is no archive."""
+    if url is None:
+        return None
+    found: dict[str, Any] = {"url": shown_url(url), "rows": None, "last_move": None, "problem": None}
+    if not installed():
+        return {**found, "problem": "the archive extra is not installed (pip install 'ferry[archive]')"}
+    from producers.archive.store import ArchiveStore
+    archive = ArchiveStore(url)
+    try:
+        summary = archive.summary()
+    except Exception as exc:  # unreachable, refused: info still shows the rest
+        return {**found, "problem": f"unreachable: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"}
+    finally:
+        archive.engine.dispose()
+    if summary is None:
+        return {**found, "rows": 0}
+    rows, last = summary
+    return {**found, "rows": rows, "last_move": last.isoformat().replace("+00:00", "Z") if last else None}
 
 
 def redis_hint() -> str:
@@ -90,6 +113,7 @@ def config_to_serve() -> FerryConfig:
 def info(as_json: bool) -> None:
     """Which ferry.toml, Ferry home and Redis every command run here uses, and its connections."""
     found = where()
+    found["archive"] = _archive(found.pop("archive_url"))
     connections: dict[str, str] = {}
     problem = None
     try:
@@ -109,6 +133,14 @@ def info(as_json: bool) -> None:
         state = ", running" if redis["running"] else ", not running (started on first use)"
         state += f", {redis['binary'] or 'no redis-server found'}"
     out.print(f"redis:        {redis['url']}  ({redis['source']}{state})")
+    archive = found["archive"]
+    if archive is None:
+        out.print("archive:      none (\\[archive] url unset with an external Redis, or \"off\")")
+    elif archive["problem"]:
+        out.print(f"archive:      {plain(archive['url'])}  ([yellow]{plain(archive['problem'])}[/yellow])")
+    else:
+        last = f", last move {archive['last_move']}" if archive["last_move"] else ", nothing moved yet"
+        out.print(f"archive:      {plain(archive['url'])}  ({archive['rows']} jobs{last})")
     names = ", ".join(f"{n} ({s})" for n, s in sorted(connections.items()))
     out.print(f"connections:  {names or '[yellow]none[/yellow]'}")
     if problem:

@@ -34,7 +34,8 @@ class Controls(Counts):
     def cancel(self, job_id: str, by: str) -> CancelOutcome:
         """Stop a job. Queued, or between steps (a step waiting to retry): cancelled now, and a
         message still on its way finds it ended. A step running now finishes; the job is
-        cancelled when its next step would start (``begin_step``). Ended: nothing changes."""
+        cancelled when its next step would start (``begin_step``). Ended (in Redis, or moved into the
+        archive): nothing changes."""
         return self._cancel(job_id, by, wait_for_running_step=True)
 
     def settle_cancel(self, job_id: str) -> CancelOutcome:
@@ -49,7 +50,8 @@ class Controls(Counts):
                     pipe.watch(key)  # type: ignore[no-untyped-call]
                     raw = cast(dict[str, str], pipe.hgetall(key))
                     if not raw:
-                        raise JobNotFound(job_id)
+                        pipe.unwatch()
+                        return self._cancel_archived(job_id)
                     record = codec.decode(raw, job_id)
                     if record.done:
                         pipe.unwatch()
@@ -66,6 +68,14 @@ class Controls(Counts):
                     continue  # a worker wrote the job meanwhile: look again
             status = JobStatus.RUNNING if running else JobStatus.CANCELLED
             return CancelOutcome(job_id, CANCELLING if running else CANCELLED, status.value)
+
+    def _cancel_archived(self, job_id: str) -> CancelOutcome:
+        """A job not in Redis: ended already if the archive holds it (it moved there ended),
+        else there is no such job."""
+        found = self.archive.get_many([job_id]) if self.archive is not None else []
+        if not found:
+            raise JobNotFound(job_id)
+        return CancelOutcome(job_id, FINISHED_ALREADY, found[0].status.value)
 
     def _write_cancelled(self, pipe: Any, raw: dict[str, str], record: JobRecord, by: str) -> None:
         now = utcnow()

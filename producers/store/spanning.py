@@ -45,7 +45,8 @@ def row_of(record: JobRecord) -> JobRow:
     return JobRow(id=record.id, kind=record.kind, connection=record.connection, status=record.status.value,
                   created_at=record.created_at, updated_at=record.updated_at, finished_at=record.finished_at,
                   error=record.error, runs=len(record.runs) or 1,
-                  file=record.file.name if record.file else None, not_before=record.not_before)
+                  file=record.file.name if record.file else None, not_before=record.not_before,
+                  priority=record.priority, tenant=record.tenant, archived=True)
 
 
 def fill(ids: list[str], hot: dict[str, JobRow], archive: HistoryArchive | None) -> list[JobRow]:

@@ -169,6 +169,7 @@ class JobRow:
     not_before: str | None = None  # a scheduled job's time
     priority: str = "normal"
     tenant: str | None = None
+    archived: bool = False  # read from the archive (it left Redis), not from Redis
 
 
 @dataclass(frozen=True)

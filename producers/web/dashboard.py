@@ -291,4 +291,5 @@ def _row_json(row: JobRow) -> dict[str, Any]:
             "created_at": row.created_at, "updated_at": row.updated_at,
             "finished_at": row.finished_at,
             "error": row.error.model_dump() if row.error else None, "runs": row.runs,
-            "priority": row.priority, "tenant": row.tenant, "not_before": row.not_before}
+            "priority": row.priority, "tenant": row.tenant, "not_before": row.not_before,
+            "archived": row.archived}

@@ -218,3 +218,39 @@ def test_a_fragment_search_pages_the_same_past_its_window(store: JobStore, archi
             if cursor is None:
                 break
         assert paged == expected, window
+
+
+def test_copying_a_job_again_replaces_its_row(store: JobStore, archive: ArchiveStore) -> None:
+    """The upsert by job id (on PostgreSQL a COPY into a temporary table, then one INSERT … ON
+    CONFLICT from it): a job copied again, even twice in one batch, is one row holding the
+    last copy; batch after batch on the same pooled connection."""
+    from producers.archive.store import row_of
+    a, b = new(store, "a.pdf"), new(store, "b.pdf")
+    jobs.succeed(store, a, {"ok": 1})
+    fail(store, b, "refused once")
+    rows = {j: row_of(store.get(j), 1000 + n) for n, j in enumerate((a, b))}
+    archive.upsert(list(rows.values()))
+    changed = {**rows[b], "error_message": "refused twice", "updated_at": "2026-01-02T00:00:00Z"}
+    for _ in range(3):
+        archive.upsert([rows[a], rows[b], changed])
+    assert archive.count(Filters()) == 2
+    assert archive.versions([a, b]) == {a: rows[a]["updated_at"], b: "2026-01-02T00:00:00Z"}
+    assert [i for i, _ in archive.select(Filters(error="twice"), None, None)[0]] == [b]
+    assert archive.select(Filters(error="refused once"), None, None)[0] == []
+
+
+def test_a_batch_the_database_refuses_copies_nothing_and_the_next_one_is_copied(
+        store: JobStore, archive: ArchiveStore) -> None:
+    from psycopg import Error as PsycopgError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from producers.archive.store import row_of
+    a, b = new(store, "a.pdf"), new(store, "b.pdf")
+    for job_id in (a, b):
+        jobs.succeed(store, job_id, {"ok": 1})
+    good, bad = row_of(store.get(a), 1), {**row_of(store.get(b), 2), "status": None}
+    with pytest.raises((SQLAlchemyError, PsycopgError)):  # the first batch on a fresh connection: one row refused
+        archive.upsert([good, bad])
+    assert archive.count(Filters()) == 0
+    archive.upsert([good, {**bad, "status": "succeeded"}])
+    assert archive.count(Filters()) == 2
