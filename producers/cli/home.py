@@ -42,9 +42,9 @@ def where() -> dict[str, Any]:
             config = load_config(path)
     configured = config.redis_url
     if os.environ.get("REDIS_URL"):
-        redis = {"source": "REDIS_URL", "url": os.environ["REDIS_URL"]}
+        redis = {"source": "REDIS_URL", "url": shown_url(os.environ["REDIS_URL"])}
     elif configured:
-        redis = {"source": "redis_url in ferry.toml", "url": configured}
+        redis = {"source": "redis_url in ferry.toml", "url": shown_url(configured)}
     else:
         redis = {"source": "embedded", "url": embedded.location.url, "running": embedded.is_running(),
                  "binary": embedded.recorded_binary() or _binary_for_new_data()}

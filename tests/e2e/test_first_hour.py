@@ -249,3 +249,12 @@ def test_ctrl_c_or_the_timeout_while_waiting_leave_the_job_running_and_say_its_i
     _, lost = waiting.communicate(timeout=60)
     assert waiting.returncode == 1, lost
     assert "cannot reach Redis" in lost and "embedded Redis" in lost and "REDIS_URL" not in lost, lost
+
+
+def test_ferry_info_never_prints_the_redis_password(tmp_path: Path) -> None:
+    root = project(tmp_path / "project")
+    env = fresh_env(PATH=without_venv(os.environ["PATH"]), REDIS_URL="redis://:s3cret-pw@127.0.0.1:9/0")
+    shown = ferry("info", cwd=root, env=env)
+    as_json = ferry("info", "--json", cwd=root, env=env)
+    assert "s3cret-pw" not in shown.stdout + shown.stderr + as_json.stdout + as_json.stderr
+    assert json.loads(as_json.stdout)["redis"]["url"] == "redis://:***@127.0.0.1:9/0"
