@@ -122,7 +122,8 @@ class Transitions(StoreCore):
         while ``lease`` is still this holder's (and extend it: the holder is alive). False: the
         job is gone or the step is another worker's now; nothing was written."""
         event = events.new(events.STEP_PROGRESS, job=job.id, kind=job.kind, connection=job.connection,
-                           status="running", step=step, tenant=job.tenant, **progress.model_dump(exclude={"updated_at"}))
+                           status="running", step=step, tenant=job.tenant,
+                           **progress.model_dump(exclude={"updated_at"}))
         return self._scripts.progress(
             job.id, step, token=lease.token, until_ms=int((time.time() + lease.seconds) * 1000),
             progress=progress.model_dump_json(exclude_none=True), kept=events.PROGRESS_KEPT,
