@@ -172,34 +172,34 @@ def run_a_while(ferry: Ferry, publisher: queue.StepPublisher, db: redis.Redis, r
         running += taken(db)
 
 
+def b_behind_a(env: tuple[Any, ...], a_jobs: int, b_jobs: int) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Tenant a's backlog runs a while (window 3), then tenant b submits: a's and b's jobs, a's
+    run when b came, and the order jobs reached the broker in from then on."""
+    make, db, tmp_path = env
+    ferry, publisher = make(window=3)
+    a = [submit(ferry, tmp_path, tenant="a") for _ in range(a_jobs)]
+    running = taken(db)
+    run_a_while(ferry, publisher, db, running, 5)
+    b = [submit(ferry, tmp_path, tenant="b") for _ in range(b_jobs)]
+    return a, b, list(running), release_all(ferry, publisher, db, list(running))[len(running):]
+
+
 def test_a_tenant_s_handful_behind_another_s_backlog_waits_only_for_the_run(env):
     """Issue 25's figure: B's 20 jobs after A's backlog finish within twice their time alone.
     They go before every waiting job of A's; only A's jobs already in the run are ahead."""
-    make, db, tmp_path = env
-    ferry, publisher = make(window=3)
-    a = [submit(ferry, tmp_path, tenant="a") for _ in range(60)]
-    running = taken(db)
-    run_a_while(ferry, publisher, db, running, 5)
-    b = [submit(ferry, tmp_path, tenant="b") for _ in range(20)]
-    order = release_all(ferry, publisher, db, list(running))
-    assert order[len(running):len(running) + 20] == b
-    assert sorted(order[:len(running)] + order[len(running) + 20:]) == sorted(a[5:])
+    a, b, run, order = b_behind_a(env, 60, 20)
+    assert order[:20] == b
+    assert sorted(run + order[20:]) == sorted(a[5:])
 
 
 def test_a_tenant_with_a_backlog_of_its_own_gets_a_head_start_then_takes_turns(env):
     """A second big tenant does not take the connection over: past its head start (32 jobs)
     the two alternate, one job each per turn."""
-    make, db, tmp_path = env
-    ferry, publisher = make(window=3)
-    a = [submit(ferry, tmp_path, tenant="a") for _ in range(100)]
-    running = taken(db)
-    run_a_while(ferry, publisher, db, running, 5)
-    b = [submit(ferry, tmp_path, tenant="b") for _ in range(60)]
-    order = release_all(ferry, publisher, db, list(running))[len(running):]
+    a, b, run, order = b_behind_a(env, 100, 60)
     assert order[:32] == b[:32]
     tail = order[32:72]  # then one of each per turn
     assert sum(j in b for j in tail) in range(19, 22), tail
-    assert [j for j in order if j in a] == a[5 + len(running):] and len(set(order)) == len(order)
+    assert [j for j in order if j in a] == a[5 + len(run):] and len(set(order)) == len(order)
 
 
 def test_a_batch_s_tenant_and_priority_apply_and_its_jobs_wait_low(env):
