@@ -9,8 +9,8 @@
 --
 -- jobs: count groups of 10: id, kind, connection, idempotency key ('' none), meta JSON, message
 -- list ('' none), message, not_before in epoch ms ('' none), ready ('' none, else
--- 'window|level|tenant'), tenant ('' none: its job.queued event names it). A queued job with a ready part whose kind already has window jobs
--- queued or running on its connection gets no message: it waits in the connection's ready sets
+-- 'window|level|tenant'), tenant ('' none: its job.queued event names it). A queued job with a
+-- ready part whose kind already has window jobs queued or running on its connection gets no message: it waits in the connection's ready sets
 -- (lib/ready.lua, with ready_keys: their key prefixes as JSON) until the dispatcher releases
 -- it (ready_take.lua); the caller learns which by the position returned with an empty id. A job with a not_before is stored
 -- scheduled: indexed as such and in the due set (scored by it), with no message and a
