@@ -74,9 +74,7 @@ class Schedule(StoreCore):
             outgoing[job_id] = message(job_id, connection, _first_step(meta, stored_runs))
             window = window_of(connection) if window_of is not None else None
             if window is not None:
-                found_meta = json.loads(meta)
-                held[job_id] = (f"{window}|{level(codec.priority_of(found_meta))}|"
-                                f"{codec.tenant_of(found_meta) or ''}")
+                held[job_id] = f"{window}|{level(codec.priority_of(json.loads(meta)))}"
         args = [(job_id, *_message_args(outgoing.get(job_id)), held.get(job_id, "")) for job_id in ids]
         released = self._scripts.release(args, now_ms=now_ms, now=utc_at(now), events_max=self.events_max_length)
         return [(job_id.removesuffix("+"), Outgoing() if job_id.endswith("+") else outgoing[job_id])

@@ -132,7 +132,7 @@ class StoreScripts(Scripts):
         ``line``: only sent on it ({} returned); ``create_clashes`` of its ``receive()`` is the answer."""
         per_job: list[Any] = []
         for job, job_id, (target, payload) in zip(jobs, ids, messages, strict=True):
-            held = "" if job.window is None else f"{job.window}|{level(job.priority)}|{job.tenant or ''}"
+            held = "" if job.window is None else f"{job.window}|{level(job.priority)}"
             per_job += (job_id, job.kind, job.connection, job.idempotency_key or "", codec.new_meta(job, now),
                         target, payload, "" if job.not_before_ms is None else job.not_before_ms, held,
                         job.tenant or "")

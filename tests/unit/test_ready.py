@@ -311,3 +311,18 @@ def test_scheduled_jobs_released_onto_a_full_run_wait_their_turn(env):
     assert {ferry.status(j).status for j in later} == {JobStatus.QUEUED}
     order = release_all(ferry, publisher, db, [first])
     assert order[:2] == [first, high] and sorted(order[2:]) == sorted(later)  # same time: either first
+
+
+def test_a_scheduled_job_released_onto_a_full_run_takes_its_own_tenant_s_turn(env):
+    """Released behind its own tenant's backlog, it waits behind that backlog (another tenant's,
+    or none, would go ahead of it)."""
+    from producers.records import utc_at
+    from worker import schedule
+
+    make, db, tmp_path = env
+    ferry, publisher = make(window=1)
+    at = time.time() + 3600
+    later = submit(ferry, tmp_path, tenant="a", not_before=utc_at(at))
+    backlog = [submit(ferry, tmp_path, tenant="a") for _ in range(6)]
+    assert schedule.release(ferry.store, publisher, now=at + 1) == 1
+    assert release_all(ferry, publisher, db, taken(db)) == [*backlog, later]

@@ -9,8 +9,9 @@
 --
 -- jobs: count groups of 10: id, kind, connection, idempotency key ('' none), meta JSON, message
 -- list ('' none), message, not_before in epoch ms ('' none), ready ('' none, else
--- 'window|level|tenant'), tenant ('' none: its job.queued event names it). A queued job with a
--- ready part whose kind already has window jobs queued or running on its connection gets no message: it waits in the connection's ready sets
+-- 'window|level'), tenant ('' none: the tenant whose turn it takes, named in its job.queued
+-- event). A queued job with a ready part whose kind already has window jobs queued or running
+-- on its connection gets no message: it waits in the connection's ready sets
 -- (lib/ready.lua, with ready_keys: their key prefixes as JSON) until the dispatcher releases
 -- it (ready_take.lua); the caller learns which by the position returned with an empty id. A job with a not_before is stored
 -- scheduled: indexed as such and in the due set (scored by it), with no message and a
@@ -84,8 +85,9 @@ for j = 0, n - 1 do
     local a = base + j * width
     local id, kind, conn, key = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
     local meta, list, message, not_before, held = ARGV[a + 4], ARGV[a + 5], ARGV[a + 6], ARGV[a + 7], ARGV[a + 8]
+    local tenant = ARGV[a + 9]
     local tenant_part = ''
-    if ARGV[a + 9] ~= '' then tenant_part = ',"tenant":' .. q(ARGV[a + 9]) end
+    if tenant ~= '' then tenant_part = ',"tenant":' .. q(tenant) end
     local status = 'queued'
     if not_before ~= '' then status = 'scheduled' end
     local event = redis.call('XADD', events_key, 'MAXLEN', '~', events_max, '*', 'type', 'job.' .. status, 'data',
@@ -105,7 +107,7 @@ for j = 0, n - 1 do
     else
       add(indexes, order, queued_index, score, id)
       if held ~= '' then
-        local window, level, tenant = string.match(held, '^(%d+)|(%d)|(.*)$')
+        local window, level = string.match(held, '^(%d+)|(%d)$')
         local field = 'queued|' .. kind .. '|' .. conn
         before[field] = before[field] + 1
         if before[field] > tonumber(window) then

@@ -7,9 +7,10 @@
 --   the dispatcher releases it, worker.dispatch) ends with '+'.
 --
 -- jobs: count groups of 5: id, message list ('' none), message, outbox entry ('' none), ready
--- ('' none, else 'window|level|tenant': as in create.lua, a job whose kind has window jobs
--- queued or running on its connection waits in the ready sets instead of getting its message,
--- so a mass of jobs due at once keeps the connection's order by priority). A job is
+-- ('' none, else 'window|level': as in create.lua, the tenant read from the job's meta; a job
+-- whose kind has window jobs queued or running on its connection waits in the ready sets
+-- instead of getting its message, so a mass of jobs due at once keeps the connection's order by
+-- priority). A job is
 -- released only while it is still scheduled and its not_before (its score in due) has come: a
 -- job cancelled or deleted meanwhile just leaves the due set, and a second releaser holding the
 -- same ids finds them gone, so each job gets one message. A released job moves from the
@@ -40,11 +41,11 @@ for j = 0, n - 1 do
       local combo = '|' .. meta.kind .. '|' .. meta.connection
       local waits = false
       if held ~= '' and rk then
-        local window, level, tenant = string.match(held, '^(%d+)|(%d)|(.*)$')
+        local window, level = string.match(held, '^(%d+)|(%d)$')
         local found = redis.call('HMGET', counts_key, 'queued' .. combo, 'running' .. combo)
         if (tonumber(found[1]) or 0) + (tonumber(found[2]) or 0) >= tonumber(window) then
           waits = true
-          ready.add(rk, meta.connection, level, tenant, id, now_ms, ready.lead(window))
+          ready.add(rk, meta.connection, level, meta.tenant or '', id, now_ms, ready.lead(window))
         end
       end
       redis.call('HINCRBY', counts_key, 'scheduled' .. combo, -1)
